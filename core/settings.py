@@ -1,0 +1,58 @@
+"""One validated settings object, read from ``SCANPATH_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Refused outside development (see _refuse_placeholders).
+PLACEHOLDER_SECRET = "dev-only-placeholder-secret-change-me-now"  # noqa: S105
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Unknown ``SCANPATH_*`` variables are ignored."""
+
+    model_config = SettingsConfigDict(env_prefix="SCANPATH_", extra="ignore")
+
+    env: str = Field("development", pattern="^(development|test|production)$")
+    database_url: str = f"sqlite:///{PROJECT_ROOT / 'var' / 'scanpath.db'}"
+    var_dir: Path = PROJECT_ROOT / "var"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    dicom_port: int = 11112
+    dicom_ae_title: str = "SCANPATH"
+    canonical_base: str = "https://scanpath.example/fhir"
+    study_idle_seconds: float = 5.0
+    secret_key: str = PLACEHOLDER_SECRET
+    token_issuer: str = "scanpath"
+    token_lifetime_seconds: int = 3600
+    max_body_bytes: int = 2 * 1024 * 1024
+    accession_system: str = "https://scanpath.example/accession"
+    accession_prefix: str = Field("SP", pattern="^[A-Z0-9]{0,6}$")
+    page_size_default: int = 20
+    page_size_max: int = 500
+    audit_reads: bool = True
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Settings:
+        if self.env == "production" and self.secret_key == PLACEHOLDER_SECRET:
+            raise ValueError("SCANPATH_SECRET_KEY must be set outside development")
+        if self.env == "production" and len(self.secret_key) < 32:
+            raise ValueError("SCANPATH_SECRET_KEY must be at least 32 characters")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        """Where this server listens, for links printed to operators."""
+        return f"http://{self.host}:{self.port}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, validated once."""
+    return Settings()  # type: ignore[call-arg]  # fields come from the environment
