@@ -1,0 +1,105 @@
+"""Turn a resource into search index rows for its declared parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlmodel import SQLModel
+
+from fhir.dates import DateFormatError, date_range
+from fhir.models import DateIndex, ReferenceIndex, StringIndex, TokenIndex
+from fhir.paths import walk
+from fhir.registry import SearchParam
+
+STRING_LIMIT = 255
+OPEN_START = datetime(1, 1, 2, tzinfo=UTC)  # a Period with no start
+OPEN_END = datetime(9999, 12, 30, tzinfo=UTC)  # a Period with no end
+
+
+def index_rows(resource_type: str, resource_id: str, params: dict[str, SearchParam],
+               resource: dict[str, Any]) -> list[SQLModel]:
+    """All index rows for ``resource``."""
+    rows: list[SQLModel] = []
+    for param in params.values():
+        for path in param.paths:
+            for value, _ in walk(resource, path, resource_type):
+                rows.extend(_rows_for(param, value, resource_type, resource_id))
+    return rows
+
+
+def _rows_for(param: SearchParam, value: Any, rtype: str, rid: str) -> Iterator[SQLModel]:
+    key: dict[str, Any] = {"resource_type": rtype, "resource_id": rid, "param": param.name}
+    if param.type == "token":
+        for system, code in tokens(value):
+            yield TokenIndex(**key, system=system, code=code[:STRING_LIMIT])
+    elif param.type == "reference":
+        target = reference_target(value)
+        if target:
+            yield ReferenceIndex(**key, target_type=target[0], target_id=target[1])
+    elif param.type == "date":
+        for low, high in _date_ranges(value):
+            yield DateIndex(**key, low=low, high=high)
+    elif param.type == "string":
+        for text in _strings(value):
+            yield StringIndex(**key, value=normalise_string(text))
+
+
+def tokens(value: Any) -> Iterator[tuple[str | None, str]]:
+    """``(system, code)`` pairs of a code, Coding, CodeableConcept or Identifier."""
+    if isinstance(value, bool):
+        yield None, "true" if value else "false"
+    elif isinstance(value, str | int):
+        yield None, str(value)
+    elif isinstance(value, dict):
+        if "coding" in value:
+            for coding in value["coding"]:
+                yield from tokens(coding)
+        elif "code" in value:
+            yield value.get("system"), str(value["code"])
+        elif "value" in value:  # Identifier
+            yield value.get("system"), str(value["value"])
+
+
+def reference_target(value: Any) -> tuple[str, str] | None:
+    """``(type, id)`` of a literal relative or absolute reference, else None."""
+    ref = value.get("reference") if isinstance(value, dict) else None
+    if not isinstance(ref, str) or ref.startswith(("urn:", "#")):
+        return None
+    parts = ref.split("/_history/")[0].rstrip("/").split("/")
+    if len(parts) < 2 or not parts[-2][:1].isupper():
+        return None
+    return parts[-2], parts[-1]
+
+
+def _date_ranges(value: Any) -> Iterator[tuple[datetime, datetime]]:
+    try:
+        if isinstance(value, str):
+            yield date_range(value)
+        elif isinstance(value, dict) and ("start" in value or "end" in value):
+            yield _period(value)
+    except DateFormatError:
+        return
+
+
+def _period(value: dict[str, str]) -> tuple[datetime, datetime]:
+    low = date_range(value["start"])[0] if "start" in value else OPEN_START
+    high = date_range(value["end"])[1] if "end" in value else OPEN_END
+    return low, high
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):  # HumanName, Address: every text part
+        for part in ("text", "family", "given", "prefix", "suffix", "line", "city"):
+            item = value.get(part)
+            for text in item if isinstance(item, list) else [item]:
+                if isinstance(text, str):
+                    yield text
+
+
+def normalise_string(text: str) -> str:
+    """Lower-cased, whitespace-collapsed, cut to the index column width."""
+    return " ".join(text.lower().split())[:STRING_LIMIT]

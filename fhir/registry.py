@@ -1,0 +1,123 @@
+"""The served resource types, their interactions and search parameters.
+
+This registry is the single source for the routes, the search index and the
+CapabilityStatement, so ``/fhir/metadata`` never claims what is not served.
+Search parameter names and expressions follow the FHIR R4 search parameter
+registry (https://hl7.org/fhir/R4/searchparameter-registry.html).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+WRITE = frozenset({"create", "update"})
+READ = frozenset({"read", "vread", "search-type", "history-instance"})
+ALL = READ | WRITE
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    """A declared search parameter: its type and the element paths it indexes."""
+
+    name: str
+    type: str  # token | reference | date | string
+    paths: tuple[str, ...]
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    """One served resource type."""
+
+    type: str
+    interactions: frozenset[str] = ALL
+    params: dict[str, SearchParam] = field(default_factory=dict)
+
+
+def _p(name: str, kind: str, *paths: str) -> SearchParam:
+    return SearchParam(name, kind, paths)
+
+
+IDENTIFIER = _p("identifier", "token", "identifier")
+STATUS = _p("status", "token", "status")
+
+
+def _subject(path: str = "subject") -> list[SearchParam]:
+    return [_p("patient", "reference", path), _p("subject", "reference", path)]
+
+
+def _spec(type_: str, params: list[SearchParam],
+          interactions: frozenset[str] = ALL) -> ResourceSpec:
+    return ResourceSpec(type_, interactions, {p.name: p for p in params})
+
+
+_SPECS = [
+    _spec("Patient", [IDENTIFIER, _p("name", "string", "name"),
+                      _p("family", "string", "name.family"), _p("given", "string", "name.given"),
+                      _p("birthdate", "date", "birthDate"), _p("gender", "token", "gender"),
+                      _p("general-practitioner", "reference", "generalPractitioner")]),
+    _spec("Practitioner", [IDENTIFIER, _p("name", "string", "name")]),
+    _spec("PractitionerRole", [IDENTIFIER, _p("practitioner", "reference", "practitioner"),
+                               _p("organization", "reference", "organization")]),
+    _spec("Organization", [IDENTIFIER, _p("name", "string", "name")]),
+    _spec("Condition", [IDENTIFIER, *_subject(), _p("code", "token", "code"),
+                        _p("clinical-status", "token", "clinicalStatus"),
+                        _p("onset-date", "date", "onset[x]"),
+                        _p("recorded-date", "date", "recordedDate")]),
+    _spec("Observation", [IDENTIFIER, *_subject(), STATUS, _p("code", "token", "code"),
+                          _p("category", "token", "category"),
+                          _p("date", "date", "effective[x]"),
+                          _p("based-on", "reference", "basedOn")]),
+    _spec("AllergyIntolerance", [IDENTIFIER, _p("patient", "reference", "patient"),
+                                 _p("code", "token", "code"),
+                                 _p("clinical-status", "token", "clinicalStatus"),
+                                 _p("date", "date", "recordedDate")]),
+    _spec("Device", [IDENTIFIER, _p("patient", "reference", "patient"), STATUS,
+                     _p("type", "token", "type")]),
+    _spec("ServiceRequest", [IDENTIFIER, *_subject(), STATUS, _p("code", "token", "code"),
+                             _p("category", "token", "category"),
+                             _p("intent", "token", "intent"),
+                             _p("based-on", "reference", "basedOn"),
+                             _p("requester", "reference", "requester"),
+                             _p("authored", "date", "authoredOn"),
+                             _p("occurrence", "date", "occurrence[x]")]),
+    _spec("Task", [IDENTIFIER, _p("patient", "reference", "for"),
+                   _p("subject", "reference", "for"), STATUS,
+                   _p("code", "token", "code"), _p("focus", "reference", "focus"),
+                   _p("based-on", "reference", "basedOn"), _p("owner", "reference", "owner"),
+                   _p("business-status", "token", "businessStatus"),
+                   _p("authored-on", "date", "authoredOn")]),
+    _spec("ImagingStudy", [IDENTIFIER, *_subject(), STATUS,
+                           _p("basedon", "reference", "basedOn"),
+                           _p("based-on", "reference", "basedOn"),
+                           _p("started", "date", "started")]),
+    _spec("DiagnosticReport", [IDENTIFIER, *_subject(), STATUS, _p("code", "token", "code"),
+                               _p("category", "token", "category"),
+                               _p("based-on", "reference", "basedOn"),
+                               _p("date", "date", "effective[x]"),
+                               _p("issued", "date", "issued")]),
+    _spec("DocumentReference", [IDENTIFIER, *_subject(), STATUS, _p("type", "token", "type"),
+                                _p("date", "date", "date"),
+                                _p("related", "reference", "context.related")]),
+    _spec("Binary", []),
+    _spec("GuidanceResponse", [IDENTIFIER, *_subject(), STATUS,
+                               _p("request", "token", "requestIdentifier")]),
+    _spec("Provenance", [_p("target", "reference", "target"),
+                         _p("patient", "reference", "target"),
+                         _p("agent", "reference", "agent.who"),
+                         _p("recorded", "date", "recorded")]),
+    _spec("AuditEvent", [_p("date", "date", "recorded"), _p("agent", "reference", "agent.who"),
+                         _p("entity", "reference", "entity.what"),
+                         _p("altid", "token", "agent.altId"),
+                         _p("action", "token", "action"), _p("outcome", "token", "outcome"),
+                         _p("type", "token", "type"), _p("subtype", "token", "subtype")],
+          READ),
+]
+
+REGISTRY: dict[str, ResourceSpec] = {s.type: s for s in _SPECS}
+
+# Parameters every type answers, stored as columns rather than index rows.
+COMMON_PARAMS = {"_id": "token", "_lastUpdated": "date"}
+# Result-shaping parameters (https://hl7.org/fhir/R4/search.html#Summary).
+CONTROL_PARAMS = {"_count", "_offset", "_sort", "_include", "_revinclude", "_summary",
+                  "_format", "_total"}

@@ -1,0 +1,262 @@
+"""FHIR search over the index tables (https://hl7.org/fhir/R4/search.html).
+
+Supported: token (``code``, ``system|code``, ``|code``, ``system|``, ``:not``),
+reference (``Type/id``, ``id``, absolute URLs, ``:Type``), date (prefixes
+``eq ne lt le gt ge sa eb``), string (starts-with, ``:exact``,
+``:contains``), ``:missing`` on all; ``_id``, ``_lastUpdated``; comma means
+OR, a repeated parameter means AND; ``_count``/``_offset`` paging,
+``_sort``, ``_include``, ``_revinclude``, ``_summary=count``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select, true
+from sqlalchemy.sql import Select
+from sqlmodel import Session
+
+from core.errors import BadRequest
+from fhir.dates import DateFormatError, date_range
+from fhir.indexing import normalise_string
+from fhir.models import (
+    DateIndex,
+    ReferenceIndex,
+    ResourceRow,
+    StringIndex,
+    TokenIndex,
+    table_of,
+)
+from fhir.registry import COMMON_PARAMS, CONTROL_PARAMS, REGISTRY, ResourceSpec, SearchParam
+
+Params = list[tuple[str, str]]
+_PREFIX = re.compile(r"^(eq|ne|lt|le|gt|ge|sa|eb)(?=\d)")
+_INDEX_TABLE = {"token": table_of(TokenIndex), "reference": table_of(ReferenceIndex),
+                "date": table_of(DateIndex), "string": table_of(StringIndex)}
+RESOURCE = table_of(ResourceRow).c
+TOKEN, REFERENCE, DATE, STRING = (_INDEX_TABLE[k].c for k in _INDEX_TABLE)
+_SORT_COLUMN = {"token": "code", "date": "low", "string": "value", "reference": "target_id"}
+
+
+@dataclass
+class SearchResult:
+    total: int
+    matches: list[dict[str, Any]]
+    included: list[dict[str, Any]] = field(default_factory=list)
+    offset: int = 0
+    count: int = 0
+
+
+def parse_query(query: str) -> Params:
+    """Name/value pairs of a query string (``If-None-Exist`` or a URL's)."""
+    return parse_qsl(query.lstrip("?"), keep_blank_values=True)
+
+
+def run_search(session: Session, spec: ResourceSpec, params: Params, *, count: int,
+               offset: int = 0, strict: bool = True) -> SearchResult:
+    """Resources of ``spec.type`` matching the search parameters in ``params``."""
+    criteria = [(n, v) for n, v in params if n not in CONTROL_PARAMS]
+    where = [_criterion(spec, name, value, strict) for name, value in criteria]
+    base = select(RESOURCE.content).where(RESOURCE.resource_type == spec.type, *where)
+    total = session.execute(select(func.count()).select_from(base.subquery())).scalar_one()
+    page = _sorted(base, spec, _values(params, "_sort")).offset(offset).limit(count)
+    rows = session.execute(page).scalars().all() if count else []
+    matches = [json.loads(content) for content in rows]
+    included = _includes(session, spec, params, matches)
+    return SearchResult(total, matches, included, offset, count)
+
+
+def _values(params: Params, name: str) -> list[str]:
+    return [v for n, v in params if n == name]
+
+
+def _split(value: str) -> list[str]:
+    """Comma-separated alternatives; ``\\,`` is a literal comma."""
+    return [part.replace("\\,", ",") for part in re.split(r"(?<!\\),", value)]
+
+
+def _criterion(spec: ResourceSpec, name: str, value: str, strict: bool) -> ColumnElement[bool]:
+    param_name, _, modifier = name.partition(":")
+    if param_name in COMMON_PARAMS:
+        return _common(param_name, modifier, value)
+    param = spec.params.get(param_name)
+    if param is None:
+        if strict:
+            raise BadRequest(f"Unknown search parameter '{param_name}' for {spec.type}",
+                             [param_name])
+        return true()
+    if modifier == "missing":
+        return _missing(spec, param, value)
+    table = _INDEX_TABLE[param.type].c
+    alternatives = or_(*[_match(param, modifier, v) for v in _split(value)])
+    matched = select(table.resource_id).where(
+        table.resource_type == spec.type, table.param == param.name, alternatives)
+    inside = RESOURCE.id.in_(matched)
+    return not_(inside) if modifier == "not" else inside
+
+
+def _common(name: str, modifier: str, value: str) -> ColumnElement[bool]:
+    if modifier:
+        raise BadRequest(f"Modifier ':{modifier}' is not supported on {name}", [name])
+    if name == "_id":
+        return RESOURCE.id.in_(_split(value))
+    column = RESOURCE.last_updated
+    return or_(*[_date_test(column, None, v) for v in _split(value)])
+
+
+def _missing(spec: ResourceSpec, param: SearchParam, value: str) -> ColumnElement[bool]:
+    if value not in ("true", "false"):
+        raise BadRequest(f"':missing' takes true or false, not '{value}'", [param.name])
+    table = _INDEX_TABLE[param.type].c
+    present = exists().where(table.resource_type == spec.type,
+                             table.resource_id == RESOURCE.id, table.param == param.name)
+    return not_(present) if value == "true" else present
+
+
+def _match(param: SearchParam, modifier: str, value: str) -> ColumnElement[bool]:
+    if param.type == "token":
+        return _token(param, modifier, value)
+    if param.type == "reference":
+        return _reference(param, modifier, value)
+    if param.type == "date":
+        _no_modifier(param, modifier)
+        return _date_test(DATE.low, DATE.high, value)
+    return _string(param, modifier, value)
+
+
+def _no_modifier(param: SearchParam, modifier: str) -> None:
+    if modifier:
+        raise BadRequest(f"Modifier ':{modifier}' is not supported on '{param.name}'",
+                         [param.name])
+
+
+def _token(param: SearchParam, modifier: str, value: str) -> ColumnElement[bool]:
+    if modifier not in ("", "not"):
+        _no_modifier(param, modifier)
+    if "|" not in value:
+        return TOKEN.code == value
+    system, code = value.split("|", 1)
+    system_test = TOKEN.system == system if system else TOKEN.system.is_(None)
+    return and_(system_test, TOKEN.code == code) if code else system_test
+
+
+def _reference(param: SearchParam, modifier: str, value: str) -> ColumnElement[bool]:
+    parts = value.split("/_history/")[0].rstrip("/").split("/")
+    target_id = parts[-1]
+    target_type = parts[-2] if len(parts) >= 2 else modifier or None
+    if modifier and target_type != modifier:
+        raise BadRequest(f"Reference modifier ':{modifier}' conflicts with '{value}'",
+                         [param.name])
+    if target_type is None and param.name == "patient":
+        target_type = "Patient"
+    if target_type is not None and target_type not in REGISTRY:
+        raise BadRequest(f"'{target_type}' is not a resource type", [param.name])
+    test = REFERENCE.target_id == target_id
+    return and_(test, REFERENCE.target_type == target_type) if target_type else test
+
+
+def _string(param: SearchParam, modifier: str, value: str) -> ColumnElement[bool]:
+    text = normalise_string(value)
+    if modifier == "exact":
+        return STRING.value == text
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    if modifier == "contains":
+        return STRING.value.like(f"%{escaped}%", escape="\\")
+    _no_modifier(param, modifier)
+    return STRING.value.like(f"{escaped}%", escape="\\")
+
+
+def _date_test(low: Any, high: Any, value: str) -> ColumnElement[bool]:
+    """Compare an indexed range ``[low, high)`` (or a point when ``high`` is None)."""
+    prefix_match = _PREFIX.match(value)
+    prefix = prefix_match.group(1) if prefix_match else "eq"
+    try:
+        qlow, qhigh = date_range(value[len(prefix_match.group(1)):] if prefix_match else value)
+    except DateFormatError as exc:
+        raise BadRequest(str(exc)) from exc
+    return _compare(prefix, low, low if high is None else high, high is None, qlow, qhigh)
+
+
+def _compare(prefix: str, low: Any, high: Any, point: bool, qlow: datetime,
+             qhigh: datetime) -> ColumnElement[bool]:
+    above = low >= qhigh if point else high > qhigh
+    from_low = low >= qlow if point else high > qlow
+    tests = {
+        "eq": and_(low >= qlow, low < qhigh if point else high <= qhigh),
+        "lt": low < qlow, "le": low < qhigh, "gt": above, "ge": from_low,
+        "sa": low >= qhigh, "eb": low < qlow if point else high <= qlow,
+    }
+    return not_(tests["eq"]) if prefix == "ne" else tests[prefix]
+
+
+def _sorted(query: Select[Any], spec: ResourceSpec, sorts: list[str]) -> Select[Any]:
+    keys = [key for value in sorts for key in value.split(",") if key]
+    order = [_sort_key(spec, key) for key in keys]
+    return query.order_by(*order, RESOURCE.last_updated, RESOURCE.id)
+
+
+def _sort_key(spec: ResourceSpec, key: str) -> Any:
+    name = key.lstrip("-")
+    if name in ("_id", "_lastUpdated"):
+        column: Any = RESOURCE.id if name == "_id" else RESOURCE.last_updated
+    elif name in spec.params:
+        param = spec.params[name]
+        table = _INDEX_TABLE[param.type].c
+        column = (select(func.min(table[_SORT_COLUMN[param.type]]))
+                  .where(table.resource_type == spec.type, table.resource_id == RESOURCE.id,
+                         table.param == name)
+                  .scalar_subquery())
+    else:
+        raise BadRequest(f"Cannot sort {spec.type} by '{name}'", ["_sort"])
+    return column.desc() if key.startswith("-") else column.asc()
+
+
+def _includes(session: Session, spec: ResourceSpec, params: Params,
+              matches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    forward = [_include_parts(v, "_include") for v in _values(params, "_include")]
+    reverse = [_include_parts(v, "_revinclude") for v in _values(params, "_revinclude")]
+    ids = [m["id"] for m in matches]
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for source, param, target in forward if ids else []:
+        if source != spec.type:
+            continue
+        refs = select(REFERENCE.target_type, REFERENCE.target_id).where(
+            REFERENCE.resource_type == source, REFERENCE.param == param,
+            REFERENCE.resource_id.in_(ids))
+        if target:
+            refs = refs.where(REFERENCE.target_type == target)
+        _load_into(session, found, [(t, i) for t, i in session.execute(refs)])
+    for source, param, _ in reverse if ids else []:
+        sources = select(REFERENCE.resource_id).where(
+            REFERENCE.resource_type == source, REFERENCE.param == param,
+            REFERENCE.target_type == spec.type, REFERENCE.target_id.in_(ids))
+        _load_into(session, found, [(source, rid) for rid in session.execute(sources).scalars()])
+    matched = {(spec.type, i) for i in ids}
+    return [r for k, r in found.items() if k not in matched]
+
+
+def _include_parts(value: str, control: str) -> tuple[str, str, str | None]:
+    parts = value.split(":")
+    if len(parts) not in (2, 3) or parts[0] not in REGISTRY or \
+            parts[1] not in REGISTRY[parts[0]].params:
+        raise BadRequest(f"{control}={value} does not name a known reference parameter",
+                         [control])
+    if REGISTRY[parts[0]].params[parts[1]].type != "reference":
+        raise BadRequest(f"{control}={value} is not a reference parameter", [control])
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else None
+
+
+def _load_into(session: Session, found: dict[tuple[str, str], dict[str, Any]],
+               keys: list[tuple[str, str]]) -> None:
+    wanted = [k for k in keys if k not in found]
+    if not wanted:
+        return
+    rows = session.execute(select(RESOURCE.resource_type, RESOURCE.id, RESOURCE.content).where(
+        or_(*[and_(RESOURCE.resource_type == t, RESOURCE.id == i) for t, i in wanted])))
+    for resource_type, resource_id, content in rows:
+        found[(resource_type, resource_id)] = json.loads(content)

@@ -1,0 +1,202 @@
+"""The versioned resource store: every write keeps history and search indexes.
+
+A :class:`Store` wraps one SQLModel session (one per request or job); it
+never commits, so the caller decides the transaction (a whole FHIR
+transaction Bundle, or one interaction plus its AuditEvent).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from core.errors import BadRequest, Conflict, NotFound, PreconditionFailed
+from core.settings import Settings
+from fhir.dates import instant, now_utc
+from fhir.indexing import index_rows
+from fhir.models import INDEX_TABLES, ResourceRow, ResourceVersion, table_of
+from fhir.registry import REGISTRY, ResourceSpec
+from fhir.search import parse_query, run_search
+from fhir.validation import check_id, validate_resource
+
+WriteHook = Callable[["Store", dict[str, Any], dict[str, Any] | None], None]
+_WRITE_HOOKS: dict[str, list[WriteHook]] = {}
+
+
+def register_write_hook(resource_type: str, hook: WriteHook) -> None:
+    """Run ``hook(store, resource, previous)`` before each write of ``resource_type``.
+
+    Hooks run inside the writing transaction, after validation, on a copy
+    that already carries its id, and may change it (``referral`` assigns
+    accession numbers this way).
+    """
+    hooks = _WRITE_HOOKS.setdefault(resource_type, [])
+    if hook not in hooks:
+        hooks.append(hook)
+
+
+@dataclass
+class Written:
+    """The outcome of a create or update."""
+
+    resource: dict[str, Any]
+    created: bool
+    existed: bool = False  # conditional create matched an existing resource
+
+
+def spec_for(resource_type: str) -> ResourceSpec:
+    """The registry entry for ``resource_type``, or a 404."""
+    spec = REGISTRY.get(resource_type)
+    if spec is None:
+        raise NotFound(f"Resource type '{resource_type}' is not served here")
+    return spec
+
+
+def dumps(resource: dict[str, Any]) -> str:
+    """Compact JSON, as stored."""
+    return json.dumps(resource, separators=(",", ":"), ensure_ascii=False)
+
+
+class Store:
+    """Resource persistence over one session."""
+
+    def __init__(self, session: Session, settings: Settings) -> None:
+        self.session = session
+        self.settings = settings
+
+    def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
+        row = self.session.get(ResourceRow, (spec_for(resource_type).type, resource_id))
+        if row is None:
+            raise NotFound(f"{resource_type}/{resource_id} is not known")
+        return json.loads(row.content)  # type: ignore[no-any-return]
+
+    def vread(self, resource_type: str, resource_id: str, version_id: str) -> dict[str, Any]:
+        key = (spec_for(resource_type).type, resource_id, _version_number(version_id))
+        row = self.session.get(ResourceVersion, key)
+        if row is None:
+            raise NotFound(f"{resource_type}/{resource_id} has no version {version_id}")
+        return json.loads(row.content)  # type: ignore[no-any-return]
+
+    def history(self, resource_type: str, resource_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """``(method, resource)`` for every version, newest first."""
+        self.read(resource_type, resource_id)
+        versions = table_of(ResourceVersion).c
+        rows = self.session.execute(
+            select(versions.method, versions.content)
+            .where(versions.resource_type == resource_type, versions.id == resource_id)
+            .order_by(versions.version_id.desc())
+        ).all()
+        return [(method, json.loads(content)) for method, content in rows]
+
+    def create(self, resource_type: str, data: Any, *, resource_id: str | None = None,
+               if_none_exist: str | None = None) -> Written:
+        """Create a resource (server-assigned id unless ``resource_id``)."""
+        spec = spec_for(resource_type)
+        resource = validate_resource(spec.type, data)
+        if if_none_exist:
+            found = self.match_one(spec.type, if_none_exist)
+            if found is not None:
+                return Written(found, created=False, existed=True)
+        resource_id = resource_id or str(uuid.uuid4())
+        return Written(self._write(spec, resource_id, resource, None), created=True)
+
+    def update(self, resource_type: str, resource_id: str, data: Any, *,
+               if_match: str | None = None) -> Written:
+        """Update (or create with a client id) ``resource_type/resource_id``."""
+        spec = spec_for(resource_type)
+        check_id(resource_id)
+        resource = validate_resource(spec.type, data)
+        if resource.get("id") != resource_id:
+            raise BadRequest(f"The resource id must be '{resource_id}', as in the URL",
+                             [f"{resource_type}.id"])
+        current = self.session.get(ResourceRow, (spec.type, resource_id))
+        if current is None:
+            if if_match:
+                raise PreconditionFailed(f"{resource_type}/{resource_id} does not exist")
+            return Written(self._write(spec, resource_id, resource, None), created=True)
+        _check_if_match(if_match, current.version_id)
+        previous = json.loads(current.content)
+        return Written(self._write(spec, resource_id, resource, previous), created=False)
+
+    def match_one(self, resource_type: str, query: str) -> dict[str, Any] | None:
+        """The single resource matching a conditional ``query``; 412 if several."""
+        params = parse_query(query)
+        if not params:
+            raise BadRequest("A conditional request needs search parameters")
+        result = run_search(self.session, spec_for(resource_type), params, count=2)
+        if result.total > 1:
+            raise PreconditionFailed(f"{result.total} {resource_type} resources match '{query}'")
+        return result.matches[0] if result.matches else None
+
+    def _write(self, spec: ResourceSpec, resource_id: str, resource: dict[str, Any],
+               previous: dict[str, Any] | None) -> dict[str, Any]:
+        resource = {**resource, "id": resource_id}
+        for hook in _WRITE_HOOKS.get(spec.type, []):
+            hook(self, resource, previous)
+        version = int(previous["meta"]["versionId"]) + 1 if previous else 1
+        now = now_utc()
+        meta = {**resource.get("meta", {}), "versionId": str(version),
+                "lastUpdated": instant(now)}
+        stored = {**resource, "id": resource_id, "meta": meta}
+        content = dumps(stored)
+        if previous is None:
+            self.session.add(ResourceRow(resource_type=spec.type, id=resource_id,
+                                         version_id=version, last_updated=now, content=content))
+        else:
+            self._replace_current(spec.type, resource_id, version, now, content)
+        self.session.add(ResourceVersion(resource_type=spec.type, id=resource_id,
+                                         version_id=version, last_updated=now,
+                                         method="PUT" if previous else "POST", content=content))
+        self._reindex(spec, resource_id, stored, fresh=previous is None)
+        self._flush()
+        return stored
+
+    def _replace_current(self, resource_type: str, resource_id: str, version: int,
+                         now: Any, content: str) -> None:
+        table = table_of(ResourceRow)
+        result = self.session.execute(
+            update(table)
+            .where(table.c.resource_type == resource_type, table.c.id == resource_id,
+                   table.c.version_id == version - 1)
+            .values(version_id=version, last_updated=now, content=content)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise Conflict(f"{resource_type}/{resource_id} was changed by another request")
+
+    def _reindex(self, spec: ResourceSpec, resource_id: str, resource: dict[str, Any],
+                 fresh: bool) -> None:
+        for model in () if fresh else INDEX_TABLES:
+            table = table_of(model)
+            self.session.execute(delete(table).where(table.c.resource_type == spec.type,
+                                                     table.c.resource_id == resource_id))
+        self.session.add_all(index_rows(spec.type, resource_id, spec.params, resource))
+
+    def _flush(self) -> None:
+        try:
+            self.session.flush()
+        except IntegrityError as exc:
+            raise Conflict("The resource was written by another request at the same time") \
+                from exc
+
+
+def _version_number(version_id: str) -> int:
+    if not version_id.isdigit():
+        raise NotFound(f"'{version_id}' is not a version of this resource")
+    return int(version_id)
+
+
+def _check_if_match(if_match: str | None, current_version: int) -> None:
+    """412 unless ``If-Match`` (``W/"n"``) names the current version."""
+    if if_match is None:
+        return
+    wanted = if_match.strip().removeprefix("W/").strip('"')
+    if wanted != str(current_version):
+        raise PreconditionFailed(
+            f"If-Match {if_match} does not match the current version {current_version}")
