@@ -1,0 +1,34 @@
+"""Tables behind client authentication: the client registry and used assertion ids."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, Text
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC as the tables store it."""
+    return datetime.now(UTC)
+
+
+class Client(SQLModel, table=True):
+    """A registered backend-services client and the public keys it signs with."""
+
+    __tablename__ = "auth_client"
+    client_id: str = Field(primary_key=True, max_length=128)
+    name: str = Field(max_length=255)
+    jwks: str = Field(sa_column=Column(Text, nullable=False))
+    scopes: str = Field(sa_column=Column(Text, nullable=False))
+    active: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class UsedAssertion(SQLModel, table=True):
+    """The ``jti`` of every accepted client assertion, kept until the assertion expires."""
+
+    __tablename__ = "auth_used_jti"
+    jti: str = Field(primary_key=True, max_length=255)
+    client_id: str = Field(foreign_key="auth_client.client_id", max_length=128)
+    expires_at: datetime = Field(index=True)
