@@ -1,0 +1,306 @@
+"""The FHIR R4 REST blueprint at ``/fhir`` (https://hl7.org/fhir/R4/http.html)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Flask, Response, g, request
+from werkzeug.http import http_date, parse_options_header
+
+from auth.guard import current_principal, require
+from core.errors import (
+    BadRequest,
+    FhirError,
+    MalformedJson,
+    MethodNotAllowed,
+    NotAcceptable,
+    UnsupportedMediaType,
+    information,
+)
+from core.web import app_settings, db, fhir_response
+from fhir import audit, transaction
+from fhir.capability import capability_statement
+from fhir.registry import ResourceSpec
+from fhir.search import SearchResult, run_search
+from fhir.store import Store, Written, spec_for
+from fhir.validation import validate_resource
+
+bp = Blueprint("fhir", __name__, url_prefix="/fhir")
+JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}
+FORMAT_ALIASES = JSON_TYPES | {"json"}
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+
+def _base() -> str:
+    return request.url_root.rstrip("/") + "/fhir"
+
+
+def _store() -> Store:
+    return Store(db(), app_settings())
+
+
+@bp.before_request
+def _negotiate() -> None:
+    g.interaction = audit.Interaction("unknown", address=request.remote_addr)
+    fmt = request.args.get("_format")
+    if fmt is not None and fmt not in FORMAT_ALIASES:
+        raise NotAcceptable(f"_format={fmt} is not served; use application/fhir+json")
+    accepted = request.accept_mimetypes
+    if accepted.provided and not any(accepted[t] for t in JSON_TYPES):
+        raise NotAcceptable("Only application/fhir+json is served")
+
+
+@bp.after_request
+def _audit_failure(response: Response) -> Response:
+    """Failed interactions are audited too, after their changes were rolled back."""
+    what = g.get("interaction")
+    if response.status_code < 400 or what is None or what.interaction == "capabilities":
+        return response
+    session = db()
+    session.rollback()
+    outcome = audit.OUTCOME_MINOR if response.status_code < 500 else audit.OUTCOME_SERIOUS
+    audit.record(_store(), what, outcome, f"HTTP {response.status_code}")
+    session.commit()
+    return response
+
+
+def _allow(resource_type: str, interaction: str) -> ResourceSpec:
+    """Authenticate, find the type, check it serves ``interaction``, check scope."""
+    principal = current_principal()
+    g.interaction.client_id = principal.client_id
+    g.interaction.interaction = interaction
+    spec = spec_for(resource_type)
+    g.interaction.resource_type = spec.type
+    if interaction != "operation" and interaction not in spec.interactions:
+        raise MethodNotAllowed(f"{interaction} is not supported for {spec.type}")
+    require(spec.type, interaction)
+    return spec
+
+
+def _commit(*resources: dict[str, Any]) -> None:
+    """Audit the interaction in the transaction of its changes, then commit."""
+    g.interaction.entities = [_versioned_ref(r) for r in resources]
+    store = _store()
+    audit.record(store, g.interaction)
+    store.session.commit()
+    g.interaction = None
+
+
+def _versioned_ref(resource: dict[str, Any]) -> str:
+    return f"{resource['resourceType']}/{resource['id']}/_history/{resource['meta']['versionId']}"
+
+
+def _body() -> Any:
+    mimetype, _ = parse_options_header(request.headers.get("Content-Type", ""))
+    if mimetype not in JSON_TYPES:
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/fhir+json, not {mimetype or 'missing'}")
+    data = request.get_data(cache=True)
+    if not data:
+        raise BadRequest("The request has no body")
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedJson(f"The body is not valid JSON: {exc}") from exc
+
+
+def _prefer(name: str) -> str | None:
+    for part in request.headers.get("Prefer", "").split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return value.strip('"')
+    return None
+
+
+def _resource_response(resource: dict[str, Any], status: int = 200,
+                       honour_prefer: bool = False) -> Response:
+    meta = resource["meta"]
+    headers = {"ETag": f'W/"{meta["versionId"]}"',
+               "Last-Modified": http_date(datetime.fromisoformat(meta["lastUpdated"]))}
+    if status == 201:
+        headers["Location"] = (f"{_base()}/{resource['resourceType']}/{resource['id']}"
+                               f"/_history/{meta['versionId']}")
+    wanted = _prefer("return") if honour_prefer else None
+    if wanted == "minimal":
+        return fhir_response(None, status, headers)
+    if wanted == "OperationOutcome":
+        return fhir_response(information(f"{_versioned_ref(resource)} stored"), status, headers)
+    return fhir_response(resource, status, headers)
+
+
+def _written_response(written: Written) -> Response:
+    return _resource_response(written.resource, 201 if written.created else 200,
+                              honour_prefer=True)
+
+
+@bp.get("/metadata")
+def metadata() -> Response:
+    g.interaction = None
+    return fhir_response(capability_statement(_base(), _version()))
+
+
+def _version() -> str:
+    try:
+        return version("scanpath")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+@bp.post("")
+@bp.post("/")
+def bundle() -> Response:
+    principal = current_principal()
+    body = _body()
+    kind = body.get("type") if isinstance(body, dict) else None
+    g.interaction.client_id = principal.client_id
+    g.interaction.interaction = kind if kind in ("transaction", "batch") else "transaction"
+    ctx = transaction.Context(_store(), require, g.interaction, _base())
+    result = transaction.process(ctx, body)
+    db().commit()
+    g.interaction = None
+    return fhir_response(result)
+
+
+@bp.post("/<resource_type>")
+def create(resource_type: str) -> Response:
+    spec = _allow(resource_type, "create")
+    written = _store().create(spec.type, _body(),
+                              if_none_exist=request.headers.get("If-None-Exist"))
+    _commit(written.resource)
+    return _written_response(written)
+
+
+@bp.put("/<resource_type>/<resource_id>")
+def update(resource_type: str, resource_id: str) -> Response:
+    spec = _allow(resource_type, "update")
+    written = _store().update(spec.type, resource_id, _body(),
+                              if_match=request.headers.get("If-Match"))
+    _commit(written.resource)
+    return _written_response(written)
+
+
+@bp.get("/<resource_type>/<resource_id>")
+def read(resource_type: str, resource_id: str) -> Response:
+    spec = _allow(resource_type, "read")
+    resource = _store().read(spec.type, resource_id)
+    _commit(resource)
+    return _resource_response(resource)
+
+
+@bp.get("/<resource_type>/<resource_id>/_history/<version_id>")
+def vread(resource_type: str, resource_id: str, version_id: str) -> Response:
+    spec = _allow(resource_type, "vread")
+    resource = _store().vread(spec.type, resource_id, version_id)
+    _commit(resource)
+    return _resource_response(resource)
+
+
+@bp.get("/<resource_type>/<resource_id>/_history")
+def history(resource_type: str, resource_id: str) -> Response:
+    spec = _allow(resource_type, "history-instance")
+    versions = _store().history(spec.type, resource_id)
+    _commit(*[resource for _, resource in versions[:1]])
+    base = _base()
+    entries = [{"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r,
+                "request": {"method": method, "url": f"{r['resourceType']}/{r['id']}"},
+                "response": {"status": "201 Created" if method == "POST" else "200 OK",
+                             "etag": f'W/"{r["meta"]["versionId"]}"',
+                             "lastModified": r["meta"]["lastUpdated"]}}
+               for method, r in versions]
+    return fhir_response({"resourceType": "Bundle", "type": "history",
+                          "total": len(entries), "entry": entries})
+
+
+@bp.get("/<resource_type>")
+def search(resource_type: str) -> Response:
+    return _search(resource_type, list(request.args.items(multi=True)))
+
+
+@bp.post("/<resource_type>/_search")
+def search_post(resource_type: str) -> Response:
+    mimetype, _ = parse_options_header(request.headers.get("Content-Type", ""))
+    if mimetype != "application/x-www-form-urlencoded":
+        raise UnsupportedMediaType("POST _search takes application/x-www-form-urlencoded")
+    params = list(request.args.items(multi=True)) + list(request.form.items(multi=True))
+    return _search(resource_type, params)
+
+
+def _search(resource_type: str, params: list[tuple[str, str]]) -> Response:
+    spec = _allow(resource_type, "search-type")
+    settings = app_settings()
+    count = _int_param(params, "_count", settings.page_size_default, settings.page_size_max)
+    offset = _int_param(params, "_offset", 0, 10**9)
+    summary = next((v for n, v in params if n == "_summary"), "false")
+    if summary not in ("count", "false"):
+        raise BadRequest(f"_summary={summary} is not supported (count, false)", ["_summary"])
+    result = run_search(db(), spec, params, count=0 if summary == "count" else count,
+                        offset=offset, strict=_prefer("handling") != "lenient")
+    g.interaction.query = urlencode(params)
+    _commit()
+    return fhir_response(_searchset(spec.type, params, result, count))
+
+
+def _int_param(params: list[tuple[str, str]], name: str, default: int, limit: int) -> int:
+    raw = next((v for n, v in params if n == name), None)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise BadRequest(f"{name} must be a whole number, not '{raw}'", [name])
+    return min(int(raw), limit)
+
+
+def _searchset(resource_type: str, params: list[tuple[str, str]], result: SearchResult,
+               count: int) -> dict[str, Any]:
+    base = _base()
+    kept = [(n, v) for n, v in params if n not in ("_offset", "_count")]
+
+    def page_url(offset: int) -> str:
+        query = urlencode([*kept, ("_count", str(count)), ("_offset", str(offset))])
+        return f"{base}/{resource_type}?{query}"
+
+    links = [{"relation": "self", "url": page_url(result.offset)}]
+    if result.count and result.offset + result.count < result.total:
+        links.append({"relation": "next", "url": page_url(result.offset + result.count)})
+    if result.offset > 0 and result.count:
+        links.append({"relation": "previous",
+                      "url": page_url(max(0, result.offset - result.count))})
+    entries = [_search_entry(base, r, "match") for r in result.matches]
+    entries += [_search_entry(base, r, "include") for r in result.included]
+    return {"resourceType": "Bundle", "type": "searchset", "total": result.total,
+            "link": links, "entry": entries}
+
+
+def _search_entry(base: str, resource: dict[str, Any], mode: str) -> dict[str, Any]:
+    return {"fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}",
+            "resource": resource, "search": {"mode": mode}}
+
+
+@bp.post("/<resource_type>/$validate")
+@bp.post("/<resource_type>/<resource_id>/$validate")
+def validate(resource_type: str, resource_id: str | None = None) -> Response:
+    spec = _allow(resource_type, "operation")
+    resource = _parameters_resource(_body())
+    try:
+        validate_resource(spec.type, resource)
+        outcome = information(f"The {spec.type} is valid")
+    except FhirError as error:
+        outcome = error.outcome()
+    _commit()
+    return fhir_response(outcome)
+
+
+def _parameters_resource(body: Any) -> Any:
+    """The resource to validate: bare, or in ``Parameters.parameter[name=resource]``."""
+    if isinstance(body, dict) and body.get("resourceType") == "Parameters":
+        for parameter in body.get("parameter", []):
+            if isinstance(parameter, dict) and parameter.get("name") == "resource":
+                return parameter.get("resource")
+        raise BadRequest("Parameters must hold a 'resource' parameter", ["Parameters.parameter"])
+    return body

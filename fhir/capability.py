@@ -1,0 +1,69 @@
+"""The CapabilityStatement, generated from the registry that builds the routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir.dates import instant, now_utc
+from fhir.registry import COMMON_PARAMS, REGISTRY, ResourceSpec
+
+SEARCH_PARAM_DOCS = "https://hl7.org/fhir/R4/searchparameter-registry.html"
+VALIDATE = "http://hl7.org/fhir/OperationDefinition/Resource-validate"
+
+
+def capability_statement(base: str, version: str) -> dict[str, Any]:
+    """What this server serves, for ``GET /fhir/metadata``."""
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": instant(now_utc()),
+        "publisher": "ScanPath",
+        "kind": "instance",
+        "software": {"name": "ScanPath", "version": version},
+        "implementation": {"description": "ScanPath imaging referral service", "url": base},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [{
+            "mode": "server",
+            "security": _security(base),
+            "resource": [_resource(spec) for spec in REGISTRY.values()],
+            "interaction": [{"code": "transaction"}, {"code": "batch"}],
+        }],
+    }
+
+
+def _security(base: str) -> dict[str, Any]:
+    root = base.rsplit("/fhir", 1)[0]
+    return {
+        "cors": False,
+        "service": [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+            "code": "SMART-on-FHIR"}]}],
+        "extension": [{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": [{"url": "token", "valueUri": f"{root}/auth/token"}],
+        }],
+    }
+
+
+def _resource(spec: ResourceSpec) -> dict[str, Any]:
+    writable = "create" in spec.interactions
+    params = [{"name": name, "type": kind} for name, kind in COMMON_PARAMS.items()]
+    params += [{"name": p.name, "type": p.type, "documentation": SEARCH_PARAM_DOCS}
+               for p in spec.params.values()]
+    references = [p.name for p in spec.params.values() if p.type == "reference"]
+    return {
+        "type": spec.type,
+        "interaction": [{"code": code} for code in sorted(spec.interactions)],
+        "versioning": "versioned-update",
+        "readHistory": True,
+        "updateCreate": writable,
+        "conditionalCreate": writable,
+        "conditionalUpdate": False,
+        "conditionalDelete": "not-supported",
+        "searchInclude": [f"{spec.type}:{name}" for name in references],
+        "searchRevInclude": [f"{other.type}:{p.name}" for other in REGISTRY.values()
+                             for p in other.params.values() if p.type == "reference"],
+        "searchParam": params,
+        "operation": [{"name": "validate", "definition": VALIDATE}],
+    }

@@ -1,0 +1,260 @@
+"""Transaction and batch Bundles (https://hl7.org/fhir/R4/http.html#transaction).
+
+A transaction is all or nothing: entries are processed POST, then PUT, then
+GET, in one database transaction, ``urn:uuid`` full URLs and conditional
+references are rewritten to the ids the server assigns, and any failing entry
+rolls everything back. A batch runs each entry in its own savepoint.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from core.errors import BadRequest, FhirError, MethodNotAllowed
+from fhir import audit
+from fhir.search import parse_query, run_search
+from fhir.store import Store, Written, spec_for
+
+Authorize = Callable[[str, str], object]
+_ORDER = {"POST": 0, "PUT": 1, "GET": 2}
+_INTERACTION = {"POST": "create", "PUT": "update", "GET": "read"}
+
+
+@dataclass
+class Entry:
+    """One parsed ``Bundle.entry``."""
+
+    index: int
+    method: str
+    resource_type: str
+    resource_id: str | None
+    query: str
+    resource: dict[str, Any] | None
+    full_url: str | None
+    if_none_exist: str | None
+    if_match: str | None
+
+    @property
+    def interaction(self) -> str:
+        if self.method == "GET":
+            return "search-type" if self.resource_id is None else "read"
+        return _INTERACTION[self.method]
+
+
+@dataclass
+class Context:
+    """Who is asking and how results are shaped."""
+
+    store: Store
+    authorize: Authorize
+    who: audit.Interaction
+    base: str
+
+
+def process(ctx: Context, bundle: Any) -> dict[str, Any]:
+    """Run a transaction or batch Bundle and return its response Bundle."""
+    kind = _bundle_type(bundle)
+    entries = [_parse_entry(i, e) for i, e in enumerate(bundle.get("entry", []))]
+    for entry in entries:
+        ctx.authorize(entry.resource_type, entry.interaction)
+    if kind == "transaction":
+        return _transaction(ctx, entries)
+    return _batch(ctx, entries)
+
+
+def _bundle_type(bundle: Any) -> str:
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        raise BadRequest("POST /fhir takes a Bundle", ["Bundle"])
+    kind = bundle.get("type")
+    if kind not in ("transaction", "batch"):
+        raise BadRequest(f"Bundle.type must be transaction or batch, not {kind!r}",
+                         ["Bundle.type"])
+    if not isinstance(bundle.get("entry", []), list):
+        raise BadRequest("Bundle.entry must be a list", ["Bundle.entry"])
+    return str(kind)
+
+
+def _parse_entry(index: int, raw: Any) -> Entry:
+    where = f"Bundle.entry[{index}]"
+    request = raw.get("request") if isinstance(raw, dict) else None
+    if not isinstance(request, dict) or not isinstance(request.get("url"), str):
+        raise BadRequest("Each entry needs request.method and request.url", [f"{where}.request"])
+    method = str(request.get("method", "")).upper()
+    if method not in _ORDER:
+        raise MethodNotAllowed(f"{method or 'A missing method'} is not supported in a Bundle",
+                               [f"{where}.request.method"])
+    path, _, query = request["url"].partition("?")
+    parts = [p for p in path.split("/") if p]
+    spec_for(parts[0] if parts else "")
+    return Entry(index, method, parts[0], parts[1] if len(parts) > 1 else None, query,
+                 raw.get("resource"), raw.get("fullUrl"), request.get("ifNoneExist"),
+                 request.get("ifMatch"))
+
+
+def _transaction(ctx: Context, entries: list[Entry]) -> dict[str, Any]:
+    ids = _assign_ids(ctx, entries)
+    responses: dict[int, dict[str, Any]] = {}
+    for entry in sorted(entries, key=lambda e: _ORDER[e.method]):
+        try:
+            responses[entry.index] = _run(ctx, _resolved(ctx, entry, ids), ids)
+        except FhirError as error:
+            raise _located(error, entry) from error
+    return _response_bundle("transaction-response", [responses[e.index] for e in entries])
+
+
+def _batch(ctx: Context, entries: list[Entry]) -> dict[str, Any]:
+    responses = []
+    for entry in entries:
+        savepoint = ctx.store.session.begin_nested()
+        try:
+            responses.append(_run(ctx, entry, {}))
+            savepoint.commit()
+        except FhirError as error:
+            savepoint.rollback()
+            responses.append(_error_entry(_located(error, entry)))
+    return _response_bundle("batch-response", responses)
+
+
+def _assign_ids(ctx: Context, entries: list[Entry]) -> dict[str, str]:
+    """Map each entry's ``fullUrl`` to the ``Type/id`` it will have."""
+    ids: dict[str, str] = {}
+    for entry in entries:
+        if not entry.full_url or entry.method == "GET":
+            continue
+        if entry.method == "PUT":
+            ids[entry.full_url] = f"{entry.resource_type}/{entry.resource_id}"
+        elif entry.if_none_exist and (found := _match(ctx, entry)) is not None:
+            ids[entry.full_url] = f"{entry.resource_type}/{found['id']}"
+        else:
+            ids[entry.full_url] = f"{entry.resource_type}/{uuid.uuid4()}"
+    return ids
+
+
+def _match(ctx: Context, entry: Entry) -> dict[str, Any] | None:
+    try:
+        return ctx.store.match_one(entry.resource_type, entry.if_none_exist or "")
+    except FhirError as error:
+        raise _located(error, entry) from error
+
+
+def _resolved(ctx: Context, entry: Entry, ids: dict[str, str]) -> Entry:
+    if entry.resource is None:
+        return entry
+    return replace(entry, resource=_rewrite(ctx, entry.resource, ids))
+
+
+def _rewrite(ctx: Context, node: Any, ids: dict[str, str]) -> Any:
+    """Copy of ``node`` with bundle-local and conditional references resolved."""
+    if isinstance(node, list):
+        return [_rewrite(ctx, item, ids) for item in node]
+    if not isinstance(node, dict):
+        return node
+    copy = {key: _rewrite(ctx, value, ids) for key, value in node.items()}
+    ref = copy.get("reference")
+    if isinstance(ref, str):
+        copy["reference"] = ids.get(ref) or _conditional_reference(ctx, ref)
+    return copy
+
+
+def _conditional_reference(ctx: Context, ref: str) -> str:
+    if ref.startswith("urn:uuid:"):
+        raise BadRequest(f"Reference {ref} names no entry of this Bundle")
+    if "?" not in ref:
+        return ref
+    resource_type, query = ref.split("?", 1)
+    spec = spec_for(resource_type)
+    result = run_search(ctx.store.session, spec, parse_query(query), count=2)
+    if result.total != 1:
+        raise BadRequest(f"Conditional reference {ref} matches {result.total} resources")
+    return f"{resource_type}/{result.matches[0]['id']}"
+
+
+def _run(ctx: Context, entry: Entry, ids: dict[str, str]) -> dict[str, Any]:
+    if entry.method == "GET":
+        return _get(ctx, entry)
+    if entry.method == "PUT":
+        if entry.resource_id is None:
+            raise BadRequest("PUT needs Type/id; conditional update is not supported")
+        written = ctx.store.update(entry.resource_type, entry.resource_id, entry.resource,
+                                   if_match=entry.if_match)
+    else:
+        written = _post(ctx, entry, ids)
+    _audit(ctx, entry, written.resource)
+    return _write_entry(ctx.base, written)
+
+
+def _post(ctx: Context, entry: Entry, ids: dict[str, str]) -> Written:
+    assigned = ids.get(entry.full_url or "")
+    new_id = assigned.split("/", 1)[1] if assigned else None
+    if entry.if_none_exist and new_id:
+        existing = _existing(ctx, entry.resource_type, new_id)
+        if existing is not None:
+            return Written(existing, created=False, existed=True)
+    return ctx.store.create(entry.resource_type, entry.resource, resource_id=new_id,
+                            if_none_exist=None if new_id else entry.if_none_exist)
+
+
+def _existing(ctx: Context, resource_type: str, resource_id: str) -> dict[str, Any] | None:
+    try:
+        return ctx.store.read(resource_type, resource_id)
+    except FhirError:
+        return None
+
+
+def _get(ctx: Context, entry: Entry) -> dict[str, Any]:
+    if entry.resource_id is not None:
+        resource = ctx.store.read(entry.resource_type, entry.resource_id)
+        _audit(ctx, entry, resource)
+        return {"resource": resource, "response": {"status": "200 OK"}}
+    result = run_search(ctx.store.session, spec_for(entry.resource_type),
+                        parse_query(entry.query), count=ctx.store.settings.page_size_default)
+    bundle = {"resourceType": "Bundle", "type": "searchset", "total": result.total,
+              "entry": [{"fullUrl": f"{ctx.base}/{r['resourceType']}/{r['id']}", "resource": r,
+                         "search": {"mode": "match"}} for r in result.matches]}
+    return {"resource": bundle, "response": {"status": "200 OK"}}
+
+
+def _audit(ctx: Context, entry: Entry, resource: dict[str, Any]) -> None:
+    ref = f"{resource['resourceType']}/{resource['id']}/_history/{resource['meta']['versionId']}"
+    what = replace(ctx.who, interaction=entry.interaction,
+                   resource_type=entry.resource_type, entities=[ref])
+    audit.record(ctx.store, what)
+
+
+def _write_entry(base: str, written: Written) -> dict[str, Any]:
+    resource = written.resource
+    version = resource["meta"]["versionId"]
+    status = "201 Created" if written.created else "200 OK"
+    return {
+        "fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}",
+        "resource": resource,
+        "response": {"status": status,
+                     "location": f"{resource['resourceType']}/{resource['id']}/_history/{version}",
+                     "etag": f'W/"{version}"', "lastModified": resource["meta"]["lastUpdated"]},
+    }
+
+
+def _error_entry(error: FhirError) -> dict[str, Any]:
+    return {"response": {"status": str(error.status), "outcome": error.outcome()}}
+
+
+def _located(error: FhirError, entry: Entry) -> FhirError:
+    """``error`` with its expressions placed inside the Bundle entry."""
+    prefix = f"Bundle.entry[{entry.index}].resource"
+    for issue in error.issues:
+        issue.expression = [_inside(prefix, e) for e in issue.expression] or \
+            [f"Bundle.entry[{entry.index}]"]
+    return error
+
+
+def _inside(prefix: str, expression: str) -> str:
+    return expression if expression.startswith("Bundle.") else \
+        f"{prefix}.{expression.split('.', 1)[1]}" if "." in expression else prefix
+
+
+def _response_bundle(kind: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": kind, "entry": entries}
+

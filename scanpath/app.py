@@ -1,0 +1,28 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+import auth
+import referral
+from core import web
+from core.logging import configure_logging
+from core.settings import PROJECT_ROOT, Settings, get_settings
+from fhir import api as fhir_api
+from scanpath import ops
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the ScanPath web application for ``settings`` (the environment by default)."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"))
+    app.config["SCANPATH"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    web.init_app(app)
+    ops.init_app(app)
+    auth.init_app(app)
+    fhir_api.init_app(app)
+    referral.init_app(app)
+    return app

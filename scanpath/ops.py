@@ -1,0 +1,88 @@
+"""Operations: request ids, Prometheus metrics, ``/healthz`` and ``/readyz``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+
+from flask import Blueprint, Flask, Response, g, jsonify, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from sqlalchemy import text
+
+from auth.guard import require
+from core.db import engine_for
+from core.web import app_settings
+from scanpath.migrate import at_head
+
+log = logging.getLogger(__name__)
+bp = Blueprint("ops", __name__)
+
+REQUESTS = Counter("scanpath_http_requests_total", "HTTP requests",
+                   ["method", "endpoint", "status"])
+LATENCY = Histogram("scanpath_http_request_seconds", "HTTP request latency",
+                    ["method", "endpoint"],
+                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_start)
+    app.after_request(_finish)
+    app.register_blueprint(bp)
+
+
+def _start() -> None:
+    g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+    g.started = time.perf_counter()
+
+
+def _finish(response: Response) -> Response:
+    endpoint = request.endpoint or "unmatched"
+    elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+    REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+    LATENCY.labels(request.method, endpoint).observe(elapsed)
+    response.headers["X-Request-ID"] = g.get("request_id", "")
+    log.info("request", extra={"method": request.method, "path": request.path,
+                               "status": response.status_code,
+                               "ms": round(elapsed * 1000, 2)})
+    return response
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    settings = app_settings()
+    engine = engine_for(settings.database_url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        migrated = at_head(engine, settings)
+    except Exception as exc:  # any failure means "not ready", never a 500
+        log.warning("database not ready", extra={"error": str(exc)})
+        return jsonify(status="unavailable", database="unreachable"), 503
+    if not migrated:
+        return jsonify(status="unavailable", database="ok", migrations="behind"), 503
+    return jsonify(status="ok", database="ok", migrations="head"), 200
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    require("AuditEvent", "search-type")  # operators only
+    registry = None
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return Response(generate_latest(registry) if registry else generate_latest(),
+                    content_type=CONTENT_TYPE_LATEST)
