@@ -1,0 +1,94 @@
+# ScanPath: bootstrap, run, lint, test and benchmark.
+# `make run` and `make test` work on a fresh machine (README, "Quick start").
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+VENV_STAMP := $(VENV)/.scanpath-installed
+NODE_STAMP := node_modules/.scanpath-installed
+PYTEST_ARGS ?=
+
+# PostgreSQL runs on every machine of this project; the suite's postgres tests use it
+# (and must not skip under CI=true).
+export SCANPATH_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
+
+.PHONY: help venv .venv node_modules system-deps migrate seed run lint test bench
+
+help:
+	@echo "make run          bootstrap .venv, migrate, seed, serve on http://127.0.0.1:8080"
+	@echo "make test         bootstrap (.venv, node_modules, system packages), lint, pytest"
+	@echo "                  (PYTEST_ARGS='-k name -x' passes options to pytest)"
+	@echo "make lint         ruff and mypy"
+	@echo "make migrate      upgrade the database to the latest migration"
+	@echo "make seed         migrate, then load the demo clients and rule packs"
+	@echo "make bench        run every bench/*.py (but _*.py helpers)"
+	@echo "make system-deps  apt-get install dcmtk and chromium when missing (root only)"
+
+# --- bootstrap -------------------------------------------------------------------
+
+venv .venv: $(VENV_STAMP)
+
+# editable_mode=compat puts the project root on sys.path through a .pth file, so the
+# project's own `fhir` package can extend the `fhir` package of fhir.resources
+# (see core/__init__.py). The stamp reinstalls whenever pyproject.toml changes.
+$(VENV_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -U pip
+	$(BIN)/pip install --config-settings editable_mode=compat -e '.[dev]'
+	cd /tmp && $(CURDIR)/$(BIN)/python -c "import core, fhir.resources.R4B, importlib.util as u; \
+		assert u.find_spec('fhir.registry'), 'project fhir/ is not on fhir.__path__'"
+	touch $@
+
+node_modules: $(NODE_STAMP)
+
+$(NODE_STAMP): package.json $(wildcard package-lock.json)
+	if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; \
+	else npm install --no-audit --no-fund; fi
+	touch $@
+
+# dcmtk (storescu, findscu) and Chromium are real peers for the tests.
+system-deps:
+	@missing=""; \
+	command -v storescu >/dev/null || missing="$$missing dcmtk"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		echo "installing:$$missing"; \
+		apt-get update; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y$$missing; \
+	else \
+		echo "warning: missing system packages:$$missing (not root: not installing;" \
+			"tests that need them will fail or skip)" >&2; \
+	fi
+
+# --- running ---------------------------------------------------------------------
+
+migrate: venv
+	$(BIN)/scanpath db upgrade
+
+seed: migrate
+	$(BIN)/scanpath seed
+
+run: seed
+	$(BIN)/scanpath serve
+
+# --- checking --------------------------------------------------------------------
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy core auth fhir referral rules imaging_core scanpath wsgi.py
+
+test: venv node_modules system-deps lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: venv
+	@shopt -s nullglob; benches=(bench/*.py); \
+	if [ $${#benches[@]} -eq 0 ]; then echo "no benchmarks in bench/"; exit 0; fi; \
+	for b in "$${benches[@]}"; do \
+		case "$$(basename "$$b")" in _*) continue ;; esac; \
+		echo "== $$b"; $(BIN)/python "$$b"; \
+	done

@@ -1,0 +1,165 @@
+"""Fixtures: ``settings`` (SQLite and PostgreSQL), ``app``, ``client``, ``db`` and tokens.
+
+Store and API tests take ``settings`` and so run once per backend. PostgreSQL
+is the machine's (``SCANPATH_TEST_POSTGRES_URL``, default the local ``test``
+database) in a schema of its own; it is skipped with a reason when absent,
+except under ``CI=true`` where its absence fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+from sqlmodel import Session, SQLModel
+
+import core  # noqa: F401
+from core.db import engine_for
+from core.settings import Settings
+from scanpath.migrate import upgrade
+from tests.fhir_validator import R4Validator, r4_validator  # noqa: F401
+
+PG_SCHEMA = "scanpath_test"
+DEMO_CLIENTS = ("demo-gp", "demo-radiology", "demo-admin")
+
+
+def _postgres_base_url() -> str:
+    return os.environ.get("SCANPATH_TEST_POSTGRES_URL",
+                          "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("var")
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory, keys_dir: Path) -> Path:
+    """A migrated, seeded SQLite database copied for each test."""
+    path = tmp_path_factory.mktemp("template") / "scanpath.db"
+    settings = _settings(f"sqlite:///{path}", keys_dir)
+    upgrade(settings)
+    _seed(settings)
+    engine_for(settings.database_url).dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url(keys_dir: Path) -> str:
+    """A migrated, seeded PostgreSQL schema, or a skip (a failure under CI)."""
+    base = _postgres_base_url()
+    try:
+        admin = create_engine(base.replace("postgresql://", "postgresql+psycopg://", 1))
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE"))
+            connection.execute(text(f"CREATE SCHEMA {PG_SCHEMA}"))
+        admin.dispose()
+    except Exception as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required under CI=true: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {base}: {exc}")
+    separator = "&" if "?" in base else "?"
+    url = f"{base}{separator}options=-csearch_path%3D{PG_SCHEMA}"
+    settings = _settings(url, keys_dir)
+    upgrade(settings)
+    _seed(settings)
+    return url
+
+
+def _settings(url: str, var_dir: Path) -> Settings:
+    return Settings(database_url=url, var_dir=var_dir, env="test", log_level="WARNING")
+
+
+def _seed(settings: Settings) -> None:
+    from auth.clients import seed_demo_clients
+
+    with Session(engine_for(settings.database_url)) as session:
+        seed_demo_clients(session, settings)
+        session.commit()
+
+
+def _truncate_postgres(url: str) -> None:
+    engine = engine_for(url)
+    keep = {"alembic_version", "auth_client"}
+    tables = [t.name for t in SQLModel.metadata.sorted_tables if t.name not in keep]
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path, keys_dir: Path) -> Settings:
+    """Settings for a fresh, migrated, seeded database of each backend."""
+    if request.param == "sqlite":
+        path = tmp_path / "scanpath.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return _settings(f"sqlite:///{path}", keys_dir)
+    url = request.getfixturevalue("postgres_url")
+    _truncate_postgres(url)
+    return _settings(url, keys_dir)
+
+
+class ValidatingClient(FlaskClient):
+    """A test client that checks every FHIR body it receives with an independent validator."""
+
+    validator: R4Validator | None = None
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        response = super().open(*args, **kwargs)
+        if self.validator is not None and "fhir+json" in response.content_type \
+                and response.data:
+            body = response.get_json()
+            problems = self.validator.validate_all(body)
+            assert not problems, f"invalid FHIR R4 from {args[0]}: {problems}"
+        return response
+
+
+@pytest.fixture
+def app(settings: Settings, r4_validator: R4Validator) -> Iterator[Flask]:  # noqa: F811
+    from scanpath.app import create_app
+
+    application = create_app(settings)
+    application.test_client_class = ValidatingClient
+    ValidatingClient.validator = r4_validator
+    yield application
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Session]:
+    with Session(engine_for(settings.database_url)) as session:
+        yield session
+
+
+@pytest.fixture
+def token(settings: Settings) -> Callable[[str], str]:
+    """``token(client_id)``: a bearer token for a seeded demo client."""
+    from auth.clients import issue_token_for
+
+    def issue(client_id: str) -> str:
+        with Session(engine_for(settings.database_url)) as session:
+            return issue_token_for(session, settings, client_id)
+
+    return issue
+
+
+@pytest.fixture
+def auth_headers(token: Callable[[str], str]) -> Callable[..., dict[str, str]]:
+    """``auth_headers(client_id="demo-gp")``: request headers with a token and FHIR JSON."""
+
+    def headers(client_id: str = "demo-gp", **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token(client_id)}",
+                "Content-Type": "application/fhir+json", "Accept": "application/fhir+json",
+                **{k.replace("_", "-"): v for k, v in extra.items()}}
+
+    return headers

@@ -1,0 +1,96 @@
+"""Authentication, scopes, the audit trail, and the CapabilityStatement."""
+
+from __future__ import annotations
+
+from fhir.registry import REGISTRY
+from tests.factories import patient
+
+
+def test_no_token_is_401_with_an_operation_outcome(client):
+    response = client.get("/fhir/Patient")
+    assert response.status_code == 401
+    assert response.get_json()["resourceType"] == "OperationOutcome"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_forged_token_is_401(client, auth_headers):
+    headers = auth_headers()
+    headers["Authorization"] = headers["Authorization"][:-4] + "AAAA"
+    assert client.get("/fhir/Patient", headers=headers).status_code == 401
+
+
+def test_scope_that_does_not_cover_the_request_is_403(client, auth_headers):
+    report = {"resourceType": "DiagnosticReport", "status": "final", "code": {"text": "CT"}}
+    response = client.post("/fhir/DiagnosticReport", json=report, headers=auth_headers("demo-gp"))
+    assert response.status_code == 403
+    assert response.get_json()["resourceType"] == "OperationOutcome"
+    allowed = client.post("/fhir/DiagnosticReport", json=report,
+                          headers=auth_headers("demo-radiology"))
+    assert allowed.status_code == 201
+
+
+def test_every_interaction_is_audited_with_client_action_and_outcome(client, auth_headers):
+    made = client.post("/fhir/Patient", json=patient(), headers=auth_headers()).get_json()
+    client.get(f"/fhir/Patient/{made['id']}", headers=auth_headers())
+    client.post("/fhir/DiagnosticReport", json={"resourceType": "DiagnosticReport"},
+                headers=auth_headers())
+    events = client.get("/fhir/AuditEvent?_count=50&_sort=_lastUpdated",
+                        headers=auth_headers("demo-admin")).get_json()
+    summary = [(e["resource"]["subtype"][0]["code"], e["resource"]["action"],
+                e["resource"]["outcome"], e["resource"]["agent"][0]["altId"],
+                [x["what"]["reference"] for x in e["resource"].get("entity", []) if "what" in x])
+               for e in events["entry"]]
+    ref = f"Patient/{made['id']}/_history/1"
+    assert summary[:3] == [("create", "C", "0", "demo-gp", [ref]),
+                           ("read", "R", "0", "demo-gp", [ref]),
+                           ("create", "C", "4", "demo-gp", [])]
+
+
+def test_audit_of_a_change_commits_with_the_change(client, auth_headers):
+    made = client.post("/fhir/Patient", json=patient(), headers=auth_headers()).get_json()
+    found = client.get(f"/fhir/AuditEvent?entity=Patient/{made['id']}",
+                       headers=auth_headers("demo-admin")).get_json()
+    assert found["total"] == 1
+
+
+def test_gp_client_cannot_read_the_audit_trail(client, auth_headers):
+    assert client.get("/fhir/AuditEvent", headers=auth_headers("demo-gp")).status_code == 403
+
+
+def test_metadata_needs_no_token_and_lists_exactly_what_is_served(client):
+    response = client.get("/fhir/metadata")
+    assert response.status_code == 200
+    statement = response.get_json()
+    assert statement["fhirVersion"] == "4.0.1"
+    resources = statement["rest"][0]["resource"]
+    assert {r["type"] for r in resources} == set(REGISTRY)
+    audit = next(r for r in resources if r["type"] == "AuditEvent")
+    assert "create" not in {i["code"] for i in audit["interaction"]}
+    order = next(r for r in resources if r["type"] == "ServiceRequest")
+    names = {p["name"] for p in order["searchParam"]}
+    assert {"identifier", "patient", "subject", "status", "code", "based-on", "authored",
+            "_id", "_lastUpdated"} <= names
+
+
+def test_every_advertised_search_parameter_is_accepted(client, auth_headers):
+    statement = client.get("/fhir/metadata").get_json()
+    headers = auth_headers("demo-admin")
+    for resource in statement["rest"][0]["resource"]:
+        for param in resource["searchParam"]:
+            value = {"date": "2026", "reference": "Patient/x"}.get(param["type"], "x")
+            response = client.get(f"/fhir/{resource['type']}?{param['name']}={value}",
+                                  headers=headers)
+            assert response.status_code == 200, (resource["type"], param["name"], response.data)
+
+
+def test_health_and_readiness(client):
+    assert client.get("/healthz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.get_json()["migrations"] == "head"
+
+
+def test_metrics_need_an_operator_token(client, auth_headers):
+    assert client.get("/metrics").status_code == 401
+    response = client.get("/metrics", headers=auth_headers("demo-admin"))
+    assert response.status_code == 200
+    assert b"scanpath_http_requests_total" in response.data

@@ -1,0 +1,132 @@
+"""Each class of bad input gets its status and an OperationOutcome, never a 500."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.factories import INVALID_NHS_NUMBER, patient, service_request
+
+
+def _outcome(response, status):
+    assert response.status_code == status, response.data
+    body = response.get_json(force=True)
+    assert body["resourceType"] == "OperationOutcome"
+    assert body["issue"] and body["issue"][0]["severity"] in ("error", "fatal")
+    return body
+
+
+def test_malformed_json_is_400(client, auth_headers):
+    response = client.post("/fhir/Patient", data=b'{"resourceType": "Patient",',
+                           headers=auth_headers())
+    _outcome(response, 400)
+
+
+def test_unknown_type_is_404(client, auth_headers):
+    _outcome(client.get("/fhir/Spaceship/1", headers=auth_headers()), 404)
+    _outcome(client.get("/fhir/Spaceship", headers=auth_headers()), 404)
+
+
+def test_unknown_id_is_404(client, auth_headers):
+    _outcome(client.get("/fhir/Patient/does-not-exist", headers=auth_headers()), 404)
+    _outcome(client.get("/fhir/Patient/does-not-exist/_history/1", headers=auth_headers()), 404)
+
+
+def test_wrong_method_is_405(client, auth_headers):
+    _outcome(client.delete("/fhir/Patient/1", headers=auth_headers()), 405)
+    _outcome(client.patch("/fhir/Patient", headers=auth_headers()), 405)
+
+
+def test_clients_cannot_write_audit_events(client, auth_headers):
+    event = {"resourceType": "AuditEvent"}
+    _outcome(client.post("/fhir/AuditEvent", json=event, headers=auth_headers("demo-admin")), 405)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "application/fhir+xml"])
+def test_wrong_content_type_is_415(client, auth_headers, content_type):
+    headers = {**auth_headers(), "Content-Type": content_type}
+    _outcome(client.post("/fhir/Patient", data=json.dumps(patient()), headers=headers), 415)
+
+
+def test_xml_only_accept_is_406(client, auth_headers):
+    headers = {**auth_headers(), "Accept": "application/fhir+xml"}
+    _outcome(client.get("/fhir/Patient", headers=headers), 406)
+
+
+def test_body_over_the_limit_is_413(client, auth_headers, settings):
+    big = patient()
+    big["name"][0]["family"] = "x" * (settings.max_body_bytes + 10)
+    _outcome(client.post("/fhir/Patient", data=json.dumps(big), headers=auth_headers()), 413)
+
+
+def test_bogus_required_code_is_422_with_its_expression(client, auth_headers):
+    order = service_request("Patient/p1", status="bogus")
+    body = _outcome(client.post("/fhir/ServiceRequest", json=order, headers=auth_headers()), 422)
+    assert body["issue"][0]["expression"] == ["ServiceRequest.status"]
+    assert body["issue"][0]["code"] == "code-invalid"
+
+
+def test_structural_error_is_422_with_its_expression(client, auth_headers):
+    order = service_request("Patient/p1")
+    order["authoredOn"] = "yesterday"
+    del order["subject"]
+    body = _outcome(client.post("/fhir/ServiceRequest", json=order, headers=auth_headers()), 422)
+    expressions = {e for issue in body["issue"] for e in issue.get("expression", [])}
+    assert {"ServiceRequest.authoredOn", "ServiceRequest.subject"} <= expressions
+
+
+def test_unknown_element_is_422(client, auth_headers):
+    resource = {**patient(), "favouriteColour": "blue"}
+    body = _outcome(client.post("/fhir/Patient", json=resource, headers=auth_headers()), 422)
+    assert body["issue"][0]["expression"] == ["Patient.favouriteColour"]
+
+
+def test_nhs_number_with_a_wrong_check_digit_is_422(client, auth_headers):
+    body = _outcome(client.post("/fhir/Patient", json=patient(INVALID_NHS_NUMBER),
+                                headers=auth_headers()), 422)
+    assert body["issue"][0]["expression"] == ["Patient.identifier[0].value"]
+
+
+def test_wrong_resource_type_in_body_is_400(client, auth_headers):
+    _outcome(client.post("/fhir/Observation", json=patient(), headers=auth_headers()), 400)
+
+
+def test_body_that_is_not_an_object_is_400(client, auth_headers):
+    _outcome(client.post("/fhir/Patient", json=[1, 2], headers=auth_headers()), 400)
+
+
+def test_update_with_mismatched_id_is_400(client, auth_headers):
+    resource = {**patient(), "id": "a"}
+    _outcome(client.put("/fhir/Patient/b", json=resource, headers=auth_headers()), 400)
+
+
+def test_invalid_id_in_url_is_400(client, auth_headers):
+    resource = {**patient(), "id": "bad id!"}
+    _outcome(client.put("/fhir/Patient/bad id!", json=resource, headers=auth_headers()), 400)
+
+
+def test_unknown_search_parameter_is_400_unless_lenient(client, auth_headers):
+    _outcome(client.get("/fhir/Patient?shoe-size=9", headers=auth_headers()), 400)
+    lenient = client.get("/fhir/Patient?shoe-size=9",
+                         headers=auth_headers(Prefer="handling=lenient"))
+    assert lenient.status_code == 200
+
+
+def test_bad_search_values_are_400(client, auth_headers):
+    for query in ("authored=notadate", "_count=-1", "_sort=shoe-size", "_include=Patient:bogus",
+                  "_summary=text", "status:missing=maybe", "name:fuzzy=x"):
+        resource = "Patient" if "name" in query else "ServiceRequest"
+        _outcome(client.get(f"/fhir/{resource}?{query}", headers=auth_headers()), 400)
+
+
+def test_validate_operation_reports_without_storing(client, auth_headers):
+    bad = client.post("/fhir/ServiceRequest/$validate",
+                      json=service_request("Patient/p", status="bogus"), headers=auth_headers())
+    assert bad.status_code == 200
+    assert bad.get_json()["issue"][0]["expression"] == ["ServiceRequest.status"]
+    wrapped = {"resourceType": "Parameters",
+               "parameter": [{"name": "resource", "resource": patient()}]}
+    good = client.post("/fhir/Patient/$validate", json=wrapped, headers=auth_headers())
+    assert good.get_json()["issue"][0]["severity"] == "information"
+    assert client.get("/fhir/Patient", headers=auth_headers()).get_json()["total"] == 0

@@ -1,0 +1,140 @@
+"""Search parameters, paging, _include/_revinclude, _summary=count and _sort."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.factories import condition, patient, service_request
+
+
+@pytest.fixture
+def orders(client, auth_headers):
+    """Two patients; three orders for the first, one for the second."""
+    def post(resource):
+        response = client.post(f"/fhir/{resource['resourceType']}", json=resource,
+                               headers=auth_headers())
+        assert response.status_code == 201, response.data
+        return response.get_json()
+
+    first = post(patient())
+    second = post(patient(nhs_number="9000000009", family="Brown"))
+    made = [post(service_request(f"Patient/{first['id']}", authored=f"2026-11-{day}T10:00:00Z",
+                                 identifier=f"GP-{day}"))
+            for day in ("01", "10", "20")]
+    made.append(post(service_request(f"Patient/{second['id']}", status="draft",
+                                     authored="2026-10-05")))
+    return {"first": first, "second": second, "orders": made}
+
+
+def _ids(client, headers, query):
+    response = client.get(f"/fhir/ServiceRequest?{query}", headers=headers)
+    assert response.status_code == 200, response.data
+    return [e["resource"]["id"] for e in response.get_json()["entry"]
+            if e["search"]["mode"] == "match"]
+
+
+def test_search_by_patient_subject_and_status(client, auth_headers, orders):
+    headers = auth_headers()
+    first = orders["first"]["id"]
+    expected = {o["id"] for o in orders["orders"][:3]}
+    assert set(_ids(client, headers, f"patient={first}")) == expected
+    assert set(_ids(client, headers, f"subject=Patient/{first}")) == expected
+    assert _ids(client, headers, "status=draft") == [orders["orders"][3]["id"]]
+    assert len(_ids(client, headers, "status=active,draft")) == 4
+
+
+def test_search_by_identifier_and_code(client, auth_headers, orders):
+    headers = auth_headers()
+    assert _ids(client, headers, "identifier=https://gp.example/orders|GP-10") == \
+        [orders["orders"][1]["id"]]
+    assert len(_ids(client, headers, "code=http://snomed.info/sct|363679005")) == 4
+    assert _ids(client, headers, "code=http://loinc.org|363679005") == []
+
+
+def test_search_by_authored_date_with_prefixes(client, auth_headers, orders):
+    headers = auth_headers()
+    ids = [o["id"] for o in orders["orders"]]
+    assert _ids(client, headers, "authored=2026-11-10") == [ids[1]]
+    assert set(_ids(client, headers, "authored=ge2026-11-10")) == {ids[1], ids[2]}
+    assert set(_ids(client, headers, "authored=lt2026-11")) == {ids[3]}
+    assert set(_ids(client, headers, "authored=gt2026-11-01&authored=le2026-11-15")) == {ids[1]}
+    assert set(_ids(client, headers, "authored=2026-11")) == set(ids[:3])
+
+
+def test_search_by_patient_name_is_case_insensitive_prefix(client, auth_headers, orders):
+    found = client.get("/fhir/Patient?name=brO", headers=auth_headers()).get_json()
+    assert [e["resource"]["id"] for e in found["entry"]] == [orders["second"]["id"]]
+    exact = client.get("/fhir/Patient?family:exact=Bro", headers=auth_headers()).get_json()
+    assert exact["total"] == 0
+
+
+def test_based_on_and_missing(client, auth_headers, orders):
+    parent = orders["orders"][0]
+    child = service_request(f"Patient/{orders['first']['id']}")
+    child["basedOn"] = [{"reference": f"ServiceRequest/{parent['id']}"}]
+    made = client.post("/fhir/ServiceRequest", json=child, headers=auth_headers()).get_json()
+    headers = auth_headers()
+    assert _ids(client, headers, f"based-on=ServiceRequest/{parent['id']}") == [made["id"]]
+    assert _ids(client, headers, "based-on:missing=false") == [made["id"]]
+    assert len(_ids(client, headers, "based-on:missing=true")) == 4
+
+
+def test_paging_follows_next_links_through_every_match(client, auth_headers, orders):
+    headers = auth_headers()
+    page = client.get("/fhir/ServiceRequest?_count=3&_sort=authored", headers=headers).get_json()
+    assert page["total"] == 4 and len(page["entry"]) == 3
+    seen = [e["resource"]["id"] for e in page["entry"]]
+    next_url = next(link["url"] for link in page["link"] if link["relation"] == "next")
+    parts = urlsplit(next_url)
+    last = client.get(f"{parts.path}?{parts.query}", headers=headers).get_json()
+    seen += [e["resource"]["id"] for e in last["entry"]]
+    assert not [link for link in last["link"] if link["relation"] == "next"]
+    by_date = sorted(orders["orders"], key=lambda o: o["authoredOn"])
+    assert seen == [o["id"] for o in by_date]
+
+
+def test_sort_descending(client, auth_headers, orders):
+    ids = _ids(client, auth_headers(), "_sort=-authored")
+    assert ids == [o["id"] for o in sorted(orders["orders"], key=lambda o: o["authoredOn"],
+                                           reverse=True)]
+
+
+def test_summary_count_returns_only_the_total(client, auth_headers, orders):
+    body = client.get("/fhir/ServiceRequest?_summary=count", headers=auth_headers()).get_json()
+    assert body["total"] == 4 and "entry" not in body or body["entry"] == []
+
+
+def test_include_adds_the_patient_once(client, auth_headers, orders):
+    first = orders["first"]["id"]
+    body = client.get(f"/fhir/ServiceRequest?patient={first}&_include=ServiceRequest:patient",
+                      headers=auth_headers()).get_json()
+    included = [e for e in body["entry"] if e["search"]["mode"] == "include"]
+    assert [e["resource"]["id"] for e in included] == [first]
+    assert body["total"] == 3
+
+
+def test_revinclude_adds_conditions_pointing_at_the_patient(client, auth_headers, orders):
+    first = orders["first"]["id"]
+    client.post("/fhir/Condition", json=condition(f"Patient/{first}"), headers=auth_headers())
+    body = client.get(f"/fhir/Patient?_id={first}&_revinclude=Condition:subject",
+                      headers=auth_headers()).get_json()
+    modes = sorted((e["search"]["mode"], e["resource"]["resourceType"]) for e in body["entry"])
+    assert modes == [("include", "Condition"), ("match", "Patient")]
+
+
+def test_last_updated_and_id(client, auth_headers, orders):
+    headers = auth_headers()
+    first = orders["orders"][0]
+    assert _ids(client, headers, f"_id={first['id']}") == [first["id"]]
+    stamp = first["meta"]["lastUpdated"]
+    assert first["id"] in _ids(client, headers, f"_lastUpdated=ge{stamp}")
+    assert first["id"] not in _ids(client, headers, f"_lastUpdated=lt{stamp}")
+
+
+def test_post_search_matches_get(client, auth_headers, orders):
+    headers = {**auth_headers(), "Content-Type": "application/x-www-form-urlencoded"}
+    body = client.post("/fhir/ServiceRequest/_search", data="status=draft",
+                       headers=headers).get_json()
+    assert [e["resource"]["id"] for e in body["entry"]] == [orders["orders"][3]["id"]]

@@ -1,0 +1,93 @@
+"""Transaction and batch Bundles."""
+
+from __future__ import annotations
+
+from tests.factories import condition, patient, post_entry, service_request, transaction
+
+PATIENT_URL = "urn:uuid:5e0a4d6c-0000-4000-8000-000000000001"
+
+
+def _gp_bundle(**patient_kwargs):
+    return transaction(
+        post_entry(patient(**patient_kwargs), PATIENT_URL),
+        post_entry(condition(PATIENT_URL)),
+        post_entry(service_request(PATIENT_URL)),
+    )
+
+
+def _count(client, headers, resource_type):
+    body = client.get(f"/fhir/{resource_type}?_summary=count", headers=headers).get_json()
+    return body["total"]
+
+
+def test_transaction_rewrites_urn_uuid_references(client, auth_headers):
+    response = client.post("/fhir", json=_gp_bundle(), headers=auth_headers())
+    assert response.status_code == 200, response.data
+    body = response.get_json()
+    assert body["type"] == "transaction-response"
+    assert [e["response"]["status"] for e in body["entry"]] == ["201 Created"] * 3
+    patient_id = body["entry"][0]["resource"]["id"]
+    order = body["entry"][2]["resource"]
+    assert order["subject"]["reference"] == f"Patient/{patient_id}"
+    stored = client.get(f"/fhir/ServiceRequest/{order['id']}", headers=auth_headers()).get_json()
+    assert stored["subject"]["reference"] == f"Patient/{patient_id}"
+    assert any(i["type"]["coding"][0]["code"] == "ACSN" for i in stored["identifier"])
+
+
+def test_transaction_with_one_bad_entry_changes_nothing(client, auth_headers):
+    bundle = _gp_bundle()
+    bundle["entry"][2]["resource"]["status"] = "bogus"
+    response = client.post("/fhir", json=bundle, headers=auth_headers())
+    assert response.status_code == 422
+    outcome = response.get_json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert outcome["issue"][0]["expression"] == ["Bundle.entry[2].resource.status"]
+    headers = auth_headers()
+    assert [_count(client, headers, t) for t in ("Patient", "Condition", "ServiceRequest")] == \
+        [0, 0, 0]
+
+
+def test_transaction_if_none_exist_reuses_the_existing_patient(client, auth_headers):
+    query = "identifier=https://fhir.nhs.uk/Id/nhs-number|9434765919"
+    first = transaction(post_entry(patient(), PATIENT_URL, if_none_exist=query),
+                        post_entry(service_request(PATIENT_URL)))
+    one = client.post("/fhir", json=first, headers=auth_headers()).get_json()
+    two = client.post("/fhir", json=first, headers=auth_headers()).get_json()
+    assert two["entry"][0]["response"]["status"] == "200 OK"
+    assert one["entry"][0]["resource"]["id"] == two["entry"][0]["resource"]["id"]
+    assert two["entry"][1]["resource"]["subject"] == one["entry"][1]["resource"]["subject"]
+    assert _count(client, auth_headers(), "Patient") == 1
+    assert _count(client, auth_headers(), "ServiceRequest") == 2
+
+
+def test_transaction_entry_without_scope_is_refused_whole(client, auth_headers):
+    report = {"resourceType": "DiagnosticReport", "status": "final",
+              "code": {"text": "CT"}}
+    bundle = transaction(post_entry(patient(), PATIENT_URL), post_entry(report))
+    response = client.post("/fhir", json=bundle, headers=auth_headers("demo-gp"))
+    assert response.status_code == 403
+    assert _count(client, auth_headers(), "Patient") == 0
+
+
+def test_batch_keeps_good_entries_and_reports_bad_ones(client, auth_headers):
+    bad = service_request("Patient/x", status="bogus")
+    bundle = transaction(post_entry(patient()), post_entry(bad), kind="batch")
+    response = client.post("/fhir", json=bundle, headers=auth_headers())
+    assert response.status_code == 200
+    statuses = [e["response"]["status"] for e in response.get_json()["entry"]]
+    assert statuses[0] == "201 Created" and statuses[1].startswith("422")
+    assert _count(client, auth_headers(), "Patient") == 1
+
+
+def test_bundle_of_the_wrong_type_is_400(client, auth_headers):
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": []}
+    response = client.post("/fhir", json=bundle, headers=auth_headers())
+    assert response.status_code == 400
+    assert response.get_json()["resourceType"] == "OperationOutcome"
+
+
+def test_dangling_urn_uuid_reference_is_refused(client, auth_headers):
+    bundle = transaction(post_entry(service_request("urn:uuid:nowhere")))
+    response = client.post("/fhir", json=bundle, headers=auth_headers())
+    assert response.status_code == 400
+    assert _count(client, auth_headers(), "ServiceRequest") == 0
