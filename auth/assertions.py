@@ -116,3 +116,26 @@ def _record_jti(session: Session, client_id: str, claims: dict[str, Any]) -> Non
     except IntegrityError as error:
         log.warning("client assertion replayed", extra={"client_id": client_id})
         raise InvalidClient("client_assertion jti has already been used") from error
+
+
+def verify_cds_client_jwt(session: Session, token: str, audience: str) -> Client:
+    """The registered client that signed a CDS Hooks request JWT for ``audience``.
+
+    CDS Hooks 2.0 "Trusting CDS Clients": ``sub`` is the client id, ``iss``
+    the issuer's URI (which may differ from the client id), ``aud`` the
+    service endpoint; ``exp``, ``iat`` and ``jti`` are required. Keys and
+    replay protection are those of the token endpoint.
+    """
+    header, unverified = _unverified_parts(token)
+    client = _issuing_client(session, unverified.get("sub") or unverified.get("iss"))
+    key = _signing_key(client, header)
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token, key, algorithms=[key.algorithm_name], audience=audience,
+            leeway=CLOCK_SKEW_SECONDS, options={"require": ["iss", "aud", "exp", "iat", "jti"]})
+    except jwt.PyJWTError as error:
+        raise InvalidClient(f"CDS Hooks JWT rejected: {error}") from error
+    if claims["exp"] > time.time() + MAX_LIFETIME_SECONDS + CLOCK_SKEW_SECONDS:
+        raise InvalidClient("CDS Hooks JWT exp is more than five minutes ahead")
+    _record_jti(session, client.client_id, claims)
+    return client

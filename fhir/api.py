@@ -18,13 +18,14 @@ from core.errors import (
     MalformedJson,
     MethodNotAllowed,
     NotAcceptable,
+    NotFound,
     UnsupportedMediaType,
     information,
 )
 from core.web import app_settings, db, fhir_response
 from fhir import audit, transaction
 from fhir.capability import capability_statement
-from fhir.registry import ResourceSpec
+from fhir.registry import OPERATIONS, ResourceSpec
 from fhir.search import SearchResult, run_search
 from fhir.store import Store, Written, spec_for
 from fhir.validation import validate_resource
@@ -86,7 +87,7 @@ def _allow(resource_type: str, interaction: str) -> ResourceSpec:
 
 def _commit(*resources: dict[str, Any]) -> None:
     """Audit the interaction in the transaction of its changes, then commit."""
-    g.interaction.entities = [_versioned_ref(r) for r in resources]
+    g.interaction.entities += [_versioned_ref(r) for r in resources]
     store = _store()
     audit.record(store, g.interaction)
     store.session.commit()
@@ -294,6 +295,19 @@ def validate(resource_type: str, resource_id: str | None = None) -> Response:
         outcome = error.outcome()
     _commit()
     return fhir_response(outcome)
+
+
+@bp.post("/<resource_type>/<resource_id>/$<operation>")
+def instance_operation(resource_type: str, resource_id: str, operation: str) -> Response:
+    spec = _allow(resource_type, "operation")
+    found = OPERATIONS.get((spec.type, operation))
+    if found is None:
+        raise NotFound(f"${operation} is not an operation on {spec.type}")
+    body = _body() if request.get_data() else None
+    g.interaction.entities = [f"{spec.type}/{resource_id}"]
+    result = found.handler(_store(), resource_id, body)
+    _commit()
+    return fhir_response(result)
 
 
 def _parameters_resource(body: Any) -> Any:

@@ -5,10 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from fhir.dates import instant, now_utc
-from fhir.registry import COMMON_PARAMS, REGISTRY, ResourceSpec
+from fhir.registry import (
+    COMMON_PARAMS,
+    OPERATIONS,
+    REGISTRY,
+    VALIDATE_DEFINITION,
+    ResourceSpec,
+)
 
 SEARCH_PARAM_DOCS = "https://hl7.org/fhir/R4/searchparameter-registry.html"
-VALIDATE = "http://hl7.org/fhir/OperationDefinition/Resource-validate"
 
 
 def capability_statement(base: str, version: str) -> dict[str, Any]:
@@ -65,5 +70,7 @@ def _resource(spec: ResourceSpec) -> dict[str, Any]:
         "searchRevInclude": [f"{other.type}:{p.name}" for other in REGISTRY.values()
                              for p in other.params.values() if p.type == "reference"],
         "searchParam": params,
-        "operation": [{"name": "validate", "definition": VALIDATE}],
+        "operation": [{"name": "validate", "definition": VALIDATE_DEFINITION}] +
+        [{"name": op.name, "definition": op.definition} for op in OPERATIONS.values()
+         if op.resource_type == spec.type],
     }

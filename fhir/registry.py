@@ -8,7 +8,9 @@ registry (https://hl7.org/fhir/R4/searchparameter-registry.html).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 WRITE = frozenset({"create", "update"})
 READ = frozenset({"read", "vread", "search-type", "history-instance"})
@@ -32,6 +34,9 @@ class ResourceSpec:
     type: str
     interactions: frozenset[str] = ALL
     params: dict[str, SearchParam] = field(default_factory=dict)
+    # Within a transaction, POSTs of a higher rank are written later, so that
+    # write hooks on orders see the clinical facts submitted with them.
+    write_rank: int = 0
 
 
 def _p(name: str, kind: str, *paths: str) -> SearchParam:
@@ -46,9 +51,9 @@ def _subject(path: str = "subject") -> list[SearchParam]:
     return [_p("patient", "reference", path), _p("subject", "reference", path)]
 
 
-def _spec(type_: str, params: list[SearchParam],
-          interactions: frozenset[str] = ALL) -> ResourceSpec:
-    return ResourceSpec(type_, interactions, {p.name: p for p in params})
+def _spec(type_: str, params: list[SearchParam], interactions: frozenset[str] = ALL,
+          write_rank: int = 0) -> ResourceSpec:
+    return ResourceSpec(type_, interactions, {p.name: p for p in params}, write_rank)
 
 
 _SPECS = [
@@ -80,7 +85,7 @@ _SPECS = [
                              _p("based-on", "reference", "basedOn"),
                              _p("requester", "reference", "requester"),
                              _p("authored", "date", "authoredOn"),
-                             _p("occurrence", "date", "occurrence[x]")]),
+                             _p("occurrence", "date", "occurrence[x]")], write_rank=1),
     _spec("Task", [IDENTIFIER, _p("patient", "reference", "for"),
                    _p("subject", "reference", "for"), STATUS,
                    _p("code", "token", "code"), _p("focus", "reference", "focus"),
@@ -100,6 +105,8 @@ _SPECS = [
                                 _p("date", "date", "date"),
                                 _p("related", "reference", "context.related")]),
     _spec("Binary", []),
+    _spec("CodeSystem", [_p("url", "token", "url"), _p("name", "string", "name"), STATUS],
+          READ),
     _spec("GuidanceResponse", [IDENTIFIER, *_subject(), STATUS,
                                _p("request", "token", "requestIdentifier")]),
     _spec("Provenance", [_p("target", "reference", "target"),
@@ -121,3 +128,27 @@ COMMON_PARAMS = {"_id": "token", "_lastUpdated": "date"}
 # Result-shaping parameters (https://hl7.org/fhir/R4/search.html#Summary).
 CONTROL_PARAMS = {"_count", "_offset", "_sort", "_include", "_revinclude", "_summary",
                   "_format", "_total"}
+
+
+@dataclass(frozen=True)
+class Operation:
+    """An instance-level operation served at ``POST /fhir/{type}/{id}/${name}``.
+
+    ``handler(store, resource_id, body)`` returns the response resource; it is
+    registered by the package that owns the operation (``rules`` for
+    ``$replay``) so that ``fhir`` needs no import of it.
+    """
+
+    resource_type: str
+    name: str
+    definition: str
+    handler: Callable[..., dict[str, Any]]
+
+
+OPERATIONS: dict[tuple[str, str], Operation] = {}
+VALIDATE_DEFINITION = "http://hl7.org/fhir/OperationDefinition/Resource-validate"
+
+
+def register_operation(resource_type: str, name: str, definition: str,
+                       handler: Callable[..., dict[str, Any]]) -> None:
+    OPERATIONS[(resource_type, name)] = Operation(resource_type, name, definition, handler)

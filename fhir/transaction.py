@@ -97,12 +97,16 @@ def _parse_entry(index: int, raw: Any) -> Entry:
 def _transaction(ctx: Context, entries: list[Entry]) -> dict[str, Any]:
     ids = _assign_ids(ctx, entries)
     responses: dict[int, dict[str, Any]] = {}
-    for entry in sorted(entries, key=lambda e: _ORDER[e.method]):
+    for entry in sorted(entries, key=_processing_order):
         try:
             responses[entry.index] = _run(ctx, _resolved(ctx, entry, ids), ids)
         except FhirError as error:
             raise _located(error, entry) from error
     return _response_bundle("transaction-response", [responses[e.index] for e in entries])
+
+
+def _processing_order(entry: Entry) -> tuple[int, int]:
+    return _ORDER[entry.method], spec_for(entry.resource_type).write_rank
 
 
 def _batch(ctx: Context, entries: list[Entry]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from flask import Flask
 
 import auth
 import referral
+import rules
 from core import web
 from core.logging import configure_logging
 from core.settings import PROJECT_ROOT, Settings, get_settings
@@ -25,4 +26,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     auth.init_app(app)
     fhir_api.init_app(app)
     referral.init_app(app)
+    rules.init_app(app)
     return app

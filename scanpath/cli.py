@@ -36,11 +36,11 @@ def _upgrade(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _seed(settings: Settings, _args: argparse.Namespace) -> int:
-    from auth.clients import seed_demo_clients
+    from scanpath.seed import seed_all
 
     with session_scope(get_engine()) as session:
-        seed_demo_clients(session, settings)
-    print("demo clients: demo-gp, demo-radiology, demo-admin")
+        seed_all(session, settings)
+    print("seeded: demo clients demo-gp, demo-radiology, demo-admin; rule packs; code systems")
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 from sqlmodel import Session, SQLModel
+from werkzeug.serving import make_server
 
 import core  # noqa: F401
 from core.db import engine_for
@@ -26,7 +28,8 @@ from core.settings import Settings
 from scanpath.migrate import upgrade
 from tests.fhir_validator import R4Validator, r4_validator  # noqa: F401
 
-PG_SCHEMA = "scanpath_test"
+# One schema per test process, so concurrent runs on one machine do not collide.
+PG_SCHEMA = f"scanpath_test_{os.getpid()}"
 DEMO_CLIENTS = ("demo-gp", "demo-radiology", "demo-admin")
 
 
@@ -51,16 +54,19 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory, keys_dir: Path) ->
     return path
 
 
+def _admin(sql: str) -> None:
+    admin = create_engine(_postgres_base_url().replace("postgresql://", "postgresql+psycopg://", 1))
+    with admin.begin() as connection:
+        connection.execute(text(sql))
+    admin.dispose()
+
+
 @pytest.fixture(scope="session")
-def postgres_url(keys_dir: Path) -> str:
+def postgres_url(keys_dir: Path) -> Iterator[str]:
     """A migrated, seeded PostgreSQL schema, or a skip (a failure under CI)."""
     base = _postgres_base_url()
     try:
-        admin = create_engine(base.replace("postgresql://", "postgresql+psycopg://", 1))
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE"))
-            connection.execute(text(f"CREATE SCHEMA {PG_SCHEMA}"))
-        admin.dispose()
+        _admin(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE; CREATE SCHEMA {PG_SCHEMA}")
     except Exception as exc:
         if os.environ.get("CI") == "true":
             pytest.fail(f"PostgreSQL is required under CI=true: {exc}")
@@ -70,7 +76,9 @@ def postgres_url(keys_dir: Path) -> str:
     settings = _settings(url, keys_dir)
     upgrade(settings)
     _seed(settings)
-    return url
+    yield url
+    engine_for(url).dispose()
+    _admin(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")
 
 
 def _settings(url: str, var_dir: Path) -> Settings:
@@ -78,16 +86,16 @@ def _settings(url: str, var_dir: Path) -> Settings:
 
 
 def _seed(settings: Settings) -> None:
-    from auth.clients import seed_demo_clients
+    from scanpath.seed import seed_all
 
     with Session(engine_for(settings.database_url)) as session:
-        seed_demo_clients(session, settings)
+        seed_all(session, settings)
         session.commit()
 
 
 def _truncate_postgres(url: str) -> None:
     engine = engine_for(url)
-    keep = {"alembic_version", "auth_client"}
+    keep = {"alembic_version", "auth_client", "rule_pack_version"}
     tables = [t.name for t in SQLModel.metadata.sorted_tables if t.name not in keep]
     with engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
@@ -102,7 +110,9 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path, keys_dir: Path) -> 
         return _settings(f"sqlite:///{path}", keys_dir)
     url = request.getfixturevalue("postgres_url")
     _truncate_postgres(url)
-    return _settings(url, keys_dir)
+    settings = _settings(url, keys_dir)
+    _seed(settings)  # the published CodeSystems live in the truncated resource table
+    return settings
 
 
 class ValidatingClient(FlaskClient):
@@ -163,3 +173,32 @@ def auth_headers(token: Callable[[str], str]) -> Callable[..., dict[str, str]]:
                 **{k.replace("_", "-"): v for k, v in extra.items()}}
 
     return headers
+
+
+@pytest.fixture(scope="module")
+def live_sqlite(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path,
+                keys_dir: Path) -> Iterator[tuple[str, Settings]]:
+    """The whole app on a real loopback HTTP socket over a fresh SQLite database."""
+    from scanpath.app import create_app
+
+    path = tmp_path_factory.mktemp("live") / "scanpath.db"
+    shutil.copy(sqlite_template, path)
+    settings = _settings(f"sqlite:///{path}", keys_dir)
+    with serving(create_app(settings)) as base:
+        yield base, settings
+
+
+class serving:
+    """Serve a WSGI app on 127.0.0.1 in a thread, as a context manager yielding its URL."""
+
+    def __init__(self, app: Flask) -> None:
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=5)

@@ -7,28 +7,23 @@ then creates and reads back a Patient and a ServiceRequest.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import pytest
 from fhirclient import client as fhir_client
 from fhirclient.models.patient import Patient
 from fhirclient.models.servicerequest import ServiceRequest
-from werkzeug.serving import make_server
 
 from auth.clients import client_assertion, key_path
+from tests.conftest import serving
 from tests.factories import patient, service_request
 
 
 @pytest.fixture
 def live_server(app) -> Iterator[str]:
     """The app on a real HTTP socket on loopback, for the test's duration."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=5)
+    with serving(app) as base:
+        yield base
 
 
 def _smart(base: str, settings) -> fhir_client.FHIRClient:

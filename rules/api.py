@@ -1,0 +1,220 @@
+"""CDS Hooks endpoints (CONTRACT §4, https://cds-hooks.hl7.org/2.0/) and ``$replay``."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, Flask, Response, jsonify, request
+
+from auth.assertions import verify_cds_client_jwt
+from auth.errors import OAuthError
+from auth.guard import require
+from core.errors import (
+    BadRequest,
+    MalformedJson,
+    NotFound,
+    PreconditionFailed,
+    Unauthorized,
+    Unprocessable,
+)
+from core.web import app_settings, db
+from fhir import audit
+from fhir.dates import now_utc
+from fhir.registry import register_operation
+from fhir.store import Store
+from rules import service
+from rules.cards import build_cards
+from rules.engine import Decision, engine
+from rules.guidance import stored_context
+from rules.models import CdsFeedback
+
+bp = Blueprint("cds", __name__, url_prefix="/cds-services")
+REPLAY = "https://scanpath.example/fhir/OperationDefinition/GuidanceResponse-replay"  # local
+_PREFETCH = {"patient": "Patient/{{context.patientId}}",
+             "conditions": "Condition?patient={{context.patientId}}",
+             "observations": "Observation?patient={{context.patientId}}",
+             "allergies": "AllergyIntolerance?patient={{context.patientId}}",
+             "devices": "Device?patient={{context.patientId}}",
+             "imaging": "ImagingStudy?patient={{context.patientId}}"}
+SERVICES = {
+    "imaging-order-select": {
+        "hook": "order-select", "title": "ScanPath imaging advice",
+        "description": "Chooses the most suitable imaging test for the draft order's reasons, "
+                       "or says none is indicated or that this is an emergency; checks safety.",
+    },
+    "imaging-order-sign": {
+        "hook": "order-sign", "title": "ScanPath imaging order check",
+        "description": "Rates the imaging order being signed and runs the safety checks.",
+    },
+}
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    register_operation("GuidanceResponse", "replay", REPLAY, replay)
+
+
+def _store() -> Store:
+    return Store(db(), app_settings())
+
+
+@bp.get("")
+def discovery() -> Response:
+    """The services; discovery holds no patient data and is open, as CDS Hooks expects."""
+    services = [{"id": sid, **meta, "prefetch": _PREFETCH} for sid, meta in SERVICES.items()]
+    return jsonify(services=services)
+
+
+def _caller() -> str:
+    """The client id of a ScanPath access token or of a CDS Hooks client JWT."""
+    try:
+        return require("ServiceRequest", "operation").client_id
+    except Unauthorized as unauthorized:
+        token = request.headers.get("Authorization", "").partition(" ")[2].strip()
+        if not token:
+            raise
+        try:
+            client = verify_cds_client_jwt(db(), token, request.base_url)
+        except OAuthError as error:
+            raise unauthorized from error
+        return client.client_id
+
+
+def _service(service_id: str) -> dict[str, Any]:
+    found = SERVICES.get(service_id)
+    if found is None:
+        raise NotFound(f"No CDS service '{service_id}'")
+    return found
+
+
+def _json_body() -> dict[str, Any]:
+    try:
+        body = json.loads(request.get_data() or b"null")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedJson(f"The body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a CDS Hooks request object")
+    return body
+
+
+@bp.post("/<service_id>")
+def call(service_id: str) -> Response:
+    meta = _service(service_id)
+    who = audit.Interaction("operation", "GuidanceResponse", _caller(), request.remote_addr)
+    body = _json_body()
+    if body.get("hook") != meta["hook"]:
+        raise BadRequest(f"{service_id} answers the {meta['hook']} hook, not {body.get('hook')}",
+                         ["hook"])
+    context: dict[str, Any] = body["context"] if isinstance(body.get("context"), dict) else {}
+    if not isinstance(body.get("prefetch"), dict) and not body.get("fhirServer"):
+        raise PreconditionFailed("Send prefetch or fhirServer so the patient's history can be "
+                                 "read (CDS Hooks 2.0 §prefetch)", ["prefetch"])
+    cards: list[dict[str, Any]] = []
+    store = _store()
+    for order in _orders(context, meta["hook"]):
+        cards += _advise(store, body, context, order, who)
+    audit.record(store, who)
+    store.session.commit()
+    return jsonify(cards=cards)
+
+
+def _orders(context: dict[str, Any], hook: str) -> list[dict[str, Any]]:
+    draft = context.get("draftOrders")
+    orders = [r for r in service.bundle_resources(draft) if r.get("resourceType") ==
+              "ServiceRequest"]
+    if hook == "order-select" and context.get("selections"):
+        chosen = set(context["selections"])
+        orders = [o for o in orders if f"ServiceRequest/{o.get('id')}" in chosen] or orders
+    if not orders:
+        raise BadRequest("context.draftOrders must hold a ServiceRequest",
+                         ["context.draftOrders"])
+    return orders
+
+
+def _advise(store: Store, body: dict[str, Any], context: dict[str, Any],
+            order: dict[str, Any], who: audit.Interaction) -> list[dict[str, Any]]:
+    auth = body.get("fhirAuthorization") or {}
+    ctx = service.context_from_prefetch(order, body.get("prefetch") or {},
+                                        body.get("fhirServer"), auth.get("access_token"),
+                                        context.get("patientId"))
+    decision = service.decide(ctx)
+    cards = build_cards(decision, order, store.settings.canonical_base)
+    guidance = service.record(store, decision, ctx, [c["uuid"] for c in cards])
+    who.entities.append(f"GuidanceResponse/{guidance['id']}")
+    return cards
+
+
+@bp.post("/<service_id>/feedback")
+def feedback(service_id: str) -> Response:
+    _service(service_id)
+    client_id = _caller()
+    items = _json_body().get("feedback")
+    if not isinstance(items, list) or not items:
+        raise BadRequest("feedback must be a non-empty list", ["feedback"])
+    session = db()
+    for index, item in enumerate(items):
+        session.add(_feedback_row(service_id, client_id, item, index))
+    session.commit()
+    return jsonify({})
+
+
+def _feedback_row(service_id: str, client_id: str, item: Any, index: int) -> CdsFeedback:
+    where = [f"feedback[{index}]"]
+    if not isinstance(item, dict) or item.get("outcome") not in ("accepted", "overridden") \
+            or not isinstance(item.get("card"), str):
+        raise BadRequest("Each feedback item needs a card uuid and an outcome of accepted or "
+                         "overridden", where)
+    reason = (item.get("overrideReason") or {}).get("reason") or {}
+    try:
+        when = datetime.fromisoformat(str(item.get("outcomeTimestamp", "")).replace("Z",
+                                                                                  "+00:00"))
+    except ValueError as exc:
+        raise BadRequest("outcomeTimestamp must be an ISO 8601 instant", where) from exc
+    return CdsFeedback(service_id=service_id, card=item["card"], outcome=item["outcome"],
+                       accepted_suggestions=json.dumps(item.get("acceptedSuggestions", [])),
+                       override_reason=reason.get("code"),
+                       comment=(item.get("overrideReason") or {}).get("userComment"),
+                       outcome_timestamp=when if when.tzinfo else now_utc(),
+                       client_id=client_id, received_at=now_utc())
+
+
+def replay(store: Store, guidance_id: str, body: Any) -> dict[str, Any]:
+    """Run a stored decision again with another pack version and show what changed."""
+    guidance = store.read("GuidanceResponse", guidance_id)
+    ctx = stored_context(guidance)
+    if ctx is None:
+        raise Unprocessable("This GuidanceResponse holds no replayable context")
+    before_version = guidance["moduleUri"].rsplit("/", 1)[-1]
+    before = engine(loaded=service.pack_version(store.session, before_version)).decide(ctx)
+    wanted = _requested_version(body)
+    after = engine(loaded=service.pack_version(store.session, wanted)).decide(ctx)
+    return _replay_parameters(before, after)
+
+
+def _requested_version(body: Any) -> str | None:
+    """``packVersion`` from a Parameters body; the shipped version when absent."""
+    if body is None:
+        return None
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        raise BadRequest("$replay takes a Parameters resource", ["Parameters"])
+    for param in body.get("parameter", []):
+        if isinstance(param, dict) and param.get("name") == "packVersion":
+            return str(param.get("valueString"))
+    return None
+
+
+def _replay_parameters(before: Decision, after: Decision) -> dict[str, Any]:
+    old, new = before.digest(), after.digest()
+    changes = [{"name": "difference", "part": [
+        {"name": "field", "valueString": key},
+        {"name": "before", "valueString": json.dumps(old[key])},
+        {"name": "after", "valueString": json.dumps(new[key])}]}
+        for key in old if old[key] != new[key]]
+    return {"resourceType": "Parameters", "parameter": [
+        {"name": "beforeVersion", "valueString": before.pack_version},
+        {"name": "afterVersion", "valueString": after.pack_version},
+        {"name": "beforeOutcome", "valueCode": before.outcome},
+        {"name": "afterOutcome", "valueCode": after.outcome},
+        {"name": "changed", "valueBoolean": bool(changes)}, *changes]}

@@ -1,0 +1,126 @@
+"""A decision as CDS Hooks cards (https://cds-hooks.hl7.org/2.0/#card-attributes).
+
+One card carries the outcome (with the recommended order as the single
+``isRecommended`` suggestion when imaging is indicated); each safety finding
+of warning or critical severity adds a card whose ``source.topic`` is coded
+from ``{base}/CodeSystem/safety-check``. Informational findings are listed in
+the main card's detail.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from typing import Any
+
+from rules.engine import Decision, RankedOption
+from rules.guidance import procedure_codings
+from rules.safety import Finding
+
+SUMMARY_LIMIT = 140  # CDS Hooks: summary SHOULD be under 140 characters
+INDICATOR = {"imaging": "info", "no-imaging": "warning", "emergency": "critical",
+             "data-requested": "info", "no-rule": "info"}
+# Local override reasons, offered on every card ({base}/CodeSystem/override-reason).
+OVERRIDE_REASONS = [
+    ("clinical-judgement", "Clinical judgement: the guideline does not fit this patient"),
+    ("discussed-with-radiologist", "Discussed with a radiologist"),
+    ("already-known", "Already known or addressed"),
+    ("patient-preference", "Patient's informed preference"),
+]
+
+
+def build_cards(decision: Decision, draft: dict[str, Any], base: str) -> list[dict[str, Any]]:
+    """The main card and one card per warning or critical safety finding."""
+    main = _main_card(decision, draft, base)
+    safety = [_safety_card(f, base) for f in decision.safety if f.severity != "info"]
+    return [main, *safety]
+
+
+def _card(summary: str, indicator: str, detail: str, source: dict[str, Any],
+          base: str) -> dict[str, Any]:
+    return {"uuid": str(uuid.uuid4()), "summary": _short(summary), "indicator": indicator,
+            "detail": detail, "source": source,
+            "overrideReasons": [{"system": f"{base}/CodeSystem/override-reason", "code": code,
+                                 "display": display} for code, display in OVERRIDE_REASONS]}
+
+
+def _short(text: str) -> str:
+    return text if len(text) < SUMMARY_LIMIT else text[:SUMMARY_LIMIT - 2] + "…"
+
+
+def _main_card(decision: Decision, draft: dict[str, Any], base: str) -> dict[str, Any]:
+    rule = decision.deciding[0] if decision.deciding else None
+    source = {"label": rule.citation.label() if rule else "ScanPath rules engine"}
+    if rule:
+        source["url"] = rule.citation.url
+    card = _card(_summary(decision), INDICATOR[decision.outcome], _detail(decision), source,
+                 base)
+    if decision.chosen:
+        card["suggestions"] = [_suggestion(o, o is decision.chosen, draft, base)
+                               for o in decision.options if o.appropriateness >= 4]
+        card["selectionBehavior"] = "at-most-one"
+    return card
+
+
+def _summary(decision: Decision) -> str:
+    chosen, better = decision.chosen, decision.better
+    if decision.outcome == "imaging" and better and decision.ordered:
+        return f"Consider {better.procedure.display} instead of {decision.ordered.display}"
+    if decision.outcome == "imaging" and chosen:
+        return f"Recommended: {chosen.procedure.display}"
+    if decision.outcome == "data-requested":
+        return "More information needed: " + ", ".join(m.name for m in decision.missing)
+    if decision.outcome == "emergency":
+        return "Emergency: not for direct-access imaging. " + decision.summary
+    if decision.outcome == "no-imaging":
+        return "Imaging not indicated. " + decision.summary
+    return decision.summary
+
+
+def _detail(decision: Decision) -> str:
+    lines = [decision.summary, ""]
+    for option in decision.options:
+        lines.append(_option_line(option))
+    if decision.missing:
+        lines += ["", "**Missing:** " + ", ".join(m.name for m in decision.missing)]
+    notes = [f for f in decision.safety if f.severity == "info"]
+    lines += [f"- *{f.check}*: {f.summary}. {f.detail} ({f.citation.label()})" for f in notes]
+    lines += ["", "**Why:**"] + [f"- {t.rule.title} ({t.rule.citation.label()}): "
+                                  f"{'applies' if t.matched else '; '.join(t.reasons)}"
+                                  for t in decision.trace]
+    used = [f"{f.display or f.kind}" + (f" ({f.when.isoformat()})" if f.when else "")
+            for f in decision.facts]
+    if used:
+        lines += ["", "**Facts used:** " + "; ".join(used)]
+    lines += ["", f"Rule pack {decision.pack_id} version {decision.pack_version}. "
+              "Advice only: radiology justifies every exposure."]
+    return "\n".join(lines)
+
+
+def _option_line(option: RankedOption) -> str:
+    proc = option.procedure
+    return (f"- **{proc.display}** ({proc.key}): appropriateness {option.appropriateness}/9, "
+            f"{option.category.replace('-', ' ')}; radiation level {proc.adult.rrl}/5 adult, "
+            f"{proc.paediatric.rrl}/5 child ({proc.adult.band_msv}). {option.rationale}")
+
+
+def _suggestion(option: RankedOption, recommended: bool, draft: dict[str, Any],
+                base: str) -> dict[str, Any]:
+    order = copy.deepcopy(draft)
+    order["code"] = {"coding": procedure_codings(option.procedure, base),
+                     "text": option.procedure.display}
+    action = "update" if order.get("id") else "create"
+    return {"label": f"Order {option.procedure.display}", "uuid": str(uuid.uuid4()),
+            "isRecommended": recommended,
+            "actions": [{"type": action, "description": f"Order {option.procedure.display}",
+                         "resource": order}]}
+
+
+def _safety_card(finding: Finding, base: str) -> dict[str, Any]:
+    source = {"label": finding.citation.label(), "url": finding.citation.url,
+              "topic": {"system": f"{base}/CodeSystem/safety-check", "code": finding.check,
+                        "display": finding.check.replace("-", " ")}}
+    detail = finding.detail + "".join(
+        f"\n- {f.display} ({f.when.isoformat() if f.when else 'undated'})"
+        for f in finding.facts)
+    return _card(finding.summary, finding.severity, detail, source, base)

@@ -1,0 +1,264 @@
+"""The patient context a decision uses, built from FHIR resources.
+
+Sources: CDS Hooks prefetch, a submitted transaction Bundle, the store, or
+a hook's ``fhirServer``. Every fact keeps its FHIR reference and date so that
+the explanation can say what it relied on. Pure: no Flask, no database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+SNOMED = "http://snomed.info/sct"
+IMAGING_CODE = (SNOMED, "363679005")  # |Imaging (procedure)|, CONTRACT §4
+# FHIR R4 condition-ver-status codes that mean "this is not a fact".
+_NOT_FACTS = {"refuted", "entered-in-error"}
+_ACTIVE = {"active", "recurrence", "relapse"}
+_DISCARDED_OBSERVATIONS = {"cancelled", "entered-in-error"}
+
+Code = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One clinical fact and where it came from."""
+
+    kind: str  # reason | condition | observation | allergy | device | imaging | order
+    codes: tuple[Code, ...]
+    display: str
+    reference: str | None = None
+    when: date | None = None
+    active: bool = True
+    value: float | None = None
+    value_codes: tuple[Code, ...] = ()
+    value_date: date | None = None
+    interpretation: tuple[str, ...] = ()
+    safety: tuple[Code, ...] = ()  # Device.safety codings (MR status)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("when", "value_date"):
+            data[key] = data[key].isoformat() if data[key] else None
+        return data
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> Fact:
+        data = dict(data)
+        for key in ("codes", "value_codes", "safety"):
+            data[key] = tuple(tuple(c) for c in data.get(key, ()))
+        data["interpretation"] = tuple(data.get("interpretation", ()))
+        for key in ("when", "value_date"):
+            data[key] = date.fromisoformat(data[key]) if data.get(key) else None
+        return Fact(**data)
+
+
+@dataclass
+class PatientContext:
+    """What is known about the patient and the order being placed."""
+
+    today: date
+    patient_ref: str | None = None
+    birth_date: date | None = None
+    sex: str | None = None
+    order_ref: str | None = None
+    ordered_codes: tuple[Code, ...] = ()
+    reasons: list[Fact] = field(default_factory=list)
+    conditions: list[Fact] = field(default_factory=list)
+    observations: list[Fact] = field(default_factory=list)
+    allergies: list[Fact] = field(default_factory=list)
+    devices: list[Fact] = field(default_factory=list)
+    imaging: list[Fact] = field(default_factory=list)
+
+    @property
+    def age(self) -> int | None:
+        """Age in whole years on ``today``."""
+        if self.birth_date is None:
+            return None
+        born = self.birth_date
+        return self.today.year - born.year - ((self.today.month, self.today.day) <
+                                               (born.month, born.day))
+
+    @property
+    def reason_codes(self) -> frozenset[Code]:
+        return frozenset(c for fact in self.reasons for c in fact.codes)
+
+    def to_json(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if not isinstance(v, list)}
+        data["today"] = self.today.isoformat()
+        data["birth_date"] = self.birth_date.isoformat() if self.birth_date else None
+        for name in ("reasons", "conditions", "observations", "allergies", "devices", "imaging"):
+            data[name] = [fact.to_json() for fact in getattr(self, name)]
+        return data
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> PatientContext:
+        facts = {name: [Fact.from_json(f) for f in data.get(name, [])]
+                 for name in ("reasons", "conditions", "observations", "allergies", "devices",
+                              "imaging")}
+        return PatientContext(
+            today=date.fromisoformat(data["today"]), patient_ref=data.get("patient_ref"),
+            birth_date=date.fromisoformat(data["birth_date"]) if data.get("birth_date") else None,
+            sex=data.get("sex"), order_ref=data.get("order_ref"),
+            ordered_codes=tuple(tuple(c) for c in data.get("ordered_codes", ())),  # type: ignore[misc]
+            **facts)
+
+
+def build_context(order: dict[str, Any], resources: Iterable[dict[str, Any]],
+                  today: date) -> PatientContext:
+    """A context from the draft or submitted order and the patient's resources."""
+    ctx = PatientContext(today=today, order_ref=_ref(order))
+    ctx.patient_ref = (order.get("subject") or {}).get("reference")
+    ctx.ordered_codes = tuple(c for c in codes_of(order.get("code")) if c != IMAGING_CODE)
+    ctx.reasons = [_fact("reason", rc, None, None) for rc in order.get("reasonCode", [])]
+    for resource in resources:
+        _add(ctx, resource)
+    return ctx
+
+
+def _add(ctx: PatientContext, resource: dict[str, Any]) -> None:
+    kind = resource.get("resourceType")
+    if kind == "Patient":
+        ctx.sex = resource.get("gender")
+        ctx.birth_date = parse_date(resource.get("birthDate"))
+        ctx.patient_ref = ctx.patient_ref or _ref(resource)
+    elif kind == "Condition":
+        _append(ctx.conditions, _condition(resource))
+    elif kind == "Observation":
+        _append(ctx.observations, _observation(resource))
+    elif kind == "AllergyIntolerance":
+        _append(ctx.allergies, _allergy(resource))
+    elif kind == "Device":
+        _append(ctx.devices, _device(resource))
+    elif kind == "ImagingStudy":
+        _append(ctx.imaging, _imaging_study(resource))
+    elif kind == "ServiceRequest" and _ref(resource) != ctx.order_ref:
+        _append(ctx.imaging, _prior_order(resource))
+
+
+def _append(facts: list[Fact], fact: Fact | None) -> None:
+    if fact is not None:
+        facts.append(fact)
+
+
+def _ref(resource: dict[str, Any]) -> str | None:
+    if resource.get("id") and resource.get("resourceType"):
+        return f"{resource['resourceType']}/{resource['id']}"
+    return None
+
+
+def codes_of(concept: Any) -> tuple[Code, ...]:
+    """``(system, code)`` pairs of a CodeableConcept (or list of them)."""
+    concepts = concept if isinstance(concept, list) else [concept]
+    return tuple((c.get("system", ""), str(c.get("code", "")))
+                 for cc in concepts if isinstance(cc, dict)
+                 for c in cc.get("coding", []) if isinstance(c, dict) and c.get("code"))
+
+
+def _display(concept: Any) -> str:
+    if isinstance(concept, list):
+        concept = concept[0] if concept else {}
+    if not isinstance(concept, dict):
+        return ""
+    codings = concept.get("coding") or [{}]
+    return str(concept.get("text") or codings[0].get("display") or codings[0].get("code", ""))
+
+
+def parse_date(value: Any) -> date | None:
+    """The calendar date of a FHIR date or dateTime (its own time zone)."""
+    if not isinstance(value, str) or len(value) < 4:
+        return None
+    try:
+        if len(value) >= 10:
+            return date.fromisoformat(value[:10])
+        return date(int(value[:4]), int(value[5:7] or 1) if len(value) >= 7 else 1, 1)
+    except ValueError:
+        return None
+
+
+def _fact(kind: str, concept: Any, resource: dict[str, Any] | None, when: Any,
+          **extra: Any) -> Fact:
+    return Fact(kind, codes_of(concept), _display(concept),
+                _ref(resource) if resource else None, parse_date(when), **extra)
+
+
+def _status_codes(concept: Any) -> set[str]:
+    return {code for _, code in codes_of(concept)}
+
+
+def _condition(resource: dict[str, Any]) -> Fact | None:
+    if _status_codes(resource.get("verificationStatus")) & _NOT_FACTS:
+        return None
+    clinical = _status_codes(resource.get("clinicalStatus"))
+    when = resource.get("onsetDateTime") or resource.get("recordedDate")
+    return _fact("condition", resource.get("code"), resource, when,
+                 active=not clinical or bool(clinical & _ACTIVE))
+
+
+def _observation(resource: dict[str, Any]) -> Fact | None:
+    if resource.get("status") in _DISCARDED_OBSERVATIONS:
+        return None
+    quantity = resource.get("valueQuantity") or {}
+    when = resource.get("effectiveDateTime") or (resource.get("effectivePeriod") or {}).get(
+        "start") or resource.get("issued")
+    interpretation = tuple(code for _, code in codes_of(resource.get("interpretation", [])))
+    value = quantity.get("value")
+    if value is None and isinstance(resource.get("valueInteger"), int):
+        value = resource["valueInteger"]
+    return _fact("observation", resource.get("code"), resource, when,
+                 value=float(value) if isinstance(value, int | float) else None,
+                 value_codes=codes_of(resource.get("valueCodeableConcept")),
+                 value_date=parse_date(resource.get("valueDateTime")),
+                 interpretation=interpretation)
+
+
+def _allergy(resource: dict[str, Any]) -> Fact | None:
+    if _status_codes(resource.get("verificationStatus")) & _NOT_FACTS:
+        return None
+    clinical = _status_codes(resource.get("clinicalStatus"))
+    substances = [r.get("substance") for r in resource.get("reaction", []) if r.get("substance")]
+    fact = _fact("allergy", resource.get("code"), resource, resource.get("recordedDate"),
+                 active=not clinical or "active" in clinical)
+    extra = tuple(c for s in substances for c in codes_of(s))
+    return Fact(**{**fact.__dict__, "codes": fact.codes + extra})
+
+
+def _device(resource: dict[str, Any]) -> Fact | None:
+    if resource.get("status") in ("inactive", "entered-in-error"):
+        return None
+    return _fact("device", resource.get("type"), resource, resource.get("manufactureDate"),
+                 safety=codes_of(resource.get("safety", [])))
+
+
+def _imaging_study(resource: dict[str, Any]) -> Fact | None:
+    if resource.get("status") in ("cancelled", "entered-in-error"):
+        return None
+    modalities = tuple(("http://dicom.nema.org/resources/ontology/DCM", m.get("code", ""))
+                       for m in resource.get("modality", []))
+    fact = _fact("imaging", resource.get("procedureCode", []), resource,
+                 resource.get("started"))
+    return Fact(**{**fact.__dict__, "codes": fact.codes + modalities})
+
+
+def _prior_order(resource: dict[str, Any]) -> Fact | None:
+    if resource.get("status") not in ("active", "completed", "on-hold"):
+        return None
+    when = resource.get("occurrenceDateTime") or resource.get("authoredOn")
+    return _fact("order", resource.get("code"), resource, when)
+
+
+def bundle_resources(bundle: Any) -> list[dict[str, Any]]:
+    """The resources of a Bundle's entries (a lone resource is returned as itself)."""
+    if not isinstance(bundle, dict):
+        return []
+    if bundle.get("resourceType") != "Bundle":
+        return [bundle]
+    return [e["resource"] for e in bundle.get("entry", [])
+            if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+
+
+def today_utc() -> date:
+    """Today's date in UTC."""
+    return datetime.now(UTC).date()

@@ -1,0 +1,73 @@
+"""Decision support on every imaging ServiceRequest the service accepts.
+
+A new order with the imaging category (SNOMED CT 363679005) and no specific
+code, or the generic one, gets the chosen procedure's codes; one that names a
+procedure is kept as ordered and rated, and a better-rated option is
+recorded. Orders are never dropped: when the outcome is no imaging, an
+emergency, missing data or no rule, the order is stored and tagged for
+radiology vetting (a human justifies every exposure, IR(ME)R 2017 reg. 11).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir.store import Store, register_write_hook
+from rules.context import IMAGING_CODE, codes_of
+from rules.engine import Decision
+from rules.guidance import procedure_codings
+from rules.service import context_from_store, decide, record
+
+VETTING_OUTCOMES = {"no-imaging", "emergency", "data-requested", "no-rule"}
+
+
+def register() -> None:
+    register_write_hook("ServiceRequest", advise_order)
+
+
+def is_imaging(order: dict[str, Any]) -> bool:
+    return IMAGING_CODE in codes_of(order.get("category", [])) or \
+        IMAGING_CODE in codes_of(order.get("code"))
+
+
+def advise_order(store: Store, order: dict[str, Any], previous: dict[str, Any] | None) -> None:
+    """Decide on a newly accepted imaging order and record the guidance with it."""
+    if previous is not None or not is_imaging(order):
+        return
+    ctx = context_from_store(store, order)
+    decision = decide(ctx)
+    guidance = record(store, decision, ctx)
+    base = store.settings.canonical_base
+    order["supportingInfo"] = [*order.get("supportingInfo", []), {
+        "reference": f"GuidanceResponse/{guidance['id']}", "display": "ScanPath decision"}]
+    _code(order, decision, base)
+    _flag(order, decision, base)
+
+
+def _code(order: dict[str, Any], decision: Decision, base: str) -> None:
+    target = decision.target
+    if target is None:
+        return
+    kept = [c for c in (order.get("code") or {}).get("coding", [])
+            if (c.get("system"), c.get("code")) != IMAGING_CODE]
+    wanted = procedure_codings(target, base)
+    missing = [c for c in wanted if not any(
+        (k.get("system"), k.get("code")) == (c["system"], c["code"]) for k in kept)]
+    order["code"] = {**(order.get("code") or {}), "coding": missing + kept}
+    order["code"].setdefault("text", target.display)
+
+
+def _flag(order: dict[str, Any], decision: Decision, base: str) -> None:
+    reasons = []
+    if decision.outcome in VETTING_OUTCOMES:
+        reasons.append(f"{decision.outcome}: {decision.summary}")
+    if decision.better:
+        reasons.append(f"better rated: {decision.better.procedure.display}")
+    reasons += [f"{f.check}: {f.summary}" for f in decision.safety if f.severity != "info"]
+    if not reasons:
+        return
+    tag = {"system": f"{base}/CodeSystem/order-flag", "code": "vetting-required",
+           "display": "Radiology vetting required"}
+    meta = order.setdefault("meta", {})
+    meta["tag"] = [*meta.get("tag", []), tag]
+    order["note"] = [*order.get("note", []), *({"text": f"ScanPath: {r}"} for r in reasons)]

@@ -1,0 +1,232 @@
+"""CDS Hooks behaviour (CONTRACT §4), the ordering hook and $replay."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import jwt
+import pytest
+from sqlmodel import select
+
+from auth.clients import key_path, load_private_key, public_jwk
+from rules.context import today_utc
+from tests.conftest import serving
+from tests.factories import patient, post_entry, transaction
+from tests.rules.vignettes import SHARED, load
+
+SCT = "http://snomed.info/sct"
+PROCEDURE = "https://scanpath.example/fhir/CodeSystem/procedure"
+
+
+@pytest.fixture
+def angina():
+    """The shared angina vignette's CDS request (NICE CG95: CTCA)."""
+    return load(SHARED / "angina-ctca.json", today_utc())["request"]
+
+
+def _post(client, headers, body, service="imaging-order-select"):
+    return client.post(f"/cds-services/{service}", json=body, headers=headers)
+
+
+def test_discovery_lists_both_services_with_prefetch(client):
+    services = {s["id"]: s for s in client.get("/cds-services").get_json()["services"]}
+    assert services["imaging-order-select"]["hook"] == "order-select"
+    assert services["imaging-order-sign"]["hook"] == "order-sign"
+    assert set(services["imaging-order-select"]["prefetch"]) == {
+        "patient", "conditions", "observations", "allergies", "devices", "imaging"}
+
+
+def test_missing_prefetch_and_fhir_server_is_412(client, auth_headers, angina):
+    del angina["prefetch"]
+    response = _post(client, auth_headers(), angina)
+    assert response.status_code == 412
+    assert response.get_json()["resourceType"] == "OperationOutcome"
+
+
+def test_calls_need_a_token(client, angina):
+    assert _post(client, {}, angina).status_code == 401
+
+
+def test_bad_requests_are_400_with_an_outcome(client, auth_headers, angina):
+    wrong_hook = {**angina, "hook": "patient-view"}
+    assert _post(client, auth_headers(), wrong_hook).status_code == 400
+    no_order = {**angina, "context": {**angina["context"], "draftOrders": {
+        "resourceType": "Bundle", "type": "collection", "entry": []}}}
+    assert _post(client, auth_headers(), no_order).status_code == 400
+    broken = client.post("/cds-services/imaging-order-select", data=b"{", headers=auth_headers())
+    assert broken.status_code == 400
+    assert broken.get_json()["resourceType"] == "OperationOutcome"
+    assert _post(client, auth_headers(), angina, "no-such-service").status_code == 404
+
+
+def _cds_jwt(settings, audience, client_id="demo-gp"):
+    key = load_private_key(key_path(settings, client_id).read_bytes())
+    jwk = public_jwk(key)
+    now = int(time.time())
+    claims = {"iss": "https://gp-system.example", "sub": client_id, "aud": audience,
+              "iat": now, "exp": now + 60, "jti": uuid.uuid4().hex}
+    return jwt.encode(claims, key, algorithm=jwk["alg"], headers={"kid": jwk["kid"]})
+
+
+def test_a_cds_client_jwt_signed_with_a_registered_key_is_accepted(client, settings, angina):
+    url = "http://localhost/cds-services/imaging-order-select"
+    good = {"Authorization": f"Bearer {_cds_jwt(settings, url)}"}
+    assert _post(client, good, angina).status_code == 200
+    replayed = _post(client, good, angina)
+    assert replayed.status_code == 401
+    wrong_audience = {"Authorization": f"Bearer {_cds_jwt(settings, 'http://elsewhere/')}"}
+    assert _post(client, wrong_audience, angina).status_code == 401
+
+
+def test_the_advice_is_recorded_as_guidance_with_provenance(client, auth_headers, angina):
+    cards = _post(client, auth_headers(), angina).get_json()["cards"]
+    found = client.get("/fhir/GuidanceResponse?_revinclude=Provenance:target",
+                       headers=auth_headers("demo-admin")).get_json()
+    guidance = [e["resource"] for e in found["entry"]
+                if e["resource"]["resourceType"] == "GuidanceResponse"]
+    assert len(guidance) == 1
+    assert {i["value"] for i in guidance[0]["identifier"]} == \
+        {f"urn:uuid:{c['uuid']}" for c in cards}
+    params = {p["name"]: p for p in guidance[0]["contained"][0]["parameter"]}
+    assert params["outcome"]["valueCode"] == "imaging"
+    assert params["chosen"]["valueCoding"]["code"] == "CTCA"
+    assert any(e["resource"]["resourceType"] == "Provenance" for e in found["entry"])
+
+
+def test_feedback_is_recorded(client, auth_headers, angina, db):
+    from rules.models import CdsFeedback
+
+    card = _post(client, auth_headers(), angina).get_json()["cards"][0]
+    body = {"feedback": [{"card": card["uuid"], "outcome": "overridden",
+                          "overrideReason": {"reason": card["overrideReasons"][0],
+                                             "userComment": "seen by cardiology"},
+                          "outcomeTimestamp": "2026-11-23T10:00:00Z"}]}
+    response = client.post("/cds-services/imaging-order-select/feedback", json=body,
+                           headers=auth_headers())
+    assert response.status_code == 200
+    rows = [(r.card, r.outcome, r.override_reason) for r in db.exec(select(CdsFeedback))]
+    db.rollback()  # SQLite: every transaction holds the write lock (core/db.py)
+    assert rows == [(card["uuid"], "overridden", "clinical-judgement")]
+    bad = client.post("/cds-services/imaging-order-select/feedback",
+                      json={"feedback": [{"card": "x", "outcome": "liked"}]},
+                      headers=auth_headers())
+    assert bad.status_code == 400
+
+
+def test_missing_prefetch_is_read_from_the_fhir_server(app, client, auth_headers, token,
+                                                       angina):
+    """The hook's fhirServer (here ScanPath itself) answers what prefetch lacks."""
+    made = client.post("/fhir/Patient", json=patient(birth_date="1966-01-01", gender="male"),
+                       headers=auth_headers()).get_json()
+    with serving(app) as base:
+        body = {**angina, "fhirServer": f"{base}/fhir",
+                "fhirAuthorization": {"access_token": token("demo-gp"), "token_type": "Bearer",
+                                      "expires_in": 300, "scope": "system/*.rs",
+                                      "subject": "demo-gp"},
+                "context": {**angina["context"], "patientId": made["id"]}}
+        body["prefetch"] = {k: v for k, v in body["prefetch"].items() if k != "patient"}
+        cards = _post(client, auth_headers(), body).get_json()["cards"]
+    picks = [s for c in cards for s in c.get("suggestions", []) if s["isRecommended"]]
+    assert [c["code"] for c in picks[0]["actions"][0]["resource"]["code"]["coding"]
+            if c["system"] == PROCEDURE] == ["CTCA"]
+
+
+def _gp_order(patient_url, reasons, code=None):
+    order = {"resourceType": "ServiceRequest", "status": "active", "intent": "order",
+             "subject": {"reference": patient_url},
+             "category": [{"coding": [{"system": SCT, "code": "363679005"}]}],
+             "reasonCode": [{"coding": [{"system": SCT, "code": c}]} for c in reasons]}
+    if code:
+        order["code"] = {"coding": [code]}
+    return order
+
+
+def test_generic_imaging_order_gets_the_chosen_procedure(client, auth_headers):
+    """NICE CG95 2016 1.3.4.3: anginal chest pain, CTCA first line."""
+    url = "urn:uuid:0b7c0000-0000-4000-8000-000000000001"
+    bundle = transaction(post_entry(_gp_order(url, ["29857009", "194828000"])),
+                         post_entry(patient(birth_date="1968-01-01", gender="male"), url))
+    body = client.post("/fhir", json=bundle, headers=auth_headers()).get_json()
+    order = body["entry"][0]["resource"]
+    keys = {(c["system"], c["code"]) for c in order["code"]["coding"]}
+    assert (PROCEDURE, "CTCA") in keys and (SCT, "419545005") in keys
+    assert order["supportingInfo"][0]["reference"].startswith("GuidanceResponse/")
+
+
+def test_orders_against_the_guidance_are_kept_and_flagged(client, auth_headers):
+    """NICE NG59 1.1.1: no routine imaging for low back pain; NICE CG150: thunderclap."""
+    pid = client.post("/fhir/Patient", json=patient(birth_date="1980-01-01"),
+                      headers=auth_headers()).get_json()["id"]
+    xray = {"system": SCT, "code": "399208008", "display": "Plain X-ray of chest"}
+    for reasons, code in ((["279039007"], xray), (["95660002"], None)):
+        response = client.post("/fhir/ServiceRequest", json=_gp_order(f"Patient/{pid}",
+                                                                      reasons, code),
+                               headers=auth_headers())
+        assert response.status_code == 201
+        order = response.get_json()
+        assert "vetting-required" in {t["code"] for t in order["meta"]["tag"]}
+
+
+def test_replay_against_the_same_version_changes_nothing(client, auth_headers, angina):
+    _post(client, auth_headers(), angina)
+    guidance = client.get("/fhir/GuidanceResponse", headers=auth_headers()).get_json()
+    gid = guidance["entry"][0]["resource"]["id"]
+    replay = client.post(f"/fhir/GuidanceResponse/{gid}/$replay", headers=auth_headers())
+    assert replay.status_code == 200
+    params = {p["name"]: p for p in replay.get_json()["parameter"]}
+    assert params["changed"]["valueBoolean"] is False
+
+
+def test_replay_against_an_edited_pack_shows_the_difference(client, auth_headers, angina, db):
+    from fhir.dates import now_utc
+    from rules.engine import engine
+    from rules.models import RulePackVersion
+    from rules.packs import catalogue, parse_pack
+
+    _post(client, auth_headers(), angina)
+    gid = client.get("/fhir/GuidanceResponse", headers=auth_headers()).get_json()[
+        "entry"][0]["resource"]["id"]
+    shipped = engine().loaded
+    import yaml
+    data = yaml.safe_load(shipped.source)
+    for rule in data["rules"]:
+        for option in rule["outcome"].get("options", []):
+            if option["procedure"] == "CTCA":
+                option["appropriateness"] = 1
+    edited = parse_pack(yaml.safe_dump(data), "edited.yaml", catalogue())
+    db.add(RulePackVersion(version=edited.version, pack_id=edited.pack.id,
+                           installed_at=now_utc(), source=edited.source))
+    db.commit()
+    body = {"resourceType": "Parameters",
+            "parameter": [{"name": "packVersion", "valueString": edited.version}]}
+    replay = client.post(f"/fhir/GuidanceResponse/{gid}/$replay", json=body,
+                         headers=auth_headers()).get_json()
+    params = {p["name"]: p for p in replay["parameter"]}
+    assert params["changed"]["valueBoolean"] is True
+    fields = {part["valueString"] for p in replay["parameter"] if p["name"] == "difference"
+              for part in p["part"] if part["name"] == "field"}
+    assert "chosen" in fields
+    unknown = {"resourceType": "Parameters",
+               "parameter": [{"name": "packVersion", "valueString": "nope"}]}
+    assert client.post(f"/fhir/GuidanceResponse/{gid}/$replay", json=unknown,
+                       headers=auth_headers()).status_code == 404
+
+
+def test_code_systems_are_published(client, auth_headers):
+    procedure = client.get("/fhir/CodeSystem/procedure", headers=auth_headers()).get_json()
+    keys = {c["code"] for c in procedure["concept"]}
+    assert {"XR-CHEST", "CTCA", "CT-CAC", "MR-WHOLE-SPINE", "US-DVT", "DEXA"} <= keys
+    checks = client.get("/fhir/CodeSystem/safety-check", headers=auth_headers()).get_json()
+    assert {c["code"] for c in checks["concept"]} == {
+        "contrast-renal", "contrast-allergy", "pregnancy-radiation", "mri-implant",
+        "duplicate-imaging", "paediatric-dose"}
+    statement = client.get("/fhir/metadata").get_json()
+    guidance = next(r for r in statement["rest"][0]["resource"]
+                    if r["type"] == "GuidanceResponse")
+    assert "replay" in {o["name"] for o in guidance["operation"]}
+
+
+def test_prefetch_round_trip_is_json_serialisable(angina):
+    assert json.loads(json.dumps(angina))["hook"] == "order-select"
