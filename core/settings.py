@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Refused outside development (see _refuse_placeholders).
@@ -25,18 +26,34 @@ class Settings(BaseSettings):
     port: int = 8080
     dicom_port: int = 11112
     dicom_ae_title: str = "SCANPATH"
+    # Calling AE titles allowed to associate, comma-separated; empty allows any.
+    dicom_allowed_aes: Annotated[list[str], NoDecode] = []
     canonical_base: str = "https://scanpath.example/fhir"
     study_idle_seconds: float = 5.0
+    # Celery broker for analysis jobs (e.g. redis://127.0.0.1:6379/0); unset runs them
+    # on the in-process worker thread.
+    broker_url: str | None = None
+    job_poll_seconds: float = 1.0
+    job_lease_seconds: float = 300.0
+    job_max_attempts: int = 3
     secret_key: str = PLACEHOLDER_SECRET
     token_issuer: str = "scanpath"
     token_lifetime_seconds: int = 3600
     max_body_bytes: int = 2 * 1024 * 1024
+    dicomweb_max_body_bytes: int = 256 * 1024 * 1024  # one STOW-RS request, held in memory
     accession_system: str = "https://scanpath.example/accession"
     accession_prefix: str = Field("SP", pattern="^[A-Z0-9]{0,6}$")
     page_size_default: int = 20
     page_size_max: int = 500
     audit_reads: bool = True
     log_level: str = "INFO"
+
+    @field_validator("dicom_allowed_aes", mode="before")
+    @classmethod
+    def _split_titles(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [title.strip() for title in value.split(",") if title.strip()]
+        return value
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:

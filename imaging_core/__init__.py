@@ -1,12 +1,42 @@
 """The embedded imaging core: DICOM in, analysis jobs, results back as FHIR.
 
-Analysis code here knows nothing about Flask. May import ``core`` and
-``fhir``; must not import ``scanpath``. The pure analysis modules import
-nothing of the project's at all:
+Analysis code here knows nothing about Flask. May import ``core``, ``fhir``
+and ``referral`` (for the accession number's identifier type); must not
+import ``scanpath``. The pure analysis modules import nothing of the
+project's at all:
 
 - ``volume``: DICOM instances to a HU volume with patient geometry and QA;
 - ``calcium``: Agatston, volume and mass scores, lesion count, CAC-DRS, QA gate;
 - ``mesh``: lesion surfaces as binary glTF (GLB) in patient millimetres;
 - ``keyimages``: PNG key images (axial slices with overlay, MIP);
-- ``errors``: their typed errors.
+- ``errors``: their typed errors, and those of DICOM in.
+
+DICOM in:
+
+- ``models``: ``DicomInstance`` (one row per kept instance) and
+  ``ReceivedStudy`` (per study: order link, ``last_received_at`` for the
+  completion scheduler);
+- ``storage``: check, durable content-addressed write, index; ``receive``;
+- ``studies``: matching by accession number, the FHIR ImagingStudy;
+- ``scp``: the C-STORE/C-ECHO listener (pynetdicom);
+- ``dicomweb``: STOW-RS and WADO-RS, the only Flask module here.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    """Serve DICOMweb and link late orders to waiting studies.
+
+    Call after ``referral.init_app``: the order hook needs the accession
+    number that referral's hook assigns.
+    """
+    from imaging_core import dicomweb, studies
+
+    dicomweb.init_app(app)
+    studies.register()

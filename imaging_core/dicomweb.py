@@ -1,0 +1,298 @@
+"""DICOMweb Studies Service: STOW-RS store and WADO-RS retrieve (DICOM PS3.18 §10).
+
+- ``POST /dicomweb/studies[/{study}]`` takes ``multipart/related;
+  type="application/dicom"`` (PS3.18 §10.5). Each part is stored on its own
+  through :func:`imaging_core.storage.receive`, as a C-STORE would be; the
+  answer is a Store Instances Response Module (PS3.18 Annex I) as
+  ``application/dicom+json``: 200 when all parts were stored, 202 when some
+  were, 409 when none was (PS3.18 Table 10.5.3-1). Each failure also gets an
+  HTTP ``Warning: 299`` header with its reason in words, as PS3.18 §8 does
+  for its own warnings.
+- ``GET /dicomweb/studies/{study}[/series/{series}[/instances/{sop}]]``
+  returns the stored files as ``multipart/related; type="application/dicom"``
+  (PS3.18 §10.4), or one instance as bare ``application/dicom`` when asked
+  for. Files are served exactly as received; each part names its
+  transfer syntax. Nothing is transcoded, so a request for a specific other
+  transfer syntax gets 406.
+- ``.../metadata`` returns the instances' attributes as DICOM JSON
+  (PS3.18 Annex F) without Pixel Data, for viewers.
+
+Errors in the request itself (no token, wrong scope, wrong media type, a
+multipart body that cannot be split, nothing found) take the application's
+single error path, so their body is an OperationOutcome explaining them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Blueprint, Flask, Response, request
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from werkzeug.http import parse_list_header, parse_options_header
+
+from auth.guard import require
+from core.errors import BadRequest, Gone, NotAcceptable, NotFound, UnsupportedMediaType
+from core.web import app_settings, db
+from imaging_core.errors import MalformedInstance, ProcessingFailure, StorageError
+from imaging_core.models import DicomInstance
+from imaging_core.storage import StoredInstance, receive
+from imaging_core.studies import instances
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("dicomweb", __name__, url_prefix="/dicomweb")
+
+DICOM = "application/dicom"
+DICOM_JSON = "application/dicom+json"
+MULTIPART = "multipart/related"
+_CRLF = b"\r\n"
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+
+
+# --- STOW-RS -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PartResult:
+    """One part's fate: stored, or refused with a DICOM Failure Reason."""
+
+    stored: StoredInstance | None = None
+    error: StorageError | None = None
+
+
+@bp.post("/studies")
+@bp.post("/studies/<study>")
+def store(study: str | None = None) -> Response:
+    """Store every part; answer with what was stored and what was not (PS3.18 §10.5)."""
+    require("ImagingStudy", "create")
+    boundary = _stow_boundary(request.headers.get("Content-Type", ""))
+    request.max_content_length = app_settings().dicomweb_max_body_bytes
+    body = request.get_data(cache=False)
+    results = [_store_part(body, span, study) for span in part_spans(body, boundary)]
+    if not results:
+        raise BadRequest("The multipart body holds no parts")
+    return _store_response(results, study)
+
+
+def _stow_boundary(content_type: str) -> bytes:
+    """The boundary of a ``multipart/related; type="application/dicom"`` body."""
+    mimetype, params = parse_options_header(content_type)
+    if mimetype != MULTIPART or params.get("type", DICOM) != DICOM:
+        raise UnsupportedMediaType(
+            f"Content-Type {content_type or '(none)'} is not accepted; send "
+            f'{MULTIPART}; type="{DICOM}" (PS3.18 §10.5.1)')
+    boundary = params.get("boundary")
+    if not boundary:
+        raise BadRequest("The multipart Content-Type has no boundary parameter (RFC 2046 §5.1)")
+    return str(boundary).encode("latin-1")
+
+
+@dataclass(frozen=True)
+class Span:
+    """Where one body part lies in the request body."""
+
+    headers: dict[str, str]
+    start: int
+    end: int
+
+
+def part_spans(body: bytes, boundary: bytes) -> list[Span]:
+    """Locate every part of a multipart body (RFC 2046 §5.1.1), binary-safe.
+
+    The whole structure is checked before any part is stored, so a body that
+    cannot be split stores nothing.
+    """
+    delimiter = _CRLF + b"--" + boundary
+    position = _after_first_delimiter(body, boundary)
+    spans = []
+    while not body.startswith(b"--", position):  # "--" after a delimiter closes the body
+        line_end = body.find(_CRLF, position)
+        if line_end < 0 or body[position:line_end].strip(b" \t"):
+            raise BadRequest("Malformed multipart body: text after a boundary delimiter")
+        end = body.find(delimiter, line_end)
+        if end < 0:
+            raise BadRequest("Malformed multipart body: no closing boundary delimiter")
+        spans.append(_span(body, line_end + 2, end))
+        position = end + len(delimiter)
+    return spans
+
+
+def _after_first_delimiter(body: bytes, boundary: bytes) -> int:
+    opening = b"--" + boundary
+    if body.startswith(opening):
+        return len(opening)
+    found = body.find(_CRLF + opening)
+    if found < 0:
+        raise BadRequest("Malformed multipart body: the boundary never occurs")
+    return found + len(_CRLF + opening)
+
+
+def _span(body: bytes, start: int, end: int) -> Span:
+    if body.startswith(_CRLF, start):  # a part without headers
+        return Span({}, start + 2, end)
+    header_end = body.find(_CRLF + _CRLF, start, end)
+    if header_end < 0:
+        raise BadRequest("Malformed multipart body: a part's headers never end")
+    lines = body[start:header_end].decode("latin-1").split("\r\n")
+    headers = {name.strip().lower(): value.strip()
+               for name, _, value in (line.partition(":") for line in lines)}
+    return Span(headers, header_end + 4, end)
+
+
+def _store_part(body: bytes, span: Span, study: str | None) -> PartResult:
+    mimetype, _ = parse_options_header(span.headers.get("content-type", DICOM))
+    try:
+        if mimetype != DICOM:
+            raise MalformedInstance(f"A part of type {mimetype}, not {DICOM}")
+        return PartResult(stored=receive(app_settings(), body[span.start:span.end], "stow",
+                                         study_uid=study))
+    except StorageError as error:
+        log.warning("STOW-RS part refused", extra={"status": f"{error.status:04X}",
+                                                   "sop_instance_uid": error.sop_instance_uid,
+                                                   "reason": str(error)})
+        return PartResult(error=error)
+    except Exception:  # parts already stored stay stored; this one is reported as failed
+        log.exception("STOW-RS part failed")
+        return PartResult(error=ProcessingFailure("Processing failure; see the ScanPath log"))
+
+
+def _store_response(results: list[PartResult], study: str | None) -> Response:
+    stored = [r.stored for r in results if r.stored is not None]
+    failed = [r.error for r in results if r.error is not None]
+    studies = {s.study_uid for s in stored} | ({study} if study else set())
+    module = Dataset()  # Store Instances Response Module, PS3.18 Table I.1-1
+    module.RetrieveURL = _url(studies.pop()) if len(studies) == 1 else ""
+    if stored:
+        module.ReferencedSOPSequence = [_referenced(s) for s in stored]
+    if failed:
+        module.FailedSOPSequence = [_failed(e) for e in failed]
+    status = 200 if not failed else 202 if stored else 409
+    response = Response(json.dumps(module.to_json_dict()), status=status,
+                        content_type=DICOM_JSON)
+    for number, error in enumerate(failed, start=1):
+        response.headers.add("Warning", _warning(f"failure {number}: {error}"))
+    return response
+
+
+def _referenced(stored: StoredInstance) -> Dataset:
+    item = Dataset()
+    item.ReferencedSOPClassUID = stored.sop_class_uid
+    item.ReferencedSOPInstanceUID = stored.sop_instance_uid
+    item.RetrieveURL = _url(stored.study_uid, stored.series_uid, stored.sop_instance_uid)
+    return item
+
+
+def _failed(error: StorageError) -> Dataset:
+    # The UIDs are Type 1, but a part that is not DICOM has none to give.
+    item = Dataset()
+    if error.sop_class_uid:
+        item.ReferencedSOPClassUID = error.sop_class_uid
+    if error.sop_instance_uid:
+        item.ReferencedSOPInstanceUID = error.sop_instance_uid
+    item.FailureReason = error.status
+    return item
+
+
+def _warning(text: str) -> str:
+    """An RFC 7234 §5.5 warning (code 299, "miscellaneous persistent warning")."""
+    quoted = " ".join(text.split()).encode("ascii", "replace").decode()
+    quoted = quoted.replace("\\", "/").replace('"', "'")
+    return f'299 ScanPath "{quoted}"'
+
+
+def _url(study: str, series: str | None = None, sop: str | None = None) -> str:
+    url = f"{request.url_root}dicomweb/studies/{study}"
+    if series:
+        url += f"/series/{series}"
+    if sop:
+        url += f"/instances/{sop}"
+    return url
+
+
+# --- WADO-RS -------------------------------------------------------------------------
+
+@bp.get("/studies/<study>")
+@bp.get("/studies/<study>/series/<series>")
+@bp.get("/studies/<study>/series/<series>/instances/<sop>")
+def retrieve(study: str, series: str | None = None, sop: str | None = None) -> Response:
+    """The stored instances, as sent to us (PS3.18 §10.4)."""
+    require("ImagingStudy", "read")
+    rows = _found(study, series, sop)
+    if _representation(rows, single=sop is not None) == DICOM:
+        return Response(_path(rows[0]).read_bytes(), content_type=_part_type(rows[0]))
+    return _multipart(rows)
+
+
+@bp.get("/studies/<study>/metadata")
+@bp.get("/studies/<study>/series/<series>/metadata")
+@bp.get("/studies/<study>/series/<series>/instances/<sop>/metadata")
+def metadata(study: str, series: str | None = None, sop: str | None = None) -> Response:
+    """The instances' attributes as DICOM JSON, Pixel Data left out (PS3.18 §10.4.1.1.2)."""
+    require("ImagingStudy", "read")
+    accepted = request.accept_mimetypes
+    if accepted.provided and not (accepted[DICOM_JSON] or accepted["application/json"]):
+        raise NotAcceptable(f"Metadata is served as {DICOM_JSON}")
+    rows = _found(study, series, sop)
+    body = [dcmread(_path(row), stop_before_pixels=True).to_json_dict() for row in rows]
+    return Response(json.dumps(body), content_type=DICOM_JSON)
+
+
+def _found(study: str, series: str | None, sop: str | None) -> list[DicomInstance]:
+    rows = instances(db(), study, series, sop)
+    if not rows:
+        raise NotFound("No stored instance matches " + request.path.removeprefix("/dicomweb/"))
+    missing = [row.sop_instance_uid for row in rows if not _path(row).is_file()]
+    if missing:  # indexed but gone from disk: an operator removed files
+        log.error("stored instance files are missing", extra={"sop_instance_uids": missing})
+        raise Gone(f"{len(missing)} instance file(s) are no longer available")
+    return rows
+
+
+def _representation(rows: list[DicomInstance], single: bool) -> str:
+    """The first media type the Accept header allows that can be served as stored."""
+    ranges = [parse_options_header(v) for v in parse_list_header(request.headers.get("Accept", ""))]
+    for mimetype, params in ranges or [("*/*", {})]:
+        if not _syntax_as_stored(rows, params.get("transfer-syntax")):
+            continue
+        if mimetype in ("*/*", "multipart/*") or (
+                mimetype == MULTIPART and params.get("type", DICOM) == DICOM):
+            return MULTIPART
+        if mimetype == DICOM and single:
+            return DICOM
+    raise NotAcceptable(f'Served as {MULTIPART}; type="{DICOM}" (or {DICOM} for one '
+                        "instance), in the transfer syntax received; nothing is transcoded")
+
+
+def _syntax_as_stored(rows: list[DicomInstance], wanted: str | None) -> bool:
+    return wanted in (None, "*") or all(row.transfer_syntax == wanted for row in rows)
+
+
+def _multipart(rows: list[DicomInstance]) -> Response:
+    boundary = uuid.uuid4().hex
+    parts = [(_path(row), _part_type(row)) for row in rows]  # read before the session closes
+
+    def body() -> Iterator[bytes]:  # one file in memory at a time
+        for path, content_type in parts:
+            yield f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode()
+            yield path.read_bytes()
+            yield _CRLF
+        yield f"--{boundary}--\r\n".encode()
+
+    return Response(body(), content_type=f'{MULTIPART}; type="{DICOM}"; boundary={boundary}')
+
+
+def _part_type(row: DicomInstance) -> str:
+    return f"{DICOM}; transfer-syntax={row.transfer_syntax}"
+
+
+def _path(row: DicomInstance) -> Path:
+    return app_settings().var_dir / row.path
+

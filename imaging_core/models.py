@@ -1,0 +1,79 @@
+"""Tables of the imaging core: kept instances, studies seen, and analysis jobs.
+
+UIDs are at most 64 characters (PS3.5 9.1), accession numbers 16 (VR SH)
+and AE titles 16 (VR AE, PS3.5 6.2). Times are aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Column, Text
+from sqlmodel import Field, SQLModel
+
+
+class DicomInstance(SQLModel, table=True):
+    """One SOP instance and the content-addressed file that holds it.
+
+    The series-level and instance-level fields are kept so the ImagingStudy
+    can be rebuilt from rows without re-reading files.
+    """
+
+    __tablename__ = "dicom_instance"
+    sop_instance_uid: str = Field(primary_key=True, max_length=64)
+    study_uid: str = Field(max_length=64, index=True)
+    series_uid: str = Field(max_length=64, index=True)
+    sop_class_uid: str = Field(max_length=64)
+    transfer_syntax: str = Field(max_length=64)
+    accession_number: str | None = Field(default=None, max_length=16)
+    modality: str | None = Field(default=None, max_length=16)
+    series_number: int | None = None
+    instance_number: int | None = None
+    content_hash: str = Field(max_length=64)  # sha256 of the file, hex
+    path: str = Field(max_length=255)  # relative to the var directory
+    size: int = Field(sa_type=BigInteger)  # bytes; multi-frame files may pass 2 GiB
+    received_at: datetime
+    source: str = Field(max_length=8)  # c-store | stow | derived (our analysis output)
+    calling_ae: str | None = Field(default=None, max_length=16)
+
+
+class ReceivedStudy(SQLModel, table=True):
+    """A study as it arrives, and whether it is linked to an order.
+
+    ``last_received_at`` moves on every new or changed instance; the analysis
+    scheduler treats a study as complete once it has stood still for
+    ``SCANPATH_STUDY_IDLE_SECONDS``. ``matched`` is False while no order
+    carries the study's accession number; such a study has no ImagingStudy.
+    """
+
+    __tablename__ = "received_study"
+    study_uid: str = Field(primary_key=True, max_length=64)
+    accession_number: str | None = Field(default=None, max_length=16, index=True)
+    service_request_id: str | None = Field(default=None, max_length=64, index=True)
+    imaging_study_id: str | None = Field(default=None, max_length=64)
+    matched: bool = Field(default=False, index=True)
+    started: str | None = Field(default=None, max_length=32)  # FHIR dateTime
+    description: str | None = Field(default=None, max_length=64)  # StudyDescription, LO
+    first_received_at: datetime
+    last_received_at: datetime = Field(index=True)
+    instance_count: int = 0
+
+
+class AnalysisJob(SQLModel, table=True):
+    """One analysis of one study by one analyser version."""
+
+    __tablename__ = "analysis_job"
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=200, unique=True)
+    study_uid: str = Field(max_length=64, index=True)
+    service_request_id: str = Field(max_length=64)
+    procedure: str = Field(max_length=32)
+    analyser_version: str = Field(max_length=64)
+    status: str = Field(max_length=16, index=True)  # queued | running | done | failed
+    attempts: int = 0
+    leased_until: datetime | None = None
+    worker: str | None = Field(default=None, max_length=128)
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    diagnostic_report_id: str | None = Field(default=None, max_length=64)
+    created_at: datetime
+    updated_at: datetime

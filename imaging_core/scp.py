@@ -1,0 +1,103 @@
+"""The DICOM listener: C-STORE of CT images (PS3.4 Annex B) and C-ECHO (Annex A).
+
+Each received instance is stored through :func:`imaging_core.storage.receive`
+in a transaction of its own. Success (0000) is answered only after the file
+was fsynced and the row committed, so a sender may delete its copy once it
+hears it (PS3.4 B.2.3 and the durability promise of shared/CONTRACT.md §5).
+Refusals carry the storage error's status and an Error Comment (0000,0902).
+
+Compressed transfer syntaxes are accepted and kept as sent; the listener
+never decompresses. Any calling AE may associate unless
+``SCANPATH_DICOM_ALLOWED_AES`` lists the ones allowed. Real deployments
+restrict callers and keep the port on a trusted network: DICOM AE titles
+are not authentication.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal, overload
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, evt
+from pynetdicom.events import Event, EventHandlerType
+from pynetdicom.transport import ThreadedAssociationServer
+
+from core.settings import Settings
+from imaging_core.errors import ProcessingFailure, StorageError
+from imaging_core.storage import SOP_CLASSES, TRANSFER_SYNTAXES, receive
+
+log = logging.getLogger(__name__)
+
+VERIFICATION = "1.2.840.10008.1.1"  # Verification SOP Class, C-ECHO (PS3.4 A.4)
+SUCCESS = 0x0000
+_COMMENT_LENGTH = 64  # Error Comment is LO (PS3.5 6.2)
+
+
+def build_ae(settings: Settings) -> AE:
+    """The application entity: its title, its storage contexts, and who may call."""
+    ae = AE(ae_title=settings.dicom_ae_title)
+    ae.require_called_aet = True  # an association meant for another AE is a misconfiguration
+    if settings.dicom_allowed_aes:
+        ae.require_calling_aet = settings.dicom_allowed_aes
+    for sop_class in SOP_CLASSES:
+        ae.add_supported_context(sop_class, list(TRANSFER_SYNTAXES))
+    ae.add_supported_context(VERIFICATION)
+    return ae
+
+
+@overload
+def start_scp(settings: Settings, blocking: Literal[False] = False) -> ThreadedAssociationServer:
+    ...
+
+
+@overload
+def start_scp(settings: Settings, blocking: Literal[True]) -> None:
+    ...
+
+
+def start_scp(settings: Settings, blocking: bool = False) -> ThreadedAssociationServer | None:
+    """Listen on ``settings.host``:``settings.dicom_port``.
+
+    Non-blocking (the default) returns the server running in its own
+    threads, for :func:`stop_scp`; blocking serves until interrupted.
+    """
+    handlers: list[EventHandlerType] = [(evt.EVT_C_STORE, on_c_store, [settings])]
+    address = (settings.host, settings.dicom_port)
+    log.info("DICOM listener starting", extra={"ae_title": settings.dicom_ae_title,
+                                               "host": settings.host,
+                                               "port": settings.dicom_port})
+    return build_ae(settings).start_server(address, block=blocking, evt_handlers=handlers)
+
+
+def stop_scp(server: ThreadedAssociationServer) -> None:
+    """Stop listening and close the server's associations."""
+    server.shutdown()
+
+
+def on_c_store(event: Event, settings: Settings) -> int | Dataset:
+    """Store one instance; its C-STORE status (PS3.4 B.2.3)."""
+    calling_ae = str(event.assoc.requestor.ae_title).strip()
+    try:
+        stored = receive(settings, event.encoded_dataset(), "c-store", calling_ae)
+    except StorageError as error:
+        log.warning("C-STORE refused", extra={"calling_ae": calling_ae,
+                                              "status": f"{error.status:04X}",
+                                              "sop_instance_uid": error.sop_instance_uid,
+                                              "reason": str(error)})
+        return failure(error.status, str(error))
+    except Exception:  # the sender must hear "not stored" whatever broke
+        log.exception("C-STORE failed", extra={"calling_ae": calling_ae})
+        return failure(ProcessingFailure.status, "Processing failure; see the ScanPath log")
+    log.info("C-STORE stored", extra={"calling_ae": calling_ae, "outcome": stored.outcome,
+                                      "sop_instance_uid": stored.sop_instance_uid,
+                                      "study_uid": stored.study_uid, "matched": stored.matched})
+    return SUCCESS
+
+
+def failure(status: int, comment: str) -> Dataset:
+    """A C-STORE response status with its Error Comment."""
+    response = Dataset()
+    response.Status = status
+    response.ErrorComment = comment[:_COMMENT_LENGTH]
+    return response

@@ -1,0 +1,222 @@
+"""Linking received studies to their orders, as FHIR ImagingStudy resources.
+
+A study is linked when its AccessionNumber (0008,0050) equals the ACSN
+identifier of a ServiceRequest (shared/CONTRACT.md §2, §5). Unmatched
+studies stay out of FHIR: R4 requires ``ImagingStudy.subject``, and guessing
+the patient from the DICOM PatientID (a local MRN, not an NHS number) risks
+filing images against the wrong person. A radiology department reconciles
+such studies by hand, as it does for "unverified" studies on a PACS; they are
+kept, flagged ``ReceivedStudy.matched = False`` and logged until an order
+with their accession number appears (``match_pending_studies`` or the
+ServiceRequest write hook).
+
+The ImagingStudy follows R4 (https://hl7.org/fhir/R4/imagingstudy.html): the
+Study Instance UID as ``urn:dicom:uid`` identifier, the accession number as
+an ACSN identifier, ``basedOn`` the order, series and instances with their
+UIDs, DICOM modality codes (PS3.16 CID 29) and SOP Classes as ``urn:oid:``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from itertools import groupby
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from core.errors import Conflict, FhirError, NotFound
+from fhir.search import run_search
+from fhir.store import Store, register_write_hook, spec_for
+from imaging_core.models import DicomInstance, ReceivedStudy
+from referral.accession import ACSN_TYPE
+
+log = logging.getLogger(__name__)
+
+DCM = "http://dicom.nema.org/resources/ontology/DCM"
+URI = "urn:ietf:rfc:3986"
+UNSIGNED_INT_MAX = 2**31 - 1  # FHIR unsignedInt
+
+
+def register() -> None:
+    """Link waiting studies when an order with their accession number is written.
+
+    Must be registered after ``referral`` so the order already carries its number.
+    """
+    register_write_hook("ServiceRequest", _link_on_order_write)
+
+
+def imaging_study_id(study_uid: str) -> str:
+    """The ImagingStudy id of a study: stable, so concurrent first writes collide.
+
+    Two associations delivering one study at once both try to create the same
+    id; the loser retries and updates instead of creating a duplicate.
+    """
+    return str(uuid.uuid5(uuid.NAMESPACE_OID, study_uid))
+
+
+def accession_of(resource: dict[str, Any], system: str) -> str | None:
+    """The accession number a ServiceRequest carries in ``system``, if any."""
+    values = [i.get("value") for i in resource.get("identifier", []) if i.get("system") == system]
+    return values[0] if values else None
+
+
+def find_order(store: Store, accession: str | None) -> dict[str, Any] | None:
+    """The ServiceRequest whose ACSN identifier is ``accession``."""
+    if not accession:
+        return None
+    query = [("identifier", f"{store.settings.accession_system}|{accession}")]
+    result = run_search(store.session, spec_for("ServiceRequest"), query, count=2)
+    if result.total > 1:  # numbers are unique by construction; never guess between orders
+        log.error("accession number names several orders", extra={"accession": accession})
+        return None
+    return result.matches[0] if result.matches else None
+
+
+def link_study(store: Store, study: ReceivedStudy) -> bool:
+    """Create or refresh the ImagingStudy of ``study`` if its order is known."""
+    order = _order_of(store, study)
+    return order is not None and _link_to(store, study, order)
+
+
+def match_pending_studies(store: Store) -> list[str]:
+    """Link every unmatched study whose order now exists; their Study UIDs. The caller commits."""
+    pending = store.session.exec(
+        select(ReceivedStudy).where(col(ReceivedStudy.matched).is_(False),
+                                    col(ReceivedStudy.accession_number).is_not(None))
+    ).all()
+    return [study.study_uid for study in pending if link_study(store, study)]
+
+
+def _order_of(store: Store, study: ReceivedStudy) -> dict[str, Any] | None:
+    if study.matched and study.service_request_id:
+        try:
+            return store.read("ServiceRequest", study.service_request_id)
+        except NotFound:  # the order is gone; keep the images, re-link by accession
+            log.error("linked order not found", extra={"study_uid": study.study_uid})
+    return find_order(store, study.accession_number)
+
+
+def _link_on_order_write(store: Store, order: dict[str, Any],
+                         _previous: dict[str, Any] | None) -> None:
+    accession = accession_of(order, store.settings.accession_system)
+    if accession is None:
+        return
+    waiting = store.session.exec(
+        select(ReceivedStudy).where(col(ReceivedStudy.matched).is_(False),
+                                    ReceivedStudy.accession_number == accession)
+    ).all()
+    for study in waiting:  # images before their order: rare, as ScanPath issues the numbers
+        log.info("new order links waiting study", extra={"study_uid": study.study_uid})
+        _link_to(store, study, order)
+
+
+def _link_to(store: Store, study: ReceivedStudy, order: dict[str, Any]) -> bool:
+    """Write the ImagingStudy in a savepoint; a failure leaves the study unmatched.
+
+    The instance (or the order) being written must not be lost to a FHIR
+    problem, so only a concurrent write (Conflict) propagates, for a retry.
+    """
+    savepoint = store.session.begin_nested()
+    try:
+        _write_imaging_study(store, study, order)
+    except Conflict:
+        raise
+    except FhirError:
+        savepoint.rollback()
+        log.exception("ImagingStudy not written", extra={"study_uid": study.study_uid})
+        return False
+    savepoint.commit()
+    return True
+
+
+def _write_imaging_study(store: Store, study: ReceivedStudy, order: dict[str, Any]) -> None:
+    resource_id = study.imaging_study_id or imaging_study_id(study.study_uid)
+    previous = _current(store, resource_id)
+    generated = imaging_study(study, instances(store.session, study.study_uid), order,
+                              store.settings.accession_system)
+    # Fields others added (notes, endpoints) survive; the ones derived from DICOM are ours.
+    store.update("ImagingStudy", resource_id, {**(previous or {}), **generated, "id": resource_id})
+    study.imaging_study_id, study.service_request_id = resource_id, order["id"]
+    study.matched = True
+    store.session.add(study)
+
+
+def _current(store: Store, resource_id: str) -> dict[str, Any] | None:
+    try:
+        previous = store.read("ImagingStudy", resource_id)
+    except NotFound:
+        return None
+    previous.pop("meta", None)
+    return previous
+
+
+def instances(session: Session, study_uid: str, series_uid: str | None = None,
+              sop_instance_uid: str | None = None) -> list[DicomInstance]:
+    """The stored instances of a study (or one series, or one instance), in series order."""
+    query = select(DicomInstance).where(DicomInstance.study_uid == study_uid)
+    if series_uid is not None:
+        query = query.where(DicomInstance.series_uid == series_uid)
+    if sop_instance_uid is not None:
+        query = query.where(DicomInstance.sop_instance_uid == sop_instance_uid)
+    return list(session.exec(query.order_by(
+        col(DicomInstance.series_number), col(DicomInstance.series_uid),
+        col(DicomInstance.instance_number), col(DicomInstance.sop_instance_uid))).all())
+
+
+def imaging_study(study: ReceivedStudy, instances: list[DicomInstance],
+                  order: dict[str, Any], accession_system: str) -> dict[str, Any]:
+    """The R4 ImagingStudy describing ``instances`` of ``study``, based on ``order``."""
+    series = [_series(uid, list(rows))
+              for uid, rows in groupby(instances, key=lambda row: row.series_uid)]
+    resource: dict[str, Any] = {
+        "resourceType": "ImagingStudy",
+        "identifier": _identifiers(study, accession_system),
+        "status": "available",
+        "subject": order["subject"],
+        "basedOn": [{"reference": f"ServiceRequest/{order['id']}"}],
+        "numberOfSeries": len(series),
+        "numberOfInstances": len(instances),
+        "series": series,
+    }
+    if study.started:
+        resource["started"] = study.started
+    if study.description:
+        resource["description"] = study.description
+    return resource
+
+
+def _identifiers(study: ReceivedStudy, accession_system: str) -> list[dict[str, Any]]:
+    identifiers: list[dict[str, Any]] = [
+        {"system": "urn:dicom:uid", "value": f"urn:oid:{study.study_uid}"}]
+    if study.accession_number:
+        identifiers.append({"use": "usual", "type": ACSN_TYPE, "system": accession_system,
+                            "value": study.accession_number})
+    return identifiers
+
+
+def _series(uid: str, rows: list[DicomInstance]) -> dict[str, Any]:
+    first = rows[0]
+    series: dict[str, Any] = {
+        "uid": uid,
+        # Modality is Type 1 in the General Series module; OT ("other") if a sender omits it.
+        "modality": {"system": DCM, "code": first.modality or "OT"},
+        "numberOfInstances": len(rows),
+        "instance": [_instance(row) for row in rows],
+    }
+    _set_number(series, first.series_number)
+    return series
+
+
+def _instance(row: DicomInstance) -> dict[str, Any]:
+    instance: dict[str, Any] = {"uid": row.sop_instance_uid,
+                                "sopClass": {"system": URI, "code": f"urn:oid:{row.sop_class_uid}"}}
+    _set_number(instance, row.instance_number)
+    return instance
+
+
+def _set_number(element: dict[str, Any], number: int | None) -> None:
+    # DICOM IS may be negative or huge; FHIR's unsignedInt may not.
+    if number is not None and 0 <= number <= UNSIGNED_INT_MAX:
+        element["number"] = number
+
