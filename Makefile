@@ -56,6 +56,7 @@ system-deps:
 	command -v storescu >/dev/null || missing="$$missing dcmtk"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v dciodvfy >/dev/null || missing="$$missing dicom3tools"; \
+	command -v pdftotext >/dev/null || missing="$$missing poppler-utils"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
 		echo "installing:$$missing"; \

@@ -56,6 +56,7 @@ DEMO_CLIENTS = (
         "system/ServiceRequest.cruds", "system/Task.rs", "system/ImagingStudy.rs",
         "system/DiagnosticReport.rs", "system/DocumentReference.rs", "system/Binary.r",
         "system/GuidanceResponse.rs", "system/Provenance.crs", "system/CodeSystem.rs",
+        "system/Media.rs",
     ])),
     DemoClient("demo-radiology", "Demo radiology information system", "RS384", " ".join([
         "system/Patient.rs", "system/Practitioner.rs", "system/PractitionerRole.rs",
@@ -63,7 +64,7 @@ DEMO_CLIENTS = (
         "system/AllergyIntolerance.rs", "system/Device.rs", "system/ServiceRequest.rus",
         "system/Task.cruds", "system/ImagingStudy.cruds", "system/DiagnosticReport.cruds",
         "system/DocumentReference.cruds", "system/Binary.cr", "system/GuidanceResponse.rs",
-        "system/Provenance.crs", "system/CodeSystem.rs",
+        "system/Provenance.crs", "system/CodeSystem.rs", "system/Media.cruds",
     ])),
     DemoClient("demo-admin", "Demo administrator", "ES384", "system/*.cruds"),
 )

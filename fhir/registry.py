@@ -105,6 +105,7 @@ _SPECS = [
                                 _p("date", "date", "date"),
                                 _p("related", "reference", "context.related")]),
     _spec("Binary", []),
+    _spec("Media", [IDENTIFIER, *_subject(), STATUS, _p("based-on", "reference", "basedOn")]),
     _spec("CodeSystem", [_p("url", "token", "url"), _p("name", "string", "name"), STATUS],
           READ),
     _spec("GuidanceResponse", [IDENTIFIER, *_subject(), STATUS,

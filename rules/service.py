@@ -6,7 +6,6 @@ Called by the CDS Hooks endpoints, by the ServiceRequest write hook and by
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -19,6 +18,7 @@ from core.errors import FhirError, NotFound, PreconditionFailed
 from fhir.dates import now_utc
 from fhir.search import run_search
 from fhir.store import Store, spec_for
+from fhir.terminology import put_if_changed
 from rules.context import PatientContext, build_context, bundle_resources, today_utc
 from rules.engine import Decision, Engine, engine
 from rules.guidance import guidance_response, provenance
@@ -136,15 +136,4 @@ def seed(store: Store) -> None:
         ensure_pack_version(store.session, loaded)
     base = store.settings.canonical_base
     for system in (procedure_code_system(base, catalogue()), safety_code_system(base)):
-        _put(store, system)
-
-
-def _put(store: Store, resource: dict[str, Any]) -> None:
-    try:
-        current = store.read(resource["resourceType"], resource["id"])
-    except NotFound:
-        current = None
-    unchanged = current and json.dumps({**current, "meta": None}, sort_keys=True) == \
-        json.dumps({**resource, "meta": None}, sort_keys=True)
-    if not unchanged:
-        store.update(resource["resourceType"], resource["id"], resource)
+        put_if_changed(store, system)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fhir.terminology import code_system
 from rules.safety import CHECK_CODES
 from rules.schema import Procedure
 
@@ -15,18 +16,6 @@ SAFETY_DISPLAYS = {
     "duplicate-imaging": "Same or equivalent imaging done or ordered recently",
     "paediatric-dose": "Higher-dose test for a child where a lower-dose one rates the same",
 }
-
-
-def _code_system(base: str, name: str, title: str, concepts: list[dict[str, Any]],
-                 properties: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    system: dict[str, Any] = {
-        "resourceType": "CodeSystem", "id": name, "url": f"{base}/CodeSystem/{name}",
-        "name": "".join(p.title() for p in name.split("-")), "title": title,
-        "status": "active", "content": "complete", "caseSensitive": True,
-        "publisher": "ScanPath", "count": len(concepts), "concept": concepts}
-    if properties:
-        system["property"] = properties
-    return system
 
 
 def procedure_code_system(base: str, procedures: dict[str, Procedure]) -> dict[str, Any]:
@@ -49,11 +38,11 @@ def procedure_code_system(base: str, procedures: dict[str, Procedure]) -> dict[s
         {"code": "rrl-adult", "valueInteger": p.adult.rrl},
         {"code": "rrl-paediatric", "valueInteger": p.paediatric.rrl}]}
         for p in procedures.values()]
-    return _code_system(base, "procedure", "ScanPath imaging procedure catalogue", concepts,
+    return code_system(base, "procedure", "ScanPath imaging procedure catalogue", concepts,
                         properties)
 
 
 def safety_code_system(base: str) -> dict[str, Any]:
     """``{base}/CodeSystem/safety-check``."""
     concepts = [{"code": code, "display": SAFETY_DISPLAYS[code]} for code in CHECK_CODES]
-    return _code_system(base, "safety-check", "ScanPath safety checks", concepts)
+    return code_system(base, "safety-check", "ScanPath safety checks", concepts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 import auth
+import imaging_core
 import referral
 import rules
 from core import web
@@ -26,5 +27,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     auth.init_app(app)
     fhir_api.init_app(app)
     referral.init_app(app)
+    imaging_core.init_app(app)
     rules.init_app(app)
     return app

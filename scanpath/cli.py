@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
+from collections.abc import Callable
 
 import core  # noqa: F401  (first: makes the project's ``fhir`` package resolvable)
 from core.db import get_engine, session_scope
@@ -53,19 +55,62 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _serve(settings: Settings, _args: argparse.Namespace) -> int:
+    """Web (gunicorn child), DICOM listener and analysis worker, in the foreground."""
+    from imaging_core.jobs import Worker
+    from imaging_core.results import register
+    from imaging_core.scp import start_scp, stop_scp
+
+    register()
+    scp = start_scp(settings)
+    enqueue = _broker_enqueue(settings)
+    worker = Worker(settings, enqueue)
+    worker.start()
+    _print_urls(settings, enqueue is not None)
+    web = subprocess.Popen(_gunicorn_command(settings), env=_web_environment(settings))
+    try:
+        return web.wait()
+    except KeyboardInterrupt:
+        web.terminate()
+        return web.wait()
+    finally:
+        worker.stop()
+        stop_scp(scp)
+
+
+def _broker_enqueue(settings: Settings) -> Callable[[int], None] | None:
+    if not settings.broker_url:
+        return None
+    from imaging_core.tasks import enqueue
+
+    return enqueue
+
+
+def _print_urls(settings: Settings, celery: bool) -> None:
+    base = settings.base_url
+    lines = [f"ScanPath web:    {base}/",
+             f"FHIR API:        {base}/fhir  (CapabilityStatement: {base}/fhir/metadata)",
+             f"SMART config:    {base}/.well-known/smart-configuration",
+             f"CDS Hooks:       {base}/cds-services",
+             f"DICOMweb:        {base}/dicomweb/studies",
+             f"DICOM listener:  {settings.host}:{settings.dicom_port} "
+             f"(AE title {settings.dicom_ae_title})",
+             "Analysis worker: " + ("Celery via " + str(settings.broker_url) if celery
+                                    else "in this process")]
+    print("\n".join(lines), flush=True)
+
+
+def _gunicorn_command(settings: Settings) -> list[str]:
+    workers = os.environ.get("SCANPATH_WORKERS", "2")
+    return [sys.executable, "-m", "gunicorn", "wsgi:app", "--chdir", str(PROJECT_ROOT),
+            "--workers", workers, "--bind", f"{settings.host}:{settings.port}",
+            "--access-logfile", "-"]
+
+
+def _web_environment(settings: Settings) -> dict[str, str]:
     metrics_dir = settings.var_dir / "prometheus"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    print(f"ScanPath web:   {settings.base_url}/", flush=True)
-    print(f"FHIR API:       {settings.base_url}/fhir (metadata: /fhir/metadata)", flush=True)
-    print(f"SMART config:   {settings.base_url}/.well-known/smart-configuration", flush=True)
-    workers = os.environ.get("SCANPATH_WORKERS", "2")
-    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "wsgi:app",
-                              "--chdir", str(PROJECT_ROOT), "--workers", workers,
-                              "--bind", f"{settings.host}:{settings.port}",
-                              "--access-logfile", "-"])
-    return 0  # not reached
+    return {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
 
 
 if __name__ == "__main__":

@@ -28,13 +28,14 @@ EXPECTED_SCOPES = {
                "system/AllergyIntolerance.cruds system/Device.cruds system/ServiceRequest.cruds "
                "system/Task.rs system/ImagingStudy.rs system/DiagnosticReport.rs "
                "system/DocumentReference.rs system/Binary.r system/GuidanceResponse.rs "
-               "system/Provenance.crs system/CodeSystem.rs",
+               "system/Provenance.crs system/CodeSystem.rs system/Media.rs",
     "demo-radiology": "system/Patient.rs system/Practitioner.rs system/PractitionerRole.rs "
                       "system/Organization.rs system/Condition.rs system/Observation.cruds "
                       "system/AllergyIntolerance.rs system/Device.rs system/ServiceRequest.rus "
                       "system/Task.cruds system/ImagingStudy.cruds system/DiagnosticReport.cruds "
                       "system/DocumentReference.cruds system/Binary.cr "
-                      "system/GuidanceResponse.rs system/Provenance.crs system/CodeSystem.rs",
+                      "system/GuidanceResponse.rs system/Provenance.crs system/CodeSystem.rs "
+                      "system/Media.cruds",
     "demo-admin": "system/*.cruds",
 }
 

@@ -1,0 +1,192 @@
+"""Durable analysis jobs: scheduling complete studies, claiming, running, recovering.
+
+A study is complete once no instance has arrived for
+``SCANPATH_STUDY_IDLE_SECONDS``. Its job lives in ``analysis_job`` with an
+idempotency key of StudyInstanceUID plus analyser and version, so a study is
+analysed once per analyser version (the microsoft/fhir-server SQL job queue
+pattern). A worker claims a job with a lease; a job whose lease ran out (its
+worker crashed) is claimed again, up to ``SCANPATH_JOB_MAX_ATTEMPTS``. The
+engine that carries jobs only passes ids: the in-process :class:`Worker`
+thread by default, Celery on Redis when ``SCANPATH_BROKER_URL`` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from core.db import engine_for
+from core.errors import FhirError
+from core.settings import Settings
+from fhir.dates import now_utc
+from fhir.store import Store
+from imaging_core.models import AnalysisJob, ReceivedStudy
+
+log = logging.getLogger(__name__)
+
+
+Runner = Callable[[Settings, AnalysisJob], str]
+_ANALYSERS: dict[str, tuple[str, Runner]] = {}
+
+
+def register_analyser(procedure: str, version: str, runner: Runner) -> None:
+    """``runner(settings, job)`` analyses a study of ``procedure`` and returns the report id."""
+    _ANALYSERS[procedure] = (version, runner)
+
+
+def schedule(session: Session, settings: Settings, now: datetime | None = None) -> list[int]:
+    """Create a job for every complete, matched study that an analyser covers."""
+    now = now or now_utc()
+    cutoff = now - timedelta(seconds=settings.study_idle_seconds)
+    waiting = session.exec(select(ReceivedStudy).where(
+        col(ReceivedStudy.matched), col(ReceivedStudy.service_request_id).is_not(None),
+        col(ReceivedStudy.last_received_at) <= cutoff,
+        ~col(ReceivedStudy.study_uid).in_(select(AnalysisJob.study_uid)))).all()
+    created = []
+    for study in waiting:
+        job = _new_job(session, settings, study, now)
+        if job is not None:
+            created.append(job)
+    return created
+
+
+def _new_job(session: Session, settings: Settings, study: ReceivedStudy,
+             now: datetime) -> int | None:
+    procedure = _procedure_of(session, settings, study.service_request_id or "")
+    if procedure not in _ANALYSERS:
+        return None
+    version = _ANALYSERS[procedure][0]
+    job = AnalysisJob(idempotency_key=f"{study.study_uid}|{version}", study_uid=study.study_uid,
+                      service_request_id=study.service_request_id or "", procedure=procedure,
+                      analyser_version=version, status="queued", created_at=now,
+                      updated_at=now)
+    try:
+        with session.begin_nested():
+            session.add(job)
+    except IntegrityError:
+        return None  # another scheduler created it first
+    log.info("analysis job queued", extra={"job_id": job.id, "study_uid": study.study_uid})
+    return job.id
+
+
+def _procedure_of(session: Session, settings: Settings, order_id: str) -> str | None:
+    """The catalogue key the order carries (``{base}/CodeSystem/procedure``)."""
+    try:
+        order = Store(session, settings).read("ServiceRequest", order_id)
+    except FhirError:
+        return None
+    system = f"{settings.canonical_base}/CodeSystem/procedure"
+    return next((c.get("code") for c in (order.get("code") or {}).get("coding", [])
+                 if c.get("system") == system), None)
+
+
+def claim(session: Session, settings: Settings, worker: str, job_id: int | None = None,
+          now: datetime | None = None) -> AnalysisJob | None:
+    """Take the next runnable job (or ``job_id``), leasing it to ``worker``."""
+    now = now or now_utc()
+    runnable = or_(col(AnalysisJob.status) == "queued",
+                   and_(col(AnalysisJob.status) == "running",
+                        col(AnalysisJob.leased_until) < now))
+    query = select(AnalysisJob).where(runnable,
+                                      col(AnalysisJob.attempts) < settings.job_max_attempts)
+    if job_id is not None:
+        query = query.where(col(AnalysisJob.id) == job_id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    job = session.exec(query.order_by(col(AnalysisJob.id)).limit(1)).first()
+    if job is None:
+        return None
+    job.status, job.attempts, job.worker = "running", job.attempts + 1, worker
+    job.leased_until = now + timedelta(seconds=settings.job_lease_seconds)
+    job.updated_at = now
+    session.add(job)
+    session.commit()
+    return job
+
+
+def run_job(settings: Settings, worker: str, job_id: int | None = None) -> AnalysisJob | None:
+    """Claim one job, run its analyser and record the outcome; None when there was none."""
+    engine = engine_for(settings.database_url)
+    with Session(engine, expire_on_commit=False) as session:
+        job = claim(session, settings, worker, job_id)
+    if job is None:
+        return None
+    try:
+        report_id = _ANALYSERS[job.procedure][1](settings, job)
+    except Exception as error:  # a failed attempt is recorded, never lost
+        log.exception("analysis failed", extra={"job_id": job.id})
+        return _finish(settings, job, None, f"{type(error).__name__}: {error}")
+    return _finish(settings, job, report_id, None)
+
+
+def _finish(settings: Settings, job: AnalysisJob, report_id: str | None,
+            error: str | None) -> AnalysisJob:
+    with Session(engine_for(settings.database_url), expire_on_commit=False) as session:
+        row = session.get(AnalysisJob, job.id)
+        assert row is not None
+        if report_id is not None:
+            row.status, row.diagnostic_report_id = "done", report_id
+        else:
+            exhausted = row.attempts >= settings.job_max_attempts
+            row.status = "failed" if exhausted else "queued"
+        row.error, row.leased_until, row.updated_at = error, None, now_utc()
+        session.add(row)
+        session.commit()
+        return row
+
+
+def fail_exhausted(session: Session, settings: Settings, now: datetime | None = None) -> int:
+    """Mark crashed jobs that used up their attempts as failed, so someone looks."""
+    now = now or now_utc()
+    stale = session.exec(select(AnalysisJob).where(
+        col(AnalysisJob.status) == "running", col(AnalysisJob.leased_until) < now,
+        col(AnalysisJob.attempts) >= settings.job_max_attempts)).all()
+    for job in stale:
+        job.status, job.error, job.updated_at = "failed", "lease expired too often", now
+        session.add(job)
+    return len(stale)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{threading.get_native_id()}"
+
+
+class Worker(threading.Thread):
+    """Schedules complete studies and runs (or, with a broker, enqueues) their jobs."""
+
+    def __init__(self, settings: Settings, enqueue: Callable[[int], None] | None = None) -> None:
+        super().__init__(name="scanpath-analysis", daemon=True)
+        self.settings = settings
+        self.enqueue = enqueue
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.tick()
+            except Exception:  # the worker outlives any one failure
+                log.exception("analysis worker tick failed")
+            self.stopping.wait(self.settings.job_poll_seconds)
+
+    def tick(self) -> None:
+        """One round: schedule, then run jobs here or hand their ids to the broker."""
+        with Session(engine_for(self.settings.database_url)) as session:
+            created = schedule(session, self.settings)
+            fail_exhausted(session, self.settings)
+            session.commit()
+        if self.enqueue is not None:
+            for job_id in created:
+                self.enqueue(job_id)
+            return
+        while not self.stopping.is_set() and run_job(self.settings, worker_name()):
+            pass
+
+    def stop(self) -> None:
+        self.stopping.set()

@@ -1,0 +1,617 @@
+"""Calcium-score results out: DICOM SR, DICOM SEG, a PDF report and its plain-words conclusion.
+
+Pure builders: they take the source instances, the :class:`~imaging_core.volume.Volume`
+and the :class:`~imaging_core.calcium.CalciumResult` and return a pydicom Dataset or PDF
+bytes. No Flask, no database, no network; fonts are the PDF core fonts.
+
+- :func:`build_sr`: Comprehensive 3D SR (PS3.3 A.35.13) whose content tree is DICOM
+  PS3.16 TID 1500 "Measurement Report", built with highdicom. One TID 1501 "Measurement
+  and Qualitative Evaluation Group" holds the numbers; TID 4019 "Algorithm
+  Identification" names the analyser, its version and every parameter; TID 1600 "Image
+  Library" and the evidence sequence reference every source image.
+- :func:`build_seg`: Segmentation (PS3.3 A.51), BINARY, one segment "Calcium": the
+  voxels that counted in the Agatston score.
+- :func:`build_pdf`: a one- or two-page report for the GP and the patient.
+- :func:`conclusion_text`: the plain-words conclusion, CAC-DRS per Hecht 2018.
+
+Every output says PRELIMINARY: the SR's PreliminaryFlag and VerificationFlag, the PDF's
+banner. A radiologist's sign-off (CONTRACT §5) is what makes a result final.
+
+Codes and where each was verified (pydicom 3.0 ``pydicom.sr.codedict``, generated from
+PS3.16; ``shared/CODES.md``):
+
+=====================  ==============================================  =====================
+Use                    Code                                            Status
+=====================  ==============================================  =====================
+Agatston score         DCM 112058 "Calcium score"                      codedict, CODES.md
+its method             DCM 112055 "Agatston scoring method"            codedict, CODES.md
+Volume score           DCM 122660 "Calcium Volume"                     codedict, CODES.md
+Mass score             DCM 122661 "Calcium Mass"                       codedict, CODES.md
+Lesion count           DCM 111038 "Number of calcifications"           codedict (no CID)
+Procedure reported     SCT 426005005 "Cardiac CT for calcium scoring"  CID 3757, CODES.md
+Finding / SEG type     SCT 18115005 "Pathologic calcification"         codedict concept and
+                                                                       CID 3802; not in
+                                                                       CID 7151 (extensible)
+SEG category           SCT 49755003 "Morphologically abnormal          CID 7150
+                       structure"
+Algorithm family       DCM 123101 "Neighborhood Analysis"              CID 7162
+Text evaluations       DCM 121106 "Comment", DCM 121077 "Conclusion"   codedict
+Root evaluations box   UMLS C0034375 "Qualitative Evaluations"         TID 1500 row (HL7
+                                                                       DICOM SR-to-FHIR IG)
+Units                  UCUM 1, mm3 (CID 7181), mg                      codedict; mg is UCUM
+=====================  ==============================================  =====================
+
+SNOMED CT 450360000 "Coronary artery calcium score" is not used here: the SR names the
+measurement with the DICOM concept above and has room for one; the FHIR Observations
+carry both (CONTRACT §5).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+
+import highdicom as hd
+import numpy as np
+from fpdf import FPDF
+from fpdf.fonts import FontFace
+from PIL import Image
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
+from pydicom.uid import generate_uid
+
+from imaging_core.calcium import AGATSTON_1990, HECHT_2018, MCCOLLOUGH_2007, CalciumResult
+from imaging_core.errors import ImagingError
+from imaging_core.volume import Volume
+
+log = logging.getLogger(__name__)
+
+MANUFACTURER = "ScanPath"
+ALGORITHM_NAME = "ScanPath calcium scoring"
+PRELIMINARY_BANNER = "PRELIMINARY - not yet verified by a radiologist"
+SEGMENT_LABEL = "Calcium"
+
+CALCIUM_SCORE = codes.DCM.CalciumScore  # DCM 112058
+AGATSTON_METHOD = codes.DCM.AgatstonScoringMethod  # DCM 112055
+CALCIUM_VOLUME = codes.DCM.CalciumVolume  # DCM 122660
+CALCIUM_MASS = codes.DCM.CalciumMass  # DCM 122661
+NUMBER_OF_CALCIFICATIONS = codes.DCM.NumberOfCalcifications  # DCM 111038
+CAC_PROCEDURE = codes.SCT.CardiacCTForCalciumScoring  # SCT 426005005, CID 3757
+# The codedict meaning is lower case ("pathologic calcification"); SNOMED's preferred term
+# is capitalised like this. Not a member of CID 7151, which is extensible.
+CALCIFICATION = Code("18115005", "SCT", "Pathologic calcification")
+ABNORMAL_STRUCTURE = codes.SCT.MorphologicallyAbnormalStructure  # SCT 49755003, CID 7150
+# Threshold, then connected lesions of a minimum area: a pixel's class depends on its
+# neighbours, which is what CID 7162 "Neighborhood Analysis" describes.
+ALGORITHM_FAMILY = codes.cid7162.NeighborhoodAnalysis  # DCM 123101
+COMMENT = codes.DCM.Comment  # DCM 121106
+CONCLUSION = codes.DCM.Conclusion  # DCM 121077
+QUALITATIVE_EVALUATIONS = Code("C0034375", "UMLS", "Qualitative Evaluations")
+NO_UNITS = codes.UCUM.NoUnits  # UCUM "1"
+CUBIC_MM = codes.UCUM.CubicMillimeter  # UCUM "mm3"
+MILLIGRAM = Code("mg", "UCUM", "milligram")
+
+# CAC-DRS Agatston categories in plain words. The bounds (0, 1-99, 100-299, >= 300) are
+# Hecht 2018's and match calcium.CAC_DRS_BOUNDS; the none/mild/moderate/severe labels
+# were not checked against the wording of the paper's own table. "Plaque" means
+# calcified plaque: a calcium score cannot see non-calcified plaque.
+CAC_DRS_MEANING: dict[int, tuple[str, str]] = {
+    0: ("0", "no calcified plaque"),
+    1: ("1-99", "mild calcified plaque"),
+    2: ("100-299", "moderate calcified plaque"),
+    3: ("300 or more", "severe calcified plaque"),
+}
+CAC_DRS_SOURCE = HECHT_2018
+
+
+class ReportError(ImagingError):
+    """The source instances, volume and result do not describe the same series."""
+
+
+# --- conclusion -------------------------------------------------------------------
+
+def conclusion_text(result: CalciumResult) -> str:
+    """The conclusion in plain words: score, CAC-DRS category and what is still to come.
+
+    Categories and wording follow CAC-DRS (Hecht HS et al., J Cardiovasc Comput Tomogr
+    2018;12:185-191): Agatston 0 -> A0 no plaque, 1-99 -> A1 mild, 100-299 -> A2
+    moderate, >= 300 -> A3 severe. No vessel count ("N") is given: the score is not
+    attributed to vessels.
+    """
+    if not result.scorable or result.agatston is None or result.cac_drs is None:
+        reason = (result.reason or "reason not recorded").rstrip(".")
+        return f"The scan could not be scored: {reason}. A radiologist will review it."
+    burden = CAC_DRS_MEANING[result.cac_drs][1]
+    text = (f"Coronary calcium score (Agatston) {format_agatston(result.agatston)}: "
+            f"{burden} (CAC-DRS A{result.cac_drs}).")
+    if result.region.startswith("whole field of view"):
+        text += (" The whole scan was measured, so calcium outside the coronary arteries "
+                 "(for example in the aortic valve or aorta) may be included.")
+    return text + " This is a preliminary result until a radiologist has checked it."
+
+
+def format_agatston(value: float) -> str:
+    """The score as readers expect it: a whole number, unless rounding would misstate it.
+
+    A score below 1 is still calcium (CAC-DRS 1), and 99.6 must not read as 100 (CAC-DRS
+    2), so one decimal is kept wherever rounding would cross a category bound.
+    """
+    rounded = math.floor(value + 0.5)  # half up, as a reader rounds; round() is half-even
+    crosses = (value > 0) != (rounded > 0) or any(
+        (value < bound) != (rounded < bound) for bound in (100.0, 300.0))
+    return f"{value:.1f}" if crosses else f"{rounded:d}"
+
+
+# --- parameters shared by SR, SEG and PDF -----------------------------------------
+
+def algorithm_parameters(result: CalciumResult) -> dict[str, str]:
+    """Every analyser parameter of ``result`` as text, without the literature sources."""
+    return {key: _parameter_text(value) for key, value in result.params.items()
+            if key != "sources"}
+
+
+def _parameter_text(value: Any) -> str:
+    """A parameter value with no commas: highdicom joins SEG parameters with commas."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return "/".join(_parameter_text(item) for item in value)
+    return str(value)
+
+
+def _ordered_sources(source_datasets: Sequence[Dataset], volume: Volume,
+                     result: CalciumResult) -> list[Dataset]:
+    """The source instances of ``volume``, in its sorted slice order; others are dropped.
+
+    A study can hold dose screens or other series besides the scored one; only the
+    volume's instances are evidence for this result.
+    """
+    if result.series_uid != volume.series_uid:
+        raise ReportError(f"result is for series {result.series_uid}, "
+                          f"volume is series {volume.series_uid}")
+    by_uid = {str(ds.SOPInstanceUID): ds for ds in source_datasets}
+    missing = [uid for uid in volume.sop_instance_uids if uid not in by_uid]
+    if missing:
+        raise ReportError(f"{len(missing)} of the volume's instances are not among the "
+                          f"source datasets, e.g. {missing[0]}")
+    return [by_uid[uid] for uid in volume.sop_instance_uids]
+
+
+# --- DICOM SR: PS3.16 TID 1500 Measurement Report --------------------------------
+
+def build_sr(source_datasets: list[Dataset], volume: Volume, result: CalciumResult, *,
+             series_number: int = 900, instance_number: int = 1) -> Dataset:
+    """A Comprehensive 3D SR (TID 1500) of ``result``, in the source images' study.
+
+    Patient, study and accession number are copied from the sources; the series and
+    instance UIDs are new. A refused result gives an SR whose measurement group holds
+    the reason as text and no numbers.
+    """
+    sources = _ordered_sources(source_datasets, volume, result)
+    single = [ds for ds in sources if not _is_multiframe(ds)]
+    report = hd.sr.MeasurementReport(
+        observation_context=_observation_context(result),
+        procedure_reported=CAC_PROCEDURE,
+        imaging_measurements=[_measurement_group(
+            result, [ds for ds in sources if _is_multiframe(ds)])],
+        referenced_images=single or None,  # TID 1600 Image Library: every source slice
+    )
+    report[0].ContentSequence.append(_conclusion_container(result))
+    sr = hd.sr.Comprehensive3DSR(
+        evidence=sources, content=report[0],
+        series_instance_uid=hd.UID(), series_number=series_number,
+        sop_instance_uid=hd.UID(), instance_number=instance_number,
+        manufacturer=MANUFACTURER,
+        is_complete=True,  # the analysis is whole; verification is a separate flag
+        is_final=False, is_verified=False,  # PRELIMINARY / UNVERIFIED until signed
+        performed_procedure_codes=[CAC_PROCEDURE],
+    )
+    sr.SeriesDescription = "Calcium score (preliminary)"
+    return sr
+
+
+def _algorithm(result: CalciumResult) -> hd.sr.AlgorithmIdentification:
+    """TID 4019: name, version and one "Algorithm Parameters" row per parameter."""
+    return hd.sr.AlgorithmIdentification(
+        name=ALGORITHM_NAME, version=result.analyser_version,
+        parameters=[f"{k}={v}" for k, v in algorithm_parameters(result).items()],
+        manufacturer=MANUFACTURER,
+    )
+
+
+def _observation_context(result: CalciumResult) -> hd.sr.ObservationContext:
+    """TID 1001 context: the analyser as a device observer (TID 1004), UID stable per version."""
+    device = hd.sr.DeviceObserverIdentifyingAttributes(
+        uid=generate_uid(prefix=None, entropy_srcs=[ALGORITHM_NAME, result.analyser_version]),
+        name=ALGORITHM_NAME, manufacturer_name=MANUFACTURER,
+        model_name=result.analyser_version,
+    )
+    return hd.sr.ObservationContext(observer_device_context=hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device, observer_identifying_attributes=device))
+
+
+def _is_multiframe(ds: Dataset) -> bool:
+    return "PerFrameFunctionalGroupsSequence" in ds
+
+
+def _measurement_group(
+        result: CalciumResult,
+        multiframe_sources: list[Dataset]) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """TID 1501 group: the scores, or for a refused scan the reason alone.
+
+    An Enhanced CT source is named here as the group's source image: highdicom's Image
+    Library entry reads slice geometry at the top level, where Enhanced CT has none.
+    """
+    scored = result.scorable
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(),
+                                                     identifier="Calcium score"),
+        finding_type=CALCIFICATION if scored else None,
+        algorithm_id=_algorithm(result),
+        measurements=_measurements(result) if scored else None,
+        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(ds)
+                       for ds in multiframe_sources] or None,
+    )
+    # TID 1501 admits TEXT qualitative evaluations beside the coded ones; highdicom's
+    # constructor takes only CODE, so they are appended to the group container.
+    group[0].ContentSequence.extend(_text_item(COMMENT, text) for text in _comments(result))
+    return group
+
+
+def _measurements(result: CalciumResult) -> list[hd.sr.Measurement]:
+    """TID 300 measurements; mass only when a scanner calibration made it measurable."""
+    agatston, volume_mm3, _ = _scores(result)
+    items = [
+        hd.sr.Measurement(name=CALCIUM_SCORE, value=agatston, unit=NO_UNITS,
+                          method=AGATSTON_METHOD),
+        hd.sr.Measurement(name=CALCIUM_VOLUME, value=volume_mm3, unit=CUBIC_MM),
+    ]
+    if result.mass_mg is not None:
+        items.append(hd.sr.Measurement(name=CALCIUM_MASS, value=result.mass_mg,
+                                       unit=MILLIGRAM))
+    if result.lesion_count is not None:
+        items.append(hd.sr.Measurement(name=NUMBER_OF_CALCIFICATIONS,
+                                       value=result.lesion_count, unit=NO_UNITS))
+    return items
+
+
+def _scores(result: CalciumResult) -> tuple[float, float, int]:
+    """Agatston, volume and CAC-DRS of a scored result, which always has all three."""
+    if result.agatston is None or result.volume_mm3 is None or result.cac_drs is None:
+        raise ReportError("a scored result lacks its Agatston, volume or CAC-DRS")
+    return result.agatston, result.volume_mm3, result.cac_drs
+
+
+def _comments(result: CalciumResult) -> list[str]:
+    """The refusal reason, the scored region and the QA notes, each a TEXT item."""
+    lines = [] if result.scorable else [f"Not scored: {result.reason or 'no reason recorded'}"]
+    lines.append(f"Region scored: {result.region}")
+    if result.cac_drs is not None:
+        lines.append(f"CAC-DRS A{result.cac_drs} ({CAC_DRS_SOURCE})")
+    return lines + [f"QA: {item}" for item in result.qa]
+
+
+def _conclusion_container(result: CalciumResult) -> hd.sr.ContainerContentItem:
+    """TID 1500's optional "Qualitative Evaluations" container with the conclusion."""
+    container = hd.sr.ContainerContentItem(name=QUALITATIVE_EVALUATIONS,
+                                           relationship_type="CONTAINS")
+    container.ContentSequence = hd.sr.ContentSequence(
+        [_text_item(CONCLUSION, conclusion_text(result))])
+    return container
+
+
+def _text_item(name: Code, text: str) -> hd.sr.TextContentItem:
+    return hd.sr.TextContentItem(name=name, value=text, relationship_type="CONTAINS")
+
+
+# --- DICOM SEG --------------------------------------------------------------------
+
+def build_seg(source_datasets: list[Dataset], volume: Volume, result: CalciumResult, *,
+              series_number: int = 901) -> Dataset | None:
+    """A BINARY Segmentation of the voxels that counted in the Agatston score.
+
+    Returns None when there is nothing to segment: a refused scan, or a score of 0. A
+    SEG must hold at least one frame, and highdicom would then write every frame empty,
+    a "Calcium" segment with no calcium in it; the SR already says the score is 0.
+
+    Frames are placed by the volume's own geometry (plane positions from
+    :meth:`Volume.voxel_to_patient`), so the mask lines up whatever the order of the
+    sources, and highdicom refers each frame to the source slice or frame at that
+    position (single-frame CT or Enhanced CT alike).
+    """
+    sources = _ordered_sources(source_datasets, volume, result)
+    if not result.scorable or result.weight_map is None:
+        return None
+    mask = result.weight_map > 0
+    if not mask.any():
+        log.info("no calcium: no segmentation built", extra={"series_uid": volume.series_uid})
+        return None
+    seg = hd.seg.Segmentation(
+        source_images=sources, pixel_array=mask.astype(np.uint8),
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[_segment_description(result)],
+        series_instance_uid=hd.UID(), series_number=series_number,
+        sop_instance_uid=hd.UID(), instance_number=1,
+        manufacturer=MANUFACTURER, manufacturer_model_name=ALGORITHM_NAME,
+        software_versions=result.analyser_version, device_serial_number="none",
+        plane_positions=_plane_positions(volume), plane_orientation=_plane_orientation(volume),
+        pixel_measures=_pixel_measures(volume),
+        content_label="CALCIUM", content_description="Voxels counted in the Agatston score",
+    )
+    seg.SeriesDescription = "Calcium segmentation (preliminary)"
+    return seg
+
+
+def _segment_description(result: CalciumResult) -> hd.seg.SegmentDescription:
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name=ALGORITHM_NAME, family=ALGORITHM_FAMILY, version=result.analyser_version,
+        source=MANUFACTURER, parameters=algorithm_parameters(result))
+    description = hd.seg.SegmentDescription(
+        segment_number=1, segment_label=SEGMENT_LABEL,
+        segmented_property_category=ABNORMAL_STRUCTURE,
+        segmented_property_type=CALCIFICATION,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm,
+    )
+    # Say what the segment is not: without a region mask it includes bone and valves.
+    description.SegmentDescription = f"Agatston lesions, {result.region}"[:64]
+    return description
+
+
+def _plane_positions(volume: Volume) -> list[hd.PlanePositionSequence]:
+    corners = np.zeros((volume.shape[0], 3))
+    corners[:, 0] = np.arange(volume.shape[0])
+    return [hd.PlanePositionSequence(hd.CoordinateSystemNames.PATIENT, point.tolist())
+            for point in volume.voxel_to_patient(corners)]
+
+
+def _plane_orientation(volume: Volume) -> hd.PlaneOrientationSequence:
+    row, column = volume.orientation[0], volume.orientation[1]
+    return hd.PlaneOrientationSequence(hd.CoordinateSystemNames.PATIENT,
+                                       [*row.tolist(), *column.tolist()])
+
+
+def _pixel_measures(volume: Volume) -> hd.PixelMeasuresSequence:
+    increment, row_spacing, column_spacing = volume.spacing
+    return hd.PixelMeasuresSequence(
+        pixel_spacing=[row_spacing, column_spacing],
+        slice_thickness=volume.slice_thickness or increment,
+        spacing_between_slices=increment)
+
+
+# --- PDF --------------------------------------------------------------------------
+
+_PAGE_WIDTH_MM = 180.0  # A4 less 15 mm margins
+_KEY_IMAGE_MM = 45.0  # three across, small enough to keep a scored report on one page
+_LATIN1 = str.maketrans({"\u2013": "-", "\u2014": "-", "\u2265": ">=", "\u2264": "<=",
+                         "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
+                         "\u00d7": "x", "\u2026": "..."})
+_HIGHLIGHT = FontFace(emphasis="BOLD", fill_color=(255, 236, 179))  # the patient's row
+_HEADINGS = FontFace(emphasis="BOLD", fill_color=(225, 225, 225))
+
+
+def build_pdf(result: CalciumResult, *, patient_name: str | None, accession: str | None,
+              study_date: str | None, key_images: list[bytes], conclusion: str) -> bytes:
+    """A one- or two-page A4 report in plain words, with up to three key images.
+
+    Parameters
+    ----------
+    result : CalciumResult
+        The score, or a refusal.
+    patient_name, accession, study_date : str or None
+        As stored in DICOM (``Family^Given``, the accession, ``YYYYMMDD``); None prints
+        "not recorded".
+    key_images : list of PNG bytes
+        The first three are shown; a PNG "Description" text chunk becomes the caption.
+    conclusion : str
+        Usually :func:`conclusion_text` of ``result``, or a radiologist's wording.
+    """
+    pdf = _ReportPDF()
+    pdf.add_page()
+    _heading(pdf)
+    _patient_block(pdf, patient_name, accession, study_date)
+    _section(pdf, "Conclusion", conclusion)
+    _scores_table(pdf, result)
+    _cac_drs_table(pdf, result)
+    _key_images(pdf, key_images[:3])
+    _qa_notes(pdf, result)
+    _small_print(pdf, result)
+    return bytes(pdf.output())
+
+
+class _ReportPDF(FPDF):
+    """A4 with the PRELIMINARY line and page numbers on every page."""
+
+    def __init__(self) -> None:
+        super().__init__(orientation="P", unit="mm", format="A4")
+        self.set_margins(15, 15, 15)
+        self.set_auto_page_break(auto=True, margin=18)
+        self.set_title("Coronary artery calcium score - preliminary report")
+        self.set_creator(ALGORITHM_NAME)
+
+    def footer(self) -> None:
+        self.set_y(-13)
+        self.set_font("Helvetica", "I", 8)
+        self.set_text_color(120, 120, 120)
+        self.cell(0, 5, f"{PRELIMINARY_BANNER}  |  page {self.page_no()} of {{nb}}",
+                  align="C")
+        self.set_text_color(0, 0, 0)
+
+
+def _latin1(text: str) -> str:
+    """Text the PDF core fonts can draw (they are Latin-1 only)."""
+    return text.translate(_LATIN1).encode("latin-1", "replace").decode("latin-1")
+
+
+def _heading(pdf: FPDF) -> None:
+    pdf.set_font("Helvetica", "B", 16)
+    pdf.cell(0, 9, "Coronary artery calcium score", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_fill_color(200, 30, 30)
+    pdf.set_text_color(255, 255, 255)
+    pdf.set_font("Helvetica", "B", 12)
+    pdf.cell(0, 9, PRELIMINARY_BANNER, align="C", fill=True, new_x="LMARGIN", new_y="NEXT")
+    pdf.set_text_color(0, 0, 0)
+    pdf.set_fill_color(255, 255, 255)  # tables and cells must not inherit the banner red
+    pdf.ln(3)
+
+
+def _patient_block(pdf: FPDF, patient_name: str | None, accession: str | None,
+                   study_date: str | None) -> None:
+    rows = [("Patient", _person_name(patient_name)),
+            ("Accession number", accession or "not recorded"),
+            ("Scan date", _study_date(study_date))]
+    pdf.set_font("Helvetica", "", 10)
+    for label, value in rows:
+        pdf.set_font("Helvetica", "B", 10)
+        pdf.cell(40, 6, label)
+        pdf.set_font("Helvetica", "", 10)
+        pdf.cell(0, 6, _latin1(value), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(2)
+
+
+def _person_name(name: str | None) -> str:
+    """DICOM ``Family^Given^Middle`` as "Family, Given Middle"."""
+    if not name:
+        return "not recorded"
+    family, _, rest = str(name).partition("^")
+    given = " ".join(part for part in rest.split("^")[:2] if part)
+    return f"{family}, {given}" if given else family
+
+
+def _study_date(value: str | None) -> str:
+    if not value:
+        return "not recorded"
+    try:
+        return datetime.strptime(value[:8], "%Y%m%d").strftime("%d %B %Y").lstrip("0")
+    except ValueError:
+        return value
+
+
+def _section(pdf: FPDF, title: str, body: str) -> None:
+    _subheading(pdf, title)
+    pdf.set_font("Helvetica", "", 10)
+    pdf.multi_cell(0, 5, _latin1(body), align="L", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(2)
+
+
+def _subheading(pdf: FPDF, title: str) -> None:
+    pdf.set_font("Helvetica", "B", 12)
+    pdf.cell(0, 6.5, title, new_x="LMARGIN", new_y="NEXT")
+
+
+def _table(pdf: FPDF, rows: Sequence[Sequence[str]], widths: tuple[int, ...],
+           highlight: int | None = None) -> None:
+    """A bordered table whose first row is the heading; ``highlight`` shades one row."""
+    pdf.set_font("Helvetica", "", 10)
+    with pdf.table(col_widths=widths, line_height=4.6, width=_PAGE_WIDTH_MM,
+                   text_align="LEFT", headings_style=_HEADINGS) as table:
+        for index, cells in enumerate(rows):
+            style = _HIGHLIGHT if index == highlight else None
+            table.row([_latin1(cell) for cell in cells], style=style)
+    pdf.ln(3)
+
+
+def _scores_table(pdf: FPDF, result: CalciumResult) -> None:
+    _subheading(pdf, "Scores")
+    _table(pdf, [("Measure", "Result", "What it is"), *_score_rows(result)], (45, 50, 85))
+
+
+def _score_rows(result: CalciumResult) -> list[tuple[str, str, str]]:
+    if not result.scorable:
+        reason = result.reason or "no reason recorded"
+        return [("Agatston score", "not scored", reason)]
+    agatston, volume_mm3, drs = _scores(result)
+    mass = ("not available (no scanner calibration)" if result.mass_mg is None
+            else f"{result.mass_mg:.1f} mg")
+    return [
+        ("Agatston score", format_agatston(agatston),
+         "Calcium in the scan, weighted by how dense it is (Agatston 1990)"),
+        ("Calcium volume", f"{volume_mm3:.1f} mm\u00b3", "Volume of the calcium found"),
+        ("Calcium mass", mass, "Needs a calibration of the scanner (McCollough 2007)"),
+        ("Calcified lesions", str(result.lesion_count), "Separate spots of calcium"),
+        ("CAC-DRS", f"A{drs}", CAC_DRS_MEANING[drs][1].capitalize()),
+    ]
+
+
+def _cac_drs_table(pdf: FPDF, result: CalciumResult) -> None:
+    _subheading(pdf, "What the CAC-DRS category means")
+    rows = [("Category", "Agatston score", "Meaning")]
+    rows += [(f"A{k}", score, meaning) for k, (score, meaning) in CAC_DRS_MEANING.items()]
+    highlight = None if result.cac_drs is None else result.cac_drs + 1
+    _table(pdf, rows, (30, 45, 105), highlight=highlight)
+    pdf.set_font("Helvetica", "I", 8)
+    pdf.multi_cell(0, 4, _latin1(f"Categories: {CAC_DRS_SOURCE}. A calcium score measures "
+                                 "calcified plaque only: a score of 0 does not exclude "
+                                 "non-calcified plaque."),
+                   align="L", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(2)
+
+
+def _key_images(pdf: FPDF, images: Sequence[bytes]) -> None:
+    """Up to three images side by side, each with its caption underneath."""
+    if not images:
+        return
+    width = _KEY_IMAGE_MM
+    heights = [width * _aspect(png) for png in images]
+    if pdf.get_y() + 6.5 + max(heights) + 10 > pdf.page_break_trigger:
+        pdf.add_page()
+    _subheading(pdf, "Key images")
+    top = pdf.get_y()
+    for index, png in enumerate(images):
+        x = pdf.l_margin + index * (width + 5.0)
+        pdf.image(io.BytesIO(png), x=x, y=top, w=width, h=heights[index])
+        pdf.set_xy(x, top + heights[index] + 1)
+        pdf.set_font("Helvetica", "", 7)
+        pdf.multi_cell(width, 3.2, _latin1(_caption(png, index)), align="L")
+    pdf.set_xy(pdf.l_margin, top + max(heights) + 8)
+    pdf.set_font("Helvetica", "I", 8)
+    pdf.cell(0, 4, "Calcium is tinted by density: yellow (weight 1), orange (2), red (3), "
+             "magenta (4).", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(2)
+
+
+def _aspect(png: bytes) -> float:
+    with Image.open(io.BytesIO(png)) as image:
+        width, height = image.size
+    return height / width
+
+
+def _caption(png: bytes, index: int) -> str:
+    with Image.open(io.BytesIO(png)) as image:
+        text = getattr(image, "text", {}).get("Description")
+    return str(text) if text else f"Key image {index + 1}"
+
+
+def _qa_notes(pdf: FPDF, result: CalciumResult) -> None:
+    notes = [f"Region scored: {result.region}."] + [f"{item}." for item in result.qa]
+    _section(pdf, "Quality notes", "\n".join(f"- {note}" for note in notes))
+
+
+def _small_print(pdf: FPDF, result: CalciumResult) -> None:
+    parameters = "; ".join(f"{k}={v}" for k, v in algorithm_parameters(result).items())
+    lines = [
+        f"Analyser: {ALGORITHM_NAME}, version {result.analyser_version}.",
+        f"Parameters: {parameters}.",
+        f"Methods: {AGATSTON_1990}; {MCCOLLOUGH_2007}; {HECHT_2018}.",
+        f"Generated {datetime.now().strftime('%Y-%m-%d %H:%M')} by software. "
+        "Not a diagnosis until a radiologist has verified it.",
+    ]
+    text = _latin1("\n".join(lines))
+    pdf.set_font("Helvetica", "", 7)
+    pdf.set_text_color(90, 90, 90)
+    # output="HEIGHT" returns only the height, a float; fpdf2's return type is a union.
+    height = cast(float, pdf.multi_cell(0, 3.2, text, align="L", dry_run=True,
+                                        output="HEIGHT"))
+    if pdf.get_y() + height > pdf.page_break_trigger:
+        pdf.add_page()  # keep the provenance block whole rather than split across pages
+    pdf.multi_cell(0, 3.2, text, align="L", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_text_color(0, 0, 0)

@@ -1,0 +1,295 @@
+"""Results back as FHIR: the calcium-scoring analyser and what it publishes.
+
+For a complete ``CT-CAC`` study this loads the CT series, scores it, builds
+the 3D model (GLB), key images, a PDF, a DICOM Comprehensive 3D SR (TID 1500)
+and a SEG, stores the SR and SEG with the study, and writes in one
+transaction: Binary and Media resources, the measure Observations, the
+``preliminary`` DiagnosticReport (``basedOn`` the order), its Provenance
+(analyser version and parameters) and the order's Task moved to ``analysed``.
+The report carries the job's idempotency key as an identifier and is created
+conditionally, so running a job again never makes a second report.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydicom
+from pydicom import Dataset
+from sqlmodel import Session, col, select
+
+from core.db import engine_for
+from core.settings import Settings
+from fhir.dates import instant, now_utc
+from fhir.search import run_search
+from fhir.store import Store, spec_for
+from imaging_core import calcium, jobs
+from imaging_core import reports as reports
+from imaging_core.errors import ImagingError
+from imaging_core.keyimages import KeyImage, key_images
+from imaging_core.mesh import calcium_mesh, context_mesh, to_glb
+from imaging_core.models import DicomInstance, ReceivedStudy
+from imaging_core.storage import store_instance
+from imaging_core.volume import Volume, load_volumes
+
+log = logging.getLogger(__name__)
+
+DCM = "http://dicom.nema.org/resources/ontology/DCM"
+SCT = "http://snomed.info/sct"
+UCUM = "http://unitsofmeasure.org"
+IMAGE_MODALITIES = {"CT"}
+# Standard codes per CONTRACT §5 and shared/CODES.md (confirmed there).
+MEASURES: dict[str, tuple[str, list[dict[str, str]]]] = {
+    "agatston-score": ("Coronary calcium score (Agatston)", [
+        {"system": DCM, "code": "112058", "display": "Calcium score"},
+        {"system": SCT, "code": "450360000", "display": "Coronary artery calcium score"}]),
+    "cac-volume-mm3": ("Calcium volume", [
+        {"system": DCM, "code": "122660", "display": "Calcium Volume"}]),
+    "cac-mass-mg": ("Calcium mass", [
+        {"system": DCM, "code": "122661", "display": "Calcium Mass"}]),
+    "cac-lesion-count": ("Number of calcified lesions", []),
+    "cac-drs": ("CAC-DRS category", []),
+}
+
+
+@dataclass
+class Analysis:
+    """Everything an analysis produced, before it is written."""
+
+    volume: Volume | None
+    result: calcium.CalciumResult | None
+    conclusion: str
+    failure: str | None = None
+    glb: bytes | None = None
+    images: list[KeyImage] = field(default_factory=list)
+    pdf: bytes | None = None
+    derived: list[Dataset] = field(default_factory=list)
+
+
+def register() -> None:
+    jobs.register_analyser("CT-CAC", calcium.ANALYSER_VERSION, run_calcium)
+
+
+def run_calcium(settings: Settings, job: jobs.AnalysisJob) -> str:
+    """Analyse the job's study and publish the results; the report id."""
+    with Session(engine_for(settings.database_url)) as session:
+        sources = _datasets(session, settings, job.study_uid)
+    analysis = analyse(sources)
+    with Session(engine_for(settings.database_url), expire_on_commit=False) as session:
+        report_id = publish(Store(session, settings), job, analysis)
+        session.commit()
+    return report_id
+
+
+def _datasets(session: Session, settings: Settings, study_uid: str) -> list[Dataset]:
+    rows = session.exec(select(DicomInstance).where(
+        col(DicomInstance.study_uid) == study_uid,
+        col(DicomInstance.modality).in_(IMAGE_MODALITIES))).all()
+    return [pydicom.dcmread(settings.var_dir / row.path) for row in rows]
+
+
+def analyse(sources: list[Dataset]) -> Analysis:
+    """Load, score and render; a study that cannot be read gives a failure to report."""
+    try:
+        volume = max(load_volumes(sources), key=lambda v: v.shape[0])
+    except (ImagingError, ValueError) as error:
+        return Analysis(None, None, f"The images could not be analysed: {error}. "
+                        "A radiologist will review them.", failure=str(error))
+    result = calcium.score(volume)
+    analysis = Analysis(volume, result, reports.conclusion_text(result))
+    if result.scorable and result.weight_map is not None:
+        analysis.glb = to_glb([calcium_mesh(volume, result.weight_map),
+                               context_mesh(volume, result.weight_map)])
+        analysis.images = key_images(volume, result.weight_map)
+    analysis.pdf = reports.build_pdf(result, patient_name=_patient_name(sources),
+                                     accession=volume.accession_number,
+                                     study_date=_first(sources, "StudyDate"),
+                                     key_images=[k.png for k in analysis.images],
+                                     conclusion=analysis.conclusion)
+    series = [s for s in sources if s.SeriesInstanceUID == volume.series_uid]
+    analysis.derived = [reports.build_sr(series, volume, result)]
+    seg = reports.build_seg(series, volume, result) if result.scorable else None
+    analysis.derived += [seg] if seg is not None else []
+    return analysis
+
+
+def _first(sources: list[Dataset], keyword: str) -> str | None:
+    value = next((getattr(s, keyword, None) for s in sources if getattr(s, keyword, None)), None)
+    return str(value) if value else None
+
+
+def _patient_name(sources: list[Dataset]) -> str | None:
+    return _first(sources, "PatientName")
+
+
+def publish(store: Store, job: jobs.AnalysisJob, analysis: Analysis) -> str:
+    """Write the results of ``analysis`` for ``job``; the DiagnosticReport id."""
+    key = {"system": f"{store.settings.canonical_base}/analysis-job",
+           "value": job.idempotency_key}
+    existing = run_search(store.session, spec_for("DiagnosticReport"),
+                          [("identifier", f"{key['system']}|{key['value']}")], count=1)
+    if existing.matches:
+        return str(existing.matches[0]["id"])
+    order = store.read("ServiceRequest", job.service_request_id)
+    for derived in analysis.derived:
+        store_instance(store.session, store.settings, derived, "derived")
+    study = store.session.get(ReceivedStudy, job.study_uid)
+    context = _Context(store, order, study.imaging_study_id if study else None)
+    report = _report(context, job, analysis, key)
+    _provenance(context, report, analysis)
+    _move_task(context, "analysed")
+    return str(report["id"])
+
+
+@dataclass
+class _Context:
+    store: Store
+    order: dict[str, Any]
+    imaging_study_id: str | None
+
+    @property
+    def base(self) -> str:
+        return self.store.settings.canonical_base
+
+    @property
+    def subject(self) -> dict[str, Any]:
+        return dict(self.order["subject"])
+
+    @property
+    def order_ref(self) -> dict[str, str]:
+        return {"reference": f"ServiceRequest/{self.order['id']}"}
+
+    def create(self, resource: dict[str, Any]) -> dict[str, Any]:
+        return self.store.create(resource["resourceType"], resource).resource
+
+
+def _report(ctx: _Context, job: jobs.AnalysisJob, analysis: Analysis,
+            key: dict[str, str]) -> dict[str, Any]:
+    observations = _observations(ctx, analysis.result)
+    report: dict[str, Any] = {
+        "resourceType": "DiagnosticReport", "identifier": [key], "status": "preliminary",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074",
+                                  "code": "RAD", "display": "Radiology"}]}],
+        "code": (ctx.order.get("code") or {"text": "Cardiac CT for calcium scoring"}),
+        "subject": ctx.subject, "basedOn": [ctx.order_ref], "issued": instant(now_utc()),
+        "effectiveDateTime": instant(now_utc()),
+        "result": [{"reference": f"Observation/{o['id']}"} for o in observations],
+        "conclusion": analysis.conclusion,
+    }
+    if ctx.imaging_study_id:
+        report["imagingStudy"] = [{"reference": f"ImagingStudy/{ctx.imaging_study_id}"}]
+    report["presentedForm"] = _attachments(ctx, analysis)
+    media = [_media(ctx, image) for image in analysis.images]
+    if media:
+        report["media"] = [{"comment": m["content"]["title"],
+                            "link": {"reference": f"Media/{m['id']}"}} for m in media]
+    return ctx.create(report)
+
+
+def _observations(ctx: _Context, result: calcium.CalciumResult | None) -> list[dict[str, Any]]:
+    if result is None or not result.scorable:
+        return []
+    values: dict[str, dict[str, Any]] = {
+        "agatston-score": {"valueQuantity": _quantity(result.agatston, "1", "{score}")},
+        "cac-volume-mm3": {"valueQuantity": _quantity(result.volume_mm3, "mm3", "mm3")},
+        "cac-lesion-count": {"valueInteger": result.lesion_count},
+        "cac-drs": {"valueCodeableConcept": {"text": f"CAC-DRS A{result.cac_drs}", "coding": [{
+            "system": f"{ctx.base}/CodeSystem/measure", "code": f"cac-drs-{result.cac_drs}",
+            "display": f"CAC-DRS A{result.cac_drs}"}]}},
+        "cac-mass-mg": ({"valueQuantity": _quantity(result.mass_mg, "mg", "mg")}
+                        if result.mass_mg is not None else {"dataAbsentReason": {"coding": [{
+                            "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                            "code": "not-performed", "display": "Not Performed"}],
+                            "text": "No scanner calibration factor is configured"}}),
+    }
+    return [ctx.create(_observation(ctx, code, value)) for code, value in values.items()]
+
+
+def _quantity(value: float | None, unit: str, code: str) -> dict[str, Any]:
+    return {"value": round(float(value or 0), 2), "unit": unit, "system": UCUM, "code": code}
+
+
+def _observation(ctx: _Context, code: str, value: dict[str, Any]) -> dict[str, Any]:
+    display, standard = MEASURES[code]
+    resource: dict[str, Any] = {
+        "resourceType": "Observation", "status": "preliminary",
+        "category": [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+            "code": "imaging", "display": "Imaging"}]}],
+        "code": {"coding": [{"system": f"{ctx.base}/CodeSystem/measure", "code": code,
+                             "display": display}, *standard], "text": display},
+        "subject": ctx.subject, "basedOn": [ctx.order_ref],
+        "effectiveDateTime": instant(now_utc()), **value}
+    if ctx.imaging_study_id:
+        resource["derivedFrom"] = [{"reference": f"ImagingStudy/{ctx.imaging_study_id}"}]
+    return resource
+
+
+def _binary(ctx: _Context, content_type: str, data: bytes) -> str:
+    made = ctx.create({"resourceType": "Binary", "contentType": content_type,
+                       "securityContext": ctx.order_ref,
+                       "data": base64.b64encode(data).decode()})
+    return f"Binary/{made['id']}"
+
+
+def _attachments(ctx: _Context, analysis: Analysis) -> list[dict[str, Any]]:
+    forms = []
+    if analysis.pdf:
+        forms.append({"contentType": "application/pdf", "title": "Calcium score report",
+                      "url": _binary(ctx, "application/pdf", analysis.pdf)})
+    if analysis.glb:
+        forms.append({"contentType": "model/gltf-binary", "title": "3D model of calcified plaque",
+                      "url": _binary(ctx, "model/gltf-binary", analysis.glb)})
+    return forms
+
+
+def _media(ctx: _Context, image: KeyImage) -> dict[str, Any]:
+    return ctx.create({
+        "resourceType": "Media", "status": "completed",
+        "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/media-type",
+                             "code": "image", "display": "Image"}]},
+        "subject": ctx.subject, "basedOn": [ctx.order_ref],
+        "content": {"contentType": "image/png", "title": image.description,
+                    "url": _binary(ctx, "image/png", image.png)}})
+
+
+def _provenance(ctx: _Context, report: dict[str, Any], analysis: Analysis) -> None:
+    result = analysis.result
+    params = result.as_dict() if result else {"failure": analysis.failure}
+    targets = [{"reference": f"DiagnosticReport/{report['id']}"}, *report.get("result", [])]
+    ctx.create({
+        "resourceType": "Provenance", "target": targets, "recorded": instant(now_utc()),
+        "contained": [{"resourceType": "Parameters", "id": "analysis", "parameter": [
+            {"name": "analyser", "valueString": calcium.ANALYSER_VERSION},
+            {"name": "parameters", "valueString": json.dumps(params.get("params", params))},
+            {"name": "inputs", "valueString": json.dumps(params.get("inputs", {}))}]}],
+        "agent": [{"type": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+            "code": "performer", "display": "Performer"}]},
+            "who": {"display": f"ScanPath imaging core ({calcium.ANALYSER_VERSION})"}}],
+        "entity": [{"role": "source", "what": {"reference": "#analysis"}}] + (
+            [{"role": "source", "what": {"reference": f"ImagingStudy/{ctx.imaging_study_id}"}}]
+            if ctx.imaging_study_id else []),
+    })
+
+
+def _move_task(ctx: _Context, state: str) -> None:
+    """The order's Task, created if missing, shows the analysis is done."""
+    found = run_search(ctx.store.session, spec_for("Task"),
+                       [("focus", f"ServiceRequest/{ctx.order['id']}")], count=1).matches
+    status = {"system": f"{ctx.base}/CodeSystem/order-state", "code": state,
+              "display": state.replace("-", " ")}
+    if found:
+        task = {**found[0], "status": "in-progress", "businessStatus": {"coding": [status]}}
+        ctx.store.update("Task", task["id"], task)
+        return
+    ctx.create({"resourceType": "Task", "status": "in-progress", "intent": "order",
+                "focus": ctx.order_ref, "for": ctx.subject, "authoredOn": instant(now_utc()),
+                "businessStatus": {"coding": [status]}})
+
+
+
