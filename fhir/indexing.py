@@ -18,32 +18,38 @@ OPEN_START = datetime(1, 1, 2, tzinfo=UTC)  # a Period with no start
 OPEN_END = datetime(9999, 12, 30, tzinfo=UTC)  # a Period with no end
 
 
+IndexRows = dict[type[SQLModel], list[dict[str, Any]]]
+TABLE_FOR: dict[str, type[SQLModel]] = {"token": TokenIndex, "reference": ReferenceIndex,
+                                         "date": DateIndex, "string": StringIndex}
+
+
 def index_rows(resource_type: str, resource_id: str, params: dict[str, SearchParam],
-               resource: dict[str, Any]) -> list[SQLModel]:
-    """All index rows for ``resource``."""
-    rows: list[SQLModel] = []
+               resource: dict[str, Any]) -> IndexRows:
+    """All index rows for ``resource``, as plain values per index table (for executemany)."""
+    rows: IndexRows = {}
     for param in params.values():
+        key = {"resource_type": resource_type, "resource_id": resource_id, "param": param.name}
+        found = rows.setdefault(TABLE_FOR[param.type], [])
         for path in param.paths:
             for value, _ in walk(resource, path, resource_type):
-                rows.extend(_rows_for(param, value, resource_type, resource_id))
-    return rows
+                found.extend({**key, **values} for values in _values_for(param.type, value))
+    return {table: found for table, found in rows.items() if found}
 
 
-def _rows_for(param: SearchParam, value: Any, rtype: str, rid: str) -> Iterator[SQLModel]:
-    key: dict[str, Any] = {"resource_type": rtype, "resource_id": rid, "param": param.name}
-    if param.type == "token":
+def _values_for(kind: str, value: Any) -> Iterator[dict[str, Any]]:
+    if kind == "token":
         for system, code in tokens(value):
-            yield TokenIndex(**key, system=system, code=code[:STRING_LIMIT])
-    elif param.type == "reference":
+            yield {"system": system, "code": code[:STRING_LIMIT]}
+    elif kind == "reference":
         target = reference_target(value)
         if target:
-            yield ReferenceIndex(**key, target_type=target[0], target_id=target[1])
-    elif param.type == "date":
+            yield {"target_type": target[0], "target_id": target[1]}
+    elif kind == "date":
         for low, high in _date_ranges(value):
-            yield DateIndex(**key, low=low, high=high)
-    elif param.type == "string":
+            yield {"low": low, "high": high}
+    elif kind == "string":
         for text in _strings(value):
-            yield StringIndex(**key, value=normalise_string(text))
+            yield {"value": normalise_string(text)}
 
 
 def tokens(value: Any) -> Iterator[tuple[str | None, str]]:

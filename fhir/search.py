@@ -58,12 +58,17 @@ def parse_query(query: str) -> Params:
 
 
 def run_search(session: Session, spec: ResourceSpec, params: Params, *, count: int,
-               offset: int = 0, strict: bool = True) -> SearchResult:
-    """Resources of ``spec.type`` matching the search parameters in ``params``."""
+               offset: int = 0, strict: bool = True, with_total: bool = True) -> SearchResult:
+    """Resources of ``spec.type`` matching the search parameters in ``params``.
+
+    ``with_total=False`` skips the ``COUNT(*)`` for callers that only want
+    the page (``total`` is then -1).
+    """
     criteria = [(n, v) for n, v in params if n not in CONTROL_PARAMS]
     where = [_criterion(spec, name, value, strict) for name, value in criteria]
     base = select(RESOURCE.content).where(RESOURCE.resource_type == spec.type, *where)
-    total = session.execute(select(func.count()).select_from(base.subquery())).scalar_one()
+    total = session.execute(select(func.count()).select_from(base.subquery())).scalar_one() \
+        if with_total else -1
     page = _sorted(base, spec, _values(params, "_sort")).offset(offset).limit(count)
     rows = session.execute(page).scalars().all() if count else []
     matches = [json.loads(content) for content in rows]

@@ -8,7 +8,7 @@ the explanation can say what it relied on. Pure: no Flask, no database.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ _ACTIVE = {"active", "recurrence", "relapse"}
 _DISCARDED_OBSERVATIONS = {"cancelled", "entered-in-error"}
 
 Code = tuple[str, str]
+FACT_LISTS = ("reasons", "conditions", "observations", "allergies", "devices", "imaging")
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Fact:
     safety: tuple[Code, ...] = ()  # Device.safety codings (MR status)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         for key in ("when", "value_date"):
             data[key] = data[key].isoformat() if data[key] else None
         return data
@@ -86,18 +87,17 @@ class PatientContext:
         return frozenset(c for fact in self.reasons for c in fact.codes)
 
     def to_json(self) -> dict[str, Any]:
-        data = {k: v for k, v in asdict(self).items() if not isinstance(v, list)}
+        data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)
+                                if f.name not in FACT_LISTS}
         data["today"] = self.today.isoformat()
         data["birth_date"] = self.birth_date.isoformat() if self.birth_date else None
-        for name in ("reasons", "conditions", "observations", "allergies", "devices", "imaging"):
+        for name in FACT_LISTS:
             data[name] = [fact.to_json() for fact in getattr(self, name)]
         return data
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> PatientContext:
-        facts = {name: [Fact.from_json(f) for f in data.get(name, [])]
-                 for name in ("reasons", "conditions", "observations", "allergies", "devices",
-                              "imaging")}
+        facts = {name: [Fact.from_json(f) for f in data.get(name, [])] for name in FACT_LISTS}
         return PatientContext(
             today=date.fromisoformat(data["today"]), patient_ref=data.get("patient_ref"),
             birth_date=date.fromisoformat(data["birth_date"]) if data.get("birth_date") else None,

@@ -36,7 +36,10 @@ PREFETCH_QUERIES = {
 }
 HISTORY_TYPES = ("Condition", "Observation", "AllergyIntolerance", "Device", "ImagingStudy",
                  "ServiceRequest")
-HISTORY_LIMIT = 500
+# The most recent resources of each kind read for a decision; enough for the
+# rules' recency windows and the duplicate check, bounded so that a long
+# record does not slow every order (docs/benchmarks.md).
+HISTORY_LIMIT = 100
 
 
 @dataclass
@@ -84,7 +87,8 @@ def context_from_store(store: Store, order: dict[str, Any],
         resources += _read_patient(store, patient_id)
         for resource_type in HISTORY_TYPES:
             result = run_search(store.session, spec_for(resource_type),
-                                [("patient", patient_id)], count=HISTORY_LIMIT)
+                                [("patient", patient_id), ("_sort", "-_lastUpdated")],
+                                count=HISTORY_LIMIT, with_total=False)
             resources += result.matches
     return build_context(order, resources, today or today_utc())
 
