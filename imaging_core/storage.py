@@ -127,8 +127,8 @@ def receive(settings: Settings, instance: bytes | Dataset, source: Source,
                 return stored
         except (Conflict, IntegrityError, OperationalError) as error:
             if attempt == _ATTEMPTS:
-                raise OutOfResources(f"The database could not take the instance: {error}") \
-                    from error
+                log.error("database refused the instance", extra={"error": str(error)})
+                raise OutOfResources("The database could not take the instance now") from error
             log.info("concurrent write, retrying", extra={"attempt": attempt})
     raise AssertionError("unreachable")
 

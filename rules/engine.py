@@ -94,6 +94,7 @@ class Decision:
 class _Test:
     test: FactTest
     codes: frozenset[Code]
+    values: frozenset[Code] = frozenset()  # value_in, compiled
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,8 @@ def _codes(value_set: ValueSet) -> frozenset[Code]:
 
 def _compile(rule: Rule, sets: dict[str, frozenset[Code]]) -> _Compiled:
     def tests(group: list[FactTest]) -> tuple[_Test, ...]:
-        return tuple(_Test(t, sets[t.value_set]) for t in group)
+        return tuple(_Test(t, sets[t.value_set], sets[t.value_in] if t.value_in else frozenset())
+                     for t in group)
 
     applies = rule.applies
     reasons = frozenset().union(*(sets[name] for name in applies.reasons))
@@ -241,7 +243,8 @@ def _applies(compiled: _Compiled, ctx: PatientContext) -> tuple[list[str], list[
 def _describe(test: FactTest) -> str:
     value = f" {test.value:g}" if test.value is not None else ""
     window = f" within {test.within_days} days" if test.within_days else ""
-    return f"{test.kind} {test.value_set} {test.comparator}{value}{window}"
+    coded = f" with a value in {test.value_in}" if test.value_in else ""
+    return f"{test.kind} {test.value_set} {test.comparator}{value}{coded}{window}"
 
 
 def _test(test: _Test, ctx: PatientContext) -> tuple[bool, Fact | None]:
@@ -257,6 +260,8 @@ def _test(test: _Test, ctx: PatientContext) -> tuple[bool, Fact | None]:
         return (present if t.comparator == "present" else not present), \
             (found[0] if found else None)
     fact = latest(pool, test.codes)
+    if t.value_in:
+        return fact is not None and bool(test.values.intersection(fact.value_codes)), fact
     return _compare(t, fact), fact
 
 

@@ -111,8 +111,9 @@ def _check_references(pack: Pack, name: str, procedures: dict[str, Procedure]) -
 def _value_set_uses(rule: Any) -> list[tuple[str, str]]:
     uses = [(f"applies.reasons.{i}", v) for i, v in enumerate(rule.applies.reasons)]
     for group in ("requires", "requires_any", "excludes"):
-        uses += [(f"applies.{group}.{i}.{t.kind}", t.value_set)
-                 for i, t in enumerate(getattr(rule.applies, group))]
+        tests = list(enumerate(getattr(rule.applies, group)))
+        uses += [(f"applies.{group}.{i}.{t.kind}", t.value_set) for i, t in tests]
+        uses += [(f"applies.{group}.{i}.value_in", t.value_in) for i, t in tests if t.value_in]
     uses += [(f"outcome.missing.{i}.observation", m.observation)
              for i, m in enumerate(rule.outcome.missing)]
     return uses

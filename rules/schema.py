@@ -109,6 +109,9 @@ class FactTest(Strict):
     reason: str | None = None
     comparator: Comparator = "present"
     value: float | None = None
+    # For observations with a coded value (valueCodeableConcept): a value set
+    # the latest value must belong to, e.g. pregnancy status = Pregnant.
+    value_in: str | None = None
     within_days: int | None = Field(default=None, ge=1)
     note: str | None = None
 
@@ -121,9 +124,12 @@ class FactTest(Strict):
                              f"reason (got {named or 'none'})")
         if self.comparator in ("<", "<=", ">", ">=", "=") and self.value is None:
             raise ValueError(f"comparator '{self.comparator}' needs a value")
-        if self.comparator in ("<", "<=", ">", ">=", "=", "positive", "negative") \
-                and not self.observation:
-            raise ValueError(f"comparator '{self.comparator}' applies to observations only")
+        if (self.comparator in ("<", "<=", ">", ">=", "=", "positive", "negative")
+                or self.value_in) and not self.observation:
+            raise ValueError(f"comparator '{self.comparator}' and value_in apply to "
+                             "observations only")
+        if self.value_in and self.comparator != "present":
+            raise ValueError("value_in needs the comparator 'present'")
         return self
 
     @property

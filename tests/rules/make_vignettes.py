@@ -629,9 +629,14 @@ def _urology() -> list[Case]:
              "NICE NG118 1.1.3", "female", 28, ("renal-colic",),
              ("ng118-renal-colic-pregnant",), IMAGING, "US-ABDO",
              conditions=(("pregnant", 70),), no_safety=("pregnancy-radiation",)),
-        woman_colic("renal-colic-pregnancy-status-positive", "Renal colic, pregnancy test "
-                    "recorded as Pregnant (no condition)", 29,
-                    observations=(pregnancy_status(True, 1),), safety=("pregnancy-radiation",)),
+        Case("renal-colic-pregnancy-status-positive", "Renal colic, pregnancy test recorded "
+             "as Pregnant (no condition)", "NICE NG118 1.1.3", "female", 29, colic,
+             ("ng118-renal-colic-pregnant",), IMAGING, "US-ABDO",
+             observations=(pregnancy_status(True, 1),), no_safety=("pregnancy-radiation",)),
+        Case("renal-colic-pregnant-draft-ct-kub", "Pregnant woman with renal colic, GP drafted "
+             "CT KUB", f"NICE NG118 1.1.3; {RCR_PREG}", "female", 29, colic,
+             ("ng118-renal-colic-pregnant",), IMAGING, "US-ABDO", draft="CT-KUB",
+             observations=(pregnancy_status(True, 1),), safety=("pregnancy-radiation",)),
         woman_colic("renal-colic-lmp-day-10", "Renal colic, cycle day 10 (high-dose CT)", 30,
                     observations=(lmp_cycle_day(10),), no_safety=("pregnancy-radiation",)),
         woman_colic("renal-colic-lmp-day-11", "Renal colic, cycle day 11 (high-dose CT)", 30,
