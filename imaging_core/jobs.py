@@ -28,6 +28,7 @@ from core.settings import Settings
 from fhir.dates import now_utc
 from fhir.store import Store
 from imaging_core.models import AnalysisJob, ReceivedStudy
+from imaging_core.studies import refresh_complete_studies
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,8 @@ class Worker(threading.Thread):
     def tick(self) -> None:
         """One round: schedule, then run jobs here or hand their ids to the broker."""
         with Session(engine_for(self.settings.database_url)) as session:
+            cutoff = now_utc() - timedelta(seconds=self.settings.study_idle_seconds)
+            refresh_complete_studies(Store(session, self.settings), cutoff)
             created = schedule(session, self.settings)
             fail_exhausted(session, self.settings)
             session.commit()

@@ -57,6 +57,9 @@ class ReceivedStudy(SQLModel, table=True):
     first_received_at: datetime
     last_received_at: datetime = Field(index=True)
     instance_count: int = 0
+    # The instance count the ImagingStudy last showed; it is rewritten as the
+    # study grows (at 1, 2, 4, 8... instances) and once more when it is complete.
+    synced_count: int = 0
 
 
 class AnalysisJob(SQLModel, table=True):

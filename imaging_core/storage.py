@@ -160,10 +160,22 @@ def store_instance(session: Session, settings: Settings, instance: bytes | Datas
     relative = write_durably(settings.var_dir, digest, data)
     row = _index(session, existing, ds, digest, relative, len(data), source, calling_ae)
     study = _touch_study(session, ds, arrival=source != "derived")
-    if not link_study(Store(session, settings), study) and study.instance_count == 1:
+    if _worth_linking(study) and not link_study(Store(session, settings), study) \
+            and study.instance_count == 1:
         log.warning("study has no matching order; kept for reconciliation", extra={
             "study_uid": study.study_uid, "accession": study.accession_number})
     return _result(settings, row, study, "new" if existing is None else "replaced")
+
+
+def _worth_linking(study: ReceivedStudy) -> bool:
+    """Rewrite the ImagingStudy at 1, 2, 4, 8... instances, not at every one.
+
+    Each rewrite is a new version holding every instance, so writing it per
+    instance would cost O(n^2) for a study of n; the analysis worker brings it
+    up to date once the study is complete (``refresh_complete_studies``).
+    """
+    count = study.instance_count
+    return not study.matched or count & (count - 1) == 0
 
 
 # --- checking -----------------------------------------------------------------------

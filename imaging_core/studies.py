@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime
 from itertools import groupby
 from typing import Any
 
@@ -133,8 +134,9 @@ def _link_to(store: Store, study: ReceivedStudy, order: dict[str, Any]) -> bool:
 def _write_imaging_study(store: Store, study: ReceivedStudy, order: dict[str, Any]) -> None:
     resource_id = study.imaging_study_id or imaging_study_id(study.study_uid)
     previous = _current(store, resource_id)
-    generated = imaging_study(study, instances(store.session, study.study_uid), order,
-                              store.settings.accession_system)
+    rows = instances(store.session, study.study_uid)
+    generated = imaging_study(study, rows, order, store.settings.accession_system)
+    study.synced_count = len(rows)
     # Fields others added (notes, endpoints) survive; the ones derived from DICOM are ours.
     store.update("ImagingStudy", resource_id, {**(previous or {}), **generated, "id": resource_id})
     study.imaging_study_id, study.service_request_id = resource_id, order["id"]
@@ -220,3 +222,11 @@ def _set_number(element: dict[str, Any], number: int | None) -> None:
     if number is not None and 0 <= number <= UNSIGNED_INT_MAX:
         element["number"] = number
 
+
+
+def refresh_complete_studies(store: Store, cutoff: datetime) -> list[str]:
+    """Bring the ImagingStudy of every quiet, matched study up to its last instance."""
+    stale = store.session.exec(select(ReceivedStudy).where(
+        col(ReceivedStudy.matched), col(ReceivedStudy.last_received_at) <= cutoff,
+        col(ReceivedStudy.synced_count) != col(ReceivedStudy.instance_count))).all()
+    return [study.study_uid for study in stale if link_study(store, study)]

@@ -9,6 +9,7 @@ import io
 import shutil
 import subprocess
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -28,11 +29,14 @@ from pynetdicom import _config as pynetdicom_config
 from sqlalchemy import create_engine, event, pool
 from sqlmodel import Session, select
 
-from core.db import normalise_url
+from core.db import engine_for, normalise_url
 from core.settings import Settings
+from fhir.dates import now_utc
+from fhir.store import Store
 from imaging_core import storage
 from imaging_core.models import DicomInstance, ReceivedStudy
 from imaging_core.scp import start_scp, stop_scp
+from imaging_core.studies import refresh_complete_studies
 from tests.imaging_core.conftest import (
     Order,
     needs_dcmtk,
@@ -220,6 +224,13 @@ def test_allowed_calling_ae_titles_are_enforced(settings: Settings, tmp_path: Pa
         stop_scp(server)
 
 
+def _complete(settings: Settings) -> None:
+    """What the analysis worker does once the study is quiet: bring the ImagingStudy up to date."""
+    with Session(engine_for(settings.database_url)) as session:
+        refresh_complete_studies(Store(session, settings), now_utc() + timedelta(seconds=1))
+        session.commit()
+
+
 def test_two_scanners_sending_one_study_at_once_are_both_counted(
         settings: Settings, scp: int, tmp_path: Path, client: FlaskClient,
         order: Callable[[], Order], auth_headers: Callable[..., dict[str, str]]) -> None:
@@ -239,8 +250,12 @@ def test_two_scanners_sending_one_study_at_once_are_both_counted(
 
     [received] = rows(settings, ReceivedStudy)
     assert received.instance_count == 12
+    _complete(settings)
     found = client.get(f"/fhir/ImagingStudy?based-on=ServiceRequest/{placed.id}",
                        headers=auth_headers("demo-radiology")).get_json()
     [imaging] = [entry["resource"] for entry in found["entry"]]
     assert (imaging["numberOfSeries"], imaging["numberOfInstances"]) == (2, 12)
     assert [s["numberOfInstances"] for s in imaging["series"]] == [6, 6]
+    history = client.get(f"/fhir/ImagingStudy/{imaging['id']}/_history",
+                         headers=auth_headers("demo-radiology")).get_json()
+    assert history["total"] <= 5  # written at 1, 2, 4 and 8 instances, then once complete
