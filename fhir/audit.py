@@ -15,16 +15,27 @@ from fhir.dates import instant, now_utc
 from fhir.store import Store
 
 # http://hl7.org/fhir/R4/valueset-audit-event-action.html
-ACTIONS = {"create": "C", "read": "R", "vread": "R", "search-type": "R",
+ACTIONS = {"create": "C", "transfer": "C", "read": "R", "vread": "R", "search-type": "R",
            "history-instance": "R", "update": "U", "operation": "E",
            "transaction": "E", "batch": "E"}
 # http://hl7.org/fhir/R4/valueset-audit-event-outcome.html
 OUTCOME_SUCCESS, OUTCOME_MINOR, OUTCOME_SERIOUS = "0", "4", "8"
 
 
+REST_EVENT = {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
+              "code": "rest", "display": "RESTful Operation"}
+# DICOM PS3.16 CID 400: DCM 110104 "DICOM Instances Transferred".
+DICOM_TRANSFER_EVENT = {"system": "http://dicom.nema.org/resources/ontology/DCM",
+                        "code": "110104", "display": "DICOM Instances Transferred"}
+
+
 @dataclass
 class Interaction:
-    """What an audited request did, filled in as it goes."""
+    """What an audited request did, filled in as it goes.
+
+    ``interaction`` is a restful-interaction code for REST events; other
+    event types (a DICOM association) give their own ``event_type``.
+    """
 
     interaction: str
     resource_type: str | None = None
@@ -32,6 +43,7 @@ class Interaction:
     address: str | None = None
     entities: list[str] = field(default_factory=list)
     query: str | None = None
+    event_type: dict[str, str] = field(default_factory=lambda: dict(REST_EVENT))
 
 
 def audit_event(what: Interaction, outcome: str, description: str | None = None,
@@ -39,10 +51,7 @@ def audit_event(what: Interaction, outcome: str, description: str | None = None,
     """The AuditEvent resource recording ``what``."""
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
-        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
-                 "code": "rest", "display": "RESTful Operation"},
-        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction",
-                     "code": what.interaction}],
+        "type": what.event_type,
         "action": ACTIONS.get(what.interaction, "E"),
         "recorded": instant(now_utc()),
         "outcome": outcome,
@@ -51,6 +60,9 @@ def audit_event(what: Interaction, outcome: str, description: str | None = None,
                    "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type",
                              "code": "4", "display": "Application Server"}]},
     }
+    if what.event_type == REST_EVENT:
+        event["subtype"] = [{"system": "http://hl7.org/fhir/restful-interaction",
+                             "code": what.interaction}]
     if description:
         event["outcomeDesc"] = description[:1000]
     entities: list[dict[str, Any]] = [{"what": {"reference": ref}} for ref in what.entities]

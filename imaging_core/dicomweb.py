@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from flask import Blueprint, Flask, Response, request
+from flask import Blueprint, Flask, Response, g, request
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from werkzeug.http import parse_list_header, parse_options_header
@@ -39,6 +39,8 @@ from werkzeug.http import parse_list_header, parse_options_header
 from auth.guard import require
 from core.errors import BadRequest, Gone, NotAcceptable, NotFound, UnsupportedMediaType
 from core.web import app_settings, db
+from fhir import audit
+from fhir.store import Store
 from imaging_core.errors import MalformedInstance, ProcessingFailure, StorageError
 from imaging_core.models import DicomInstance
 from imaging_core.storage import StoredInstance, receive
@@ -56,6 +58,23 @@ _CRLF = b"\r\n"
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+
+
+@bp.after_request
+def _audit(response: Response) -> Response:
+    """One AuditEvent per DICOMweb request, success or not, after its own commits."""
+    principal = g.get("principal")
+    what = audit.Interaction("create" if request.method == "POST" else "read", "ImagingStudy",
+                             principal.client_id if principal else "anonymous",
+                             request.remote_addr, query=request.path)
+    ok = response.status_code < 400
+    session = db()
+    session.rollback()
+    audit.record(Store(session, app_settings()), what,
+                 audit.OUTCOME_SUCCESS if ok else audit.OUTCOME_MINOR,
+                 None if ok else f"HTTP {response.status_code}")
+    session.commit()
+    return response
 
 
 # --- STOW-RS -------------------------------------------------------------------------

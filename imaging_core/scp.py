@@ -16,14 +16,19 @@ are not authentication.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Literal, overload
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.events import Event, EventHandlerType
 from pynetdicom.transport import ThreadedAssociationServer
+from sqlmodel import Session
 
+from core.db import engine_for
 from core.settings import Settings
+from fhir import audit
+from fhir.store import Store
 from imaging_core.errors import ProcessingFailure, StorageError
 from imaging_core.storage import SOP_CLASSES, TRANSFER_SYNTAXES, receive
 
@@ -62,7 +67,9 @@ def start_scp(settings: Settings, blocking: bool = False) -> ThreadedAssociation
     Non-blocking (the default) returns the server running in its own
     threads, for :func:`stop_scp`; blocking serves until interrupted.
     """
-    handlers: list[EventHandlerType] = [(evt.EVT_C_STORE, on_c_store, [settings])]
+    handlers: list[EventHandlerType] = [(evt.EVT_C_STORE, on_c_store, [settings]),
+                                        (evt.EVT_RELEASED, on_association_end, [settings]),
+                                        (evt.EVT_ABORTED, on_association_end, [settings])]
     address = (settings.host, settings.dicom_port)
     log.info("DICOM listener starting", extra={"ae_title": settings.dicom_ae_title,
                                                "host": settings.host,
@@ -92,7 +99,33 @@ def on_c_store(event: Event, settings: Settings) -> int | Dataset:
     log.info("C-STORE stored", extra={"calling_ae": calling_ae, "outcome": stored.outcome,
                                       "sop_instance_uid": stored.sop_instance_uid,
                                       "study_uid": stored.study_uid, "matched": stored.matched})
+    with _LOCK:
+        _TRANSFERS.setdefault(id(event.assoc), set()).add(stored.study_uid)
     return SUCCESS
+
+
+# Studies each open association has sent, audited once when it ends.
+_TRANSFERS: dict[int, set[str]] = {}
+_LOCK = threading.Lock()
+
+
+def on_association_end(event: Event, settings: Settings) -> None:
+    """One AuditEvent per association that stored instances (DCM 110104)."""
+    with _LOCK:
+        studies = _TRANSFERS.pop(id(event.assoc), None)
+    if not studies:
+        return
+    calling_ae = str(event.assoc.requestor.ae_title).strip()
+    what = audit.Interaction("transfer", "ImagingStudy", f"AE:{calling_ae}",
+                             event.assoc.requestor.address,
+                             query=" ".join(sorted(studies)),
+                             event_type=dict(audit.DICOM_TRANSFER_EVENT))
+    try:
+        with Session(engine_for(settings.database_url)) as session:
+            audit.record(Store(session, settings), what)
+            session.commit()
+    except Exception:  # the images are stored; a failed audit write must be seen, not raised
+        log.exception("DICOM transfer not audited", extra={"calling_ae": calling_ae})
 
 
 def failure(status: int, comment: str) -> Dataset:

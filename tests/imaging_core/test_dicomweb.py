@@ -6,6 +6,7 @@ Requests are built by hand and responses split with the standard library's
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import io
@@ -246,3 +247,12 @@ def test_wado_never_transcodes(client: FlaskClient, auth_headers: Headers) -> No
     [(kind, data)] = split_multipart(as_sent.headers["Content-Type"], as_sent.data)
     assert kind == f"application/dicom; {RLELossless}"
     assert dcmread(io.BytesIO(data)).PixelData == ds.PixelData
+
+
+def test_dicomweb_requests_are_audited(client: FlaskClient, auth_headers: Headers) -> None:
+    missing = generate_uid()
+    client.get(f"/dicomweb/studies/{missing}", headers=bearer(auth_headers))
+    events = client.get("/fhir/AuditEvent?subtype=read&outcome=4",
+                        headers=auth_headers("demo-admin")).get_json()
+    queries = [e["resource"]["entity"][0]["query"] for e in events["entry"]]
+    assert base64.b64encode(f"/dicomweb/studies/{missing}".encode()).decode() in queries

@@ -129,6 +129,9 @@ def test_order_images_report(client, auth_headers, listener, tmp_path):
     assert {f["contentType"] for f in report["presentedForm"]} == {"application/pdf",
                                                                     "model/gltf-binary"}
     assert report["imagingStudy"] and report["media"]
+    transfers = client.get("/fhir/AuditEvent?type=http://dicom.nema.org/resources/ontology/DCM"
+                           "|110104", headers=auth_headers("demo-admin")).get_json()
+    assert transfers["total"] == 1  # one association, audited once
 
 
 def _drs(agatston: float) -> int:
