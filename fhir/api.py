@@ -243,6 +243,9 @@ def _search(resource_type: str, params: list[tuple[str, str]]) -> Response:
         raise BadRequest(f"_summary={summary} is not supported (count, false)", ["_summary"])
     result = run_search(db(), spec, params, count=0 if summary == "count" else count,
                         offset=offset, strict=_prefer("handling") != "lenient")
+    # _include/_revinclude must not reach types the token cannot read.
+    scopes = current_principal().scopes
+    result.included = [r for r in result.included if scopes.allows(r["resourceType"], "read")]
     g.interaction.query = urlencode(params)
     _commit()
     return fhir_response(_searchset(spec.type, params, result, count))

@@ -94,3 +94,13 @@ def test_metrics_need_an_operator_token(client, auth_headers):
     response = client.get("/metrics", headers=auth_headers("demo-admin"))
     assert response.status_code == 200
     assert b"scanpath_http_requests_total" in response.data
+
+
+def test_includes_never_return_types_the_token_cannot_read(client, auth_headers):
+    made = client.post("/fhir/Patient", json=patient(), headers=auth_headers()).get_json()
+    leak = client.get(f"/fhir/Patient?_id={made['id']}&_revinclude=AuditEvent:entity",
+                      headers=auth_headers("demo-gp")).get_json()
+    assert {e["resource"]["resourceType"] for e in leak["entry"]} == {"Patient"}
+    admin = client.get(f"/fhir/Patient?_id={made['id']}&_revinclude=AuditEvent:entity",
+                       headers=auth_headers("demo-admin")).get_json()
+    assert "AuditEvent" in {e["resource"]["resourceType"] for e in admin["entry"]}
