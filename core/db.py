@@ -47,11 +47,13 @@ def build_engine(url: str) -> Engine:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers run beside the single writer; NORMAL sync is durable
-    # across application crashes (https://sqlite.org/wal.html#performance_considerations).
+    # WAL lets readers run beside the single writer. FULL syncs the WAL at
+    # every commit, so an accepted order or a stored image (answered "success"
+    # only after its commit) also survives power loss, not just a process crash
+    # (https://sqlite.org/pragma.html#pragma_synchronous).
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()

@@ -59,6 +59,7 @@ def register_error_handlers(app: Flask) -> None:
     """Every error, expected or not, leaves as an OperationOutcome."""
     app.register_error_handler(FhirError, _fhir_error)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(RecursionError, _too_deep)
     app.register_error_handler(Exception, _unexpected_error)
 
 
@@ -72,6 +73,12 @@ def _http_error(error: HTTPException) -> Response:
     headers = dict(error.get_headers()) if status == 405 else {}
     headers.pop("Content-Type", None)
     return fhir_response(operation_outcome([issue]), status, headers)
+
+
+def _too_deep(_error: RecursionError) -> Response:
+    """JSON nested past Python's recursion limit is bad input, not a server fault."""
+    issue = Issue("The body is nested too deeply to process", "structure")
+    return fhir_response(operation_outcome([issue]), 400)
 
 
 def _unexpected_error(error: Exception) -> Response:

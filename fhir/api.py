@@ -181,8 +181,11 @@ def create(resource_type: str) -> Response:
 @bp.put("/<resource_type>/<resource_id>")
 def update(resource_type: str, resource_id: str) -> Response:
     spec = _allow(resource_type, "update")
-    written = _store().update(spec.type, resource_id, _body(),
-                              if_match=request.headers.get("If-Match"))
+    store = _store()
+    if not store.exists(spec.type, resource_id):
+        require(spec.type, "create")  # update-as-create needs the create scope too
+    written = store.update(spec.type, resource_id, _body(),
+                           if_match=request.headers.get("If-Match"))
     _commit(written.resource)
     return _written_response(written)
 

@@ -21,6 +21,12 @@ class DateFormatError(ValueError):
     """A string that is not a FHIR date, dateTime or instant."""
 
 
+# The ends of the range Python can represent: an interval reaching past them
+# (the year 9999, or year 1 at +14:00) is clamped instead of overflowing.
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+LATEST = datetime.max.replace(tzinfo=UTC)
+
+
 def date_range(text: str) -> tuple[datetime, datetime]:
     """The UTC interval ``[low, high)`` that ``text`` denotes."""
     match = _DATE.match(text)
@@ -67,16 +73,22 @@ def _to_utc(local: datetime, tz: str | None) -> datetime:
         return local
     sign = 1 if tz[0] == "+" else -1
     offset = timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
-    return local - sign * offset
+    try:
+        return local - sign * offset
+    except OverflowError:
+        return EARLIEST if sign > 0 else LATEST
 
 
 def _add(low: datetime, step: str | timedelta) -> datetime:
-    if step == "year":
-        return low.replace(year=low.year + 1)
-    if step == "month":
-        return low.replace(year=low.year + low.month // 12, month=low.month % 12 + 1)
-    assert isinstance(step, timedelta)
-    return low + step
+    try:
+        if step == "year":
+            return low.replace(year=low.year + 1)
+        if step == "month":
+            return low.replace(year=low.year + low.month // 12, month=low.month % 12 + 1)
+        assert isinstance(step, timedelta)
+        return low + step
+    except (OverflowError, ValueError):
+        return LATEST
 
 
 def now_utc() -> datetime:

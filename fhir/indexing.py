@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlmodel import SQLModel
 
-from fhir.dates import DateFormatError, date_range
+from fhir.dates import EARLIEST, LATEST, DateFormatError, date_range
 from fhir.models import DateIndex, ReferenceIndex, StringIndex, TokenIndex
 from fhir.paths import walk
 from fhir.registry import SearchParam
 
 STRING_LIMIT = 255
-OPEN_START = datetime(1, 1, 2, tzinfo=UTC)  # a Period with no start
-OPEN_END = datetime(9999, 12, 30, tzinfo=UTC)  # a Period with no end
 
 
 IndexRows = dict[type[SQLModel], list[dict[str, Any]]]
@@ -90,8 +88,8 @@ def _date_ranges(value: Any) -> Iterator[tuple[datetime, datetime]]:
 
 
 def _period(value: dict[str, str]) -> tuple[datetime, datetime]:
-    low = date_range(value["start"])[0] if "start" in value else OPEN_START
-    high = date_range(value["end"])[1] if "end" in value else OPEN_END
+    low = date_range(value["start"])[0] if "start" in value else EARLIEST  # open start
+    high = date_range(value["end"])[1] if "end" in value else LATEST  # open end
     return low, high
 
 

@@ -22,7 +22,7 @@ from core.settings import Settings
 from fhir.dates import instant, now_utc
 from fhir.indexing import index_rows
 from fhir.models import INDEX_TABLES, ResourceRow, ResourceVersion, table_of
-from fhir.registry import REGISTRY, ResourceSpec
+from fhir.registry import CONTROL_PARAMS, REGISTRY, ResourceSpec
 from fhir.search import parse_query, run_search
 from fhir.validation import check_id, validate_resource
 
@@ -76,6 +76,9 @@ class Store:
         if content is None:
             raise NotFound(f"{resource_type}/{resource_id} is not known")
         return json.loads(content)  # type: ignore[no-any-return]
+
+    def exists(self, resource_type: str, resource_id: str) -> bool:
+        return self._current(spec_for(resource_type).type, resource_id) is not None
 
     def _current(self, resource_type: str, resource_id: str) -> str | None:
         """The stored JSON of the current version (Core, so never a stale ORM copy)."""
@@ -139,9 +142,7 @@ class Store:
 
     def match_one(self, resource_type: str, query: str) -> dict[str, Any] | None:
         """The single resource matching a conditional ``query``; 412 if several."""
-        params = parse_query(query)
-        if not params:
-            raise BadRequest("A conditional request needs search parameters")
+        params = criteria(query)
         result = run_search(self.session, spec_for(resource_type), params, count=2)
         if result.total > 1:
             raise PreconditionFailed(f"{result.total} {resource_type} resources match '{query}'")
@@ -194,6 +195,16 @@ class Store:
                                                      table.c.resource_id == resource_id))
         for model, rows in index_rows(spec.type, resource_id, spec.params, resource).items():
             self.session.execute(insert(table_of(model)), rows)
+
+
+def criteria(query: Any) -> list[tuple[str, str]]:
+    """The search criteria of a conditional request; 400 unless there is at least one."""
+    if not isinstance(query, str):
+        raise BadRequest("A conditional request's query must be a string")
+    params = parse_query(query)
+    if not [name for name, _ in params if name not in CONTROL_PARAMS]:
+        raise BadRequest(f"Conditional request '{query}' has no search criteria")
+    return params
 
 
 def _version_number(version_id: str) -> int:

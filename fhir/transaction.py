@@ -16,7 +16,7 @@ from typing import Any
 from core.errors import BadRequest, FhirError, MethodNotAllowed
 from fhir import audit
 from fhir.search import parse_query, run_search
-from fhir.store import Store, Written, spec_for
+from fhir.store import Store, Written, criteria, spec_for
 
 Authorize = Callable[[str, str], object]
 _ORDER = {"POST": 0, "PUT": 1, "GET": 2}
@@ -57,12 +57,24 @@ class Context:
 def process(ctx: Context, bundle: Any) -> dict[str, Any]:
     """Run a transaction or batch Bundle and return its response Bundle."""
     kind = _bundle_type(bundle)
-    entries = [_parse_entry(i, e) for i, e in enumerate(bundle.get("entry", []))]
+    raw = list(enumerate(bundle.get("entry", [])))
+    if kind == "batch":
+        return _batch(ctx, raw)
+    entries = [_parse_entry(i, e) for i, e in raw]
+    _check_full_urls(entries)
     for entry in entries:
         ctx.authorize(entry.resource_type, entry.interaction)
-    if kind == "transaction":
-        return _transaction(ctx, entries)
-    return _batch(ctx, entries)
+    return _transaction(ctx, entries)
+
+
+def _check_full_urls(entries: list[Entry]) -> None:
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.full_url in seen:
+            raise BadRequest(f"fullUrl {entry.full_url} appears twice",
+                             [f"Bundle.entry[{entry.index}].fullUrl"])
+        if entry.full_url:
+            seen.add(entry.full_url)
 
 
 def _bundle_type(bundle: Any) -> str:
@@ -86,6 +98,10 @@ def _parse_entry(index: int, raw: Any) -> Entry:
     if method not in _ORDER:
         raise MethodNotAllowed(f"{method or 'A missing method'} is not supported in a Bundle",
                                [f"{where}.request.method"])
+    for name, value in (("fullUrl", raw.get("fullUrl")), ("request.ifNoneExist",
+                        request.get("ifNoneExist")), ("request.ifMatch", request.get("ifMatch"))):
+        if value is not None and not isinstance(value, str):
+            raise BadRequest(f"{name} must be a string", [f"{where}.{name}"])
     path, _, query = request["url"].partition("?")
     parts = [p for p in path.split("/") if p]
     spec_for(parts[0] if parts else "")
@@ -109,16 +125,19 @@ def _processing_order(entry: Entry) -> tuple[int, int]:
     return _ORDER[entry.method], spec_for(entry.resource_type).write_rank
 
 
-def _batch(ctx: Context, entries: list[Entry]) -> dict[str, Any]:
+def _batch(ctx: Context, raw: list[tuple[int, Any]]) -> dict[str, Any]:
+    """Each entry on its own: parsed, authorised and run in a savepoint."""
     responses = []
-    for entry in entries:
+    for index, item in raw:
         savepoint = ctx.store.session.begin_nested()
         try:
+            entry = _parse_entry(index, item)
+            ctx.authorize(entry.resource_type, entry.interaction)
             responses.append(_run(ctx, entry, {}))
             savepoint.commit()
         except FhirError as error:
             savepoint.rollback()
-            responses.append(_error_entry(_located(error, entry)))
+            responses.append(_error_entry(_in_entry(error, index)))
     return _response_bundle("batch-response", responses)
 
 
@@ -139,6 +158,7 @@ def _assign_ids(ctx: Context, entries: list[Entry]) -> dict[str, str]:
 
 def _match(ctx: Context, entry: Entry) -> dict[str, Any] | None:
     try:
+        ctx.authorize(entry.resource_type, "search-type")
         return ctx.store.match_one(entry.resource_type, entry.if_none_exist or "")
     except FhirError as error:
         raise _located(error, entry) from error
@@ -170,7 +190,8 @@ def _conditional_reference(ctx: Context, ref: str) -> str:
         return ref
     resource_type, query = ref.split("?", 1)
     spec = spec_for(resource_type)
-    result = run_search(ctx.store.session, spec, parse_query(query), count=2)
+    ctx.authorize(spec.type, "search-type")
+    result = run_search(ctx.store.session, spec, criteria(query), count=2)
     if result.total != 1:
         raise BadRequest(f"Conditional reference {ref} matches {result.total} resources")
     return f"{resource_type}/{result.matches[0]['id']}"
@@ -246,11 +267,15 @@ def _error_entry(error: FhirError) -> dict[str, Any]:
 
 
 def _located(error: FhirError, entry: Entry) -> FhirError:
+    return _in_entry(error, entry.index)
+
+
+def _in_entry(error: FhirError, index: int) -> FhirError:
     """``error`` with its expressions placed inside the Bundle entry."""
-    prefix = f"Bundle.entry[{entry.index}].resource"
+    prefix = f"Bundle.entry[{index}].resource"
     for issue in error.issues:
         issue.expression = [_inside(prefix, e) for e in issue.expression] or \
-            [f"Bundle.entry[{entry.index}]"]
+            [f"Bundle.entry[{index}]"]
     return error
 
 

@@ -121,17 +121,42 @@ def run_job(settings: Settings, worker: str, job_id: int | None = None) -> Analy
         return None
     try:
         report_id = _ANALYSERS[job.procedure][1](settings, job)
+    except LeaseLost:
+        log.warning("lease lost during analysis", extra={"job_id": job.id})
+        return job
     except Exception as error:  # a failed attempt is recorded, never lost
         log.exception("analysis failed", extra={"job_id": job.id})
         return _finish(settings, job, None, f"{type(error).__name__}: {error}")
     return _finish(settings, job, report_id, None)
 
 
+class LeaseLost(RuntimeError):
+    """Another worker took the job over after this one's lease ran out."""
+
+
+def check_lease(session: Session, job: AnalysisJob) -> AnalysisJob:
+    """The job's row, locked, if ``job``'s worker still holds it; else ``LeaseLost``.
+
+    Called in the transaction that writes results, so a worker whose lease
+    ran out can never publish beside the one that took over.
+    """
+    query = select(AnalysisJob).where(col(AnalysisJob.id) == job.id)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = session.exec(query).one()
+    if row.status != "running" or row.worker != job.worker or row.attempts != job.attempts:
+        raise LeaseLost(f"job {job.id} now belongs to {row.worker} ({row.status})")
+    return row
+
+
 def _finish(settings: Settings, job: AnalysisJob, report_id: str | None,
             error: str | None) -> AnalysisJob:
     with Session(engine_for(settings.database_url), expire_on_commit=False) as session:
-        row = session.get(AnalysisJob, job.id)
-        assert row is not None
+        try:
+            row = check_lease(session, job)
+        except LeaseLost:
+            log.warning("job finished after losing its lease", extra={"job_id": job.id})
+            return job
         if report_id is not None:
             row.status, row.diagnostic_report_id = "done", report_id
         else:
@@ -153,6 +178,24 @@ def fail_exhausted(session: Session, settings: Settings, now: datetime | None = 
         job.status, job.error, job.updated_at = "failed", "lease expired too often", now
         session.add(job)
     return len(stale)
+
+
+def broker_due(session: Session, settings: Settings,
+               now: datetime | None = None) -> list[AnalysisJob]:
+    """Jobs to hand to the broker: never sent, retried, lost in transit, or crashed.
+
+    A message is sent again only after a lease's length, so a busy queue is
+    not flooded; ``claim`` makes any duplicate delivery a no-op.
+    """
+    now = now or now_utc()
+    resend = or_(col(AnalysisJob.enqueued_at).is_(None),
+                 col(AnalysisJob.enqueued_at) < now - timedelta(seconds=settings.job_lease_seconds),
+                 col(AnalysisJob.enqueued_at) < col(AnalysisJob.updated_at))
+    runnable = or_(col(AnalysisJob.status) == "queued",
+                   and_(col(AnalysisJob.status) == "running",
+                        col(AnalysisJob.leased_until) < now))
+    return list(session.exec(select(AnalysisJob).where(
+        runnable, resend, col(AnalysisJob.attempts) < settings.job_max_attempts)).all())
 
 
 def worker_name() -> str:
@@ -181,15 +224,22 @@ class Worker(threading.Thread):
         with Session(engine_for(self.settings.database_url)) as session:
             cutoff = now_utc() - timedelta(seconds=self.settings.study_idle_seconds)
             refresh_complete_studies(Store(session, self.settings), cutoff)
-            created = schedule(session, self.settings)
+            schedule(session, self.settings)
             fail_exhausted(session, self.settings)
             session.commit()
         if self.enqueue is not None:
-            for job_id in created:
-                self.enqueue(job_id)
+            self._hand_to_broker(self.enqueue)
             return
         while not self.stopping.is_set() and run_job(self.settings, worker_name()):
             pass
+
+    def _hand_to_broker(self, enqueue: Callable[[int], None]) -> None:
+        with Session(engine_for(self.settings.database_url)) as session:
+            for job in broker_due(session, self.settings):
+                enqueue(job.id or 0)
+                job.enqueued_at = now_utc()
+                session.add(job)
+            session.commit()
 
     def stop(self) -> None:
         self.stopping.set()

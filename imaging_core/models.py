@@ -75,6 +75,7 @@ class AnalysisJob(SQLModel, table=True):
     status: str = Field(max_length=16, index=True)  # queued | running | done | failed
     attempts: int = 0
     leased_until: datetime | None = None
+    enqueued_at: datetime | None = None  # last handed to the broker (Celery mode)
     worker: str | None = Field(default=None, max_length=128)
     error: str | None = Field(default=None, sa_column=Column(Text))
     diagnostic_report_id: str | None = Field(default=None, max_length=64)

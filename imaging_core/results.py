@@ -80,6 +80,7 @@ def run_calcium(settings: Settings, job: jobs.AnalysisJob) -> str:
         sources = _datasets(session, settings, job.study_uid)
     analysis = analyse(sources)
     with Session(engine_for(settings.database_url), expire_on_commit=False) as session:
+        jobs.check_lease(session, job)
         report_id = publish(Store(session, settings), job, analysis)
         session.commit()
     return report_id

@@ -26,19 +26,31 @@ def register() -> None:
 
 def assign_accession(store: Store, resource: dict[str, Any],
                      previous: dict[str, Any] | None) -> None:
-    """Give a new ServiceRequest its number; keep an existing one unchanged."""
+    """Give a new ServiceRequest its number; keep an existing one exactly as issued.
+
+    Identifiers in the accession system, or typed ACSN in any system, are
+    ScanPath's alone: a client may send back the one it was given, unchanged,
+    and nothing else.
+    """
     system = store.settings.accession_system
-    sent = [i for i in resource.get("identifier", []) if i.get("system") == system]
-    kept = [i for i in (previous or {}).get("identifier", []) if i.get("system") == system]
-    if previous is None and sent:
-        raise Unprocessable("Accession numbers are assigned by ScanPath; remove the "
-                            f"identifier in {system}", ["ServiceRequest.identifier"])
-    if sent and kept and sent[0].get("value") != kept[0].get("value"):
-        raise Unprocessable("An accession number cannot change", ["ServiceRequest.identifier"])
-    if sent:
-        return
-    identifier = kept[0] if kept else _new_identifier(store, resource["id"])
-    resource["identifier"] = [*resource.get("identifier", []), identifier]
+    identifiers = resource.get("identifier", [])
+    sent = [i for i in identifiers if _is_accession(i, system)]
+    issued = [i for i in (previous or {}).get("identifier", []) if _is_accession(i, system)]
+    if any(i != issued[0] for i in sent) if issued else bool(sent):
+        raise Unprocessable("Accession numbers are assigned by ScanPath and cannot be set or "
+                            f"changed; send back only the one issued in {system}",
+                            ["ServiceRequest.identifier"])
+    others = [i for i in identifiers if not _is_accession(i, system)]
+    identifier = issued[0] if issued else _new_identifier(store, resource["id"])
+    resource["identifier"] = [*others, identifier]
+
+
+def _is_accession(identifier: Any, system: str) -> bool:
+    if not isinstance(identifier, dict):
+        return False
+    typed = any(c.get("code") == "ACSN" for c in (identifier.get("type") or {}).get("coding", [])
+                if isinstance(c, dict))
+    return identifier.get("system") == system or typed
 
 
 def _new_identifier(store: Store, service_request_id: str) -> dict[str, Any]:

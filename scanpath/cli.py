@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
 
 import core  # noqa: F401  (first: makes the project's ``fhir`` package resolvable)
 from core.db import get_engine, session_scope
+from core.logging import configure_logging
 from core.settings import PROJECT_ROOT, Settings, get_settings
 
 
@@ -60,6 +62,7 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
     from imaging_core.results import register
     from imaging_core.scp import start_scp, stop_scp
 
+    configure_logging(settings.log_level)
     register()
     scp = start_scp(settings)
     enqueue = _broker_enqueue(settings)
@@ -67,6 +70,8 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
     worker.start()
     _print_urls(settings, enqueue is not None)
     web = subprocess.Popen(_gunicorn_command(settings), env=_web_environment(settings))
+    # SIGTERM (systemd, docker stop) stops gunicorn too, then the listener and worker.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: web.terminate())
     try:
         return web.wait()
     except KeyboardInterrupt:

@@ -104,3 +104,12 @@ def test_includes_never_return_types_the_token_cannot_read(client, auth_headers)
     admin = client.get(f"/fhir/Patient?_id={made['id']}&_revinclude=AuditEvent:entity",
                        headers=auth_headers("demo-admin")).get_json()
     assert "AuditEvent" in {e["resource"]["resourceType"] for e in admin["entry"]}
+
+
+def test_update_as_create_needs_the_create_scope(client, auth_headers):
+    made = client.post("/fhir/Patient", json=patient(), headers=auth_headers()).get_json()
+    order = {"resourceType": "ServiceRequest", "id": "rad-made-1", "status": "active",
+             "intent": "order", "subject": {"reference": f"Patient/{made['id']}"}}
+    response = client.put("/fhir/ServiceRequest/rad-made-1", json=order,
+                          headers=auth_headers("demo-radiology"))
+    assert response.status_code == 403

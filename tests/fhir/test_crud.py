@@ -112,3 +112,18 @@ def test_accession_number_cannot_be_chosen_or_changed_by_a_client(client, auth_h
     changed = client.put(f"/fhir/ServiceRequest/{order['id']}", json=order,
                          headers=auth_headers())
     assert changed.status_code == 422
+
+
+def test_accession_number_cannot_be_duplicated_or_retyped_by_update(client, auth_headers,
+                                                                     settings):
+    pid = _create(client, auth_headers, patient()).get_json()["id"]
+    order = _create(client, auth_headers, service_request(f"Patient/{pid}")).get_json()
+    issued = order["identifier"][0]
+    extra = {"system": settings.accession_system, "value": "SP99999999"}
+    for identifiers in ([issued, extra], [{**issued, "type": {"text": "changed"}}],
+                        [issued, {**issued, "system": "https://other.example/acsn"}]):
+        changed = client.put(f"/fhir/ServiceRequest/{order['id']}",
+                             json={**order, "identifier": identifiers}, headers=auth_headers())
+        assert changed.status_code == 422, identifiers
+    stored = client.get(f"/fhir/ServiceRequest/{order['id']}", headers=auth_headers()).get_json()
+    assert stored["identifier"] == [issued]

@@ -130,3 +130,25 @@ def test_validate_operation_reports_without_storing(client, auth_headers):
     good = client.post("/fhir/Patient/$validate", json=wrapped, headers=auth_headers())
     assert good.get_json()["issue"][0]["severity"] == "information"
     assert client.get("/fhir/Patient", headers=auth_headers()).get_json()["total"] == 0
+
+
+@pytest.mark.parametrize("query", ["birthdate=9999", "birthdate=9999-12",
+                                   "_lastUpdated=gt9999-12-31T23:59:59Z",
+                                   "birthdate=0001-01-01T00:00:00%2B14:00"])
+def test_extreme_dates_are_answered_not_crashed(client, auth_headers, query):
+    assert client.get(f"/fhir/Patient?{query}", headers=auth_headers()).status_code == 200
+
+
+def test_far_future_dates_can_be_stored_and_found(client, auth_headers):
+    made = client.post("/fhir/Patient", json=patient(birth_date="9999-12-31"),
+                       headers=auth_headers())
+    assert made.status_code == 201
+    found = client.get("/fhir/Patient?birthdate=ge9999-01-01", headers=auth_headers())
+    assert found.get_json()["total"] == 1
+
+
+def test_deeply_nested_json_is_400(client, auth_headers):
+    body = b"[" * 50000 + b"]" * 50000
+    response = client.post("/fhir/Patient", data=body, headers=auth_headers())
+    assert response.status_code == 400
+    assert response.get_json()["resourceType"] == "OperationOutcome"

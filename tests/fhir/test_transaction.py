@@ -91,3 +91,25 @@ def test_dangling_urn_uuid_reference_is_refused(client, auth_headers):
     response = client.post("/fhir", json=bundle, headers=auth_headers())
     assert response.status_code == 400
     assert _count(client, auth_headers(), "ServiceRequest") == 0
+
+
+def test_malformed_entries_are_400_not_500(client, auth_headers):
+    for broken in ({"ifNoneExist": 5}, {"ifMatch": 5}):
+        entry = post_entry(patient())
+        entry["request"].update(broken)
+        response = client.post("/fhir", json=transaction(entry), headers=auth_headers())
+        assert response.status_code == 400, broken
+    twice = transaction(post_entry(patient(), PATIENT_URL), post_entry(patient(), PATIENT_URL))
+    assert client.post("/fhir", json=twice, headers=auth_headers()).status_code == 400
+    vague = transaction(post_entry(patient(), if_none_exist="_count=1"))
+    assert client.post("/fhir", json=vague, headers=auth_headers()).status_code == 400
+
+
+def test_batch_reports_an_unknown_type_in_its_entry(client, auth_headers):
+    bundle = transaction(post_entry(patient()),
+                         {"resource": {"resourceType": "Spaceship"},
+                          "request": {"method": "POST", "url": "Spaceship"}}, kind="batch")
+    response = client.post("/fhir", json=bundle, headers=auth_headers())
+    assert response.status_code == 200
+    statuses = [e["response"]["status"] for e in response.get_json()["entry"]]
+    assert statuses[0] == "201 Created" and statuses[1].startswith("404")
