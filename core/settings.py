@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     dicom_ae_title: str = "SCANPATH"
     # Calling AE titles allowed to associate, comma-separated; empty allows any.
     dicom_allowed_aes: Annotated[list[str], NoDecode] = []
+    # CDS Hooks: base-URL prefixes of the ``fhirServer``s ScanPath may read a
+    # patient's history from (with the caller's token), comma-separated. Empty
+    # refuses every such read, so CDS clients must send complete prefetch.
+    cds_fhir_servers: Annotated[list[str], NoDecode] = []
     canonical_base: str = "https://scanpath.example/fhir"
     study_idle_seconds: float = 5.0
     # Celery broker for analysis jobs (e.g. redis://127.0.0.1:6379/0); unset runs them
@@ -53,6 +57,13 @@ class Settings(BaseSettings):
     def _split_titles(cls, value: object) -> object:
         if isinstance(value, str):
             return [title.strip() for title in value.split(",") if title.strip()]
+        return value
+
+    @field_validator("cds_fhir_servers", mode="before")
+    @classmethod
+    def _split_servers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [url.strip() for url in value.split(",") if url.strip()]
         return value
 
     @model_validator(mode="after")

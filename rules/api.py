@@ -26,6 +26,16 @@ from fhir.registry import register_operation
 from fhir.store import Store
 from rules import service
 from rules.cards import build_cards
+from rules.cds_input import (
+    MAX_JSON_DEPTH,
+    CdsRequest,
+    OrderContext,
+    cds_request,
+    feedback_item,
+    malformed_as_400,
+    too_deep,
+)
+from rules.context import PatientContext, build_context, today_utc
 from rules.engine import Decision, engine
 from rules.guidance import stored_context
 from rules.models import CdsFeedback
@@ -68,17 +78,25 @@ def discovery() -> Response:
 
 
 def _caller() -> str:
-    """The client id of a ScanPath access token or of a CDS Hooks client JWT."""
+    """The client id of a ScanPath access token or of a CDS Hooks client JWT.
+
+    A client JWT's ``jti`` is recorded and committed here, in its own short
+    transaction, so that no database write lock is held while the request
+    later reads from the CDS client's FHIR server.
+    """
     try:
         return require("ServiceRequest", "operation").client_id
     except Unauthorized as unauthorized:
         token = request.headers.get("Authorization", "").partition(" ")[2].strip()
         if not token:
             raise
+        session = db()
         try:
-            client = verify_cds_client_jwt(db(), token, request.base_url)
+            client = verify_cds_client_jwt(session, token, request.base_url)
         except OAuthError as error:
+            session.rollback()
             raise unauthorized from error
+        session.commit()
         return client.client_id
 
 
@@ -94,6 +112,10 @@ def _json_body() -> dict[str, Any]:
         body = json.loads(request.get_data() or b"null")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedJson(f"The body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise MalformedJson(f"The body nests deeper than {MAX_JSON_DEPTH} levels") from exc
+    if too_deep(body):
+        raise MalformedJson(f"The body nests deeper than {MAX_JSON_DEPTH} levels")
     if not isinstance(body, dict):
         raise BadRequest("The body must be a CDS Hooks request object")
     return body
@@ -103,29 +125,43 @@ def _json_body() -> dict[str, Any]:
 def call(service_id: str) -> Response:
     meta = _service(service_id)
     who = audit.Interaction("operation", "GuidanceResponse", _caller(), request.remote_addr)
-    body = _json_body()
-    if body.get("hook") != meta["hook"]:
-        raise BadRequest(f"{service_id} answers the {meta['hook']} hook, not {body.get('hook')}",
-                         ["hook"])
-    context: dict[str, Any] = body["context"] if isinstance(body.get("context"), dict) else {}
-    if not isinstance(body.get("prefetch"), dict) and not body.get("fhirServer"):
-        raise PreconditionFailed("Send prefetch or fhirServer so the patient's history can be "
-                                 "read (CDS Hooks 2.0 §prefetch)", ["prefetch"])
-    cards: list[dict[str, Any]] = []
+    cds = cds_request(_json_body(), service_id, meta["hook"])
+    # Everything that may wait on the network (fhirServer) or on the engine comes
+    # first; the database is written last, in one short transaction.
+    advised = [_advise(order, ctx) for order, ctx in _contexts(cds, meta["hook"])]
     store = _store()
-    for order in _orders(context, meta["hook"]):
-        cards += _advise(store, body, context, order, who)
+    cards: list[dict[str, Any]] = []
+    for ctx, decision, found in advised:
+        guidance = service.record(store, decision, ctx, [c["uuid"] for c in found])
+        who.entities.append(f"GuidanceResponse/{guidance['id']}")
+        cards += found
     audit.record(store, who)
     store.session.commit()
     return jsonify(cards=cards)
 
 
-def _orders(context: dict[str, Any], hook: str) -> list[dict[str, Any]]:
-    draft = context.get("draftOrders")
-    orders = [r for r in service.bundle_resources(draft) if r.get("resourceType") ==
-              "ServiceRequest"]
-    if hook == "order-select" and context.get("selections"):
-        chosen = set(context["selections"])
+def _contexts(cds: CdsRequest, hook: str) -> list[tuple[dict[str, Any], PatientContext]]:
+    """Each draft order with its patient context (read from prefetch or fhirServer)."""
+    if cds.prefetch is None and not cds.fhir_server:
+        raise PreconditionFailed("Send prefetch or fhirServer so the patient's history can be "
+                                 "read (CDS Hooks 2.0 §prefetch)", ["prefetch"])
+    orders = _orders(cds.context, hook)
+    auth = cds.fhir_authorization
+    with malformed_as_400():
+        resources = service.prefetched_resources(
+            cds.prefetch or {}, cds.fhir_server, auth.access_token if auth else None,
+            cds.context.patient_id, app_settings().cds_fhir_servers)
+    with malformed_as_400():  # the error names the order or resource
+        today = today_utc()
+        return [(order, build_context(order, resources, today)) for order in orders]
+
+
+def _orders(context: OrderContext, hook: str) -> list[dict[str, Any]]:
+    with malformed_as_400("context.draftOrders"):
+        draft = service.bundle_resources(context.draft_orders)
+    orders = [r for r in draft if r.get("resourceType") == "ServiceRequest"]
+    if hook == "order-select" and context.selections:
+        chosen = set(context.selections)
         orders = [o for o in orders if f"ServiceRequest/{o.get('id')}" in chosen] or orders
     if not orders:
         raise BadRequest("context.draftOrders must hold a ServiceRequest",
@@ -133,17 +169,10 @@ def _orders(context: dict[str, Any], hook: str) -> list[dict[str, Any]]:
     return orders
 
 
-def _advise(store: Store, body: dict[str, Any], context: dict[str, Any],
-            order: dict[str, Any], who: audit.Interaction) -> list[dict[str, Any]]:
-    auth = body.get("fhirAuthorization") or {}
-    ctx = service.context_from_prefetch(order, body.get("prefetch") or {},
-                                        body.get("fhirServer"), auth.get("access_token"),
-                                        context.get("patientId"))
+def _advise(order: dict[str, Any],
+            ctx: PatientContext) -> tuple[PatientContext, Decision, list[dict[str, Any]]]:
     decision = service.decide(ctx)
-    cards = build_cards(decision, order, store.settings.canonical_base)
-    guidance = service.record(store, decision, ctx, [c["uuid"] for c in cards])
-    who.entities.append(f"GuidanceResponse/{guidance['id']}")
-    return cards
+    return ctx, decision, build_cards(decision, order, app_settings().canonical_base)
 
 
 @bp.post("/<service_id>/feedback")
@@ -160,22 +189,19 @@ def feedback(service_id: str) -> Response:
     return jsonify({})
 
 
-def _feedback_row(service_id: str, client_id: str, item: Any, index: int) -> CdsFeedback:
-    where = [f"feedback[{index}]"]
-    if not isinstance(item, dict) or item.get("outcome") not in ("accepted", "overridden") \
-            or not isinstance(item.get("card"), str):
-        raise BadRequest("Each feedback item needs a card uuid and an outcome of accepted or "
-                         "overridden", where)
-    reason = (item.get("overrideReason") or {}).get("reason") or {}
+def _feedback_row(service_id: str, client_id: str, raw: Any, index: int) -> CdsFeedback:
+    item = feedback_item(raw, index)
     try:
-        when = datetime.fromisoformat(str(item.get("outcomeTimestamp", "")).replace("Z",
-                                                                                  "+00:00"))
+        when = datetime.fromisoformat(item.outcome_timestamp.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise BadRequest("outcomeTimestamp must be an ISO 8601 instant", where) from exc
-    return CdsFeedback(service_id=service_id, card=item["card"], outcome=item["outcome"],
-                       accepted_suggestions=json.dumps(item.get("acceptedSuggestions", [])),
-                       override_reason=reason.get("code"),
-                       comment=(item.get("overrideReason") or {}).get("userComment"),
+        raise BadRequest("outcomeTimestamp must be an ISO 8601 instant",
+                         [f"feedback[{index}].outcomeTimestamp"]) from exc
+    override = item.override_reason
+    return CdsFeedback(service_id=service_id, card=item.card, outcome=item.outcome,
+                       accepted_suggestions=json.dumps(item.accepted_suggestions),
+                       override_reason=override.reason.code if override and override.reason
+                       else None,
+                       comment=override.user_comment if override else None,
                        outcome_timestamp=when if when.tzinfo else now_utc(),
                        client_id=client_id, received_at=now_utc())
 
@@ -199,9 +225,15 @@ def _requested_version(body: Any) -> str | None:
         return None
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         raise BadRequest("$replay takes a Parameters resource", ["Parameters"])
-    for param in body.get("parameter", []):
+    params = body.get("parameter", [])
+    if not isinstance(params, list):
+        raise BadRequest("Parameters.parameter must be a list", ["Parameters.parameter"])
+    for param in params:
         if isinstance(param, dict) and param.get("name") == "packVersion":
-            return str(param.get("valueString"))
+            version = param.get("valueString")
+            if not isinstance(version, str):
+                raise BadRequest("packVersion needs a valueString", ["Parameters.parameter"])
+            return version
     return None
 
 

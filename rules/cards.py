@@ -84,7 +84,8 @@ def _detail(decision: Decision) -> str:
     if decision.missing:
         lines += ["", "**Missing:** " + ", ".join(m.name for m in decision.missing)]
     notes = [f for f in decision.safety if f.severity == "info"]
-    lines += [f"- *{f.check}*: {f.summary}. {f.detail} ({f.citation.label()})" for f in notes]
+    lines += [f"- *{f.check}*: {finding_summary(f)}. {f.detail} ({f.citation.label()})"
+              for f in notes]
     lines += ["", "**Why:**"] + [f"- {t.rule.title} ({t.rule.citation.label()}): "
                                   f"{'applies' if t.matched else '; '.join(t.reasons)}"
                                   for t in decision.trace]
@@ -123,4 +124,10 @@ def _safety_card(finding: Finding, base: str) -> dict[str, Any]:
     detail = finding.detail + "".join(
         f"\n- {f.display} ({f.when.isoformat() if f.when else 'undated'})"
         for f in finding.facts)
-    return _card(finding.summary, finding.severity, detail, source, base)
+    return _card(finding_summary(finding), finding.severity, detail, source, base)
+
+
+def finding_summary(finding: Finding) -> str:
+    """The finding's summary, naming the procedure it is about (e.g. "For CTCA: ...")."""
+    return f"For {finding.procedure}: {finding.summary}" if finding.procedure \
+        else finding.summary

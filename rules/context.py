@@ -8,7 +8,7 @@ the explanation can say what it relied on. Pure: no Flask, no database.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -106,22 +106,83 @@ class PatientContext:
             **facts)
 
 
+class MalformedResource(ValueError):
+    """A resource whose JSON has the wrong type where a decision reads it.
+
+    Only types are checked (an object where an object is expected, and so on),
+    not FHIR conformance; ``where`` names the resource or request field.
+    """
+
+    def __init__(self, detail: str, where: str = "") -> None:
+        super().__init__(f"{where}: {detail}" if where else detail)
+        self.detail = detail
+        self.where = where
+
+    def at(self, where: str) -> MalformedResource:
+        """The same problem, located in ``where``."""
+        return MalformedResource(self.detail, f"{where}/{self.where}" if self.where else where)
+
+
+def _obj(value: Any, name: str) -> dict[str, Any]:
+    """``value`` as a JSON object (absent is empty); any other type is malformed."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    raise MalformedResource(f"{name} must be a JSON object")
+
+
+def _arr(value: Any, name: str) -> list[Any]:
+    """``value`` as a JSON array (absent is empty); any other type is malformed."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    raise MalformedResource(f"{name} must be a JSON array")
+
+
+def _str(value: Any, name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise MalformedResource(f"{name} must be a string")
+
+
 def build_context(order: dict[str, Any], resources: Iterable[dict[str, Any]],
                   today: date) -> PatientContext:
-    """A context from the draft or submitted order and the patient's resources."""
+    """A context from the draft or submitted order and the patient's resources.
+
+    Raises :class:`MalformedResource` naming the order or resource whose JSON
+    types are wrong.
+    """
     ctx = PatientContext(today=today, order_ref=_ref(order))
-    ctx.patient_ref = (order.get("subject") or {}).get("reference")
-    ctx.ordered_codes = tuple(c for c in codes_of(order.get("code")) if c != IMAGING_CODE)
-    ctx.reasons = [_fact("reason", rc, None, None) for rc in order.get("reasonCode", [])]
+    try:
+        _read_order(ctx, order)
+    except MalformedResource as exc:
+        raise exc.at(_label(order)) from exc
     for resource in resources:
-        _add(ctx, resource)
+        try:
+            _add(ctx, resource)
+        except MalformedResource as exc:
+            raise exc.at(_label(resource)) from exc
     return ctx
+
+
+def _label(resource: dict[str, Any]) -> str:
+    return _ref(resource) or str(resource.get("resourceType") or "resource")
+
+
+def _read_order(ctx: PatientContext, order: dict[str, Any]) -> None:
+    ctx.patient_ref = _str(_obj(order.get("subject"), "subject").get("reference"),
+                           "subject.reference")
+    ctx.ordered_codes = tuple(c for c in codes_of(order.get("code")) if c != IMAGING_CODE)
+    ctx.reasons = [_fact("reason", rc, None, None)
+                   for rc in _arr(order.get("reasonCode"), "reasonCode")]
 
 
 def _add(ctx: PatientContext, resource: dict[str, Any]) -> None:
     kind = resource.get("resourceType")
     if kind == "Patient":
-        ctx.sex = resource.get("gender")
+        ctx.sex = _str(resource.get("gender"), "gender")
         ctx.birth_date = parse_date(resource.get("birthDate"))
         ctx.patient_ref = ctx.patient_ref or _ref(resource)
     elif kind == "Condition":
@@ -152,9 +213,13 @@ def _ref(resource: dict[str, Any]) -> str | None:
 def codes_of(concept: Any) -> tuple[Code, ...]:
     """``(system, code)`` pairs of a CodeableConcept (or list of them)."""
     concepts = concept if isinstance(concept, list) else [concept]
-    return tuple((c.get("system", ""), str(c.get("code", "")))
-                 for cc in concepts if isinstance(cc, dict)
-                 for c in cc.get("coding", []) if isinstance(c, dict) and c.get("code"))
+    pairs: list[Code] = []
+    for cc in concepts:
+        for c in _arr(_obj(cc, "a CodeableConcept").get("coding"), "coding"):
+            coding = _obj(c, "a Coding")
+            if coding.get("code") not in (None, ""):
+                pairs.append((str(coding.get("system") or ""), str(coding["code"])))
+    return tuple(pairs)
 
 
 def _display(concept: Any) -> str:
@@ -163,7 +228,8 @@ def _display(concept: Any) -> str:
     if not isinstance(concept, dict):
         return ""
     codings = concept.get("coding") or [{}]
-    return str(concept.get("text") or codings[0].get("display") or codings[0].get("code", ""))
+    first = codings[0] if isinstance(codings, list) and isinstance(codings[0], dict) else {}
+    return str(concept.get("text") or first.get("display") or first.get("code", ""))
 
 
 def parse_date(value: Any) -> date | None:
@@ -200,15 +266,17 @@ def _condition(resource: dict[str, Any]) -> Fact | None:
 def _observation(resource: dict[str, Any]) -> Fact | None:
     if resource.get("status") in _DISCARDED_OBSERVATIONS:
         return None
-    quantity = resource.get("valueQuantity") or {}
-    when = resource.get("effectiveDateTime") or (resource.get("effectivePeriod") or {}).get(
-        "start") or resource.get("issued")
-    interpretation = tuple(code for _, code in codes_of(resource.get("interpretation", [])))
+    quantity = _obj(resource.get("valueQuantity"), "valueQuantity")
+    when = resource.get("effectiveDateTime") or _obj(
+        resource.get("effectivePeriod"), "effectivePeriod").get("start") or resource.get("issued")
+    interpretation = tuple(code for _, code in codes_of(
+        _arr(resource.get("interpretation"), "interpretation")))
     value = quantity.get("value")
-    if value is None and isinstance(resource.get("valueInteger"), int):
-        value = resource["valueInteger"]
+    if value is None:
+        value = resource.get("valueInteger")
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
     return _fact("observation", resource.get("code"), resource, when,
-                 value=float(value) if isinstance(value, int | float) else None,
+                 value=float(number) if number is not None else None,
                  value_codes=codes_of(resource.get("valueCodeableConcept")),
                  value_date=parse_date(resource.get("valueDateTime")),
                  interpretation=interpretation)
@@ -218,28 +286,29 @@ def _allergy(resource: dict[str, Any]) -> Fact | None:
     if _status_codes(resource.get("verificationStatus")) & _NOT_FACTS:
         return None
     clinical = _status_codes(resource.get("clinicalStatus"))
-    substances = [r.get("substance") for r in resource.get("reaction", []) if r.get("substance")]
+    reactions = [_obj(r, "reaction") for r in _arr(resource.get("reaction"), "reaction")]
     fact = _fact("allergy", resource.get("code"), resource, resource.get("recordedDate"),
                  active=not clinical or "active" in clinical)
-    extra = tuple(c for s in substances for c in codes_of(s))
-    return Fact(**{**fact.__dict__, "codes": fact.codes + extra})
+    extra = tuple(c for r in reactions for c in codes_of(r.get("substance")))
+    return replace(fact, codes=fact.codes + extra)
 
 
 def _device(resource: dict[str, Any]) -> Fact | None:
     if resource.get("status") in ("inactive", "entered-in-error"):
         return None
     return _fact("device", resource.get("type"), resource, resource.get("manufactureDate"),
-                 safety=codes_of(resource.get("safety", [])))
+                 safety=codes_of(_arr(resource.get("safety"), "safety")))
 
 
 def _imaging_study(resource: dict[str, Any]) -> Fact | None:
     if resource.get("status") in ("cancelled", "entered-in-error"):
         return None
-    modalities = tuple(("http://dicom.nema.org/resources/ontology/DCM", m.get("code", ""))
-                       for m in resource.get("modality", []))
-    fact = _fact("imaging", resource.get("procedureCode", []), resource,
+    codings = [_obj(m, "modality") for m in _arr(resource.get("modality"), "modality")]
+    modalities = tuple(("http://dicom.nema.org/resources/ontology/DCM", str(m.get("code", "")))
+                       for m in codings)
+    fact = _fact("imaging", _arr(resource.get("procedureCode"), "procedureCode"), resource,
                  resource.get("started"))
-    return Fact(**{**fact.__dict__, "codes": fact.codes + modalities})
+    return replace(fact, codes=fact.codes + modalities)
 
 
 def _prior_order(resource: dict[str, Any]) -> Fact | None:
@@ -250,13 +319,18 @@ def _prior_order(resource: dict[str, Any]) -> Fact | None:
 
 
 def bundle_resources(bundle: Any) -> list[dict[str, Any]]:
-    """The resources of a Bundle's entries (a lone resource is returned as itself)."""
-    if not isinstance(bundle, dict):
+    """The resources of a Bundle's entries (a lone resource is returned as itself).
+
+    Absent is empty; anything but a JSON object is :class:`MalformedResource`.
+    """
+    if bundle is None:
         return []
-    if bundle.get("resourceType") != "Bundle":
-        return [bundle]
-    return [e["resource"] for e in bundle.get("entry", [])
-            if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+    found = _obj(bundle, "a Bundle or resource")
+    if found.get("resourceType") != "Bundle":
+        return [found]
+    entries = [_obj(e, "Bundle.entry") for e in _arr(found.get("entry"), "Bundle.entry")]
+    return [_obj(e["resource"], "Bundle.entry.resource") for e in entries
+            if e.get("resource") is not None]
 
 
 def today_utc() -> date:

@@ -4,7 +4,9 @@ A pack's rules are compiled once (value sets into code sets, rules indexed by
 reason code). A decision evaluates the rules whose reasons match, lets the
 highest priority decide, ranks its options (appropriateness descending, then
 radiation ascending), runs the safety checks on the procedure the order will
-carry, and keeps a trace of every rule considered and every fact used.
+carry and on the recommended one, and keeps a trace of every rule considered
+and every fact used. A rule that would outrank the decision but cannot be
+judged because the record lacks the age or sex asks for them instead.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from rules.context import SNOMED, Code, Fact, PatientContext
 from rules.packs import LoadedPack, active_packs, catalogue, safety_config
-from rules.safety import Finding, Rated, latest, matching, run_checks
+from rules.safety import Finding, Rated, latest, matching, merge_findings, run_checks
 from rules.schema import FactTest, Missing, Procedure, Rule, SafetyConfig, ValueSet
 
 DEFAULT_PACK = "uk-gp-imaging"
@@ -25,6 +27,8 @@ POSITIVE_FLAGS = frozenset({"H", "HH", "POS", "A", "AA", "DET"})
 NEGATIVE_FLAGS = frozenset({"N", "NEG", "ND", "L"})
 POSITIVE_VALUES = frozenset({(SNOMED, "10828004")})  # |Positive (qualifier value)|
 NEGATIVE_VALUES = frozenset({(SNOMED, "260385009")})  # |Negative (qualifier value)|
+DATE_OF_BIRTH = Missing(name="Date of birth", patient_element="birthDate")
+SEX = Missing(name="Sex", patient_element="gender")
 
 
 @dataclass(frozen=True)
@@ -86,8 +90,23 @@ class Decision:
         return {"outcome": self.outcome,
                 "chosen": self.chosen.procedure.key if self.chosen else None,
                 "options": [[o.procedure.key, o.appropriateness] for o in self.options],
-                "safety": sorted([f.check, f.severity] for f in self.safety),
+                "safety": sorted([f.check, f.severity, f.procedure] for f in self.safety),
                 "rules": [r.id for r in self.deciding]}
+
+
+@dataclass
+class _Verdict:
+    """Why a rule does not apply (empty when it does), the facts looked at, and the
+    demographics it needs that the record lacks."""
+
+    why: list[str]
+    facts: list[Fact]
+    unknown: list[Missing]
+    only_unknown: bool  # nothing but the unknown demographics stops it
+
+    @property
+    def applies(self) -> bool:
+        return not self.why
 
 
 @dataclass(frozen=True)
@@ -129,37 +148,50 @@ class Engine:
         decision = Decision(self.loaded.pack.id, self.loaded.version, "no-rule", "")
         decision.not_considered = len(self.rules) - len(candidates)
         used: dict[str, Fact] = {}
-        matched = [self._consider(self.rules[i], ctx, decision, used) for i in candidates]
-        self._conclude(decision, [m for m in matched if m is not None], ctx)
+        verdicts = [(self.rules[i].rule, self._consider(self.rules[i], ctx, decision, used))
+                    for i in candidates]
+        matched = [rule for rule, verdict in verdicts if verdict.applies]
+        top = max((rule.priority for rule in matched), default=-1)
+        waiting = [(rule, v) for rule, v in verdicts if v.only_unknown and rule.priority > top]
+        if waiting:
+            _ask_demographics(decision, waiting)
+        else:
+            self._conclude(decision, matched, ctx)
+        decision.ordered = self.resolve_codes(ctx.ordered_codes)
+        decision.ordered_rating = next((o for o in decision.options if decision.ordered
+                                        and o.procedure.key == decision.ordered.key), None)
+        decision.safety = self._safety(decision, ctx)
         decision.facts = list(used.values())
         return decision
 
     def _consider(self, compiled: _Compiled, ctx: PatientContext, decision: Decision,
-                  used: dict[str, Fact]) -> Rule | None:
-        reasons, facts = _applies(compiled, ctx)
-        decision.trace.append(RuleTrace(compiled.rule, not reasons,
-                                        reasons or ["all criteria met"]))
-        for fact in facts:
+                  used: dict[str, Fact]) -> _Verdict:
+        verdict = _applies(compiled, ctx)
+        decision.trace.append(RuleTrace(compiled.rule, verdict.applies,
+                                        verdict.why or ["all criteria met"]))
+        for fact in verdict.facts:
             used[fact.reference or f"{fact.kind}:{fact.codes}"] = fact
-        return compiled.rule if not reasons else None
+        return verdict
 
     def _conclude(self, decision: Decision, matched: list[Rule], ctx: PatientContext) -> None:
-        decision.ordered = self.resolve_codes(ctx.ordered_codes)
         if not matched:
             decision.summary = "No rule covers these reasons; radiology will vet the request."
-        else:
-            top = max(r.priority for r in matched)
-            decision.deciding = [r for r in matched if r.priority == top]
-            first = decision.deciding[0].outcome
-            decision.outcome, decision.summary = first.kind, first.summary
-            decision.missing = [m for r in decision.deciding for m in r.outcome.missing]
-            decision.options = self._rank(decision.deciding, ctx)
-            decision.ordered_rating = next((o for o in decision.options if decision.ordered
-                                            and o.procedure.key == decision.ordered.key), None)
-        target = decision.target
-        if target is not None:
-            rated = [Rated(o.procedure, o.appropriateness) for o in decision.options]
-            decision.safety = run_checks(ctx, target, self.safety, rated, self.resolve_fact)
+            return
+        top = max(r.priority for r in matched)
+        decision.deciding = [r for r in matched if r.priority == top]
+        first = decision.deciding[0].outcome
+        decision.outcome, decision.summary = first.kind, first.summary
+        decision.missing = [m for r in decision.deciding for m in r.outcome.missing]
+        decision.options = self._rank(decision.deciding, ctx)
+
+    def _safety(self, decision: Decision, ctx: PatientContext) -> list[Finding]:
+        """The checks on the procedure the order will carry and on the recommended one."""
+        chosen = decision.chosen
+        procedures = [p for p in (decision.target, chosen.procedure if chosen else None) if p]
+        unique = list({p.key: p for p in procedures}.values())
+        rated = [Rated(o.procedure, o.appropriateness) for o in decision.options]
+        return merge_findings(f for proc in unique for f in run_checks(
+            ctx, proc, self.safety, rated, self.resolve_fact))
 
     def _rank(self, rules: list[Rule], ctx: PatientContext) -> list[RankedOption]:
         best: dict[str, RankedOption] = {}
@@ -207,20 +239,51 @@ def _procedure_index(procedures: dict[str, Procedure]) -> dict[Code, Procedure]:
     return {(p.snomed.system, p.snomed.code): p for p in procedures.values()}
 
 
-def _applies(compiled: _Compiled, ctx: PatientContext) -> tuple[list[str], list[Fact]]:
-    """Why the rule does not apply (empty when it does), and the facts looked at."""
-    applies = compiled.rule.applies
+def _ask_demographics(decision: Decision, waiting: list[tuple[Rule, _Verdict]]) -> None:
+    """Ask for the age or sex that the highest-priority unjudgeable rules need."""
+    waiting = sorted(waiting, key=lambda pair: -pair[0].priority)
+    missing = {m.name: m for _, verdict in waiting for m in verdict.unknown}
+    names = " and ".join(m.name.lower() for m in missing.values())
+    decision.outcome = "data-requested"
+    decision.deciding = [rule for rule, _ in waiting]
+    decision.missing = list(missing.values())
+    pronoun = "them" if len(missing) > 1 else "it"
+    decision.summary = (f"The guidance for these reasons depends on the patient's {names}, "
+                        f"which the record does not hold ({waiting[0][0].title}). Record "
+                        f"{pronoun} and ask again.")
+
+
+def _applies(compiled: _Compiled, ctx: PatientContext) -> _Verdict:
+    """Whether the rule applies to ``ctx``, and why not."""
+    why, unknown = _demographics(compiled.rule, ctx)
+    criteria, facts = _criteria(compiled, ctx)
+    only_unknown = bool(unknown) and len(why) == len(unknown) and not criteria
+    return _Verdict(why + criteria, facts, unknown, only_unknown)
+
+
+def _demographics(rule: Rule, ctx: PatientContext) -> tuple[list[str], list[Missing]]:
+    """Age and sex reasons the rule does not apply, and which of them are unknown."""
+    band, sexes, age = rule.applies.age, rule.applies.sex, ctx.age
+    why: list[str] = []
+    unknown: list[Missing] = []
+    if (band.min is not None or band.max is not None) and age is None:
+        why.append("age unknown")
+        unknown.append(DATE_OF_BIRTH)
+    elif age is not None and band.min is not None and age < band.min:
+        why.append(f"age {age} below {band.min}")
+    elif age is not None and band.max is not None and age >= band.max:
+        why.append(f"age {age} not below {band.max}")
+    if sexes and ctx.sex not in sexes:
+        why.append(f"sex {ctx.sex or 'unknown'} not in {', '.join(sexes)}")
+        if ctx.sex in (None, "unknown"):
+            unknown.append(SEX)
+    return why, unknown
+
+
+def _criteria(compiled: _Compiled, ctx: PatientContext) -> tuple[list[str], list[Fact]]:
+    """Why the rule's history tests fail (empty when they pass), and the facts looked at."""
     why: list[str] = []
     facts = [f for f in ctx.reasons if compiled.reasons.intersection(f.codes)]
-    age = ctx.age
-    if (applies.age.min is not None or applies.age.max is not None) and age is None:
-        why.append("age unknown")
-    elif age is not None and applies.age.min is not None and age < applies.age.min:
-        why.append(f"age {age} below {applies.age.min}")
-    elif age is not None and applies.age.max is not None and age >= applies.age.max:
-        why.append(f"age {age} not below {applies.age.max}")
-    if applies.sex and ctx.sex not in applies.sex:
-        why.append(f"sex {ctx.sex or 'unknown'} not in {', '.join(applies.sex)}")
     for test in compiled.requires:
         ok, fact = _test(test, ctx)
         facts += [fact] if fact else []
@@ -244,13 +307,15 @@ def _describe(test: FactTest) -> str:
     value = f" {test.value:g}" if test.value is not None else ""
     window = f" within {test.within_days} days" if test.within_days else ""
     coded = f" with a value in {test.value_in}" if test.value_in else ""
-    return f"{test.kind} {test.value_set} {test.comparator}{value}{coded}{window}"
+    status = " (current or past)" if test.history else ""
+    return f"{test.kind} {test.value_set}{status} {test.comparator}{value}{coded}{window}"
 
 
 def _test(test: _Test, ctx: PatientContext) -> tuple[bool, Fact | None]:
     """Whether the patient meets ``test``, and the fact that decided it."""
     t = test.test
-    pool = {"condition": ctx.conditions, "observation": ctx.observations, "reason": ctx.reasons,
+    conditions = [c for c in ctx.conditions if c.active or t.history]
+    pool = {"condition": conditions, "observation": ctx.observations, "reason": ctx.reasons,
             "device": ctx.devices, "allergy": [a for a in ctx.allergies if a.active]}[t.kind]
     if t.within_days:
         pool = [f for f in pool if f.when and 0 <= (ctx.today - f.when).days <= t.within_days]

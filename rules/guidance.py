@@ -17,7 +17,7 @@ from fhir.dates import instant, now_utc
 from rules.context import Fact, PatientContext
 from rules.engine import Decision, RankedOption
 from rules.safety import Finding
-from rules.schema import Procedure
+from rules.schema import Missing, Procedure
 
 STATUS = {"data-requested": "data-requested"}  # everything else is "success"
 
@@ -54,10 +54,18 @@ def guidance_response(decision: Decision, ctx: PatientContext, base: str,
     if ctx.patient_ref:
         resource["subject"] = {"reference": ctx.patient_ref}
     if decision.missing:
-        resource["dataRequirement"] = [{"type": "Observation", "extension": [{
-            "url": f"{base}/StructureDefinition/data-requested", "valueString": m.name}]}
-            for m in decision.missing]
+        resource["dataRequirement"] = [_data_requirement(m, base) for m in decision.missing]
     return resource
+
+
+def _data_requirement(missing: Missing, base: str) -> dict[str, Any]:
+    """An Observation, or the Patient element (birthDate, gender), that is wanted."""
+    wanted: dict[str, Any] = {"type": "Patient" if missing.patient_element else "Observation"}
+    if missing.patient_element:
+        wanted["mustSupport"] = [missing.patient_element]
+    wanted["extension"] = [{"url": f"{base}/StructureDefinition/data-requested",
+                            "valueString": missing.name}]
+    return wanted
 
 
 def provenance(target: str, decision: Decision, base: str) -> dict[str, Any]:
@@ -122,6 +130,8 @@ def _safety(finding: Finding, base: str) -> dict[str, Any]:
         {"name": "summary", "valueString": finding.summary},
         {"name": "detail", "valueString": finding.detail},
         {"name": "citation", "valueString": finding.citation.label()}]
+    if finding.procedure:
+        parts.append({"name": "procedure", "valueString": finding.procedure})
     parts += [{"name": "fact", "valueReference": {"reference": f.reference}}
               for f in finding.facts if f.reference]
     return {"name": "safety", "part": parts}

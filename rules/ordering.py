@@ -2,10 +2,12 @@
 
 A new order with the imaging category (SNOMED CT 363679005) and no specific
 code, or the generic one, gets the chosen procedure's codes; one that names a
-procedure is kept as ordered and rated, and a better-rated option is
-recorded. Orders are never dropped: when the outcome is no imaging, an
-emergency, missing data or no rule, the order is stored and tagged for
-radiology vetting (a human justifies every exposure, IR(ME)R 2017 reg. 11).
+catalogue procedure is kept as ordered and rated, and a better-rated option is
+recorded. One that names a specific procedure outside the catalogue keeps its
+code as sent and is tagged for vetting with the recommended option in a note.
+Orders are never dropped: when the outcome is no imaging, an emergency, missing
+data or no rule, the order is stored and tagged for radiology vetting (a human
+justifies every exposure, IR(ME)R 2017 reg. 11).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from fhir.store import Store, register_write_hook
-from rules.context import IMAGING_CODE, codes_of
+from rules.cards import finding_summary
+from rules.context import IMAGING_CODE, Code, codes_of
 from rules.engine import Decision
 from rules.guidance import procedure_codings
 from rules.service import context_from_store, decide, record
@@ -40,8 +43,10 @@ def advise_order(store: Store, order: dict[str, Any], previous: dict[str, Any] |
     base = store.settings.canonical_base
     order["supportingInfo"] = [*order.get("supportingInfo", []), {
         "reference": f"GuidanceResponse/{guidance['id']}", "display": "ScanPath decision"}]
-    _code(order, decision, base)
-    _flag(order, decision, base)
+    unknown = ctx.ordered_codes if decision.ordered is None else ()
+    if not unknown:
+        _code(order, decision, base)
+    _flag(order, decision, base, unknown)
 
 
 def _code(order: dict[str, Any], decision: Decision, base: str) -> None:
@@ -57,13 +62,23 @@ def _code(order: dict[str, Any], decision: Decision, base: str) -> None:
     order["code"].setdefault("text", target.display)
 
 
-def _flag(order: dict[str, Any], decision: Decision, base: str) -> None:
-    reasons = []
+def _uncatalogued(codes: tuple[Code, ...], decision: Decision) -> str:
+    sent = ", ".join(f"{system}|{code}" for system, code in codes)
+    chosen = decision.chosen
+    advice = f"; recommended option: {chosen.procedure.display} ({chosen.procedure.key})" \
+        if chosen else ""
+    return f"ordered code {sent} is not in the procedure catalogue and was kept as sent{advice}"
+
+
+def _flag(order: dict[str, Any], decision: Decision, base: str,
+          unknown: tuple[Code, ...]) -> None:
+    reasons = [_uncatalogued(unknown, decision)] if unknown else []
     if decision.outcome in VETTING_OUTCOMES:
         reasons.append(f"{decision.outcome}: {decision.summary}")
     if decision.better:
         reasons.append(f"better rated: {decision.better.procedure.display}")
-    reasons += [f"{f.check}: {f.summary}" for f in decision.safety if f.severity != "info"]
+    reasons += [f"{f.check}: {finding_summary(f)}" for f in decision.safety
+                if f.severity != "info"]
     if not reasons:
         return
     tag = {"system": f"{base}/CodeSystem/order-flag", "code": "vetting-required",

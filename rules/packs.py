@@ -115,7 +115,7 @@ def _value_set_uses(rule: Any) -> list[tuple[str, str]]:
         uses += [(f"applies.{group}.{i}.{t.kind}", t.value_set) for i, t in tests]
         uses += [(f"applies.{group}.{i}.value_in", t.value_in) for i, t in tests if t.value_in]
     uses += [(f"outcome.missing.{i}.observation", m.observation)
-             for i, m in enumerate(rule.outcome.missing)]
+             for i, m in enumerate(rule.outcome.missing) if m.observation]
     return uses
 
 

@@ -9,7 +9,7 @@ advises; it never blocks: a human justifies every exposure (IR(ME)R 2017).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from rules.context import Code, Fact, PatientContext
@@ -34,6 +34,9 @@ class Finding:
     detail: str
     citation: Citation
     facts: tuple[Fact, ...] = ()
+    # The catalogue key of the procedure checked ("A and B" once identical
+    # findings on two procedures are merged).
+    procedure: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,10 +66,13 @@ def days_ago(ctx: PatientContext, fact: Fact) -> int | None:
 
 
 def contrast_renal(ctx: PatientContext, proc: Procedure, cfg: SafetyConfig) -> list[Finding]:
-    """Kidney function before contrast (ACR-NKF 2020; ACR Manual for gadolinium)."""
+    """Kidney function before contrast (ACR-NKF 2020; ACR Manual on Contrast Media)."""
     c = cfg.contrast_renal
     if proc.contrast == "none":
         return []
+    aki = [f for f in matching(ctx.conditions, codeset(c.aki)) if f.active]
+    if aki:
+        return [_aki(proc, c, aki)]
     egfr = latest([f for f in ctx.observations if f.value is not None], codeset(c.egfr))
     age = days_ago(ctx, egfr) if egfr else None
     current = egfr if egfr and age is not None and age <= c.max_age_days else None
@@ -77,28 +83,37 @@ def contrast_renal(ctx: PatientContext, proc: Procedure, cfg: SafetyConfig) -> l
                              "Use a group II agent only if the MRI is essential.",
                              c.gadolinium_citation, current)]
         return []
-    aki = [f for f in matching(ctx.conditions, codeset(c.aki)) if f.active]
-    if aki:
-        return [_finding("contrast-renal", "warning", "Acute kidney injury recorded before "
-                         "iodinated contrast", "Discuss with radiology; consider a "
-                         "non-contrast test.", c.citation, *aki)]
     if current is None:
         return _missing_egfr(ctx, c, egfr)
     return _egfr_band(current, c)
 
 
+def _aki(proc: Procedure, c: ContrastRenalConfig, aki: list[Fact]) -> Finding:
+    """Active AKI: a risk for iodinated contrast (ACR-NKF 2020) and, with gadolinium, a
+    risk factor for nephrogenic systemic fibrosis (ACR Manual on Contrast Media)."""
+    if proc.contrast == "gadolinium":
+        return _finding("contrast-renal", "warning", "Acute kidney injury recorded before "
+                        "gadolinium: risk of nephrogenic systemic fibrosis",
+                        "Use a group II agent only if the MRI is essential; consider a "
+                        "non-contrast test.", c.gadolinium_citation, *aki)
+    return _finding("contrast-renal", "warning", "Acute kidney injury recorded before "
+                    "iodinated contrast", "Discuss with radiology; consider a non-contrast "
+                    "test.", c.citation, *aki)
+
+
 def _missing_egfr(ctx: PatientContext, c: ContrastRenalConfig,
                   stale: Fact | None) -> list[Finding]:
+    """No current eGFR: ask for one when a screening risk factor is present."""
     ckd = matching(ctx.conditions, codeset(c.ckd))
-    elderly = ctx.age is not None and ctx.age >= c.elderly_age
-    if not (ckd or elderly):
+    older = ctx.age is not None and ctx.age > c.screen_over_age
+    if not (ckd or older):
         return []
-    why = f"aged {ctx.age}" if elderly else "chronic kidney disease"
+    why = f"aged {ctx.age}" if older else "chronic kidney disease"
     seen = f"; the last was {days_ago(ctx, stale)} days ago" if stale else ""
     return [_finding("contrast-renal", "warning",
                      f"No eGFR in the last {c.max_age_days} days ({why})",
-                     f"Ask for a current eGFR before iodinated contrast{seen}.", c.citation,
-                     *ckd, *([stale] if stale else []))]
+                     f"Ask for a current eGFR before iodinated contrast{seen}.",
+                     c.screening_citation, *ckd, *([stale] if stale else []))]
 
 
 def _egfr_band(egfr: Fact, c: ContrastRenalConfig) -> list[Finding]:
@@ -137,7 +152,7 @@ def pregnancy_radiation(ctx: PatientContext, proc: Procedure,
     c = cfg.pregnancy_radiation
     age = ctx.age
     if not (proc.ionising and proc.pelvis_in_beam and ctx.sex == "female" and age is not None
-            and c.min_age <= age < c.max_age):
+            and c.min_age <= age <= c.max_age_inclusive):
         return []
     pregnant = codeset(c.pregnant)
     status = latest(ctx.observations, codeset(c.status))
@@ -172,20 +187,33 @@ def _by_menstrual_cycle(ctx: PatientContext, proc: Procedure,
 
 
 def mri_implant(ctx: PatientContext, proc: Procedure, cfg: SafetyConfig) -> list[Finding]:
-    """Implants whose MR status is unsafe, unknown or (for active implants) conditional."""
+    """Implants whose MR status is unsafe, unknown or (for active implants) conditional.
+
+    A device labelled MR Unsafe is critical: ASTM F2503 defines MR Unsafe as
+    posing unacceptable risks in all MR environments. The others need radiology
+    to confirm MR safety (warning).
+    """
     c = cfg.mri_implant
     if proc.modality != "MR":
         return []
     high_risk, safe = codeset(c.high_risk), codeset(c.mr_safe)
-    conditional = codeset(c.mr_conditional)
+    conditional, unsafe = codeset(c.mr_conditional), codeset(c.mr_unsafe)
     flagged = [d for d in ctx.devices if not safe.intersection(d.safety) and
                (high_risk.intersection(d.codes) or not conditional.intersection(d.safety))]
-    if not flagged:
-        return []
-    names = ", ".join(d.display for d in flagged)
-    return [_finding("mri-implant", "warning", f"Implanted device before MRI: {names}",
-                     "MR safety must be confirmed by radiology (device, leads, conditions).",
-                     c.citation, *flagged)]
+    banned = [d for d in ctx.devices if unsafe.intersection(d.safety)]
+    others = [d for d in flagged if d not in banned]
+    found = []
+    if banned:
+        found.append(_finding("mri-implant", "critical", "MR Unsafe implant: "
+                              + ", ".join(d.display for d in banned),
+                              "Do not scan with MRI; choose another test with radiology.",
+                              c.citation, *banned))
+    if others:
+        found.append(_finding("mri-implant", "warning", "Implanted device before MRI: "
+                              + ", ".join(d.display for d in others),
+                              "MR safety must be confirmed by radiology (device, leads, "
+                              "conditions).", c.citation, *others))
+    return found
 
 
 def duplicate_imaging(ctx: PatientContext, proc: Procedure, cfg: SafetyConfig,
@@ -237,8 +265,23 @@ def _finding(check: str, severity: str, summary: str, detail: str, citation: Cit
 
 def run_checks(ctx: PatientContext, proc: Procedure, cfg: SafetyConfig, rated: list[Rated],
                resolve: Callable[[Fact], Procedure | None]) -> list[Finding]:
-    """Every safety check on ``proc``, in CHECK_CODES order."""
-    return [*contrast_renal(ctx, proc, cfg), *contrast_allergy(ctx, proc, cfg),
-            *pregnancy_radiation(ctx, proc, cfg), *mri_implant(ctx, proc, cfg),
-            *duplicate_imaging(ctx, proc, cfg, resolve), *paediatric_dose(ctx, proc, cfg, rated)]
+    """Every safety check on ``proc``, in CHECK_CODES order, each naming ``proc``."""
+    found = [*contrast_renal(ctx, proc, cfg), *contrast_allergy(ctx, proc, cfg),
+             *pregnancy_radiation(ctx, proc, cfg), *mri_implant(ctx, proc, cfg),
+             *duplicate_imaging(ctx, proc, cfg, resolve), *paediatric_dose(ctx, proc, cfg, rated)]
+    return [replace(f, procedure=proc.key) for f in found]
+
+
+def merge_findings(findings: Iterable[Finding]) -> list[Finding]:
+    """One finding per identical result, naming every procedure it was found for."""
+    merged: dict[tuple[object, ...], Finding] = {}
+    for finding in findings:
+        key = (finding.check, finding.severity, finding.summary, finding.detail,
+               finding.citation, finding.facts)
+        seen = merged.get(key)
+        if seen is None:
+            merged[key] = finding
+        elif finding.procedure and finding.procedure not in seen.procedure.split(" and "):
+            merged[key] = replace(seen, procedure=f"{seen.procedure} and {finding.procedure}")
+    return list(merged.values())
 

@@ -113,6 +113,10 @@ class FactTest(Strict):
     # the latest value must belong to, e.g. pregnancy status = Pregnant.
     value_in: str | None = None
     within_days: int | None = Field(default=None, ge=1)
+    # Conditions: by default only current ones count (clinicalStatus active,
+    # recurrence or relapse, or none recorded); ``history`` also counts past
+    # ones (resolved, inactive, remission), for guidance about a history of X.
+    history: bool = False
     note: str | None = None
 
     @model_validator(mode="after")
@@ -130,6 +134,8 @@ class FactTest(Strict):
                              "observations only")
         if self.value_in and self.comparator != "present":
             raise ValueError("value_in needs the comparator 'present'")
+        if self.history and not self.condition:
+            raise ValueError("history applies to condition tests only")
         return self
 
     @property
@@ -160,10 +166,17 @@ class Option(Strict):
 
 
 class Missing(Strict):
-    """What a ``data-requested`` outcome asks for."""
+    """What a ``data-requested`` outcome asks for: an observation or a Patient element."""
 
     name: str
-    observation: str  # value set of the observation wanted
+    observation: str | None = None  # value set of the observation wanted
+    patient_element: Literal["birthDate", "gender"] | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Missing:
+        if (self.observation is None) == (self.patient_element is None):
+            raise ValueError("name exactly one of observation or patient_element")
+        return self
 
 
 class Outcome(Strict):
@@ -205,11 +218,12 @@ class CheckConfig(Strict):
 
 class ContrastRenalConfig(CheckConfig):
     gadolinium_citation: Citation
+    screening_citation: Citation
     warning_below: float
     info_below: float
     gadolinium_warning_below: float
     max_age_days: int
-    elderly_age: int
+    screen_over_age: int  # ask for a current eGFR when age > this
     egfr: list[CodeRef]
     aki: list[CodeRef]
     ckd: list[CodeRef]
@@ -221,8 +235,8 @@ class ContrastAllergyConfig(CheckConfig):
 
 
 class PregnancyConfig(CheckConfig):
-    min_age: int
-    max_age: int
+    min_age: int  # inclusive
+    max_age_inclusive: int
     status_valid_days: int
     high_dose_max_cycle_day: int
     low_dose_max_cycle_day: int

@@ -6,20 +6,30 @@ Called by the CDS Hooks endpoints, by the ServiceRequest write hook and by
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from fhirclient.server import FHIRServer
+from requests import PreparedRequest, Response
+from requests.adapters import HTTPAdapter
 from sqlmodel import Session
 
-from core.errors import FhirError, NotFound, PreconditionFailed
+from core.errors import BadRequest, FhirError, NotFound, PreconditionFailed
 from fhir.dates import now_utc
 from fhir.search import run_search
 from fhir.store import Store, spec_for
 from fhir.terminology import put_if_changed
-from rules.context import PatientContext, build_context, bundle_resources, today_utc
+from rules.context import (
+    MalformedResource,
+    PatientContext,
+    build_context,
+    bundle_resources,
+    today_utc,
+)
 from rules.engine import Decision, Engine, engine
 from rules.guidance import guidance_response, provenance
 from rules.models import RulePackVersion
@@ -40,6 +50,10 @@ HISTORY_TYPES = ("Condition", "Observation", "AllergyIntolerance", "Device", "Im
 # rules' recency windows and the duplicate check, bounded so that a long
 # record does not slow every order (docs/benchmarks.md).
 HISTORY_LIMIT = 100
+# A CDS client's fhirServer must answer within this (seconds, connect and read).
+FETCH_TIMEOUT_SECONDS = 10.0
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_DOT_SEGMENTS = frozenset({".", ".."})  # would climb out of a trusted prefix
 
 
 @dataclass
@@ -53,28 +67,103 @@ def decide(ctx: PatientContext, eng: Engine | None = None) -> Decision:
     return (eng or engine()).decide(ctx)
 
 
-def context_from_prefetch(order: dict[str, Any], prefetch: dict[str, Any],
-                          fhir_server: str | None, token: str | None,
-                          patient_id: str | None) -> PatientContext:
-    """Context from CDS Hooks prefetch, fetching any missing key from ``fhirServer``."""
+def prefetched_resources(prefetch: dict[str, Any], fhir_server: str | None,
+                         token: str | None, patient_id: str | None,
+                         trusted: Iterable[str]) -> list[dict[str, Any]]:
+    """The patient's resources from CDS Hooks prefetch, reading any missing key from
+    ``fhirServer`` when that server is on the ``trusted`` list.
+
+    Raises :class:`PreconditionFailed` for an untrusted server or a failed read,
+    :class:`BadRequest` for a patient id that is not a FHIR id, and
+    :class:`MalformedResource` (located) for JSON of the wrong type.
+    """
+    missing = [key for key in PREFETCH_QUERIES if prefetch.get(key) is None]
+    server = fhir_server if missing and fhir_server and patient_id else None
+    if server is not None:
+        _check_server(server, trusted)
+        _check_id(patient_id)
     resources: list[dict[str, Any]] = []
     for key, query in PREFETCH_QUERIES.items():
-        value = prefetch.get(key)
-        if value is None and fhir_server and patient_id:
-            value = _fetch(fhir_server, token, query.format(id=patient_id))
-        resources += bundle_resources(value)
-    return build_context(order, resources, today_utc())
+        value, where = prefetch.get(key), f"prefetch.{key}"
+        if value is None and server is not None:
+            path = query.format(id=patient_id)
+            value, where = _fetch(server, token, path), f"fhirServer {path}"
+        try:
+            resources += bundle_resources(value)
+        except MalformedResource as exc:
+            raise exc.at(where) from exc
+    return resources
+
+
+def trusted_server(url: str, trusted: Iterable[str]) -> bool:
+    """Whether ``url`` is one of the ``trusted`` base URLs or lies beneath one.
+
+    Scheme and host (with port) must match exactly and the path must extend
+    the prefix at a ``/`` boundary, so ``https://ehr.example/fhir`` trusts
+    ``https://ehr.example/fhir/r4`` but not ``https://ehr.example/fhir-x``,
+    ``https://ehr.example/fhir/../admin`` or ``https://ehr.example.evil/fhir``.
+    """
+    target = urlsplit(url)
+    if target.scheme not in ("http", "https") or not target.hostname or target.query \
+            or target.fragment or _DOT_SEGMENTS.intersection(unquote(target.path).split("/")):
+        return False
+    return any(_beneath(target, urlsplit(prefix.strip())) for prefix in trusted)
+
+
+def _beneath(target: SplitResult, prefix: SplitResult) -> bool:
+    if (target.scheme, target.netloc.lower()) != (prefix.scheme, prefix.netloc.lower()):
+        return False
+    base, path = prefix.path.rstrip("/"), target.path.rstrip("/")
+    return path == base or path.startswith(base + "/")
+
+
+def _check_server(fhir_server: str, trusted: Iterable[str]) -> None:
+    if not trusted_server(fhir_server, trusted):
+        raise PreconditionFailed(
+            f"fhirServer {fhir_server} is not trusted: ScanPath reads patient data only from "
+            "the FHIR servers it is configured for (SCANPATH_CDS_FHIR_SERVERS). Send the "
+            "history in prefetch instead.", ["fhirServer"])
+
+
+def _check_id(patient_id: str | None) -> None:
+    if patient_id is None or not FHIR_ID.fullmatch(patient_id):
+        raise BadRequest("context.patientId must be a FHIR id ([A-Za-z0-9-.], 1-64 "
+                         "characters) to read from fhirServer", ["context.patientId"])
+
+
+class _TimeoutAdapter(HTTPAdapter):
+    """Every request through it times out after ``FETCH_TIMEOUT_SECONDS``."""
+
+    def send(self, request: PreparedRequest, stream: bool = False,
+             timeout: None | float | tuple[float, float] | tuple[float, None] = None,
+             verify: bool | str = True, cert: None | bytes | str | tuple[bytes | str,
+                                                                         bytes | str] = None,
+             proxies: Mapping[str, str] | None = None) -> Response:
+        return super().send(request, stream, timeout or FETCH_TIMEOUT_SECONDS, verify, cert,
+                            proxies)
 
 
 def _fetch(fhir_server: str, token: str | None, path: str) -> Any:
-    """One query to the CDS client's FHIR server, with its ``fhirAuthorization``."""
-    server = FHIRServer(None, base_uri=fhir_server)
+    """One query to a trusted CDS client FHIR server, with its ``fhirAuthorization``.
+
+    fhirclient does the request; its session gets a timeout and follows no
+    redirect (the token must not travel to another address).
+    """
+    try:
+        server = FHIRServer(None, base_uri=fhir_server)
+    except Exception as exc:  # fhirclient raises a bare Exception for a short base URI
+        raise PreconditionFailed(f"fhirServer is not usable: {exc}", ["fhirServer"]) from exc
+    server.session.max_redirects = 0
+    for scheme in ("http://", "https://"):
+        server.session.mount(scheme, _TimeoutAdapter())
     if token:
         server.session.headers["Authorization"] = f"Bearer {token}"
     try:
         return server.request_json(path)
     except Exception as exc:  # fhirclient raises bare Exceptions and requests errors
         raise PreconditionFailed(f"Could not read {path} from fhirServer: {exc}") from exc
+    finally:
+        server.session.close()
 
 
 def context_from_store(store: Store, order: dict[str, Any],

@@ -229,15 +229,16 @@ class Case:
     id: str
     title: str
     source: str
-    gender: str
-    age: int
+    gender: str | None  # None: the Patient has no gender
+    age: int | None  # None: the Patient has no birthDate
     reasons: tuple[str, ...]
     covers: tuple[str, ...]  # rule ids the case exercises (checked, not written)
     outcome: str | None
     procedure: str | None = None  # expected recommended key (imaging outcomes)
     safety: tuple[str, ...] = ()
     no_safety: tuple[str, ...] = ()
-    conditions: tuple[tuple[str, int], ...] = ()  # (code name, onset days ago)
+    # (code name, onset days ago) or (code name, onset days ago, clinicalStatus)
+    conditions: tuple[tuple[str, int] | tuple[str, int, str], ...] = ()
     observations: tuple[dict[str, Any], ...] = ()
     allergies: tuple[str, ...] = ()
     devices: tuple[str | dict[str, Any], ...] = ()
@@ -273,17 +274,27 @@ def _service_request(case: Case, catalogue: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _condition(case: Case, index: int, name: str, days_ago: int) -> dict[str, Any]:
+def _condition(case: Case, index: int, name: str, days_ago: int,
+               status: str = "active") -> dict[str, Any]:
     return {
         "resourceType": "Condition",
         "id": f"c{index}-{case.id}",
         "subject": {"reference": f"Patient/pt-{case.id}"},
         "clinicalStatus": {"coding": [{
             "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
-            "code": "active"}]},
+            "code": status}]},
         "code": _concept(CODES[name]),
         "onsetDateTime": f"{{{{today-{days_ago}d}}}}",
     }
+
+
+def _patient(case: Case) -> dict[str, Any]:
+    patient: dict[str, Any] = {"resourceType": "Patient", "id": f"pt-{case.id}"}
+    if case.gender is not None:
+        patient["gender"] = case.gender
+    if case.age is not None:
+        patient["birthDate"] = f"{{{{today-{case.age}y}}}}"
+    return patient
 
 
 def _observation(case: Case, index: int, spec: dict[str, Any]) -> dict[str, Any]:
@@ -362,10 +373,9 @@ def render(case: Case, catalogue: dict[str, Any]) -> dict[str, Any]:
                 "draftOrders": _bundle("collection", [_service_request(case, catalogue)]),
             },
             "prefetch": {
-                "patient": {"resourceType": "Patient", "id": f"pt-{case.id}",
-                            "gender": case.gender, "birthDate": f"{{{{today-{case.age}y}}}}"},
+                "patient": _patient(case),
                 "conditions": _bundle("searchset", [
-                    _condition(case, i, name, days) for i, (name, days)
+                    _condition(case, i, *condition) for i, condition
                     in enumerate(case.conditions)]),
                 "observations": _bundle("searchset", [
                     _observation(case, i, spec) for i, spec in enumerate(case.observations)]),
@@ -388,7 +398,11 @@ NG12 = "NICE NG12"
 NG118 = "NICE NG118 1.1.1"
 NG158 = "NICE NG158 1.1"
 ACR_NKF = "ACR-NKF 2020 consensus on iodinated contrast in kidney disease"
-RCR_PREG = "HPA/RCR/SCoR 2009 protection of pregnant patients (10-day and 28-day rules)"
+ACR_SCREEN = ("ACR Manual on Contrast Media 2024: renal function assessment before iodinated "
+              "contrast for risk factors including age > 60")
+ACR_NSF = "ACR Manual on Contrast Media 2024 (NSF): at risk with eGFR < 30 or acute kidney injury"
+RCR_PREG = ("HPA/RCR/SCoR 2009 protection of pregnant patients (10-day and 28-day rules; "
+            "females aged 12 to 55)")
 MR_SAFETY = "MR safety: active implant without MR-safe labelling (ASTM F2503)"
 DUP = "RCR iRefer: has it been done already?"
 IMAGING = "imaging"
@@ -401,6 +415,9 @@ def _emergencies() -> list[Case]:
     return [
         Case("thunderclap-f34", "Sudden severe (thunderclap) headache", "NICE NG228; CG150",
              "female", 34, ("thunderclap",), ("thunderclap-headache-emergency",), EMERGENCY),
+        Case("thunderclap-no-birth-date", "Thunderclap headache, date of birth not recorded "
+             "(the emergency rule has no age limit)", "NICE NG228", "female", None,
+             ("thunderclap", "headache"), ("thunderclap-headache-emergency",), EMERGENCY),
         Case("thunderclap-child-10", "Thunderclap headache in a child (no age limit)",
              "NICE NG228", "male", 10, ("thunderclap", "headache"),
              ("thunderclap-headache-emergency",), EMERGENCY),
@@ -414,6 +431,14 @@ def _emergencies() -> list[Case]:
              "GIRFT suspected CES pathway", "male", 50,
              ("low-back-pain", "sciatica", "urinary-retention"),
              ("back-pain-urinary-retention-emergency",), EMERGENCY),
+        Case("lbp-urinary-retention-condition-m50", "Back pain with urinary retention recorded "
+             "as an active condition", "GIRFT suspected CES pathway", "male", 50,
+             ("low-back-pain",), ("back-pain-urinary-retention-emergency",), EMERGENCY,
+             conditions=(("urinary-retention", 2),)),
+        Case("lbp-urinary-retention-resolved-m50", "Back pain; urinary retention resolved years "
+             "ago (not current bladder dysfunction)", "GIRFT suspected CES pathway; NICE NG59",
+             "male", 50, ("low-back-pain",), ("ng59-lbp-no-imaging",), NONE,
+             conditions=(("urinary-retention", 2500, "resolved"),)),
         Case("lbp-cancer-neuro-deficit-f70", "Breast cancer, back pain and leg weakness (MSCC)",
              "NICE NG234 (2023)", "female", 70, ("low-back-pain", "neuro-deficit"),
              ("ng234-mscc-emergency",), EMERGENCY, conditions=(("breast-cancer", 900),)),
@@ -444,6 +469,17 @@ def _chest() -> list[Case]:
         Case("chest-pain-non-anginal-m35", "Chest pain without anginal features, normal ECG",
              "NICE CG95 1.3.3", "male", 35, ("chest-pain",), ("cg95-non-anginal-chest-pain",),
              NONE),
+        # CG95 offers CTCA from 18: without a date of birth the age cannot be judged, so
+        # the lower-priority "no imaging" rule must not decide; ask for the date of birth.
+        Case("angina-no-birth-date", "Anginal chest pain, date of birth not recorded",
+             f"{CG95} (adults)", "male", None, ("chest-pain", "angina"), ctca, DATA,
+             observations=good),
+        # The GP drafted an abdominal ultrasound; CG95 recommends CTCA, and CTCA's contrast
+        # needs the kidney check although the ultrasound does not.
+        Case("angina-draft-us-abdo-egfr-25", "Anginal chest pain, GP drafted an abdominal "
+             "ultrasound, eGFR 25", f"{CG95}; {ACR_NKF}", "female", 66, ("chest-pain", "angina"),
+             ctca, IMAGING, "CTCA", draft="US-ABDO", observations=(egfr(25, 10),),
+             safety=("contrast-renal",)),
         # contrast-renal: eGFR bands (<30 card, 30-44 info only, >=45 nothing)
         angina("ctca-egfr-29", "Anginal chest pain, eGFR 29", f"{CG95}; {ACR_NKF}", 70,
                observations=(egfr(29, 20),), safety=("contrast-renal",)),
@@ -462,9 +498,11 @@ def _chest() -> list[Case]:
         angina("ctca-egfr-91-days-age-70", "Anginal chest pain at 70, last eGFR 91 days ago",
                f"{CG95}; {ACR_NKF}", 70, observations=(egfr(80, 91),),
                safety=("contrast-renal",)),
-        angina("ctca-no-egfr-age-64", "Anginal chest pain at 64, no eGFR, no CKD",
-               f"{CG95}; {ACR_NKF}", 64, no_safety=("contrast-renal",)),
-        angina("ctca-no-egfr-age-65", "Anginal chest pain at 65, no eGFR", f"{CG95}; {ACR_NKF}",
+        angina("ctca-no-egfr-age-60", "Anginal chest pain at 60, no eGFR, no CKD",
+               f"{CG95}; {ACR_SCREEN}", 60, no_safety=("contrast-renal",)),
+        angina("ctca-no-egfr-age-61", "Anginal chest pain at 61, no eGFR", f"{CG95}; {ACR_SCREEN}",
+               61, safety=("contrast-renal",)),
+        angina("ctca-no-egfr-age-65", "Anginal chest pain at 65, no eGFR", f"{CG95}; {ACR_SCREEN}",
                65, safety=("contrast-renal",)),
         angina("ctca-no-egfr-ckd-50", "Anginal chest pain at 50 with CKD, no eGFR",
                f"{CG95}; {ACR_NKF}", 50, conditions=(("ckd", 2000),),
@@ -509,6 +547,10 @@ def _lung() -> list[Case]:
         Case("cough-ex-smoker-age-40", "Cough alone at 40 in an ex-smoker", f"{NG12} 1.1.2",
              "male", 40, ("persistent-cough",), ("ng12-lung-cxr-ever-smoked",), IMAGING,
              "XR-CHEST", conditions=(("ex-smoker", 5000),)),
+        Case("cough-inactive-smoker-m55", "Cough at 55, smoker record inactive (has smoked)",
+             f"{NG12} 1.1.2 (have ever smoked)", "male", 55, ("persistent-cough",),
+             ("ng12-lung-cxr-ever-smoked",), IMAGING, "XR-CHEST",
+             conditions=(("smoker", 9000, "inactive"),)),
         Case("cough-chest-pain-smoker-age-39", "Cough and chest pain at 39 (below NG12 age)",
              f"{NG12} 1.1.2 (40 and over); NICE CG95", "male", 39, ("cough", "chest-pain"),
              ("cg95-non-anginal-chest-pain",), NONE, conditions=smoker),
@@ -590,6 +632,9 @@ def _gynaecology() -> list[Case]:
              "US-PELVIS", observations=(ca125(35),)),
         Case("bloating-ca125-34-f56", "Bloating with CA125 34", ovarian, "female", 56,
              ("bloating",), ("ng12-ovarian-ca125-normal",), NONE, observations=(ca125(34),)),
+        Case("bloating-ca125-40-no-sex", "Bloating with CA125 40, sex not recorded",
+             f"{ovarian} (women)", None, 56, ("bloating",), ("ng12-ovarian-ca125-raised",), DATA,
+             observations=(ca125(40),)),
         Case("ca125-raised-prior-tv-scan", "CA125 raised, transvaginal scan 30 days ago",
              f"{ovarian}; {DUP} (same modality and region)", "female", 58, ("bloating",),
              ("ng12-ovarian-ca125-raised",), IMAGING, "US-PELVIS",
@@ -650,7 +695,9 @@ def _urology() -> list[Case]:
         woman_colic("renal-colic-f54-no-lmp", "Renal colic at 54, no pregnancy status or LMP",
                     54, safety=("pregnancy-radiation",)),
         woman_colic("renal-colic-f55-no-lmp", "Renal colic at 55, no pregnancy status or LMP",
-                    55, no_safety=("pregnancy-radiation",)),
+                    55, safety=("pregnancy-radiation",)),
+        woman_colic("renal-colic-f56-no-lmp", "Renal colic at 56, no pregnancy status or LMP",
+                    56, no_safety=("pregnancy-radiation",)),
         Case("visible-haematuria-m60", "Painless visible haematuria at 60",
              f"{NG12} 1.6 (bladder cancer)", "male", 60, ("frank-haematuria",),
              ("ng12-visible-haematuria-45",), NONE),
@@ -663,14 +710,25 @@ def _urology() -> list[Case]:
         Case("luts-psa-3-1-m66", "Urinary symptoms, PSA 3.1", "NICE NG131 1.2.1; PCRMP 2016",
              "male", 66, ("luts",), ("ng131-prostate-mpmri",), IMAGING, "MR-PROSTATE",
              observations=(psa(3.1), egfr(75, 30)), no_safety=("contrast-renal",)),
-        Case("luts-psa-3-0-m66", "Urinary symptoms, PSA 3.0", f"{NG12} 1.6; PCRMP 2016", "male",
-             66, ("luts",), ("ng12-prostate-psa-normal",), NONE, observations=(psa(3.0),)),
+        Case("luts-psa-3-0-m66", "Urinary symptoms, PSA 3.0 (the PCRMP referral threshold)",
+             "NICE NG131 1.2.1; PCRMP 2016 (PSA 3.0 ng/ml or more)", "male", 66, ("luts",),
+             ("ng131-prostate-mpmri",), IMAGING, "MR-PROSTATE",
+             observations=(psa(3.0), egfr(75, 30)), no_safety=("contrast-renal",)),
+        Case("luts-psa-2-9-m66", "Urinary symptoms, PSA 2.9", f"{NG12} 1.6; PCRMP 2016", "male",
+             66, ("luts",), ("ng12-prostate-psa-normal",), NONE, observations=(psa(2.9),)),
+        Case("raised-psa-sex-unknown", "Raised PSA, administrative gender unknown",
+             "NICE NG131 1.2.1 (men)", "unknown", 64, ("raised-psa",),
+             ("ng131-prostate-mpmri",), DATA),
         Case("luts-no-psa-m58", "Urinary symptoms, no PSA yet", f"{NG12} 1.6", "male", 58,
              ("luts",), ("ng12-prostate-psa-missing",), DATA),
         Case("mr-prostate-egfr-25", "Raised PSA, eGFR 25 (gadolinium)",
              "NICE NG131 1.2.1; ESUR/ACR gadolinium guidance", "male", 70, ("raised-psa",),
              ("ng131-prostate-mpmri",), IMAGING, "MR-PROSTATE", observations=(egfr(25, 20),),
              safety=("contrast-renal",)),
+        Case("mr-prostate-aki", "Raised PSA, active acute kidney injury (gadolinium)",
+             f"NICE NG131 1.2.1; {ACR_NSF}", "male", 70, ("raised-psa",),
+             ("ng131-prostate-mpmri",), IMAGING, "MR-PROSTATE", conditions=(("aki", 4),),
+             observations=(egfr(60, 4),), safety=("contrast-renal",)),
         Case("mr-prostate-egfr-35", "Raised PSA, eGFR 35 (gadolinium)",
              "NICE NG131 1.2.1; ESUR/ACR gadolinium guidance", "male", 70, ("raised-psa",),
              ("ng131-prostate-mpmri",), IMAGING, "MR-PROSTATE", observations=(egfr(35, 20),),
@@ -716,6 +774,10 @@ def _neuro() -> list[Case]:
              "NICE CG150 1.1.1; RCR iRefer", "female", 60, ("headache",),
              ("headache-cancer-history-mri",), IMAGING, "MR-BRAIN",
              conditions=(("lung-cancer", 400),)),
+        Case("headache-cancer-remission-f60", "New headache, breast cancer in remission",
+             "NICE CG150 1.1.1 (history of malignancy)", "female", 60, ("headache",),
+             ("headache-cancer-history-mri",), IMAGING, "MR-BRAIN",
+             conditions=(("breast-cancer", 2000, "remission"),)),
     ]
 
 
@@ -730,6 +792,14 @@ def _spine() -> list[Case]:
              ("ng234-spinal-metastases-mri",), IMAGING, "MR-WHOLE-SPINE",
              conditions=(("prostate-cancer", 1200),), devices=("pacemaker",),
              safety=("mri-implant",)),
+        Case("lbp-cancer-resolved-m66", "Low back pain; prostate cancer treated and resolved",
+             "NICE NG234 (2023): history of cancer", "male", 66, ("low-back-pain",),
+             ("ng234-spinal-metastases-mri",), IMAGING, "MR-WHOLE-SPINE",
+             conditions=(("prostate-cancer", 3000, "resolved"),)),
+        Case("lbp-cancer-history-no-birth-date", "Back pain with a history of cancer, date of "
+             "birth not recorded (the deciding rule has no age limit)", "NICE NG234 (2023)",
+             "female", None, ("low-back-pain",), ("ng234-spinal-metastases-mri",), IMAGING,
+             "MR-WHOLE-SPINE", conditions=(("breast-cancer", 800),)),
         Case("lbp-no-red-flags-f42", "Low back pain for 4 weeks, no red flags",
              "NICE NG59 1.1.4", "female", 42, ("low-back-pain",), ("ng59-lbp-no-imaging",),
              NONE),
@@ -790,6 +860,10 @@ def _musculoskeletal() -> list[Case]:
         hip_woman("hip-injury-f12-no-lmp", "Hip injury at 12, no pregnancy status or LMP", 12,
                   safety=("pregnancy-radiation",)),
         hip_woman("hip-injury-f11", "Hip injury at 11", 11, no_safety=("pregnancy-radiation",)),
+        hip_woman("hip-injury-f55-no-lmp", "Hip injury at 55, no pregnancy status or LMP", 55,
+                  safety=("pregnancy-radiation",)),
+        hip_woman("hip-injury-f56-no-lmp", "Hip injury at 56, no pregnancy status or LMP", 56,
+                  no_safety=("pregnancy-radiation",)),
         Case("shoulder-pain-f50", "Shoulder pain without injury", "BESS/BOA 2016", "female", 50,
              ("shoulder-pain",), ("shoulder-pain-no-imaging",), NONE),
         Case("shoulder-trauma-m45", "Shoulder pain and weakness after a fall",

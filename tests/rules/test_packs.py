@@ -127,6 +127,10 @@ SCHEMA_ERRORS = [
     pytest.param(_set("rules.0.applies.requires",
                       [{"observation": "egfr", "condition": "angina"}]),
                  "first-rule", "applies.requires.0", id="two-subjects-in-one-test"),
+    pytest.param(_set("rules.0.applies.requires", [{"observation": "egfr", "history": True}]),
+                 "first-rule", "applies.requires.0", id="history-on-an-observation"),
+    pytest.param(_set("rules.1.outcome.missing", [{"name": "eGFR"}]), "second-rule",
+                 "outcome.missing.0", id="missing-without-what"),
 ]
 
 

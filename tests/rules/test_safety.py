@@ -52,12 +52,17 @@ def test_contrast_renal_ignores_non_contrast_tests():
                                  CFG) == []
 
 
-def test_contrast_renal_asks_for_a_current_egfr_in_the_elderly_only():
+# ACR Manual on Contrast Media (2024): age > 60 is a risk factor that warrants a renal
+# function assessment before iodinated contrast.
+def test_contrast_renal_asks_for_a_current_egfr_over_60_only():
     stale = [_egfr(80, days_ago=91)]
-    assert safety.contrast_renal(_ctx(age=65, observations=stale), CTCA, CFG)[0].severity \
-        == "warning"
-    assert safety.contrast_renal(_ctx(age=64, observations=stale), CTCA, CFG) == []
-    assert safety.contrast_renal(_ctx(age=65, observations=[_egfr(80, days_ago=90)]), CTCA,
+    found = safety.contrast_renal(_ctx(age=61, observations=stale), CTCA, CFG)
+    assert [f.severity for f in found] == ["warning"]
+    assert "ACR Manual on Contrast Media" in found[0].citation.guideline
+    assert safety.contrast_renal(_ctx(age=60, observations=stale), CTCA, CFG) == []
+    assert safety.contrast_renal(_ctx(age=61), CTCA, CFG)[0].severity == "warning"
+    assert safety.contrast_renal(_ctx(age=60), CTCA, CFG) == []
+    assert safety.contrast_renal(_ctx(age=61, observations=[_egfr(80, days_ago=90)]), CTCA,
                                  CFG) == []
 
 
@@ -67,6 +72,19 @@ def test_contrast_renal_asks_for_egfr_in_ckd_and_warns_on_aki():
     aki = Fact("condition", ((SCT, "14669001"),), "AKI", "Condition/a")
     found = safety.contrast_renal(_ctx(conditions=[aki], observations=[_egfr(90)]), CTCA, CFG)
     assert found[0].severity == "warning" and found[0].facts == (aki,)
+
+
+# ACR Manual on Contrast Media (NSF chapter): patients with acute kidney injury are at
+# risk of nephrogenic systemic fibrosis whatever their (unreliable) eGFR.
+def test_acute_kidney_injury_is_flagged_before_gadolinium_too():
+    mr = _proc("MR-X", modality="MR", contrast="gadolinium")
+    aki = Fact("condition", ((SCT, "14669001"),), "AKI", "Condition/a")
+    found = safety.contrast_renal(_ctx(conditions=[aki], observations=[_egfr(90)]), mr, CFG)
+    assert [f.severity for f in found] == ["warning"] and found[0].facts == (aki,)
+    assert "gadolinium" in found[0].summary
+    resolved = Fact("condition", ((SCT, "14669001"),), "AKI", "Condition/a", active=False)
+    assert safety.contrast_renal(_ctx(conditions=[resolved], observations=[_egfr(90)]), mr,
+                                 CFG) == []
 
 
 def test_gadolinium_warns_below_30_only():
@@ -111,9 +129,10 @@ def test_pregnancy_positive_status_is_critical_and_unknown_status_warns():
     assert unknown[0].severity == "warning"
 
 
+# "Females of childbearing potential, aged 12 to 55" (RCR/SCoR/BIR 2009): both inclusive.
 @pytest.mark.parametrize(("age", "sex", "proc", "fires"), [
     (11, "female", PELVIS_LOW, False), (12, "female", PELVIS_LOW, True),
-    (54, "female", PELVIS_LOW, True), (55, "female", PELVIS_LOW, False),
+    (55, "female", PELVIS_LOW, True), (56, "female", PELVIS_LOW, False),
     (30, "male", PELVIS_LOW, False), (30, "female", _proc(pelvis=False), False),
     (30, "female", _proc("US", modality="US", contrast="none", pelvis=True), False)])
 def test_pregnancy_check_applies_only_where_the_guidance_says(age, sex, proc, fires):
@@ -141,6 +160,18 @@ def test_mri_implant(device, fires):
     assert safety.mri_implant(_ctx(devices=[device]), CTCA, CFG) == []
 
 
+# ASTM F2503: MR Unsafe means unacceptable risk in all MR environments (critical); an
+# unknown or MR Conditional active implant needs radiology to check the conditions (warning).
+@pytest.mark.parametrize(("device", "severities"), [
+    (_device("14106009", "C106047"), ["critical"]),
+    (_device("999999", "C106047"), ["critical"]),
+    (_device("14106009"), ["warning"]),
+    (_device("14106009", "C106046"), ["warning"])])
+def test_mr_unsafe_implant_is_critical(device, severities):
+    found = safety.mri_implant(_ctx(devices=[device]), MRI, CFG)
+    assert [f.severity for f in found] == severities
+
+
 @pytest.mark.parametrize(("days", "fires"), [(0, True), (90, True), (91, False)])
 def test_duplicate_window_edges(days, fires):
     prior = Fact("imaging", (("x/CodeSystem/procedure", "CTCA"),), "CTCA", "ImagingStudy/i",
@@ -166,3 +197,14 @@ def test_paediatric_dose_prefers_the_lower_dose_option_that_rates_the_same():
     assert safety.paediatric_dose(_ctx(age=10), us, CFG, rated) == []
     unequal = [safety.Rated(ct, 8), safety.Rated(us, 6)]
     assert safety.paediatric_dose(_ctx(age=10), ct, CFG, unequal) == []
+
+
+def test_findings_name_their_procedure_and_identical_ones_merge():
+    ct_ap = _proc("CT-AP", region="abdomen-pelvis")
+    ctx = _ctx(observations=[_egfr(25)])
+    findings = [*safety.run_checks(ctx, CTCA, CFG, [], lambda f: None),
+                *safety.run_checks(ctx, ct_ap, CFG, [], lambda f: None)]
+    assert [f.procedure for f in findings] == ["CTCA", "CT-AP"]
+    merged = safety.merge_findings(findings)
+    assert [(f.check, f.procedure) for f in merged] == [("contrast-renal", "CTCA and CT-AP")]
+    assert safety.merge_findings(findings[:1] * 2) == findings[:1]
