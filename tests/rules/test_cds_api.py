@@ -410,3 +410,185 @@ def test_code_systems_are_published(client, auth_headers):
     guidance = next(r for r in statement["rest"][0]["resource"]
                     if r["type"] == "GuidanceResponse")
     assert "replay" in {o["name"] for o in guidance["operation"]}
+
+
+def _draft(body):
+    return body["context"]["draftOrders"]["entry"][0]["resource"]
+
+
+def _prefetch_add(key, resource):
+    def mutate(body):
+        body["prefetch"][key] = {"resourceType": "Bundle", "type": "searchset",
+                                 "entry": [{"resource": resource}]}
+    return mutate
+
+
+def _set_in(getter, key, value):
+    def mutate(body):
+        getter(body)[key] = value
+    return mutate
+
+
+def _nest(depth):
+    value: dict = {"url": "https://scanpath.example/x", "valueString": "deep"}
+    for _ in range(depth):
+        value = {"url": "https://scanpath.example/x", "extension": [value]}
+    return value
+
+
+MALFORMED_CDS = [
+    pytest.param(_set_in(lambda b: b, "fhirAuthorization", "x"), id="fhirAuthorization-string"),
+    pytest.param(_set_in(lambda b: b, "hookInstance", 5), id="hookInstance-number"),
+    pytest.param(_set_in(lambda b: b["context"], "selections", 5), id="selections-number"),
+    pytest.param(_set_in(lambda b: b["context"], "selections", [{}]), id="selections-objects"),
+    pytest.param(_set_in(lambda b: b["context"], "patientId", 5), id="patientId-number"),
+    pytest.param(_set_in(lambda b: b, "prefetch", [1]), id="prefetch-array"),
+    pytest.param(_set_in(lambda b: b["prefetch"], "conditions", "x"), id="prefetch-key-string"),
+    pytest.param(_set_in(lambda b: b, "context", 5), id="context-number"),
+    pytest.param(_set_in(lambda b: b["context"]["draftOrders"], "entry", 5),
+                 id="draftOrders-entry-number"),
+    pytest.param(_set_in(lambda b: b["context"]["draftOrders"], "entry", [5]),
+                 id="draftOrders-entry-item-number"),
+    pytest.param(_set_in(_draft, "reasonCode", 5), id="reasonCode-number"),
+    pytest.param(_set_in(_draft, "reasonCode", [5]), id="reasonCode-item-number"),
+    pytest.param(_set_in(_draft, "subject", "x"), id="subject-string"),
+    pytest.param(_set_in(_draft, "code", {"coding": 5}), id="coding-number"),
+    pytest.param(_set_in(_draft, "code", {"coding": ["x"]}), id="coding-item-string"),
+    pytest.param(_prefetch_add("observations", {
+        "resourceType": "Observation", "id": "o1", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "98979-8"}]},
+        "valueQuantity": "x"}), id="observation-valueQuantity-string"),
+    pytest.param(_prefetch_add("allergies", {
+        "resourceType": "AllergyIntolerance", "id": "a1",
+        "patient": {"reference": "Patient/p"}, "reaction": [1]}),
+        id="allergy-reaction-number"),
+    pytest.param(_prefetch_add("imaging", {
+        "resourceType": "ImagingStudy", "id": "i1", "status": "available",
+        "subject": {"reference": "Patient/p"}, "modality": [1]}), id="imagingstudy-modality"),
+    pytest.param(_prefetch_add("devices", {
+        "resourceType": "Device", "id": "d1", "status": "active", "safety": {"coding": []}}),
+        id="device-safety-object"),
+    pytest.param(_set_in(_draft, "extension", [_nest(120)]), id="nested-too-deep"),
+]
+
+
+@pytest.mark.parametrize("mutate", MALFORMED_CDS)
+def test_malformed_cds_requests_are_400_with_an_outcome(client, auth_headers, angina, mutate):
+    body = copy.deepcopy(angina)
+    mutate(body)
+    response = _post(client, auth_headers(), body)
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["resourceType"] == "OperationOutcome"
+
+
+@pytest.mark.parametrize("raw", [b"[" * 50000, b'{"a":' * 50000, b"5", b"[]"],
+                         ids=["deep-arrays", "deep-objects", "number", "array"])
+def test_unparseable_or_non_object_bodies_are_400(client, auth_headers, raw):
+    for path in ("/cds-services/imaging-order-select",
+                 "/cds-services/imaging-order-select/feedback"):
+        response = client.post(path, data=raw, headers=auth_headers())
+        assert response.status_code == 400
+        assert response.get_json()["resourceType"] == "OperationOutcome"
+
+
+def test_a_malformed_prefetched_resource_is_named(client, auth_headers, angina):
+    body = copy.deepcopy(angina)
+    _prefetch_add("observations", {"resourceType": "Observation", "id": "bad-egfr",
+                                   "status": "final", "valueQuantity": "x"})(body)
+    issue = _post(client, auth_headers(), body).get_json()["issue"][0]
+    assert "Observation/bad-egfr" in issue["diagnostics"]
+    assert "valueQuantity" in issue["diagnostics"]
+
+
+@pytest.mark.parametrize("item", [
+    {"overrideReason": "x"},
+    {"overrideReason": {"reason": "x"}},
+    {"overrideReason": {"userComment": 5}},
+    {"card": 5},
+    {"card": "c" * 65},
+    {"acceptedSuggestions": "x"},
+    {"outcomeTimestamp": 5},
+], ids=["overrideReason-string", "reason-string", "comment-number", "card-number",
+        "card-too-long", "acceptedSuggestions-string", "timestamp-number"])
+def test_malformed_feedback_is_400(client, auth_headers, item):
+    good = {"card": "6f1f3c2e-0000-4000-8000-000000000001", "outcome": "overridden",
+            "outcomeTimestamp": "2026-11-23T10:00:00Z"}
+    response = client.post("/cds-services/imaging-order-select/feedback",
+                           json={"feedback": [{**good, **item}]}, headers=auth_headers())
+    assert response.status_code == 400
+    assert response.get_json()["resourceType"] == "OperationOutcome"
+
+
+@pytest.mark.parametrize("parameters", [5, [{"name": "packVersion", "valueString": 5}]],
+                         ids=["parameter-number", "packVersion-number"])
+def test_malformed_replay_parameters_are_400(client, auth_headers, angina, parameters):
+    _post(client, auth_headers(), angina)
+    gid = client.get("/fhir/GuidanceResponse", headers=auth_headers()).get_json()[
+        "entry"][0]["resource"]["id"]
+    response = client.post(f"/fhir/GuidanceResponse/{gid}/$replay",
+                           json={"resourceType": "Parameters", "parameter": parameters},
+                           headers=auth_headers())
+    assert response.status_code == 400
+    assert response.get_json()["resourceType"] == "OperationOutcome"
+
+
+def test_safety_findings_on_the_recommended_procedure_name_it(client, auth_headers):
+    """NICE CG95: CTCA for angina, though the GP drafted an abdominal ultrasound; ACR-NKF
+    2020: eGFR below 30 before iodinated contrast is a warning. The card says which
+    procedure it is about, and the GuidanceResponse records it."""
+    vignette = load(OURS / "angina-draft-us-abdo-egfr-25.json", today_utc())
+    cards = _post(client, auth_headers(), vignette["request"]).get_json()["cards"]
+    renal = [c for c in cards if (c["source"].get("topic") or {}).get("code") ==
+             "contrast-renal"]
+    assert [c["summary"][:len("For CTCA: eGFR 25")] for c in renal] == ["For CTCA: eGFR 25"]
+    guidance = client.get("/fhir/GuidanceResponse", headers=auth_headers()).get_json()[
+        "entry"][0]["resource"]
+    safety = [p for p in guidance["contained"][0]["parameter"] if p["name"] == "safety"]
+    assert [part["valueString"] for p in safety for part in p["part"]
+            if part["name"] == "procedure"] == ["CTCA"]
+
+
+@pytest.mark.parametrize(("case", "named", "element"), [
+    ("angina-no-birth-date", "date of birth", "birthDate"),
+    ("bloating-ca125-40-no-sex", "sex", "gender"),
+    ("raised-psa-sex-unknown", "sex", "gender")])
+def test_unknown_age_or_sex_asks_for_it(client, auth_headers, case, named, element):
+    """CG95 (CTCA from 18), NG12 1.5 (women), NG131 (men): a rule that would outrank the
+    rest but cannot be judged without the age or sex asks for it rather than falling
+    through to a lower-priority "no imaging" rule."""
+    vignette = load(OURS / f"{case}.json", today_utc())
+    cards = _post(client, auth_headers(), vignette["request"]).get_json()["cards"]
+    assert cards[0]["indicator"] == "info"
+    assert named in cards[0]["summary"].lower()
+    assert not any(s.get("isRecommended") for c in cards for s in c.get("suggestions", []))
+    guidance = client.get("/fhir/GuidanceResponse", headers=auth_headers()).get_json()[
+        "entry"][0]["resource"]
+    assert guidance["status"] == "data-requested"
+    assert [r.get("mustSupport") for r in guidance["dataRequirement"]] == [[element]]
+
+
+def test_an_uncatalogued_ordered_code_is_kept_and_flagged(client, auth_headers):
+    """BTA 2014: a thyroid nodule is assessed with ultrasound. The GP ordered an MRI of the
+    neck, which is not in the catalogue: the order keeps its code as sent (no catalogue
+    codings added) and radiology vets it, with ultrasound thyroid named in a note."""
+    pid = client.post("/fhir/Patient", json=patient(birth_date="1975-01-01", gender="female"),
+                      headers=auth_headers()).get_json()["id"]
+    mri_neck = {"system": SCT, "code": "241615005", "display": "MRI of neck"}
+    response = client.post("/fhir/ServiceRequest",
+                           json=_gp_order(f"Patient/{pid}", ["237495005"], mri_neck),
+                           headers=auth_headers())
+    assert response.status_code == 201
+    order = response.get_json()
+    assert order["code"]["coding"] == [mri_neck]
+    assert "vetting-required" in {t["code"] for t in order["meta"]["tag"]}
+    notes = " ".join(n["text"] for n in order["note"])
+    assert "241615005" in notes and "Ultrasound thyroid (US-THYROID)" in notes
+
+
+def test_the_fhir_server_allow_list_setting_is_comma_separated(monkeypatch):
+    from core.settings import Settings
+
+    monkeypatch.setenv("SCANPATH_CDS_FHIR_SERVERS", "https://a.example/fhir, https://b.example/r4")
+    assert Settings().cds_fhir_servers == ["https://a.example/fhir", "https://b.example/r4"]
+    monkeypatch.delenv("SCANPATH_CDS_FHIR_SERVERS")
+    assert Settings().cds_fhir_servers == []
