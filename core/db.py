@@ -43,7 +43,11 @@ def build_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # No server-side prepared statements: after five runs psycopg prepares a query
+    # and PostgreSQL may switch to a generic plan that ignores the search index
+    # (71-78 ms instead of ~2 ms per history search, docs/benchmarks.md).
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10,
+                         connect_args={"prepare_threshold": None})
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

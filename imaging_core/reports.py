@@ -197,13 +197,12 @@ def build_sr(source_datasets: list[Dataset], volume: Volume, result: CalciumResu
     the reason as text and no numbers.
     """
     sources = _ordered_sources(source_datasets, volume, result)
-    single = [ds for ds in sources if not _is_multiframe(ds)]
     report = hd.sr.MeasurementReport(
         observation_context=_observation_context(result),
         procedure_reported=CAC_PROCEDURE,
         imaging_measurements=[_measurement_group(
             result, [ds for ds in sources if _is_multiframe(ds)])],
-        referenced_images=single or None,  # TID 1600 Image Library: every source slice
+        referenced_images=_library(sources, result) or None,
     )
     report[0].ContentSequence.append(_conclusion_container(result))
     sr = hd.sr.Comprehensive3DSR(
@@ -217,6 +216,21 @@ def build_sr(source_datasets: list[Dataset], volume: Volume, result: CalciumResu
     )
     sr.SeriesDescription = "Calcium score (preliminary)"
     return sr
+
+
+def _library(sources: list[Dataset], result: CalciumResult) -> list[Dataset]:
+    """TID 1600 Image Library entries: the single-frame slices that hold scored calcium.
+
+    Every source instance is in the evidence sequence already; listing all of
+    them in the library as well (with their geometry) took most of the job's
+    time for a 300-slice study (docs/benchmarks.md), for no reader benefit.
+    """
+    weights = result.weight_map
+    if weights is None:
+        return []
+    with_calcium = set(np.flatnonzero(weights.reshape(weights.shape[0], -1).any(axis=1)))
+    return [ds for index, ds in enumerate(sources)
+            if index in with_calcium and not _is_multiframe(ds)]
 
 
 def _algorithm(result: CalciumResult) -> hd.sr.AlgorithmIdentification:

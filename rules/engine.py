@@ -113,7 +113,8 @@ class _Verdict:
 class _Test:
     test: FactTest
     codes: frozenset[Code]
-    values: frozenset[Code] = frozenset()  # value_in, compiled
+    values: frozenset[Code]  # value_in, compiled
+    kind: str  # FactTest.kind, computed once: it is read on every decision
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,8 @@ def _codes(value_set: ValueSet) -> frozenset[Code]:
 
 def _compile(rule: Rule, sets: dict[str, frozenset[Code]]) -> _Compiled:
     def tests(group: list[FactTest]) -> tuple[_Test, ...]:
-        return tuple(_Test(t, sets[t.value_set], sets[t.value_in] if t.value_in else frozenset())
+        return tuple(_Test(t, sets[t.value_set],
+                           sets[t.value_in] if t.value_in else frozenset(), t.kind)
                      for t in group)
 
     applies = rule.applies
@@ -314,12 +316,10 @@ def _describe(test: FactTest) -> str:
 def _test(test: _Test, ctx: PatientContext) -> tuple[bool, Fact | None]:
     """Whether the patient meets ``test``, and the fact that decided it."""
     t = test.test
-    conditions = [c for c in ctx.conditions if c.active or t.history]
-    pool = {"condition": conditions, "observation": ctx.observations, "reason": ctx.reasons,
-            "device": ctx.devices, "allergy": [a for a in ctx.allergies if a.active]}[t.kind]
+    pool = _pool(test.kind, ctx, t.history)
     if t.within_days:
         pool = [f for f in pool if f.when and 0 <= (ctx.today - f.when).days <= t.within_days]
-    if t.kind != "observation":
+    if test.kind != "observation":
         found = matching(pool, test.codes)
         present = bool(found)
         return (present if t.comparator == "present" else not present), \
@@ -328,6 +328,17 @@ def _test(test: _Test, ctx: PatientContext) -> tuple[bool, Fact | None]:
     if t.value_in:
         return fact is not None and bool(test.values.intersection(fact.value_codes)), fact
     return _compare(t, fact), fact
+
+
+def _pool(kind: str, ctx: PatientContext, history: bool) -> list[Fact]:
+    """The facts a test of ``kind`` looks at: active ones, or all conditions for history."""
+    if kind == "condition":
+        return ctx.conditions if history else [c for c in ctx.conditions if c.active]
+    if kind == "allergy":
+        return [a for a in ctx.allergies if a.active]
+    facts: list[Fact] = {"observation": ctx.observations, "reason": ctx.reasons,
+                         "device": ctx.devices}[kind]
+    return facts
 
 
 def _compare(test: FactTest, fact: Fact | None) -> bool:
