@@ -63,6 +63,7 @@ from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
+from pydicom.tag import Tag
 from pydicom.uid import generate_uid
 
 from imaging_core.calcium import AGATSTON_1990, HECHT_2018, MCCOLLOUGH_2007, CalciumResult
@@ -70,6 +71,7 @@ from imaging_core.errors import ImagingError
 from imaging_core.volume import Volume
 
 log = logging.getLogger(__name__)
+PIXEL_DATA = Tag(0x7FE0, 0x0010)
 
 MANUFACTURER = "ScanPath"
 ALGORITHM_NAME = "ScanPath calcium scoring"
@@ -206,7 +208,7 @@ def build_sr(source_datasets: list[Dataset], volume: Volume, result: CalciumResu
     )
     report[0].ContentSequence.append(_conclusion_container(result))
     sr = hd.sr.Comprehensive3DSR(
-        evidence=sources, content=report[0],
+        evidence=[_header(ds) for ds in sources], content=report[0],
         series_instance_uid=hd.UID(), series_number=series_number,
         sop_instance_uid=hd.UID(), instance_number=instance_number,
         manufacturer=MANUFACTURER,
@@ -218,19 +220,33 @@ def build_sr(source_datasets: list[Dataset], volume: Volume, result: CalciumResu
     return sr
 
 
-def _library(sources: list[Dataset], result: CalciumResult) -> list[Dataset]:
-    """TID 1600 Image Library entries: the single-frame slices that hold scored calcium.
+def _header(ds: Dataset) -> Dataset:
+    """``ds`` without its pixels: highdicom deep-copies the evidence it is given."""
+    header = Dataset()
+    for element in ds:
+        if element.tag != PIXEL_DATA:
+            header.add(element)
+    return header
 
-    Every source instance is in the evidence sequence already; listing all of
-    them in the library as well (with their geometry) took most of the job's
-    time for a 300-slice study (docs/benchmarks.md), for no reader benefit.
+
+LIBRARY_SLICES = 3  # as many as the key images
+
+
+def _library(sources: list[Dataset], result: CalciumResult) -> list[Dataset]:
+    """TID 1600 Image Library entries: the slices with the most scored calcium.
+
+    Every source instance is referenced in the evidence sequence already.
+    Whole-field scoring finds bone calcium on nearly every slice, and an entry
+    per slice (with its geometry) took half of a 300-slice job
+    (docs/benchmarks.md), so the library names the key slices only.
     """
     weights = result.weight_map
     if weights is None:
         return []
-    with_calcium = set(np.flatnonzero(weights.reshape(weights.shape[0], -1).any(axis=1)))
-    return [ds for index, ds in enumerate(sources)
-            if index in with_calcium and not _is_multiframe(ds)]
+    per_slice = (weights > 0).reshape(weights.shape[0], -1).sum(axis=1)
+    ranked = [int(i) for i in np.argsort(-per_slice, kind="stable") if per_slice[i] > 0]
+    chosen = sorted(ranked[:LIBRARY_SLICES])
+    return [_header(sources[i]) for i in chosen if not _is_multiframe(sources[i])]
 
 
 def _algorithm(result: CalciumResult) -> hd.sr.AlgorithmIdentification:

@@ -199,9 +199,9 @@ def test_sr_references_every_source_instance(scored: Case) -> None:
     assert _evidence_uids(sr) == source_uids
     images = {str(i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
               for i in _items(sr) if i.ValueType == "IMAGE"}
-    # TID 1600 Image Library: the slices the phantom's inserts cover, from its geometry.
+    # TID 1600 Image Library: up to three of the slices the phantom's inserts cover.
     covered = {k for insert in PHANTOM.inserts for k in covered_slices(PHANTOM, insert)}
-    assert len(images) == len(covered) and images <= source_uids
+    assert len(images) == min(3, len(covered)) and images <= source_uids
 
 
 def test_sr_of_a_refused_scan_gives_the_reason_and_no_numbers(refused: Case) -> None:
