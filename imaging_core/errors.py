@@ -100,3 +100,7 @@ class ProcessingFailure(StorageError):
     """A fault of our own while storing; logged with its traceback where it happened."""
 
     status = 0x0110  # Processing failure (PS3.7 C.4.2.1.4; PS3.18 I.2.2)
+
+
+class ReportError(ImagingError):
+    """The source instances, volume and result do not describe the same series."""

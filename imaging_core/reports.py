@@ -67,7 +67,7 @@ from pydicom.tag import Tag
 from pydicom.uid import generate_uid
 
 from imaging_core.calcium import AGATSTON_1990, HECHT_2018, MCCOLLOUGH_2007, CalciumResult
-from imaging_core.errors import ImagingError
+from imaging_core.errors import ReportError
 from imaging_core.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -109,10 +109,6 @@ CAC_DRS_MEANING: dict[int, tuple[str, str]] = {
     3: ("300 or more", "severe calcified plaque"),
 }
 CAC_DRS_SOURCE = HECHT_2018
-
-
-class ReportError(ImagingError):
-    """The source instances, volume and result do not describe the same series."""
 
 
 # --- conclusion -------------------------------------------------------------------

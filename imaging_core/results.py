@@ -34,28 +34,13 @@ from imaging_core.keyimages import KeyImage, key_images
 from imaging_core.mesh import calcium_mesh, context_mesh, to_glb
 from imaging_core.models import DicomInstance, ReceivedStudy
 from imaging_core.storage import store_instance
+from imaging_core.terminology import MEASURES
 from imaging_core.volume import Volume, load_volumes
 
 log = logging.getLogger(__name__)
 
-DCM = "http://dicom.nema.org/resources/ontology/DCM"
-SCT = "http://snomed.info/sct"
 UCUM = "http://unitsofmeasure.org"
 IMAGE_MODALITIES = {"CT"}
-# Standard codes per CONTRACT §5 and shared/CODES.md (confirmed there).
-MEASURES: dict[str, tuple[str, list[dict[str, str]]]] = {
-    "agatston-score": ("Coronary calcium score (Agatston)", [
-        {"system": DCM, "code": "112058", "display": "Calcium score"},
-        {"system": SCT, "code": "450360000", "display": "Coronary artery calcium score"}]),
-    "cac-volume-mm3": ("Calcium volume", [
-        {"system": DCM, "code": "122660", "display": "Calcium Volume"}]),
-    "cac-mass-mg": ("Calcium mass", [
-        {"system": DCM, "code": "122661", "display": "Calcium Mass"}]),
-    "cac-lesion-count": ("Number of calcified lesions", []),
-    "cac-drs": ("CAC-DRS category", []),
-}
-
-
 @dataclass
 class Analysis:
     """Everything an analysis produced, before it is written."""
@@ -106,7 +91,7 @@ def analyse(sources: list[Dataset]) -> Analysis:
         analysis.glb = to_glb([calcium_mesh(volume, result.weight_map),
                                context_mesh(volume, result.weight_map)])
         analysis.images = key_images(volume, result.weight_map)
-    analysis.pdf = reports.build_pdf(result, patient_name=_patient_name(sources),
+    analysis.pdf = reports.build_pdf(result, patient_name=_first(sources, "PatientName"),
                                      accession=volume.accession_number,
                                      study_date=_first(sources, "StudyDate"),
                                      key_images=[k.png for k in analysis.images],
@@ -121,10 +106,6 @@ def analyse(sources: list[Dataset]) -> Analysis:
 def _first(sources: list[Dataset], keyword: str) -> str | None:
     value = next((getattr(s, keyword, None) for s in sources if getattr(s, keyword, None)), None)
     return str(value) if value else None
-
-
-def _patient_name(sources: list[Dataset]) -> str | None:
-    return _first(sources, "PatientName")
 
 
 def publish(store: Store, job: jobs.AnalysisJob, analysis: Analysis) -> str:
@@ -200,7 +181,7 @@ def _observations(ctx: _Context, result: calcium.CalciumResult | None) -> list[d
         "cac-lesion-count": {"valueInteger": result.lesion_count},
         "cac-drs": {"valueCodeableConcept": {"text": f"CAC-DRS A{result.cac_drs}", "coding": [{
             "system": f"{ctx.base}/CodeSystem/measure", "code": f"cac-drs-{result.cac_drs}",
-            "display": f"CAC-DRS A{result.cac_drs}"}]}},
+            "display": MEASURES[f"cac-drs-{result.cac_drs}"].display}]}},
         "cac-mass-mg": ({"valueQuantity": _quantity(result.mass_mg, "mg", "mg")}
                         if result.mass_mg is not None else {"dataAbsentReason": {"coding": [{
                             "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
@@ -215,14 +196,15 @@ def _quantity(value: float | None, unit: str, code: str) -> dict[str, Any]:
 
 
 def _observation(ctx: _Context, code: str, value: dict[str, Any]) -> dict[str, Any]:
-    display, standard = MEASURES[code]
+    measure = MEASURES[code]
     resource: dict[str, Any] = {
         "resourceType": "Observation", "status": "preliminary",
         "category": [{"coding": [{
             "system": "http://terminology.hl7.org/CodeSystem/observation-category",
             "code": "imaging", "display": "Imaging"}]}],
         "code": {"coding": [{"system": f"{ctx.base}/CodeSystem/measure", "code": code,
-                             "display": display}, *standard], "text": display},
+                             "display": measure.display}, *measure.standard],
+                 "text": measure.display},
         "subject": ctx.subject, "basedOn": [ctx.order_ref],
         "effectiveDateTime": instant(now_utc()), **value}
     if ctx.imaging_study_id:

@@ -17,6 +17,9 @@ from rules.engine import Decision, RankedOption
 from rules.guidance import procedure_codings
 from rules.safety import Finding
 
+# ACR Appropriateness Criteria: 1-3 "usually not appropriate", 4-6 "may be
+# appropriate", 7-9 "usually appropriate"; the lower band is never offered.
+MAY_BE_APPROPRIATE = 4
 SUMMARY_LIMIT = 140  # CDS Hooks: summary SHOULD be under 140 characters
 INDICATOR = {"imaging": "info", "no-imaging": "warning", "emergency": "critical",
              "data-requested": "info", "no-rule": "info"}
@@ -57,7 +60,8 @@ def _main_card(decision: Decision, draft: dict[str, Any], base: str) -> dict[str
                  base)
     if decision.chosen:
         card["suggestions"] = [_suggestion(o, o is decision.chosen, draft, base)
-                               for o in decision.options if o.appropriateness >= 4]
+                               for o in decision.options
+                               if o.appropriateness >= MAY_BE_APPROPRIATE]
         card["selectionBehavior"] = "at-most-one"
     return card
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
@@ -54,13 +53,6 @@ HISTORY_LIMIT = 100
 FETCH_TIMEOUT_SECONDS = 10.0
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _DOT_SEGMENTS = frozenset({".", ".."})  # would climb out of a trusted prefix
-
-
-@dataclass
-class Recorded:
-    decision: Decision
-    context: PatientContext
-    guidance: dict[str, Any]
 
 
 def decide(ctx: PatientContext, eng: Engine | None = None) -> Decision:
