@@ -148,12 +148,13 @@ def _contexts(cds: CdsRequest, hook: str) -> list[tuple[dict[str, Any], PatientC
     orders = _orders(cds.context, hook)
     auth = cds.fhir_authorization
     with malformed_as_400():
-        resources = service.prefetched_resources(
+        history = service.prefetched_resources(
             cds.prefetch or {}, cds.fhir_server, auth.access_token if auth else None,
             cds.context.patient_id, app_settings().cds_fhir_servers)
     with malformed_as_400():  # the error names the order or resource
         today = today_utc()
-        return [(order, build_context(order, resources, today)) for order in orders]
+        return [(order, build_context(order, history.resources, today, history.unknown))
+                for order in orders]
 
 
 def _orders(context: OrderContext, hook: str) -> list[dict[str, Any]]:

@@ -70,12 +70,18 @@ def _summary(decision: Decision) -> str:
     chosen, better = decision.chosen, decision.better
     if decision.outcome == "imaging" and better and decision.ordered:
         return f"Consider {better.procedure.display} instead of {decision.ordered.display}"
+    if decision.outcome == "imaging" and chosen and decision.passed_over:
+        unsafe = decision.passed_over[0][0].procedure.display
+        return f"Recommended: {chosen.procedure.display} ({unsafe} is unsafe for this patient)"
     if decision.outcome == "imaging" and chosen:
         return f"Recommended: {chosen.procedure.display}"
     if decision.outcome == "data-requested":
         return "More information needed: " + ", ".join(m.name for m in decision.missing)
+    refer = decision.deciding[0].outcome.refer if decision.deciding else None
     if decision.outcome == "emergency":
-        return "Emergency: not for direct-access imaging. " + decision.summary
+        return "Emergency, not for direct-access imaging: " + (refer or decision.summary)
+    if decision.outcome == "no-imaging" and refer:
+        return f"Refer, do not image: {refer}"
     if decision.outcome == "no-imaging":
         return "Imaging not indicated. " + decision.summary
     return decision.summary
@@ -83,6 +89,8 @@ def _summary(decision: Decision) -> str:
 
 def _detail(decision: Decision) -> str:
     lines = [decision.summary, ""]
+    lines += [f"**Not recommended:** {o.procedure.display}: {finding_summary(f)}. "
+              f"{f.detail} ({f.citation.label()})" for o, f in decision.passed_over]
     for option in decision.options:
         lines.append(_option_line(option))
     if decision.missing:

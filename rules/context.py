@@ -7,12 +7,24 @@ the explanation can say what it relied on. Pure: no Flask, no database.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime
+from functools import cached_property
 from typing import Any
 
 SNOMED = "http://snomed.info/sct"
+LOINC = "http://loinc.org"
+UCUM = "http://unitsofmeasure.org"
+# Other spellings of the two systems that GP systems and older interfaces send:
+# OIDs (HL7 v3), trailing slashes, https, and bare names.
+SYSTEM_ALIASES = {
+    "https://snomed.info/sct": SNOMED, "urn:oid:2.16.840.1.113883.6.96": SNOMED,
+    "snomed": SNOMED, "snomedct": SNOMED, "snomed-ct": SNOMED, "sct": SNOMED,
+    "https://loinc.org": LOINC, "urn:oid:2.16.840.1.113883.6.1": LOINC, "loinc": LOINC,
+    "ln": LOINC,
+}
 IMAGING_CODE = (SNOMED, "363679005")  # |Imaging (procedure)|, CONTRACT §4
 # FHIR R4 condition-ver-status codes that mean "this is not a fact".
 _NOT_FACTS = {"refuted", "entered-in-error"}
@@ -21,6 +33,9 @@ _DISCARDED_OBSERVATIONS = {"cancelled", "entered-in-error"}
 
 Code = tuple[str, str]
 FACT_LISTS = ("reasons", "conditions", "observations", "allergies", "devices", "imaging")
+# What a decision may find it could not read: the fact lists but reasons
+# (which come with the order itself) and the Patient.
+UNKNOWABLE = ("patient", "conditions", "observations", "allergies", "devices", "imaging")
 
 
 @dataclass(frozen=True)
@@ -34,6 +49,7 @@ class Fact:
     when: date | None = None
     active: bool = True
     value: float | None = None
+    unit: str | None = None  # UCUM code when sent, else the printed unit
     value_codes: tuple[Code, ...] = ()
     value_date: date | None = None
     interpretation: tuple[str, ...] = ()
@@ -72,6 +88,9 @@ class PatientContext:
     allergies: list[Fact] = field(default_factory=list)
     devices: list[Fact] = field(default_factory=list)
     imaging: list[Fact] = field(default_factory=list)
+    # Lists (UNKNOWABLE) that could not be read, with why: a failed prefetch,
+    # an absent key, a truncated search. Their absence of facts proves nothing.
+    unknown: dict[str, str] = field(default_factory=dict)
 
     @property
     def age(self) -> int | None:
@@ -81,6 +100,19 @@ class PatientContext:
         born = self.birth_date
         return self.today.year - born.year - ((self.today.month, self.today.day) <
                                                (born.month, born.day))
+
+    @cached_property
+    def findings(self) -> list[Fact]:
+        """Conditions, and observations read as findings.
+
+        GP systems in England send many coded findings as Observations (GP
+        Connect's uncategorised data: "Smoker", "Cardiac pacemaker in situ"),
+        some with the finding as the value (LOINC 72166-2 tobacco smoking
+        status = Smoker). Both count wherever a condition is looked for.
+        """
+        as_findings = [replace(o, kind="condition", codes=o.codes + o.value_codes)
+                       for o in self.observations]
+        return [*self.conditions, *as_findings]
 
     @property
     def reason_codes(self) -> frozenset[Code]:
@@ -100,6 +132,7 @@ class PatientContext:
         facts = {name: [Fact.from_json(f) for f in data.get(name, [])] for name in FACT_LISTS}
         return PatientContext(
             today=date.fromisoformat(data["today"]), patient_ref=data.get("patient_ref"),
+            unknown=dict(data.get("unknown") or {}),
             birth_date=date.fromisoformat(data["birth_date"]) if data.get("birth_date") else None,
             sex=data.get("sex"), order_ref=data.get("order_ref"),
             ordered_codes=tuple(tuple(c) for c in data.get("ordered_codes", ())),  # type: ignore[misc]
@@ -148,13 +181,14 @@ def _str(value: Any, name: str) -> str | None:
 
 
 def build_context(order: dict[str, Any], resources: Iterable[dict[str, Any]],
-                  today: date) -> PatientContext:
+                  today: date, unknown: dict[str, str] | None = None) -> PatientContext:
     """A context from the draft or submitted order and the patient's resources.
 
-    Raises :class:`MalformedResource` naming the order or resource whose JSON
-    types are wrong.
+    ``unknown`` names the parts of the history that could not be read, with why
+    (``PatientContext.unknown``). Raises :class:`MalformedResource` naming the
+    order or resource whose JSON types are wrong.
     """
-    ctx = PatientContext(today=today, order_ref=_ref(order))
+    ctx = PatientContext(today=today, order_ref=_ref(order), unknown=dict(unknown or {}))
     try:
         _read_order(ctx, order)
     except MalformedResource as exc:
@@ -217,9 +251,62 @@ def codes_of(concept: Any) -> tuple[Code, ...]:
     for cc in concepts:
         for c in _arr(_obj(cc, "a CodeableConcept").get("coding"), "coding"):
             coding = _obj(c, "a Coding")
-            if coding.get("code") not in (None, ""):
-                pairs.append((str(coding.get("system") or ""), str(coding["code"])))
+            code = str(coding.get("code") or "").strip()
+            if code:
+                pairs.append((normal_system(coding.get("system"), code), code))
     return tuple(pairs)
+
+
+def normal_system(system: Any, code: str) -> str:
+    """The canonical URI of a coding's system, so that a code matches by itself.
+
+    Known aliases map to the FHIR URIs (SNOMED CT editions and modules are one
+    code system, http://snomed.info/sct). A coding that names no system is
+    read as SNOMED CT or LOINC only when the code carries that system's check
+    digit (Verhoeff for SNOMED CT identifiers, mod 10 for LOINC).
+    """
+    text = str(system or "").strip()
+    if not text:
+        return _inferred(code)
+    key = text.rstrip("/")
+    if key.startswith(SNOMED + "/"):
+        return SNOMED
+    return SYSTEM_ALIASES.get(key.lower(), key)
+
+
+def _inferred(code: str) -> str:
+    if re.fullmatch(r"\d{6,18}", code) and code[-3:-1] in ("00", "10") and _verhoeff(code):
+        return SNOMED
+    if re.fullmatch(r"\d{1,7}-\d", code) and _loinc_check(code):
+        return LOINC
+    return ""
+
+
+def _verhoeff(number: str) -> bool:
+    """The Verhoeff check digit (SNOMED CT identifiers, SNOMED CT TIG 6.1)."""
+    mult = [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 2, 3, 4, 0, 6, 7, 8, 9, 5],
+            [2, 3, 4, 0, 1, 7, 8, 9, 5, 6], [3, 4, 0, 1, 2, 8, 9, 5, 6, 7],
+            [4, 0, 1, 2, 3, 9, 5, 6, 7, 8], [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
+            [6, 5, 9, 8, 7, 1, 0, 4, 3, 2], [7, 6, 5, 9, 8, 2, 1, 0, 4, 3],
+            [8, 7, 6, 5, 9, 3, 2, 1, 0, 4], [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]]
+    perm = [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 5, 7, 6, 2, 8, 3, 0, 9, 4]]
+    for _ in range(6):
+        perm.append([perm[1][x] for x in perm[-1]])
+    check = 0
+    for i, digit in enumerate(reversed(number)):
+        check = mult[check][perm[i % 8][int(digit)]]
+    return check == 0
+
+
+def _loinc_check(code: str) -> bool:
+    """LOINC's mod 10 check digit (LOINC Users' Guide, appendix: calculating the check digit)."""
+    body, check = code.split("-")
+    digits = [int(d) for d in body]
+    total = 0
+    for i, digit in enumerate(reversed(digits)):
+        doubled = digit * 2 if i % 2 == 0 else digit
+        total += doubled // 10 + doubled % 10
+    return (10 - total % 10) % 10 == int(check)
 
 
 def _display(concept: Any) -> str:
@@ -276,10 +363,21 @@ def _observation(resource: dict[str, Any]) -> Fact | None:
         value = resource.get("valueInteger")
     number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
     return _fact("observation", resource.get("code"), resource, when,
-                 value=float(number) if number is not None else None,
+                 value=float(number) if number is not None else None, unit=_unit(quantity),
                  value_codes=codes_of(resource.get("valueCodeableConcept")),
                  value_date=parse_date(resource.get("valueDateTime")),
                  interpretation=interpretation)
+
+
+def _unit(quantity: dict[str, Any]) -> str | None:
+    """The UCUM code of a Quantity when its system is UCUM, else its printed unit."""
+    code, printed = quantity.get("code"), quantity.get("unit")
+    if isinstance(code, str) and code and quantity.get("system") == UCUM:
+        return code
+    for unit in (printed, code):
+        if isinstance(unit, str) and unit.strip():
+            return unit.strip()
+    return None
 
 
 def _allergy(resource: dict[str, Any]) -> Fact | None:

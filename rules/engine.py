@@ -6,7 +6,10 @@ highest priority decide, ranks its options (appropriateness descending, then
 radiation ascending), runs the safety checks on the procedure the order will
 carry and on the recommended one, and keeps a trace of every rule considered
 and every fact used. A rule that would outrank the decision but cannot be
-judged because the record lacks the age or sex asks for them instead.
+judged because the record lacks the age or sex, or because history it reads
+could not be read, asks for them instead. When a safety finding makes the
+recommended option unsafe (``Finding.contraindicates``), the best safe option
+the deciding rules allow is recommended instead and the trace says why.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rules.context import SNOMED, Code, Fact, PatientContext
-from rules.packs import LoadedPack, active_packs, catalogue, safety_config
-from rules.safety import Finding, Rated, latest, matching, merge_findings, run_checks
-from rules.schema import FactTest, Missing, Procedure, Rule, SafetyConfig, ValueSet
+from rules.packs import LoadedPack, active_packs, catalogue, library, safety_config
+from rules.safety import Finding, Rated, latest, merge_findings, run_checks
+from rules.schema import FactTest, Missing, Procedure, Rule, SafetyConfig
+from rules.valuesets import Compiled, ValueSets, matching, value_in
 
 DEFAULT_PACK = "uk-gp-imaging"
 # HL7 v3 ObservationInterpretation codes read as a positive or negative result
@@ -29,6 +33,12 @@ POSITIVE_VALUES = frozenset({(SNOMED, "10828004")})  # |Positive (qualifier valu
 NEGATIVE_VALUES = frozenset({(SNOMED, "260385009")})  # |Negative (qualifier value)|
 DATE_OF_BIRTH = Missing(name="Date of birth", patient_element="birthDate")
 SEX = Missing(name="Sex", patient_element="gender")
+# What a test of each kind reads (PatientContext.unknown names) and what to ask for.
+READS = {"condition": "conditions", "observation": "observations", "allergy": "allergies",
+         "device": "devices"}
+HISTORY = {"conditions": "Problems and diagnoses", "observations": "Observations and results",
+           "allergies": "Allergies and intolerances", "devices": "Implanted devices",
+           "imaging": "Previous imaging", "patient": "Date of birth and sex"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,7 @@ class RankedOption:
     category: str
     rationale: str
     rule_id: str
+    alternative: bool = False  # Option.alternative: offered when those above are unsafe
 
     def rrl(self, child: bool) -> int:
         return (self.procedure.paediatric if child else self.procedure.adult).rrl
@@ -65,6 +76,8 @@ class Decision:
     facts: list[Fact] = field(default_factory=list)
     trace: list[RuleTrace] = field(default_factory=list)
     not_considered: int = 0
+    # Options passed over because a safety finding makes them unsafe, with it.
+    passed_over: list[tuple[RankedOption, Finding]] = field(default_factory=list)
 
     @property
     def chosen(self) -> RankedOption | None:
@@ -78,10 +91,13 @@ class Decision:
 
     @property
     def better(self) -> RankedOption | None:
-        """A better-rated option than the procedure the GP named, if any."""
+        """A better-rated option than the procedure the GP named, or a safe one when
+        the named procedure is unsafe for this patient."""
         chosen = self.chosen
         if self.ordered is None or chosen is None or chosen.procedure.key == self.ordered.key:
             return None
+        if self.ordered.key in {o.procedure.key for o, _ in self.passed_over}:
+            return chosen
         rating = self.ordered_rating.appropriateness if self.ordered_rating else 0
         return chosen if chosen.appropriateness > rating else None
 
@@ -91,6 +107,7 @@ class Decision:
                 "chosen": self.chosen.procedure.key if self.chosen else None,
                 "options": [[o.procedure.key, o.appropriateness] for o in self.options],
                 "safety": sorted([f.check, f.severity, f.procedure] for f in self.safety),
+                "passedOver": [o.procedure.key for o, _ in self.passed_over],
                 "rules": [r.id for r in self.deciding]}
 
 
@@ -102,7 +119,7 @@ class _Verdict:
     why: list[str]
     facts: list[Fact]
     unknown: list[Missing]
-    only_unknown: bool  # nothing but the unknown demographics stops it
+    only_unknown: bool  # nothing but unknown demographics or unread history stops it
 
     @property
     def applies(self) -> bool:
@@ -112,9 +129,13 @@ class _Verdict:
 @dataclass(frozen=True)
 class _Test:
     test: FactTest
-    codes: frozenset[Code]
+    value_set: Compiled
     values: frozenset[Code]  # value_in, compiled
     kind: str  # FactTest.kind, computed once: it is read on every decision
+
+    @property
+    def codes(self) -> frozenset[Code]:
+        return self.value_set.codes
 
 
 @dataclass(frozen=True)
@@ -134,9 +155,10 @@ class Engine:
         self.loaded = loaded
         self.procedures = procedures
         self.safety = safety
-        sets = {name: _codes(vs) for name, vs in loaded.pack.value_sets.items()}
-        self.value_sets = sets
-        self.rules = [_compile(rule, sets) for rule in loaded.pack.rules]
+        # The pack's own value sets win: a stored version replays with its codes;
+        # the library fills in what older versions never defined (safety checks).
+        self.value_sets = ValueSets({**library(), **loaded.pack.value_sets})
+        self.rules = [_compile(rule, self.value_sets) for rule in loaded.pack.rules]
         self.by_reason: dict[Code, list[int]] = defaultdict(list)
         for index, compiled in enumerate(self.rules):
             for code in compiled.reasons:
@@ -155,15 +177,48 @@ class Engine:
         top = max((rule.priority for rule in matched), default=-1)
         waiting = [(rule, v) for rule, v in verdicts if v.only_unknown and rule.priority > top]
         if waiting:
-            _ask_demographics(decision, waiting)
+            _ask_missing(decision, waiting)
         else:
             self._conclude(decision, matched, ctx)
         decision.ordered = self.resolve_codes(ctx.ordered_codes)
         decision.ordered_rating = next((o for o in decision.options if decision.ordered
                                         and o.procedure.key == decision.ordered.key), None)
+        self._prefer_safe(decision, ctx)
         decision.safety = self._safety(decision, ctx)
         decision.facts = list(used.values())
         return decision
+
+    def _prefer_safe(self, decision: Decision, ctx: PatientContext) -> None:
+        """Recommend the best option that no safety finding makes unsafe, among those the
+        deciding rules offer as alternatives (``Option.alternative``).
+
+        When every allowed option is unsafe, the ranking stays as it was and the
+        findings speak for themselves.
+        """
+        if decision.outcome != "imaging" or not decision.options:
+            return
+        passed: list[tuple[RankedOption, Finding]] = []
+        for rank, option in enumerate(decision.options):
+            if rank and not _allowed(option):
+                continue
+            unsafe = next((f for f in self._check(ctx, option.procedure, decision)
+                           if f.contraindicates), None)
+            if unsafe is None:
+                break
+            passed.append((option, unsafe))
+        else:
+            return
+        if passed:
+            skipped = {id(o) for o, _ in passed}
+            decision.options = [o for o in decision.options if id(o) not in skipped] + \
+                [o for o, _ in passed]
+            decision.passed_over = passed
+            decision.trace.append(_passed_over_trace(decision))
+
+    def _check(self, ctx: PatientContext, proc: Procedure,
+               decision: Decision) -> list[Finding]:
+        rated = [Rated(o.procedure, o.appropriateness) for o in decision.options]
+        return run_checks(ctx, proc, self.safety, self.value_sets, rated, self.resolve_fact)
 
     def _consider(self, compiled: _Compiled, ctx: PatientContext, decision: Decision,
                   used: dict[str, Fact]) -> _Verdict:
@@ -190,16 +245,15 @@ class Engine:
         chosen = decision.chosen
         procedures = [p for p in (decision.target, chosen.procedure if chosen else None) if p]
         unique = list({p.key: p for p in procedures}.values())
-        rated = [Rated(o.procedure, o.appropriateness) for o in decision.options]
-        return merge_findings(f for proc in unique for f in run_checks(
-            ctx, proc, self.safety, rated, self.resolve_fact))
+        return merge_findings(f for proc in unique for f in self._check(ctx, proc, decision))
 
     def _rank(self, rules: list[Rule], ctx: PatientContext) -> list[RankedOption]:
         best: dict[str, RankedOption] = {}
         for rule in rules:
             for option in rule.outcome.options:
                 ranked = RankedOption(self.procedures[option.procedure], option.appropriateness,
-                                      option.category, option.rationale, rule.id)
+                                      option.category, option.rationale, rule.id,
+                                      option.alternative)
                 if option.procedure not in best or \
                         ranked.appropriateness > best[option.procedure].appropriateness:
                     best[option.procedure] = ranked
@@ -221,18 +275,29 @@ class Engine:
         return self.resolve_codes(fact.codes)
 
 
-def _codes(value_set: ValueSet) -> frozenset[Code]:
-    return frozenset((c.system, c.code) for c in value_set.codes)
+def _allowed(option: RankedOption) -> bool:
+    """Whether the deciding rule offers ``option`` in place of unsafe ones above it."""
+    return option.alternative
 
 
-def _compile(rule: Rule, sets: dict[str, frozenset[Code]]) -> _Compiled:
+def _passed_over_trace(decision: Decision) -> RuleTrace:
+    """The explanation of a move to a safer option, as a trace entry of the deciding rule."""
+    chosen = decision.options[0].procedure
+    why = [f"{o.procedure.display} is not recommended: {f.summary}"
+           for o, f in decision.passed_over]
+    why.append(f"{chosen.display} is the best option the guidance allows that is safe "
+               "for this patient")
+    return RuleTrace(decision.deciding[0], True, why)
+
+
+def _compile(rule: Rule, sets: ValueSets) -> _Compiled:
     def tests(group: list[FactTest]) -> tuple[_Test, ...]:
-        return tuple(_Test(t, sets[t.value_set],
-                           sets[t.value_in] if t.value_in else frozenset(), t.kind)
+        return tuple(_Test(t, sets.get(t.value_set),
+                           sets.codes(t.value_in) if t.value_in else frozenset(), t.kind)
                      for t in group)
 
     applies = rule.applies
-    reasons = frozenset().union(*(sets[name] for name in applies.reasons))
+    reasons = frozenset().union(*(sets.codes(name) for name in applies.reasons))
     return _Compiled(rule, reasons, tests(applies.requires), tests(applies.requires_any),
                      tests(applies.excludes))
 
@@ -241,26 +306,36 @@ def _procedure_index(procedures: dict[str, Procedure]) -> dict[Code, Procedure]:
     return {(p.snomed.system, p.snomed.code): p for p in procedures.values()}
 
 
-def _ask_demographics(decision: Decision, waiting: list[tuple[Rule, _Verdict]]) -> None:
-    """Ask for the age or sex that the highest-priority unjudgeable rules need."""
+def _ask_missing(decision: Decision, waiting: list[tuple[Rule, _Verdict]]) -> None:
+    """Ask for what the highest-priority unjudgeable rules need: the age or sex the
+    record lacks, history that could not be read, or a value that could not be read."""
     waiting = sorted(waiting, key=lambda pair: -pair[0].priority)
     missing = {m.name: m for _, verdict in waiting for m in verdict.unknown}
-    names = " and ".join(m.name.lower() for m in missing.values())
+    names = " and ".join(_lower_first(m.name) for m in missing.values())
     decision.outcome = "data-requested"
     decision.deciding = [rule for rule, _ in waiting]
     decision.missing = list(missing.values())
     pronoun = "them" if len(missing) > 1 else "it"
     decision.summary = (f"The guidance for these reasons depends on the patient's {names}, "
-                        f"which the record does not hold ({waiting[0][0].title}). Record "
-                        f"{pronoun} and ask again.")
+                        f"which ScanPath could not read or the record does not hold "
+                        f"({waiting[0][0].title}). Record or send {pronoun} and ask again.")
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
 
 
 def _applies(compiled: _Compiled, ctx: PatientContext) -> _Verdict:
-    """Whether the rule applies to ``ctx``, and why not."""
+    """Whether the rule applies to ``ctx``, and why not.
+
+    A rule stopped only by what is unknown (age, sex, history that could not
+    be read, a value that could not be read) is ``only_unknown``: it may apply.
+    """
     why, unknown = _demographics(compiled.rule, ctx)
-    criteria, facts = _criteria(compiled, ctx)
-    only_unknown = bool(unknown) and len(why) == len(unknown) and not criteria
-    return _Verdict(why + criteria, facts, unknown, only_unknown)
+    failed, unread, facts = _criteria(compiled, ctx)
+    reasons = why + failed + [f"cannot judge: {m.name}" for m in unread]
+    only_unknown = bool(unknown or unread) and len(why) == len(unknown) and not failed
+    return _Verdict(reasons, facts, unknown + unread, only_unknown)
 
 
 def _demographics(rule: Rule, ctx: PatientContext) -> tuple[list[str], list[Missing]]:
@@ -282,27 +357,37 @@ def _demographics(rule: Rule, ctx: PatientContext) -> tuple[list[str], list[Miss
     return why, unknown
 
 
-def _criteria(compiled: _Compiled, ctx: PatientContext) -> tuple[list[str], list[Fact]]:
-    """Why the rule's history tests fail (empty when they pass), and the facts looked at."""
-    why: list[str] = []
+_Result = tuple[bool | None, Fact | None, Missing | None]
+
+
+def _criteria(compiled: _Compiled,
+              ctx: PatientContext) -> tuple[list[str], list[Missing], list[Fact]]:
+    """Why the rule's history tests fail, what they could not judge, and the facts looked at."""
+    failed: list[str] = []
+    unread: list[Missing] = []
     facts = [f for f in ctx.reasons if compiled.reasons.intersection(f.codes)]
+
+    def note(result: _Result, fails_when: bool, text: str) -> None:
+        ok, fact, missing = result
+        facts.extend([fact] if fact else [])
+        if ok is None and missing is not None:
+            unread.append(missing)
+        elif ok is fails_when:
+            failed.append(text)
+
     for test in compiled.requires:
-        ok, fact = _test(test, ctx)
-        facts += [fact] if fact else []
-        if not ok:
-            why.append(f"requires {_describe(test.test)}")
+        note(_test(test, ctx), False, f"requires {_describe(test.test)}")
     if compiled.requires_any:
         results = [_test(t, ctx) for t in compiled.requires_any]
-        facts += [f for _, f in results if f]
-        if not any(ok for ok, _ in results):
-            why.append("requires one of " + "; ".join(_describe(t.test)
-                                                     for t in compiled.requires_any))
+        facts.extend(f for _, f, _ in results if f)
+        if not any(ok for ok, _, _ in results):
+            unread += [m for ok, _, m in results if ok is None and m is not None]
+            if all(ok is False for ok, _, _ in results):
+                failed.append("requires one of " + "; ".join(
+                    _describe(t.test) for t in compiled.requires_any))
     for test in compiled.excludes:
-        ok, fact = _test(test, ctx)
-        facts += [fact] if fact else []
-        if ok:
-            why.append(f"excluded by {_describe(test.test)}")
-    return why, facts
+        note(_test(test, ctx), True, f"excluded by {_describe(test.test)}")
+    return failed, unread, facts
 
 
 def _describe(test: FactTest) -> str:
@@ -313,27 +398,46 @@ def _describe(test: FactTest) -> str:
     return f"{test.kind} {test.value_set}{status} {test.comparator}{value}{coded}{window}"
 
 
-def _test(test: _Test, ctx: PatientContext) -> tuple[bool, Fact | None]:
-    """Whether the patient meets ``test``, and the fact that decided it."""
+def _test(test: _Test, ctx: PatientContext) -> _Result:
+    """Whether the patient meets ``test`` (None: cannot tell), the fact that decided it,
+    and what would let it be judged."""
     t = test.test
     pool = _pool(test.kind, ctx, t.history)
     if t.within_days:
         pool = [f for f in pool if f.when and 0 <= (ctx.today - f.when).days <= t.within_days]
+    unread = _unread(test.kind, ctx)
     if test.kind != "observation":
         found = matching(pool, test.codes)
-        present = bool(found)
-        return (present if t.comparator == "present" else not present), \
-            (found[0] if found else None)
+        if not found:
+            return (None, None, unread) if unread else (t.comparator != "present", None, None)
+        return t.comparator == "present", found[0], None
     fact = latest(pool, test.codes)
-    if t.value_in:
-        return fact is not None and bool(test.values.intersection(fact.value_codes)), fact
-    return _compare(t, fact), fact
+    if fact is None:
+        return (None, None, unread) if unread else (t.comparator == "absent", None, None)
+    result = _compare(test, fact)
+    return result, fact, None if result is not None else _unreadable(test)
+
+
+def _unread(kind: str, ctx: PatientContext) -> Missing | None:
+    """What to ask for when the list a test of ``kind`` reads could not be read."""
+    name = READS.get(kind)
+    if name is None or name not in ctx.unknown:
+        return None
+    return Missing.model_validate({"name": f"{HISTORY[name]} ({ctx.unknown[name]})",
+                                   "history": name})
+
+
+def _unreadable(test: _Test) -> Missing:
+    wanted = "positive or negative" if test.test.comparator in ("positive", "negative") \
+        else f"a value in {test.value_set.unit}" if test.value_set.unit else "a value"
+    return Missing(name=f"{test.test.value_set} recorded as {wanted}",
+                   observation=test.test.value_set)
 
 
 def _pool(kind: str, ctx: PatientContext, history: bool) -> list[Fact]:
-    """The facts a test of ``kind`` looks at: active ones, or all conditions for history."""
+    """The facts a test of ``kind`` looks at: active ones, or all findings for history."""
     if kind == "condition":
-        return ctx.conditions if history else [c for c in ctx.conditions if c.active]
+        return ctx.findings if history else [c for c in ctx.findings if c.active]
     if kind == "allergy":
         return [a for a in ctx.allergies if a.active]
     facts: list[Fact] = {"observation": ctx.observations, "reason": ctx.reasons,
@@ -341,24 +445,32 @@ def _pool(kind: str, ctx: PatientContext, history: bool) -> list[Fact]:
     return facts
 
 
-def _compare(test: FactTest, fact: Fact | None) -> bool:
-    if test.comparator == "absent":
-        return fact is None
-    if fact is None:
-        return False
-    if test.comparator == "present":
+def _compare(test: _Test, fact: Fact) -> bool | None:
+    """The observation test on ``fact`` (None: its value cannot be read for this test)."""
+    comparator = test.test.comparator
+    if test.test.value_in:
+        return bool(test.values.intersection(fact.value_codes)) if fact.value_codes else None
+    if comparator in ("present", "absent"):
+        return comparator == "present"
+    if comparator in ("positive", "negative"):
+        return _sign(fact) is (comparator == "positive") if _sign(fact) is not None else None
+    value = value_in(fact, test.value_set)
+    if value is None or test.test.value is None:
+        return None
+    limit = test.test.value
+    return {"<": value < limit, "<=": value <= limit, ">": value > limit, ">=": value >= limit,
+            "=": value == limit}[comparator]
+
+
+def _sign(fact: Fact) -> bool | None:
+    """Positive (True), negative (False), or not stated, from flags or a coded value."""
+    if POSITIVE_FLAGS.intersection(fact.interpretation) or \
+            POSITIVE_VALUES.intersection(fact.value_codes):
         return True
-    if test.comparator == "positive":
-        return bool(POSITIVE_FLAGS.intersection(fact.interpretation) or
-                    POSITIVE_VALUES.intersection(fact.value_codes))
-    if test.comparator == "negative":
-        return bool(NEGATIVE_FLAGS.intersection(fact.interpretation) or
-                    NEGATIVE_VALUES.intersection(fact.value_codes))
-    if fact.value is None or test.value is None:
+    if NEGATIVE_FLAGS.intersection(fact.interpretation) or \
+            NEGATIVE_VALUES.intersection(fact.value_codes):
         return False
-    return {"<": fact.value < test.value, "<=": fact.value <= test.value,
-            ">": fact.value > test.value, ">=": fact.value >= test.value,
-            "=": fact.value == test.value}[test.comparator]
+    return None
 
 
 _ENGINES: dict[str, Engine] = {}

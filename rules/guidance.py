@@ -20,6 +20,10 @@ from rules.safety import Finding
 from rules.schema import Missing, Procedure
 
 STATUS = {"data-requested": "data-requested"}  # everything else is "success"
+# The FHIR type each part of the history comes from (Missing.history).
+HISTORY_TYPES = {"patient": "Patient", "conditions": "Condition", "observations": "Observation",
+                 "allergies": "AllergyIntolerance", "devices": "Device",
+                 "imaging": "ImagingStudy"}
 
 
 def procedure_system(base: str) -> str:
@@ -60,7 +64,8 @@ def guidance_response(decision: Decision, ctx: PatientContext, base: str,
 
 def _data_requirement(missing: Missing, base: str) -> dict[str, Any]:
     """An Observation, or the Patient element (birthDate, gender), that is wanted."""
-    wanted: dict[str, Any] = {"type": "Patient" if missing.patient_element else "Observation"}
+    wanted: dict[str, Any] = {"type": HISTORY_TYPES.get(missing.history or "", "Observation")
+                              if not missing.patient_element else "Patient"}
     if missing.patient_element:
         wanted["mustSupport"] = [missing.patient_element]
     wanted["extension"] = [{"url": f"{base}/StructureDefinition/data-requested",
@@ -101,6 +106,14 @@ def decision_parameters(decision: Decision, ctx: PatientContext,
         params.append({"name": "better",
                        "valueCoding": procedure_codings(decision.better.procedure, base)[0]})
     params += [{"name": "missing", "valueString": m.name} for m in decision.missing]
+    refer = decision.deciding[0].outcome.refer if decision.deciding else None
+    if refer:
+        params.append({"name": "refer", "valueString": refer})
+    params += [{"name": "passedOver", "part": [
+        {"name": "procedure", "valueCoding": procedure_codings(o.procedure, base)[0]},
+        {"name": "reason", "valueString": f.summary}]} for o, f in decision.passed_over]
+    params += [{"name": "unknown", "valueString": f"{name}: {why}"}
+               for name, why in ctx.unknown.items()]
     params += [_safety(f, base) for f in decision.safety]
     params += [_fact(f) for f in decision.facts]
     params += [_rule(t.rule, t.matched, t.reasons) for t in decision.trace]

@@ -1,6 +1,8 @@
 """Decision support on every imaging ServiceRequest the service accepts.
 
-A new order with the imaging category (SNOMED CT 363679005) and no specific
+An order is imaging when it has the imaging category (SNOMED CT 363679005) or
+the generic code, or when its code names a catalogue procedure or another
+imaging procedure, whatever category it carries. A new one with no specific
 code, or the generic one, gets the chosen procedure's codes; one that names a
 catalogue procedure is kept as ordered and rated, and a better-rated option is
 recorded. One that names a specific procedure outside the catalogue keeps its
@@ -17,10 +19,11 @@ from typing import Any
 from fhir.store import Store, register_write_hook
 from rules.cards import finding_summary
 from rules.context import IMAGING_CODE, Code, codes_of
-from rules.engine import Decision
+from rules.engine import Decision, engine
 from rules.guidance import procedure_codings
 from rules.service import context_from_store, decide, record
 
+IMAGING_PROCEDURES = "imaging-procedure"  # library value set beyond the catalogue
 VETTING_OUTCOMES = {"no-imaging", "emergency", "data-requested", "no-rule"}
 
 
@@ -29,8 +32,14 @@ def register() -> None:
 
 
 def is_imaging(order: dict[str, Any]) -> bool:
-    return IMAGING_CODE in codes_of(order.get("category", [])) or \
-        IMAGING_CODE in codes_of(order.get("code"))
+    """Imaging by its category or generic code, or because its code names a catalogue
+    procedure, whatever category the GP system sent (or none)."""
+    codes = codes_of(order.get("code"))
+    if IMAGING_CODE in codes_of(order.get("category", [])) or IMAGING_CODE in codes:
+        return True
+    eng = engine()
+    return eng.resolve_codes(codes) is not None or \
+        not eng.value_sets.codes(IMAGING_PROCEDURES).isdisjoint(codes)
 
 
 def advise_order(store: Store, order: dict[str, Any], previous: dict[str, Any] | None) -> None:

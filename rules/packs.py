@@ -12,11 +12,15 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from rules.schema import Pack, Procedure, SafetyConfig
+from rules.schema import Pack, Procedure, SafetyConfig, ValueSet
+from rules.valuesets import ValueSetError, ValueSets
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 CATALOGUE_FILE = DATA_DIR / "catalogue.yaml"
 PACKS_DIR = DATA_DIR / "packs"
+# Value sets shared by every pack and by the safety checks: the facts a
+# decision reads (labs, history, devices, allergies), each with provenance.
+LIBRARY_DIR = DATA_DIR / "valuesets"
 
 
 class PackError(ValueError):
@@ -80,15 +84,28 @@ def catalogue() -> dict[str, Procedure]:
     return parse_catalogue(CATALOGUE_FILE.read_text(encoding="utf-8"))
 
 
-def parse_pack(text: str, name: str, procedures: dict[str, Procedure]) -> LoadedPack:
-    """Validate a pack's schema and its cross-references."""
+def parse_pack(text: str, name: str, procedures: dict[str, Procedure],
+               library: dict[str, Any] | None = None) -> LoadedPack:
+    """Validate a pack's schema and its cross-references.
+
+    With ``library`` (raw value sets by name), the library sets the pack does
+    not define itself are merged into it first, and the merged YAML becomes
+    the pack's source: a stored version replays with the value sets it had.
+    """
     data = _yaml(text, name)
+    if library and isinstance(data, dict) and isinstance(data.get("value_sets"), dict):
+        data = {**data, "value_sets": {**library, **data["value_sets"]}}
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     try:
         pack = Pack.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         raise PackError(f"{_where(name, data, tuple(err['loc']))}: {err['msg']}") from exc
     _check_references(pack, name, procedures)
+    try:
+        ValueSets(pack.value_sets)
+    except ValueSetError as exc:
+        raise PackError(f"{name}, value_sets: {exc}") from exc
     return LoadedPack(pack, content_version(data), text)
 
 
@@ -120,10 +137,43 @@ def _value_set_uses(rule: Any) -> list[tuple[str, str]]:
 
 
 @lru_cache(maxsize=1)
+def library_data() -> dict[str, Any]:
+    """The shared value sets as raw YAML data, by name, from every library file."""
+    merged: dict[str, Any] = {}
+    for path in sorted(LIBRARY_DIR.glob("*.yaml")):
+        data = _yaml(path.read_text(encoding="utf-8"), path.name)
+        sets = data.get("value_sets") if isinstance(data, dict) else None
+        if not isinstance(sets, dict):
+            raise PackError(f"{path.name}: field value_sets must be a mapping")
+        for key in sets.keys() & merged.keys():
+            raise PackError(f"{path.name}, value set '{key}': defined in two library files")
+        merged.update(sets)
+    return merged
+
+
+@lru_cache(maxsize=1)
+def library() -> dict[str, ValueSet]:
+    """The shared value sets, validated."""
+    sets: dict[str, ValueSet] = {}
+    for key, raw in library_data().items():
+        try:
+            sets[key] = ValueSet.model_validate(raw)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise PackError(f"valuesets, value set '{key}', field {where}: {err['msg']}") from exc
+    try:
+        ValueSets(sets)
+    except ValueSetError as exc:
+        raise PackError(f"valuesets: {exc}") from exc
+    return sets
+
+
+@lru_cache(maxsize=1)
 def active_packs() -> tuple[LoadedPack, ...]:
-    """Every pack shipped under ``rules/data/packs``, validated."""
-    procedures = catalogue()
-    return tuple(parse_pack(path.read_text(encoding="utf-8"), path.name, procedures)
+    """Every pack shipped under ``rules/data/packs``, validated, with the library merged."""
+    procedures, shared = catalogue(), library_data()
+    return tuple(parse_pack(path.read_text(encoding="utf-8"), path.name, procedures, shared)
                  for path in sorted(PACKS_DIR.glob("*.yaml")))
 
 
@@ -133,7 +183,12 @@ def safety_config() -> SafetyConfig:
     name = "safety.yaml"
     data = _yaml((DATA_DIR / name).read_text(encoding="utf-8"), name)
     try:
-        return SafetyConfig.model_validate(data)
+        config = SafetyConfig.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         raise PackError(f"{name}, field {'.'.join(map(str, err['loc']))}: {err['msg']}") from exc
+    shared = library()
+    for where, value_set in config.value_set_names():
+        if value_set not in shared:
+            raise PackError(f"{name}, field {where}: unknown value set '{value_set}'")
+    return config

@@ -81,11 +81,26 @@ class Procedure(Strict):
 
 
 class ValueSet(Strict):
-    """An explicit list of codes (no terminology server is consulted)."""
+    """An explicit list of codes, plus the codes of the value sets it includes.
+
+    No terminology server is consulted: a group by meaning ("any history of
+    cancer") includes its parts by name. For observations with a quantity,
+    ``unit`` is the UCUM unit values are compared in and ``molar_mass``
+    (g/mol) lets mass and substance concentrations convert (rules.units).
+    """
 
     description: str
     source: str
-    codes: list[CodeRef] = Field(min_length=1)
+    codes: list[CodeRef] = []
+    include: list[str] = []
+    unit: str | None = None
+    molar_mass: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ValueSet:
+        if not self.codes and not self.include:
+            raise ValueError("a value set needs codes or include")
+        return self
 
 
 class AgeBand(Strict):
@@ -163,19 +178,33 @@ class Option(Strict):
     appropriateness: int = Field(ge=1, le=9)  # ACR Appropriateness Criteria scale
     category: Category
     rationale: str
+    # The guideline offers this option when the ones rated above it are unsafe
+    # for the patient (NG12 1.9.1: "MRI ... or CT if MRI is contraindicated").
+    alternative: bool = False
+
+    @model_validator(mode="after")
+    def _usable_alternative(self) -> Option:
+        if self.alternative and (self.appropriateness < 4 or self.category == "not-indicated"):
+            raise ValueError("an alternative must be rated at least 4 (may be appropriate) "
+                             "and not 'not-indicated'")
+        return self
 
 
 class Missing(Strict):
-    """What a ``data-requested`` outcome asks for: an observation or a Patient element."""
+    """What a ``data-requested`` outcome asks for: an observation, a Patient element,
+    or a part of the history that could not be read (a PatientContext list name)."""
 
     name: str
     observation: str | None = None  # value set of the observation wanted
     patient_element: Literal["birthDate", "gender"] | None = None
+    history: Literal["patient", "conditions", "observations", "allergies", "devices",
+                     "imaging"] | None = None
 
     @model_validator(mode="after")
     def _one_target(self) -> Missing:
-        if (self.observation is None) == (self.patient_element is None):
-            raise ValueError("name exactly one of observation or patient_element")
+        named = [t for t in (self.observation, self.patient_element, self.history) if t]
+        if len(named) != 1:
+            raise ValueError("name exactly one of observation, patient_element or history")
         return self
 
 
@@ -184,6 +213,9 @@ class Outcome(Strict):
     summary: str
     options: list[Option] = []
     missing: list[Missing] = []
+    # "Refer, do not image": the referral the guideline asks for instead of a
+    # GP-requested test (e.g. "suspected breast cancer pathway referral").
+    refer: str | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> Outcome:
@@ -191,6 +223,8 @@ class Outcome(Strict):
             raise ValueError("an imaging outcome needs at least one option")
         if self.kind == "data-requested" and not self.missing:
             raise ValueError("a data-requested outcome must name what is missing")
+        if self.refer and self.kind not in ("no-imaging", "emergency"):
+            raise ValueError("refer names the pathway of a no-imaging or emergency outcome")
         return self
 
 
@@ -219,19 +253,22 @@ class CheckConfig(Strict):
 class ContrastRenalConfig(CheckConfig):
     gadolinium_citation: Citation
     screening_citation: Citation
+    creatinine_citation: Citation
     warning_below: float
     info_below: float
     gadolinium_warning_below: float
     max_age_days: int
     screen_over_age: int  # ask for a current eGFR when age > this
-    egfr: list[CodeRef]
-    aki: list[CodeRef]
-    ckd: list[CodeRef]
+    # Value set names (rules/data/valuesets); every fact is read by code alone.
+    egfr: str
+    creatinine: str
+    aki: str
+    ckd: str
 
 
 class ContrastAllergyConfig(CheckConfig):
-    iodinated: list[CodeRef]
-    gadolinium: list[CodeRef]
+    iodinated: str
+    gadolinium: str
 
 
 class PregnancyConfig(CheckConfig):
@@ -240,17 +277,17 @@ class PregnancyConfig(CheckConfig):
     status_valid_days: int
     high_dose_max_cycle_day: int
     low_dose_max_cycle_day: int
-    status: list[CodeRef]
-    lmp: list[CodeRef]
-    pregnant: list[CodeRef]
-    not_pregnant: list[CodeRef]
+    status: str
+    lmp: str
+    pregnant: str
+    not_pregnant: str
 
 
 class MriImplantConfig(CheckConfig):
-    high_risk: list[CodeRef]
-    mr_safe: list[CodeRef]
-    mr_conditional: list[CodeRef]
-    mr_unsafe: list[CodeRef]
+    high_risk: str
+    mr_safe: str
+    mr_conditional: str
+    mr_unsafe: str
 
 
 class DuplicateConfig(CheckConfig):
@@ -270,3 +307,11 @@ class SafetyConfig(BaseModel):
     mri_implant: MriImplantConfig = Field(alias="mri-implant")
     duplicate_imaging: DuplicateConfig = Field(alias="duplicate-imaging")
     paediatric_dose: PaediatricConfig = Field(alias="paediatric-dose")
+
+    def value_set_names(self) -> list[tuple[str, str]]:
+        """``(field path, value set name)`` of every value set the checks read."""
+        names: list[tuple[str, str]] = []
+        for check, config in self:
+            names += [(f"{check}.{field}", value) for field, value in config
+                      if isinstance(value, str)]
+        return names

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
@@ -23,6 +24,7 @@ from fhir.search import run_search
 from fhir.store import Store, spec_for
 from fhir.terminology import put_if_changed
 from rules.context import (
+    UNKNOWABLE,
     MalformedResource,
     PatientContext,
     build_context,
@@ -43,12 +45,15 @@ PREFETCH_QUERIES = {
     "devices": "Device?patient={id}",
     "imaging": "ImagingStudy?patient={id}",
 }
-HISTORY_TYPES = ("Condition", "Observation", "AllergyIntolerance", "Device", "ImagingStudy",
-                 "ServiceRequest")
-# The most recent resources of each kind read for a decision; enough for the
-# rules' recency windows and the duplicate check, bounded so that a long
-# record does not slow every order (docs/benchmarks.md).
-HISTORY_LIMIT = 100
+# The history read from the store, and the PatientContext list each kind fills.
+HISTORY_LIST = {"Condition": "conditions", "Observation": "observations",
+                "AllergyIntolerance": "allergies", "Device": "devices",
+                "ImagingStudy": "imaging", "ServiceRequest": "imaging"}
+HISTORY_TYPES = tuple(HISTORY_LIST)
+# The most recent resources of each kind read for a decision, bounded so that a
+# long record does not slow every order (docs/benchmarks.md); a record longer
+# than this makes that kind of history unknown rather than silently cut.
+HISTORY_LIMIT = 1000
 # A CDS client's fhirServer must answer within this (seconds, connect and read).
 FETCH_TIMEOUT_SECONDS = 10.0
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -59,32 +64,103 @@ def decide(ctx: PatientContext, eng: Engine | None = None) -> Decision:
     return (eng or engine()).decide(ctx)
 
 
+@dataclass
+class History:
+    """The patient's resources as read for a decision, and what could not be read."""
+
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    unknown: dict[str, str] = field(default_factory=dict)  # PatientContext.unknown
+
+
 def prefetched_resources(prefetch: dict[str, Any], fhir_server: str | None,
                          token: str | None, patient_id: str | None,
-                         trusted: Iterable[str]) -> list[dict[str, Any]]:
-    """The patient's resources from CDS Hooks prefetch, reading any missing key from
-    ``fhirServer`` when that server is on the ``trusted`` list.
+                         trusted: Iterable[str]) -> History:
+    """The patient's resources from CDS Hooks prefetch, reading a failed or absent key
+    from ``fhirServer`` when that server is on the ``trusted`` list.
 
-    Raises :class:`PreconditionFailed` for an untrusted server or a failed read,
-    :class:`BadRequest` for a patient id that is not a FHIR id, and
-    :class:`MalformedResource` (located) for JSON of the wrong type.
+    A key that is absent, null, an OperationOutcome (CDS Hooks 2.0: a prefetch
+    failure) or a Bundle reporting an error is unknown, never empty: it is read
+    from a trusted ``fhirServer`` or, failing that, recorded in
+    ``History.unknown`` so that the checks that need it say they could not be
+    made. The server is not contacted again after one failed read.
+
+    Raises :class:`PreconditionFailed` when nothing at all could be read (an
+    untrusted server or a failed read with no prefetch), :class:`BadRequest`
+    for a patient id that is not a FHIR id, and :class:`MalformedResource`
+    (located) for JSON of the wrong type.
     """
-    missing = [key for key in PREFETCH_QUERIES if prefetch.get(key) is None]
-    server = fhir_server if missing and fhir_server and patient_id else None
+    failed = {key: why for key in PREFETCH_QUERIES
+              if (why := prefetch_failure(prefetch.get(key))) is not None}
+    server = fhir_server if failed and fhir_server and patient_id else None
+    history, refused = History(), None
     if server is not None:
-        _check_server(server, trusted)
-        _check_id(patient_id)
-    resources: list[dict[str, Any]] = []
+        refused = _refusal(server, trusted, patient_id)
     for key, query in PREFETCH_QUERIES.items():
-        value, where = prefetch.get(key), f"prefetch.{key}"
-        if value is None and server is not None:
+        if key not in failed:
+            history.resources += _located(prefetch[key], f"prefetch.{key}")
+        elif server is None or refused is not None:
+            history.unknown[key] = str(refused) if refused else failed[key]
+        else:
             path = query.format(id=patient_id)
-            value, where = _fetch(server, token, path), f"fhirServer {path}"
-        try:
-            resources += bundle_resources(value)
-        except MalformedResource as exc:
-            raise exc.at(where) from exc
-    return resources
+            try:
+                history.resources += _located(_read(server, token, path), f"fhirServer {path}")
+            except PreconditionFailed as exc:
+                refused = exc
+                history.unknown[key] = str(exc)
+    if refused is not None and len(history.unknown) == len(PREFETCH_QUERIES):
+        raise refused
+    return history
+
+
+def prefetch_failure(value: Any) -> str | None:
+    """Why a prefetch value holds no usable answer (None when it does)."""
+    if value is None:
+        return "not sent in prefetch"
+    if not isinstance(value, dict):
+        return None  # malformed: bundle_resources names it
+    if value.get("resourceType") == "OperationOutcome":
+        return "the client's prefetch query failed (OperationOutcome)"
+    if value.get("resourceType") == "Bundle" and any(
+            _is_error(e.get("resource")) for e in value.get("entry") or []
+            if isinstance(e, dict)):
+        return "the client's prefetch query reported an error"
+    return None
+
+
+def _is_error(resource: Any) -> bool:
+    """An OperationOutcome carrying an error or fatal issue (search.mode 'outcome')."""
+    if not isinstance(resource, dict) or resource.get("resourceType") != "OperationOutcome":
+        return False
+    issues = resource.get("issue")
+    return isinstance(issues, list) and any(
+        isinstance(i, dict) and i.get("severity") in ("error", "fatal") for i in issues)
+
+
+def _read(server: str, token: str | None, path: str) -> Any:
+    """One read from the client's server; an answer that is itself a failure is one too."""
+    value = _fetch(server, token, path)
+    why = prefetch_failure(value)
+    if why is not None:
+        raise PreconditionFailed(f"fhirServer could not answer {path}: {why}")
+    return value
+
+
+def _located(value: Any, where: str) -> list[dict[str, Any]]:
+    try:
+        return [r for r in bundle_resources(value) if r.get("resourceType") != "OperationOutcome"]
+    except MalformedResource as exc:
+        raise exc.at(where) from exc
+
+
+def _refusal(server: str, trusted: Iterable[str],
+             patient_id: str | None) -> PreconditionFailed | None:
+    """Why ``server`` may not be read (None when it may); a bad patient id is a 400."""
+    try:
+        _check_server(server, trusted)
+    except PreconditionFailed as exc:
+        return exc
+    _check_id(patient_id)
+    return None
 
 
 def trusted_server(url: str, trusted: Iterable[str]) -> bool:
@@ -160,18 +236,31 @@ def _fetch(fhir_server: str, token: str | None, path: str) -> Any:
 
 def context_from_store(store: Store, order: dict[str, Any],
                        today: date | None = None) -> PatientContext:
-    """Context from what the store holds for the order's patient."""
+    """Context from what the store holds for the order's patient.
+
+    What cannot be read is unknown, not empty: a subject that is not a local
+    Patient, a Patient that is not in the store, or a kind of history with
+    more entries than HISTORY_LIMIT (older ones unread).
+    """
     subject = (order.get("subject") or {}).get("reference", "")
     resources: list[dict[str, Any]] = []
-    if subject.startswith("Patient/"):
-        patient_id = subject.split("/", 1)[1]
-        resources += _read_patient(store, patient_id)
-        for resource_type in HISTORY_TYPES:
-            result = run_search(store.session, spec_for(resource_type),
-                                [("patient", patient_id), ("_sort", "-_lastUpdated")],
-                                count=HISTORY_LIMIT, with_total=False)
-            resources += result.matches
-    return build_context(order, resources, today or today_utc())
+    unknown: dict[str, str] = {}
+    if not subject.startswith("Patient/"):
+        unknown = dict.fromkeys(UNKNOWABLE, "the order's subject is not a Patient in ScanPath")
+        return build_context(order, resources, today or today_utc(), unknown)
+    patient_id = subject.split("/", 1)[1]
+    resources += _read_patient(store, patient_id)
+    if not resources:
+        unknown["patient"] = f"{subject} is not in ScanPath"
+    for resource_type in HISTORY_TYPES:
+        result = run_search(store.session, spec_for(resource_type),
+                            [("patient", patient_id), ("_sort", "-_lastUpdated")],
+                            count=HISTORY_LIMIT + 1, with_total=False)
+        resources += result.matches[:HISTORY_LIMIT]
+        if len(result.matches) > HISTORY_LIMIT:
+            unknown[HISTORY_LIST[resource_type]] = (
+                f"only the latest {HISTORY_LIMIT} {resource_type} resources were read")
+    return build_context(order, resources, today or today_utc(), unknown)
 
 
 def _read_patient(store: Store, patient_id: str) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from rules.packs import (
     PackError,
     active_packs,
     catalogue,
+    library_data,
     parse_catalogue,
     parse_pack,
 )
@@ -259,14 +260,40 @@ def test_wells_scores_use_the_documented_local_code() -> None:
 
 
 def test_content_hash_ignores_formatting_but_not_content() -> None:
-    text = SHIPPED_PACK.read_text(encoding="utf-8")
-    original = parse_pack(text, SHIPPED_PACK.name, catalogue()).version
+    text, shared = SHIPPED_PACK.read_text(encoding="utf-8"), library_data()
+    original = parse_pack(text, SHIPPED_PACK.name, catalogue(), shared).version
     data = yaml.safe_load(text)
     reformatted = "# a comment\n" + yaml.safe_dump(data, sort_keys=True, width=60)
-    assert parse_pack(reformatted, SHIPPED_PACK.name, catalogue()).version == original
+    assert parse_pack(reformatted, SHIPPED_PACK.name, catalogue(), shared).version == original
     changed = copy.deepcopy(data)
     changed["rules"][0]["priority"] -= 1
-    assert parse_pack(_dump(changed), SHIPPED_PACK.name, catalogue()).version != original
+    assert parse_pack(_dump(changed), SHIPPED_PACK.name, catalogue(), shared).version != original
+
+
+def test_a_stored_pack_replays_with_the_library_it_was_built_with() -> None:
+    """The merged source is self-contained: parsed again without the library, it is the
+    same version with the same value sets."""
+    shipped = active_packs()[0]
+    again = parse_pack(shipped.source, "stored", catalogue())
+    assert again.version == shipped.version
+    assert again.pack.value_sets == shipped.pack.value_sets
+    assert set(library_data()) <= set(shipped.pack.value_sets)
+
+
+def test_the_pack_does_not_redefine_a_library_value_set() -> None:
+    own = yaml.safe_load(SHIPPED_PACK.read_text(encoding="utf-8"))["value_sets"]
+    assert not set(own) & set(library_data())
+
+
+def test_a_value_set_that_includes_an_unknown_or_itself_is_refused() -> None:
+    from rules.schema import ValueSet
+    from rules.valuesets import ValueSetError, ValueSets
+
+    part = {"description": "d", "source": "s"}
+    with pytest.raises(ValueSetError, match="unknown value set 'nope'"):
+        ValueSets({"a": ValueSet(**part, include=["nope"])})
+    with pytest.raises(ValueSetError, match="includes itself"):
+        ValueSets({"a": ValueSet(**part, include=["b"]), "b": ValueSet(**part, include=["a"])})
 
 
 # --- the vignettes ------------------------------------------------------------------

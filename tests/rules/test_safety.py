@@ -8,13 +8,15 @@ import pytest
 
 from rules import safety
 from rules.context import Fact, PatientContext
-from rules.packs import safety_config
+from rules.packs import library, safety_config
 from rules.schema import CodeRef, DoseBand, Procedure
+from rules.valuesets import ValueSets
 
 TODAY = date(2026, 11, 23)
 LOINC, SCT = "http://loinc.org", "http://snomed.info/sct"
 NCI = "urn:oid:2.16.840.1.113883.3.26.1.1"
 CFG = safety_config()
+VS = ValueSets(library())
 
 
 def _proc(key="CT-X", modality="CT", contrast="iodinated", pelvis=False, high_dose=False,
@@ -33,7 +35,7 @@ def _ctx(age=60, sex="male", **facts):
 
 def _egfr(value, days_ago=10):
     return Fact("observation", ((LOINC, "98979-8"),), "eGFR", "Observation/e",
-                TODAY - timedelta(days=days_ago), value=value)
+                TODAY - timedelta(days=days_ago), value=value, unit="mL/min/{1.73_m2}")
 
 
 CTCA = _proc("CTCA")
@@ -43,34 +45,34 @@ CTCA = _proc("CTCA")
 @pytest.mark.parametrize(("egfr", "severity"), [(29, "warning"), (29.9, "warning"),
                                                 (30, "info"), (44, "info"), (45, None)])
 def test_contrast_renal_egfr_bands(egfr, severity):
-    found = safety.contrast_renal(_ctx(observations=[_egfr(egfr)]), CTCA, CFG)
+    found = safety.contrast_renal(_ctx(observations=[_egfr(egfr)]), CTCA, CFG, VS)
     assert [f.severity for f in found] == ([severity] if severity else [])
 
 
 def test_contrast_renal_ignores_non_contrast_tests():
     assert safety.contrast_renal(_ctx(observations=[_egfr(10)]), _proc(contrast="none"),
-                                 CFG) == []
+                                 CFG, VS) == []
 
 
 # ACR Manual on Contrast Media (2024): age > 60 is a risk factor that warrants a renal
 # function assessment before iodinated contrast.
 def test_contrast_renal_asks_for_a_current_egfr_over_60_only():
     stale = [_egfr(80, days_ago=91)]
-    found = safety.contrast_renal(_ctx(age=61, observations=stale), CTCA, CFG)
+    found = safety.contrast_renal(_ctx(age=61, observations=stale), CTCA, CFG, VS)
     assert [f.severity for f in found] == ["warning"]
     assert "ACR Manual on Contrast Media" in found[0].citation.guideline
-    assert safety.contrast_renal(_ctx(age=60, observations=stale), CTCA, CFG) == []
-    assert safety.contrast_renal(_ctx(age=61), CTCA, CFG)[0].severity == "warning"
-    assert safety.contrast_renal(_ctx(age=60), CTCA, CFG) == []
+    assert safety.contrast_renal(_ctx(age=60, observations=stale), CTCA, CFG, VS) == []
+    assert safety.contrast_renal(_ctx(age=61), CTCA, CFG, VS)[0].severity == "warning"
+    assert safety.contrast_renal(_ctx(age=60), CTCA, CFG, VS) == []
     assert safety.contrast_renal(_ctx(age=61, observations=[_egfr(80, days_ago=90)]), CTCA,
-                                 CFG) == []
+                                 CFG, VS) == []
 
 
 def test_contrast_renal_asks_for_egfr_in_ckd_and_warns_on_aki():
     ckd = Fact("condition", ((SCT, "709044004"),), "CKD", "Condition/c")
-    assert safety.contrast_renal(_ctx(age=40, conditions=[ckd]), CTCA, CFG)
+    assert safety.contrast_renal(_ctx(age=40, conditions=[ckd]), CTCA, CFG, VS)
     aki = Fact("condition", ((SCT, "14669001"),), "AKI", "Condition/a")
-    found = safety.contrast_renal(_ctx(conditions=[aki], observations=[_egfr(90)]), CTCA, CFG)
+    found = safety.contrast_renal(_ctx(conditions=[aki], observations=[_egfr(90)]), CTCA, CFG, VS)
     assert found[0].severity == "warning" and found[0].facts == (aki,)
 
 
@@ -79,27 +81,27 @@ def test_contrast_renal_asks_for_egfr_in_ckd_and_warns_on_aki():
 def test_acute_kidney_injury_is_flagged_before_gadolinium_too():
     mr = _proc("MR-X", modality="MR", contrast="gadolinium")
     aki = Fact("condition", ((SCT, "14669001"),), "AKI", "Condition/a")
-    found = safety.contrast_renal(_ctx(conditions=[aki], observations=[_egfr(90)]), mr, CFG)
+    found = safety.contrast_renal(_ctx(conditions=[aki], observations=[_egfr(90)]), mr, CFG, VS)
     assert [f.severity for f in found] == ["warning"] and found[0].facts == (aki,)
     assert "gadolinium" in found[0].summary
     resolved = Fact("condition", ((SCT, "14669001"),), "AKI", "Condition/a", active=False)
     assert safety.contrast_renal(_ctx(conditions=[resolved], observations=[_egfr(90)]), mr,
-                                 CFG) == []
+                                 CFG, VS) == []
 
 
 def test_gadolinium_warns_below_30_only():
     mr = _proc("MR-X", modality="MR", contrast="gadolinium")
-    assert safety.contrast_renal(_ctx(observations=[_egfr(29)]), mr, CFG)[0].severity \
+    assert safety.contrast_renal(_ctx(observations=[_egfr(29)]), mr, CFG, VS)[0].severity \
         == "warning"
-    assert safety.contrast_renal(_ctx(observations=[_egfr(30)]), mr, CFG) == []
+    assert safety.contrast_renal(_ctx(observations=[_egfr(30)]), mr, CFG, VS) == []
 
 
 def test_contrast_allergy_warns_and_never_blocks():
     allergy = Fact("allergy", ((SCT, "293637006"),), "Allergy to contrast media",
                    "AllergyIntolerance/x")
-    found = safety.contrast_allergy(_ctx(allergies=[allergy]), CTCA, CFG)
+    found = safety.contrast_allergy(_ctx(allergies=[allergy]), CTCA, CFG, VS)
     assert [f.severity for f in found] == ["warning"]
-    assert safety.contrast_allergy(_ctx(allergies=[allergy]), _proc(contrast="none"), CFG) == []
+    assert safety.contrast_allergy(_ctx(allergies=[allergy]), _proc(contrast="none"), CFG, VS) == []
 
 
 def _lmp(days_ago):
@@ -117,15 +119,15 @@ PELVIS_LOW = _proc("XR-P", modality="DX", contrast="none", pelvis=True, region="
     (PELVIS_LOW, 28, False), (PELVIS_LOW, 29, True)])
 def test_pregnancy_menstrual_rules(proc, cycle_day, fires):
     ctx = _ctx(age=30, sex="female", observations=[_lmp(cycle_day - 1)])
-    assert bool(safety.pregnancy_radiation(ctx, proc, CFG)) is fires
+    assert bool(safety.pregnancy_radiation(ctx, proc, CFG, VS)) is fires
 
 
 def test_pregnancy_positive_status_is_critical_and_unknown_status_warns():
     status = Fact("observation", ((LOINC, "82810-3"),), "Pregnancy status", "Observation/p",
                   TODAY, value_codes=((SCT, "77386006"),))
     ctx = _ctx(age=30, sex="female", observations=[status])
-    assert safety.pregnancy_radiation(ctx, PELVIS_LOW, CFG)[0].severity == "critical"
-    unknown = safety.pregnancy_radiation(_ctx(age=30, sex="female"), PELVIS_LOW, CFG)
+    assert safety.pregnancy_radiation(ctx, PELVIS_LOW, CFG, VS)[0].severity == "critical"
+    unknown = safety.pregnancy_radiation(_ctx(age=30, sex="female"), PELVIS_LOW, CFG, VS)
     assert unknown[0].severity == "warning"
 
 
@@ -136,7 +138,7 @@ def test_pregnancy_positive_status_is_critical_and_unknown_status_warns():
     (30, "male", PELVIS_LOW, False), (30, "female", _proc(pelvis=False), False),
     (30, "female", _proc("US", modality="US", contrast="none", pelvis=True), False)])
 def test_pregnancy_check_applies_only_where_the_guidance_says(age, sex, proc, fires):
-    assert bool(safety.pregnancy_radiation(_ctx(age=age, sex=sex), proc, CFG)) is fires
+    assert bool(safety.pregnancy_radiation(_ctx(age=age, sex=sex), proc, CFG, VS)) is fires
 
 
 MRI = _proc("MR-X", modality="MR", contrast="none")
@@ -156,8 +158,8 @@ def _device(code, safety_code=None):
     (_device("999999", "C106046"), False),       # other device, MR Conditional
     (_device("999999", "C106047"), True)])       # other device, MR Unsafe
 def test_mri_implant(device, fires):
-    assert bool(safety.mri_implant(_ctx(devices=[device]), MRI, CFG)) is fires
-    assert safety.mri_implant(_ctx(devices=[device]), CTCA, CFG) == []
+    assert bool(safety.mri_implant(_ctx(devices=[device]), MRI, CFG, VS)) is fires
+    assert safety.mri_implant(_ctx(devices=[device]), CTCA, CFG, VS) == []
 
 
 # ASTM F2503: MR Unsafe means unacceptable risk in all MR environments (critical); an
@@ -168,7 +170,7 @@ def test_mri_implant(device, fires):
     (_device("14106009"), ["warning"]),
     (_device("14106009", "C106046"), ["warning"])])
 def test_mr_unsafe_implant_is_critical(device, severities):
-    found = safety.mri_implant(_ctx(devices=[device]), MRI, CFG)
+    found = safety.mri_implant(_ctx(devices=[device]), MRI, CFG, VS)
     assert [f.severity for f in found] == severities
 
 
@@ -202,8 +204,8 @@ def test_paediatric_dose_prefers_the_lower_dose_option_that_rates_the_same():
 def test_findings_name_their_procedure_and_identical_ones_merge():
     ct_ap = _proc("CT-AP", region="abdomen-pelvis")
     ctx = _ctx(observations=[_egfr(25)])
-    findings = [*safety.run_checks(ctx, CTCA, CFG, [], lambda f: None),
-                *safety.run_checks(ctx, ct_ap, CFG, [], lambda f: None)]
+    findings = [*safety.run_checks(ctx, CTCA, CFG, VS, [], lambda f: None),
+                *safety.run_checks(ctx, ct_ap, CFG, VS, [], lambda f: None)]
     assert [f.procedure for f in findings] == ["CTCA", "CT-AP"]
     merged = safety.merge_findings(findings)
     assert [(f.check, f.procedure) for f in merged] == [("contrast-renal", "CTCA and CT-AP")]

@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from rules.context import today_utc
-from tests.rules.vignettes import check, load, vignette_files
+from tests.rules.vignettes import check, involves_safety, load, uk_twin, vignette_files
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +26,20 @@ def cds(live_sqlite):
 
 @pytest.mark.parametrize("path", vignette_files(), ids=lambda p: p.stem)
 def test_vignette(path, cds):
+    _check(load(path, today_utc()), cds)
+
+
+SAFETY_CASES = [p for p in vignette_files() if involves_safety(load(p, today_utc()))]
+
+
+@pytest.mark.parametrize("path", SAFETY_CASES, ids=lambda p: f"{p.stem}-uk")
+def test_uk_coded_twin(path, cds):
+    """The same case coded the way GP systems in England send it gets the same answer."""
+    _check(uk_twin(load(path, today_utc())), cds)
+
+
+def _check(vignette, cds):
     base, http = cds
-    vignette = load(path, today_utc())
     request = vignette["request"]
     service = "imaging-order-sign" if request["hook"] == "order-sign" else "imaging-order-select"
     response = http.post(f"{base}/cds-services/{service}", json=request, timeout=30)

@@ -84,3 +84,91 @@ def _outcome_problems(outcome: str, procedure: str | None,
     if wanted not in indicators or (picks and outcome != "emergency"):
         return [f"expected a {wanted} card and no recommended suggestion for {outcome}"]
     return []
+
+
+# --- UK-coded twins -----------------------------------------------------------------
+# How GP systems in England record the same facts (NHS GP codesets, GP Connect):
+# SNOMED CT observables instead of LOINC, printed units instead of UCUM codes,
+# implants and contrast reactions as coded problems, pregnancy and LMP as dated
+# entries, and no display text. Sources: the value sets' provenance in
+# rules/data/valuesets (Greater Manchester Care Record eGFR code set, OpenCodelists
+# PSA list, HL7 CH first-day-of-LMP profile, NHS Digital PREG_COD cluster).
+_UK_OBSERVABLES = {
+    "98979-8": ("1011481000000105", "mL/min/1.73m2"),
+    "62238-1": ("1011481000000105", "mL/min/1.73m2"),
+    "33914-3": ("1020291000000106", "mL/min/1.73m2"),
+    "2857-1": ("1000381000000105", "ug/L"),
+}
+_LMP = ("8665-2", "161713000")
+_PREGNANCY_STATUS = "82810-3"
+_IN_SITU = {"14106009": "441509002", "43252007": "449840001"}  # device -> "... in situ"
+SCT_URI = "http://snomed.info/sct"
+
+
+def _codings(resource: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    concept = resource.get(key) or {}
+    return concept.get("coding", []) if isinstance(concept, dict) else []
+
+
+def _bare(code: str) -> dict[str, Any]:
+    """A concept with the code alone: no display, no text."""
+    return {"coding": [{"system": SCT_URI, "code": code}]}
+
+
+def _uk_observation(obs: dict[str, Any]) -> dict[str, Any]:
+    obs = dict(obs)
+    code = next((c["code"] for c in _codings(obs, "code")), None)
+    if code in _UK_OBSERVABLES:
+        snomed, unit = _UK_OBSERVABLES[code]
+        obs["code"] = _bare(snomed)
+        obs["valueQuantity"] = {"value": obs["valueQuantity"]["value"], "unit": unit}
+    elif code == _LMP[0]:
+        obs["code"] = _bare(_LMP[1])
+        obs["effectiveDateTime"] = obs.pop("valueDateTime")
+    elif code == _PREGNANCY_STATUS:
+        answer = _codings(obs, "valueCodeableConcept")[0]["code"]
+        obs["code"] = _bare(answer)
+        obs.pop("valueCodeableConcept")
+    return obs
+
+
+def _as_problem(resource: dict[str, Any], code: str) -> dict[str, Any]:
+    return {"resourceType": "Condition", "id": resource["id"],
+            "subject": {"reference": resource["patient"]["reference"]},
+            "clinicalStatus": {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                "code": "active"}]}, "code": _bare(code)}
+
+
+def uk_twin(vignette: dict[str, Any]) -> dict[str, Any]:
+    """The same case as a GP system in England would send it (same expected answer)."""
+    twin = json.loads(json.dumps(vignette))
+    twin["id"] += "-uk"
+    prefetch = twin["request"]["prefetch"]
+    problems = prefetch["conditions"]["entry"]
+    for entry in prefetch["observations"]["entry"]:
+        entry["resource"] = _uk_observation(entry["resource"])
+    kept = []
+    for entry in prefetch["devices"]["entry"]:
+        device = entry["resource"]
+        code = next((c["code"] for c in _codings(device, "type")), None)
+        if code in _IN_SITU and not device.get("safety"):
+            problems.append({"resource": _as_problem(device, _IN_SITU[code])})
+        else:
+            kept.append(entry)
+    prefetch["devices"]["entry"] = kept
+    for entry in prefetch["allergies"]["entry"]:
+        allergy = entry["resource"]
+        code = _codings(allergy, "code")[0]["code"]
+        problems.append({"resource": _as_problem(allergy, code)})
+    prefetch["allergies"]["entry"] = []
+    for entry in problems:
+        for coding in _codings(entry["resource"], "code"):
+            coding.pop("display", None)
+        entry["resource"].get("code", {}).pop("text", None)
+    return twin
+
+
+def involves_safety(vignette: dict[str, Any]) -> bool:
+    expect = vignette["expect"]
+    return bool(expect.get("safety") or expect.get("no_safety"))
