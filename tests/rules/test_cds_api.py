@@ -592,3 +592,23 @@ def test_the_fhir_server_allow_list_setting_is_comma_separated(monkeypatch):
     assert Settings().cds_fhir_servers == ["https://a.example/fhir", "https://b.example/r4"]
     monkeypatch.delenv("SCANPATH_CDS_FHIR_SERVERS")
     assert Settings().cds_fhir_servers == []
+
+
+@pytest.mark.parametrize("category", [None, "laboratory"])
+def test_a_catalogue_procedure_is_imaging_whatever_its_category(client, auth_headers, category):
+    """An order coded with CT calcium scoring (SNOMED 426005005, DICOM CID 3757) and no
+    imaging category, or a wrong one, still gets a decision and its GuidanceResponse."""
+    url = "urn:uuid:0b7c0000-0000-4000-8000-00000000000c"
+    order = _gp_order(url, ["194828000"], {"system": SCT, "code": "426005005"})
+    order.pop("category", None)
+    if category:
+        order["category"] = [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+            "code": category}]}]
+    bundle = transaction(post_entry(order),
+                         post_entry(patient(birth_date="1968-01-01", gender="male"), url))
+    body = client.post("/fhir", json=bundle, headers=auth_headers()).get_json()
+    stored = body["entry"][0]["resource"]
+    assert stored["supportingInfo"][0]["reference"].startswith("GuidanceResponse/")
+    # CG95 2016 removed calcium scoring for chest pain: the order is kept, rated and flagged.
+    assert any("better rated" in n["text"] for n in stored.get("note", []))

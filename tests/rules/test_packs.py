@@ -314,3 +314,24 @@ def test_vignettes_are_the_generator_output() -> None:
     on_disk = {p.name: p.read_text(encoding="utf-8") for p in VIGNETTES.glob("*.json")}
     assert len(expected) >= 70
     assert on_disk == expected
+
+
+def test_no_emergency_rule_hangs_on_an_unconfirmed_code() -> None:
+    """An emergency rule must fire on at least one code confirmed in a public source, and
+    never on one unconfirmed code alone (thunderclap: 95660002 and SAH 21454007)."""
+    from rules.valuesets import ValueSets
+
+    shipped = active_packs()[0]
+    sets = shipped.pack.value_sets
+    compiled = ValueSets(sets)
+    verified = {(c.system, c.code) for vs in sets.values() for c in vs.codes if c.verified}
+    for rule in shipped.pack.rules:
+        if rule.outcome.kind != "emergency":
+            continue
+        codes = set().union(*(compiled.codes(name) for name in rule.applies.reasons))
+        assert codes & verified, rule.id
+
+
+def test_every_rule_cites_a_section() -> None:
+    for rule in active_packs()[0].pack.rules:
+        assert rule.citation.section, rule.id
