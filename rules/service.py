@@ -52,8 +52,10 @@ HISTORY_LIST = {"Condition": "conditions", "Observation": "observations",
 HISTORY_TYPES = tuple(HISTORY_LIST)
 # The most recent resources of each kind read for a decision, bounded so that a
 # long record does not slow every order (docs/benchmarks.md); a record longer
-# than this makes that kind of history unknown rather than silently cut.
+# than this makes that kind of history unknown rather than silently cut. Prior
+# orders and studies only feed the 90-day duplicate check.
 HISTORY_LIMIT = 1000
+ORDER_HISTORY_LIMIT = 100
 # A CDS client's fhirServer must answer within this (seconds, connect and read).
 FETCH_TIMEOUT_SECONDS = 10.0
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -253,13 +255,15 @@ def context_from_store(store: Store, order: dict[str, Any],
     if not resources:
         unknown["patient"] = f"{subject} is not in ScanPath"
     for resource_type in HISTORY_TYPES:
+        limit = ORDER_HISTORY_LIMIT if HISTORY_LIST[resource_type] == "imaging" \
+            else HISTORY_LIMIT
         result = run_search(store.session, spec_for(resource_type),
                             [("patient", patient_id), ("_sort", "-_lastUpdated")],
-                            count=HISTORY_LIMIT + 1, with_total=False)
-        resources += result.matches[:HISTORY_LIMIT]
-        if len(result.matches) > HISTORY_LIMIT:
+                            count=limit + 1, with_total=False)
+        resources += result.matches[:limit]
+        if len(result.matches) > limit:
             unknown[HISTORY_LIST[resource_type]] = (
-                f"only the latest {HISTORY_LIMIT} {resource_type} resources were read")
+                f"only the latest {limit} {resource_type} resources were read")
     return build_context(order, resources, today or today_utc(), unknown)
 
 

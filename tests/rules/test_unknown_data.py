@@ -161,3 +161,27 @@ def test_safety_codes_helper_sees_every_topic(client, auth_headers):
     cards = _cards(client, auth_headers(), _request("angina-ctca"))
     assert not [c for c in cards if "Could not check" in c["summary"]]
     assert "contrast-renal" not in safety_codes(cards)
+
+
+def _guidance_params(client, headers, order) -> dict:
+    ref = order["supportingInfo"][0]["reference"]
+    guidance = client.get(f"/fhir/{ref}", headers=headers).get_json()
+    return guidance["contained"][0]["parameter"]
+
+
+def test_a_truncated_history_in_the_store_is_unknown(client, auth_headers, monkeypatch):
+    """The ordering path reads the store: orders beyond the limit are unread, so the
+    duplicate check says it could not be complete instead of 'no duplicate'."""
+    from rules import service
+    from tests.factories import service_request
+
+    monkeypatch.setattr(service, "ORDER_HISTORY_LIMIT", 1)
+    headers = auth_headers()
+    pid = client.post("/fhir/Patient", json=patient(birth_date="1960-01-01", gender="male"),
+                      headers=headers).get_json()["id"]
+    for _ in range(3):
+        order = client.post("/fhir/ServiceRequest", json=service_request(f"Patient/{pid}"),
+                            headers=headers).get_json()
+    unknown = [p["valueString"] for p in _guidance_params(client, headers, order)
+               if p["name"] == "unknown"]
+    assert unknown == ["imaging: only the latest 1 ServiceRequest resources were read"]
