@@ -78,6 +78,7 @@ class Decision:
     not_considered: int = 0
     # Options passed over because a safety finding makes them unsafe, with it.
     passed_over: list[tuple[RankedOption, Finding]] = field(default_factory=list)
+    checked: dict[str, list[Finding]] = field(default_factory=dict, repr=False)
 
     @property
     def chosen(self) -> RankedOption | None:
@@ -217,8 +218,14 @@ class Engine:
 
     def _check(self, ctx: PatientContext, proc: Procedure,
                decision: Decision) -> list[Finding]:
-        rated = [Rated(o.procedure, o.appropriateness) for o in decision.options]
-        return run_checks(ctx, proc, self.safety, self.value_sets, rated, self.resolve_fact)
+        """The safety findings on ``proc``, computed once per decision (the ranking
+        and the final checks both ask; the rated options do not change between)."""
+        found = decision.checked.get(proc.key)
+        if found is None:
+            rated = [Rated(o.procedure, o.appropriateness) for o in decision.options]
+            found = decision.checked[proc.key] = run_checks(
+                ctx, proc, self.safety, self.value_sets, rated, self.resolve_fact)
+        return found
 
     def _consider(self, compiled: _Compiled, ctx: PatientContext, decision: Decision,
                   used: dict[str, Fact]) -> _Verdict:
