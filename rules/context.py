@@ -17,6 +17,7 @@ from typing import Any
 SNOMED = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
+DICOM = "http://dicom.nema.org/resources/ontology/DCM"  # ImagingStudy.modality
 # Other spellings of the two systems that GP systems and older interfaces send:
 # OIDs (HL7 v3), trailing slashes, https, and bare names.
 SYSTEM_ALIASES = {
@@ -402,8 +403,7 @@ def _imaging_study(resource: dict[str, Any]) -> Fact | None:
     if resource.get("status") in ("cancelled", "entered-in-error"):
         return None
     codings = [_obj(m, "modality") for m in _arr(resource.get("modality"), "modality")]
-    modalities = tuple(("http://dicom.nema.org/resources/ontology/DCM", str(m.get("code", "")))
-                       for m in codings)
+    modalities = tuple((DICOM, str(m.get("code", ""))) for m in codings)
     fact = _fact("imaging", _arr(resource.get("procedureCode"), "procedureCode"), resource,
                  resource.get("started"))
     return replace(fact, codes=fact.codes + modalities)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import date
 
-from rules.context import Fact, PatientContext
+from rules.context import DICOM, Fact, PatientContext
 from rules.schema import (
     Citation,
     ContrastRenalConfig,
@@ -350,23 +350,39 @@ def duplicate_imaging(ctx: PatientContext, proc: Procedure, cfg: SafetyConfig,
     """The same test, or the same modality and region, done or ordered recently.
 
     An order still open counts whatever its date: booked for next week, or
-    with no date at all, it is still a request for the same test.
+    with no date at all, it is still a request for the same test. A recent
+    study or order whose procedure cannot be recognised, but whose modality is
+    the same, may be the same test: it is named, not ignored.
     """
     c = cfg.duplicate_imaging
-    recent = []
+    recent, unrecognised = [], []
     for fact in ctx.imaging:
         ago, prior = days_ago(ctx, fact), resolve(fact)
-        if prior is None or not _recent(fact, ago, c.window_days):
+        if not _recent(fact, ago, c.window_days):
             continue
-        if prior.key == proc.key or (prior.modality, prior.region) == (proc.modality,
-                                                                       proc.region):
-            recent.append((abs(ago) if ago is not None else 0, prior, fact))
-    if not recent:
-        return []
-    _, prior, fact = min(recent, key=lambda r: r[0])
-    return [_finding("duplicate-imaging", "warning", f"{prior.display} {_when(ctx, fact)}",
-                     "Check the earlier result or request before repeating it.",
-                     c.citation, fact)]
+        distance = abs(ago) if ago is not None else 0
+        if prior is None and _same_modality(fact, proc):
+            unrecognised.append((distance, fact))
+        elif prior is not None and (prior.key == proc.key or (
+                prior.modality, prior.region) == (proc.modality, proc.region)):
+            recent.append((distance, prior, fact))
+    if recent:
+        _, prior, fact = min(recent, key=lambda r: r[0])
+        return [_finding("duplicate-imaging", "warning", f"{prior.display} {_when(ctx, fact)}",
+                         "Check the earlier result or request before repeating it.",
+                         c.citation, fact)]
+    if unrecognised:
+        _, fact = min(unrecognised, key=lambda r: r[0])
+        return [_finding("duplicate-imaging", "warning",
+                         f"A {proc.modality} study of unrecognised type {_when(ctx, fact)}",
+                         f"Check whether it already covered what {proc.display} would show.",
+                         c.citation, fact)]
+    return []
+
+
+def _same_modality(fact: Fact, proc: Procedure) -> bool:
+    """Whether the fact's DICOM modality codes (ImagingStudy.modality) name ``proc``'s."""
+    return any(system == DICOM and code == proc.modality for system, code in fact.codes)
 
 
 def _recent(fact: Fact, ago: int | None, window: int) -> bool:

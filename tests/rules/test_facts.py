@@ -344,3 +344,19 @@ def test_fact_value_sets_hold_uk_edition_codes(name):
     assert any(c.system == SNOMED and "1000000" in c.code for c in codes) or \
         name in ("lmp", "malignancy", "mri-high-risk-implant", "contrast-allergy-iodinated"), name
     assert all(c.source for c in codes)
+
+
+def test_a_recent_study_of_unrecognised_type_and_the_same_modality_is_named():
+    """An ImagingStudy with only its DICOM modality (CT) 20 days ago: it may be the same
+    test, so the duplicate check names it rather than reading it as 'no prior imaging'."""
+    study = {"resourceType": "ImagingStudy", "id": "s", "status": "available",
+             "started": _day(20), "modality": [{"system":
+                                                "http://dicom.nema.org/resources/ontology/DCM",
+                                                "code": "CT"}]}
+    decision = _decide([ANGINA], study, _obs("1011481000000105", **_qty(80, "mL/min")))
+    (finding,) = [f for f in decision.safety if f.check == "duplicate-imaging"]
+    assert "unrecognised type" in finding.summary
+    other = {**study, "modality": [{"system": "http://dicom.nema.org/resources/ontology/DCM",
+                                    "code": "US"}]}
+    decision = _decide([ANGINA], other, _obs("1011481000000105", **_qty(80, "mL/min")))
+    assert "duplicate-imaging" not in _checks(decision)
