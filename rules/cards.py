@@ -13,7 +13,7 @@ import copy
 import uuid
 from typing import Any
 
-from rules.engine import Decision, RankedOption
+from rules.engine import Decision, RankedOption, RuleTrace
 from rules.guidance import procedure_codings
 from rules.safety import Finding
 
@@ -99,8 +99,7 @@ def _detail(decision: Decision) -> str:
     lines += [f"- *{f.check}*: {finding_summary(f)}. {f.detail} ({f.citation.label()})"
               for f in notes]
     lines += ["", "**Why:**"] + [f"- {t.rule.title} ({t.rule.citation.label()}): "
-                                  f"{'applies' if t.matched else '; '.join(t.reasons)}"
-                                  for t in decision.trace]
+                                  f"{_verdict(t, decision)}" for t in _explained(decision)]
     used = [f"{f.display or f.kind}" + (f" ({f.when.isoformat()})" if f.when else "")
             for f in decision.facts]
     if used:
@@ -110,11 +109,29 @@ def _detail(decision: Decision) -> str:
     return "\n".join(lines)
 
 
+def _explained(decision: Decision) -> list[RuleTrace]:
+    """The trace in the order a reader needs it: the deciding rules and why the choice
+    moved, then rules that also applied but were outranked, then those that did not."""
+    deciding = {r.id for r in decision.deciding}
+    return sorted(decision.trace, key=lambda t: (t.rule.id not in deciding, not t.matched,
+                                                 -t.rule.priority))
+
+
+def _verdict(trace: RuleTrace, decision: Decision) -> str:
+    if not trace.matched:
+        return "does not apply: " + "; ".join(trace.reasons)
+    if trace.rule not in decision.deciding:
+        return "also applies, outranked by a more specific rule"
+    moved = [r for r in trace.reasons if r != "all criteria met"]
+    return "applies" + (": " + "; ".join(moved) if moved else "")
+
+
 def _option_line(option: RankedOption) -> str:
     proc = option.procedure
     return (f"- **{proc.display}** ({proc.key}): appropriateness {option.appropriateness}/9, "
             f"{option.category.replace('-', ' ')}; radiation level {proc.adult.rrl}/5 adult, "
-            f"{proc.paediatric.rrl}/5 child ({proc.adult.band_msv}). {option.rationale}")
+            f"{proc.paediatric.rrl}/5 child (adult dose band {proc.adult.band_msv} mSv). "
+            f"{option.rationale}")
 
 
 def _suggestion(option: RankedOption, recommended: bool, draft: dict[str, Any],

@@ -271,7 +271,9 @@ class Engine:
     def resolve_codes(self, codes: tuple[Code, ...]) -> Procedure | None:
         """The catalogue procedure named by any of ``codes``."""
         for system, code in codes:
-            if system.endswith("/CodeSystem/procedure") and code in self.procedures:
+            # A catalogue key sent without its system is still unmistakably one.
+            if (not system or system.endswith("/CodeSystem/procedure")) and \
+                    code in self.procedures:
                 return self.procedures[code]
             found = self.by_code.get((system, code))
             if found:

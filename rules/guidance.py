@@ -48,13 +48,14 @@ def guidance_response(decision: Decision, ctx: PatientContext, base: str,
         "extension": [{"url": f"{base}/StructureDefinition/rule-pack-version",
                        "valueString": f"{decision.pack_id}|{decision.pack_version}"}],
         "requestIdentifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{uuid.uuid4()}"},
-        "identifier": [{"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{c}"}
-                       for c in card_ids or []],
         "moduleUri": module,
         "status": STATUS.get(decision.outcome, "success"),
         "occurrenceDateTime": instant(now_utc()),
         "outputParameters": {"reference": "#decision"},
     }
+    if card_ids:  # FHIR JSON has no empty arrays
+        resource["identifier"] = [{"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{c}"}
+                                  for c in card_ids]
     if ctx.patient_ref:
         resource["subject"] = {"reference": ctx.patient_ref}
     if decision.missing:

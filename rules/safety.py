@@ -192,7 +192,9 @@ def _egfr_seen(ctx: PatientContext, stale: Fact | None, vs: Compiled) -> str:
     if stale.value is not None and value_in(stale, vs) is None:
         return f"; the last one's unit ({stale.unit or 'none'}) could not be read as {vs.unit}"
     ago = days_ago(ctx, stale)
-    return f"; the last was {ago} days ago" if ago is not None else "; the last is undated"
+    value = f" ({value_in(stale, vs):g} {vs.unit})" if value_in(stale, vs) is not None else ""
+    return f"; the last{value} was {ago} days ago" if ago is not None else \
+        f"; the last{value} is undated"
 
 
 def _egfr_band(egfr: Fact, value: float, how: str, c: ContrastRenalConfig) -> list[Finding]:

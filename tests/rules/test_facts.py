@@ -360,3 +360,35 @@ def test_a_recent_study_of_unrecognised_type_and_the_same_modality_is_named():
                                     "code": "US"}]}
     decision = _decide([ANGINA], other, _obs("1011481000000105", **_qty(80, "mL/min")))
     assert "duplicate-imaging" not in _checks(decision)
+
+
+def test_a_catalogue_key_sent_without_its_system_is_still_the_order():
+    decision = _decide([COLIC], age=8, ordered="CT-KUB")
+    order = {"resourceType": "ServiceRequest", "code": {"coding": [{"code": "CT-KUB"}]},
+             "reasonCode": [_concept(COLIC)]}
+    born = TODAY.replace(year=TODAY.year - 8).isoformat()
+    ctx = build_context(order, [{"resourceType": "Patient", "gender": "male",
+                                 "birthDate": born}], TODAY)
+    bare = engine().decide(ctx)
+    assert bare.ordered is not None and bare.ordered.key == decision.ordered.key == "CT-KUB"
+    assert "paediatric-dose" in _checks(bare)
+
+
+def test_a_stale_low_egfr_is_shown_with_its_value():
+    decision = _decide([ANGINA], _obs("1011481000000105", days_ago=200,
+                                      **_qty(22, "mL/min/1.73m2")), age=70)
+    (finding,) = [f for f in decision.safety if f.check == "contrast-renal"]
+    assert "(22 mL/min/{1.73_m2}) was 200 days ago" in finding.detail
+
+
+def test_the_explanation_puts_the_deciding_rule_first_and_marks_outranked_ones():
+    from rules.cards import build_cards
+
+    decision = _decide(["87548005", "89362005"], age=57)
+    detail = build_cards(decision, {"resourceType": "ServiceRequest"},
+                         "https://scanpath.example/fhir")[0]["detail"]
+    why = detail.split("**Why:**")[1].strip().splitlines()
+    assert why[0].startswith("- 55 or over with weight loss and dyspepsia")
+    assert any("also applies, outranked" in line for line in why)
+    assert not any(line.startswith("- Dyspepsia at 55 or over") and "applies" in
+                   line.split(":")[-1][:10] for line in why)

@@ -185,3 +185,25 @@ def test_a_truncated_history_in_the_store_is_unknown(client, auth_headers, monke
     unknown = [p["valueString"] for p in _guidance_params(client, headers, order)
                if p["name"] == "unknown"]
     assert unknown == ["imaging: only the latest 1 ServiceRequest resources were read"]
+
+
+def test_a_guidance_response_has_no_empty_arrays(client, auth_headers):
+    """FHIR JSON never carries empty arrays (json.html); the ordering path makes no cards."""
+    from tests.factories import service_request
+
+    headers = auth_headers()
+    pid = client.post("/fhir/Patient", json=patient(birth_date="1960-01-01", gender="male"),
+                      headers=headers).get_json()["id"]
+    order = client.post("/fhir/ServiceRequest", json=service_request(f"Patient/{pid}"),
+                        headers=headers).get_json()
+    guidance = client.get(f"/fhir/{order['supportingInfo'][0]['reference']}",
+                          headers=headers).get_json()
+
+    def empty_arrays(value):
+        if isinstance(value, list):
+            return (not value) + sum(empty_arrays(v) for v in value)
+        if isinstance(value, dict):
+            return sum(empty_arrays(v) for v in value.values())
+        return 0
+
+    assert empty_arrays(guidance) == 0
