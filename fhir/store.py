@@ -22,6 +22,7 @@ from core.settings import Settings
 from fhir.dates import instant, now_utc
 from fhir.indexing import index_rows
 from fhir.models import INDEX_TABLES, ResourceRow, ResourceVersion, table_of
+from fhir.references import check_references
 from fhir.registry import CONTROL_PARAMS, REGISTRY, ResourceSpec
 from fhir.search import parse_query, run_search
 from fhir.validation import check_id, validate_resource
@@ -70,6 +71,9 @@ class Store:
     def __init__(self, session: Session, settings: Settings) -> None:
         self.session = session
         self.settings = settings
+        # "Type/id" of resources the current transaction writes: local
+        # references to them resolve before they exist.
+        self.pending: frozenset[str] = frozenset()
 
     def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
         content = self._current(spec_for(resource_type).type, resource_id)
@@ -78,7 +82,14 @@ class Store:
         return json.loads(content)  # type: ignore[no-any-return]
 
     def exists(self, resource_type: str, resource_id: str) -> bool:
-        return self._current(spec_for(resource_type).type, resource_id) is not None
+        """Whether the resource exists here (a type not served never does)."""
+        return resource_type in REGISTRY and \
+            self._current(resource_type, resource_id) is not None
+
+    def _check_references(self, resource_type: str, resource_id: str,
+                          resource: dict[str, Any]) -> None:
+        own = f"{resource_type}/{resource_id}"
+        check_references(resource, self.exists, self.pending | {own})
 
     def _current(self, resource_type: str, resource_id: str) -> str | None:
         """The stored JSON of the current version (Core, so never a stale ORM copy)."""
@@ -120,6 +131,8 @@ class Store:
             if found is not None:
                 return Written(found, created=False, existed=True)
         resource_id = resource_id or str(uuid.uuid4())
+        if not trusted:
+            self._check_references(spec.type, resource_id, resource)
         return Written(self._write(spec, resource_id, resource, None), created=True)
 
     def update(self, resource_type: str, resource_id: str, data: Any, *,
@@ -131,6 +144,7 @@ class Store:
         if resource.get("id") != resource_id:
             raise BadRequest(f"The resource id must be '{resource_id}', as in the URL",
                              [f"{resource_type}.id"])
+        self._check_references(spec.type, resource_id, resource)
         current = self._current(spec.type, resource_id)
         if current is None:
             if if_match:
@@ -139,6 +153,24 @@ class Store:
         previous = json.loads(current)
         _check_if_match(if_match, int(previous["meta"]["versionId"]))
         return Written(self._write(spec, resource_id, resource, previous), created=False)
+
+    def stage(self, resource_type: str, resource_id: str, resource: Any) -> None:
+        """Make a resource searchable (current row and index rows, no history, no hooks)
+        inside a savepoint the caller rolls back: a transaction's conditional creates
+        and conditional references then see its earlier entries."""
+        spec = spec_for(resource_type)
+        if not isinstance(resource, dict) or self._current(spec.type, resource_id):
+            return
+        stored = {**resource, "id": resource_id}
+        try:
+            rows = index_rows(spec.type, resource_id, spec.params, stored)
+        except (TypeError, ValueError, KeyError, AttributeError):
+            return  # not indexable: the entry's own write will say why it is invalid
+        self.session.execute(insert(table_of(ResourceRow)), [{
+            "resource_type": spec.type, "id": resource_id, "version_id": 0,
+            "last_updated": now_utc(), "content": dumps(stored)}])
+        for model, found in rows.items():
+            self.session.execute(insert(table_of(model)), found)
 
     def match_one(self, resource_type: str, query: str) -> dict[str, Any] | None:
         """The single resource matching a conditional ``query``; 412 if several."""
@@ -151,8 +183,13 @@ class Store:
     def _write(self, spec: ResourceSpec, resource_id: str, resource: dict[str, Any],
                previous: dict[str, Any] | None) -> dict[str, Any]:
         resource = {**resource, "id": resource_id}
-        for hook in _WRITE_HOOKS.get(spec.type, []):
-            hook(self, resource, previous)
+        outer = self.pending
+        self.pending = outer | {f"{spec.type}/{resource_id}"}  # hooks may refer to it
+        try:
+            for hook in _WRITE_HOOKS.get(spec.type, []):
+                hook(self, resource, previous)
+        finally:
+            self.pending = outer
         version = int(previous["meta"]["versionId"]) + 1 if previous else 1
         now = now_utc()
         meta = {**resource.get("meta", {}), "versionId": str(version),

@@ -9,7 +9,7 @@ rolls everything back. A batch runs each entry in its own savepoint.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -111,14 +111,35 @@ def _parse_entry(index: int, raw: Any) -> Entry:
 
 
 def _transaction(ctx: Context, entries: list[Entry]) -> dict[str, Any]:
-    ids = _assign_ids(ctx, entries)
+    ids, targets = _assign_ids(ctx, entries)
+    ctx.store.pending = frozenset(ids.values()) | {
+        f"{e.resource_type}/{targets[e.index]}" for e in entries if e.index in targets}
     responses: dict[int, dict[str, Any]] = {}
-    for entry in sorted(entries, key=_processing_order):
-        try:
-            responses[entry.index] = _run(ctx, _resolved(ctx, entry, ids), ids)
-        except FhirError as error:
-            raise _located(error, entry) from error
-    return _response_bundle("transaction-response", [responses[e.index] for e in entries])
+    try:
+        for entry in sorted(entries, key=_processing_order):
+            try:
+                responses[entry.index] = _run(ctx, _resolved(ctx, entry, ids), targets)
+            except FhirError as error:
+                raise _located(error, entry) from error
+    finally:
+        ctx.store.pending = frozenset()
+    return _response_bundle("transaction-response",
+                            _unique_full_urls([responses[e.index] for e in entries]))
+
+
+def _unique_full_urls(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Entries that answer for a resource an earlier entry already carries (duplicate
+    conditional creates) keep their response and location, not a second fullUrl or
+    copy (bdl-7: fullUrl is unique within a Bundle)."""
+    seen: set[str] = set()
+    unique = []
+    for entry in entries:
+        url = entry.get("fullUrl")
+        if url in seen:
+            entry = {"response": entry["response"]}
+        seen.add(url or "")
+        unique.append(entry)
+    return unique
 
 
 def _processing_order(entry: Entry) -> tuple[int, int]:
@@ -141,19 +162,52 @@ def _batch(ctx: Context, raw: list[tuple[int, Any]]) -> dict[str, Any]:
     return _response_bundle("batch-response", responses)
 
 
-def _assign_ids(ctx: Context, entries: list[Entry]) -> dict[str, str]:
-    """Map each entry's ``fullUrl`` to the ``Type/id`` it will have."""
+def _assign_ids(ctx: Context, entries: list[Entry]) -> tuple[dict[str, str], dict[int, str]]:
+    """Where each entry will be written, before anything is.
+
+    Returns ``fullUrl -> Type/id`` (also holding each conditional reference's
+    target) and ``entry index -> id`` for every POST. The entries are staged,
+    one by one, in a savepoint that is rolled back, so a conditional create
+    or a conditional reference sees the earlier entries of the same Bundle
+    (two entries with the same ``ifNoneExist`` are one resource).
+    """
     ids: dict[str, str] = {}
-    for entry in entries:
-        if not entry.full_url or entry.method == "GET":
-            continue
-        if entry.method == "PUT":
-            ids[entry.full_url] = f"{entry.resource_type}/{entry.resource_id}"
-        elif entry.if_none_exist and (found := _match(ctx, entry)) is not None:
-            ids[entry.full_url] = f"{entry.resource_type}/{found['id']}"
-        else:
-            ids[entry.full_url] = f"{entry.resource_type}/{uuid.uuid4()}"
-    return ids
+    targets: dict[int, str] = {}
+    staging = ctx.store.session.begin_nested()
+    try:
+        for entry in entries:
+            if entry.method == "PUT" and entry.full_url:
+                ids[entry.full_url] = f"{entry.resource_type}/{entry.resource_id}"
+            if entry.method == "PUT" and entry.resource_id:
+                ctx.store.stage(entry.resource_type, entry.resource_id, entry.resource)
+            if entry.method != "POST":
+                continue
+            found = _match(ctx, entry) if entry.if_none_exist else None
+            targets[entry.index] = found["id"] if found else str(uuid.uuid4())
+            if entry.full_url:
+                ids[entry.full_url] = f"{entry.resource_type}/{targets[entry.index]}"
+            if found is None:
+                ctx.store.stage(entry.resource_type, targets[entry.index], entry.resource)
+        for entry in entries:
+            for ref in _conditional_refs(entry.resource):
+                ids.setdefault(ref, _conditional_reference(ctx, ref, entry))
+    finally:
+        staging.rollback()
+    return ids, targets
+
+
+def _conditional_refs(node: Any) -> Iterator[str]:
+    """The conditional references (``Type?query``) anywhere in ``node``."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _conditional_refs(item)
+    elif isinstance(node, dict):
+        ref = node.get("reference")
+        if isinstance(ref, str) and "?" in ref and not ref.startswith("urn:"):
+            yield ref
+        for value in node.values():
+            if isinstance(value, dict | list):
+                yield from _conditional_refs(value)
 
 
 def _match(ctx: Context, entry: Entry) -> dict[str, Any] | None:
@@ -179,25 +233,28 @@ def _rewrite(ctx: Context, node: Any, ids: dict[str, str]) -> Any:
     copy = {key: _rewrite(ctx, value, ids) for key, value in node.items()}
     ref = copy.get("reference")
     if isinstance(ref, str):
-        copy["reference"] = ids.get(ref) or _conditional_reference(ctx, ref)
+        if ref.startswith("urn:uuid:") and ref not in ids:
+            raise BadRequest(f"Reference {ref} names no entry of this Bundle")
+        copy["reference"] = ids.get(ref, ref)
     return copy
 
 
-def _conditional_reference(ctx: Context, ref: str) -> str:
-    if ref.startswith("urn:uuid:"):
-        raise BadRequest(f"Reference {ref} names no entry of this Bundle")
-    if "?" not in ref:
-        return ref
+def _conditional_reference(ctx: Context, ref: str, entry: Entry) -> str:
+    """The ``Type/id`` a conditional reference names: exactly one match, or a 400."""
     resource_type, query = ref.split("?", 1)
-    spec = spec_for(resource_type)
-    ctx.authorize(spec.type, "search-type")
-    result = run_search(ctx.store.session, spec, criteria(query), count=2)
+    try:
+        spec = spec_for(resource_type)
+        ctx.authorize(spec.type, "search-type")
+        result = run_search(ctx.store.session, spec, criteria(query), count=2)
+    except FhirError as error:
+        raise _located(error, entry) from error
     if result.total != 1:
-        raise BadRequest(f"Conditional reference {ref} matches {result.total} resources")
+        raise _located(BadRequest(
+            f"Conditional reference {ref} matches {result.total} resources"), entry)
     return f"{resource_type}/{result.matches[0]['id']}"
 
 
-def _run(ctx: Context, entry: Entry, ids: dict[str, str]) -> dict[str, Any]:
+def _run(ctx: Context, entry: Entry, targets: dict[int, str]) -> dict[str, Any]:
     if entry.method == "GET":
         return _get(ctx, entry)
     if entry.method == "PUT":
@@ -206,14 +263,14 @@ def _run(ctx: Context, entry: Entry, ids: dict[str, str]) -> dict[str, Any]:
         written = ctx.store.update(entry.resource_type, entry.resource_id, entry.resource,
                                    if_match=entry.if_match)
     else:
-        written = _post(ctx, entry, ids)
+        written = _post(ctx, entry, targets.get(entry.index))
     _audit(ctx, entry, written.resource)
     return _write_entry(ctx.base, written)
 
 
-def _post(ctx: Context, entry: Entry, ids: dict[str, str]) -> Written:
-    assigned = ids.get(entry.full_url or "")
-    new_id = assigned.split("/", 1)[1] if assigned else None
+def _post(ctx: Context, entry: Entry, new_id: str | None) -> Written:
+    """Create at the id chosen for the entry; a conditional create whose target exists
+    (found before, or written by an earlier entry of the Bundle) returns it."""
     if entry.if_none_exist and new_id:
         existing = _existing(ctx, entry.resource_type, new_id)
         if existing is not None:

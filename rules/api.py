@@ -132,7 +132,8 @@ def call(service_id: str) -> Response:
     store = _store()
     cards: list[dict[str, Any]] = []
     for ctx, decision, found in advised:
-        guidance = service.record(store, decision, ctx, [c["uuid"] for c in found])
+        guidance = service.record(store, decision, ctx, [c["uuid"] for c in found],
+                                  cds.fhir_server)
         who.entities.append(f"GuidanceResponse/{guidance['id']}")
         cards += found
     audit.record(store, who)

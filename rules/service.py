@@ -275,15 +275,37 @@ def _read_patient(store: Store, patient_id: str) -> list[dict[str, Any]]:
 
 
 def record(store: Store, decision: Decision, ctx: PatientContext,
-           card_ids: Iterable[str] = ()) -> dict[str, Any]:
-    """Store the GuidanceResponse and its Provenance in the current transaction."""
+           card_ids: Iterable[str] = (), fhir_server: str | None = None) -> dict[str, Any]:
+    """Store the GuidanceResponse and its Provenance in the current transaction.
+
+    Its subject is the Patient here when ScanPath holds it; a CDS Hooks
+    patient lives in the caller's record, so it is referenced absolutely on
+    the caller's ``fhirServer``, or, with none, named in a display only (a
+    local reference must resolve, references.html).
+    """
     base = store.settings.canonical_base
     ensure_pack_version(store.session, engine(decision.pack_id).loaded)
-    written = store.create("GuidanceResponse",
-                           guidance_response(decision, ctx, base, list(card_ids)))
+    resource = guidance_response(decision, ctx, base, list(card_ids))
+    subject = _subject(store, ctx.patient_ref, fhir_server)
+    resource.pop("subject", None)
+    if subject:
+        resource["subject"] = subject
+    written = store.create("GuidanceResponse", resource)
     guidance = written.resource
     store.create("Provenance", provenance(f"GuidanceResponse/{guidance['id']}", decision, base))
     return guidance
+
+
+def _subject(store: Store, patient_ref: str | None,
+             fhir_server: str | None) -> dict[str, str] | None:
+    if not patient_ref:
+        return None
+    resource_type, _, resource_id = patient_ref.partition("/")
+    if store.exists(resource_type, resource_id):
+        return {"reference": patient_ref}
+    if fhir_server:
+        return {"reference": f"{fhir_server.rstrip('/')}/{patient_ref}"}
+    return {"display": f"{patient_ref} in the requesting system's record"}
 
 
 def ensure_pack_version(session: Session, loaded: LoadedPack) -> None:

@@ -113,3 +113,79 @@ def test_batch_reports_an_unknown_type_in_its_entry(client, auth_headers):
     assert response.status_code == 200
     statuses = [e["response"]["status"] for e in response.get_json()["entry"]]
     assert statuses[0] == "201 Created" and statuses[1].startswith("404")
+
+
+NHS_QUERY = "identifier=https://fhir.nhs.uk/Id/nhs-number|9434765919"
+SECOND_URL = "urn:uuid:5e0a4d6c-0000-4000-8000-000000000002"
+
+
+def test_two_entries_with_the_same_if_none_exist_are_one_patient(client, auth_headers):
+    """FHIR R4 http.html (transaction): conditional creates see earlier entries; the
+    Condition and the ServiceRequest end on the same Patient."""
+    bundle = transaction(post_entry(patient(), PATIENT_URL, if_none_exist=NHS_QUERY),
+                         post_entry(patient(), SECOND_URL, if_none_exist=NHS_QUERY),
+                         post_entry(condition(PATIENT_URL)),
+                         post_entry(service_request(SECOND_URL)))
+    body = client.post("/fhir", json=bundle, headers=auth_headers()).get_json()
+    statuses = [e["response"]["status"] for e in body["entry"]]
+    assert statuses == ["201 Created", "200 OK", "201 Created", "201 Created"]
+    first = body["entry"][0]["resource"]["id"]
+    assert body["entry"][1]["response"]["location"].startswith(f"Patient/{first}/")
+    assert body["entry"][2]["resource"]["subject"]["reference"] == f"Patient/{first}"
+    assert body["entry"][3]["resource"]["subject"]["reference"] == f"Patient/{first}"
+    assert _count(client, auth_headers(), "Patient") == 1
+
+
+def test_a_conditional_create_without_full_url_matches_an_earlier_entry(client, auth_headers):
+    bundle = transaction(post_entry(patient(), if_none_exist=NHS_QUERY),
+                         post_entry(patient(), PATIENT_URL, if_none_exist=NHS_QUERY),
+                         post_entry(service_request(PATIENT_URL)))
+    body = client.post("/fhir", json=bundle, headers=auth_headers()).get_json()
+    ids = {body["entry"][i]["response"]["location"].split("/")[1] for i in (0, 1)}
+    assert len(ids) == 1
+    assert _count(client, auth_headers(), "Patient") == 1
+
+
+def test_a_conditional_reference_sees_an_earlier_entry(client, auth_headers):
+    order = service_request(f"Patient?{NHS_QUERY}")
+    bundle = transaction(post_entry(order), post_entry(patient(), PATIENT_URL))
+    body = client.post("/fhir", json=bundle, headers=auth_headers()).get_json()
+    patient_id = body["entry"][1]["resource"]["id"]
+    assert body["entry"][0]["resource"]["subject"]["reference"] == f"Patient/{patient_id}"
+
+
+def test_a_reference_to_nothing_is_refused(client, auth_headers):
+    """references.html: a local reference must resolve; the OperationOutcome names it."""
+    response = client.post("/fhir/ServiceRequest", json=service_request("Patient/does-not-exist"),
+                           headers=auth_headers())
+    assert response.status_code == 422
+    issue = response.get_json()["issue"][0]
+    assert issue["expression"] == ["ServiceRequest.subject"]
+    assert "Patient/does-not-exist" in issue["diagnostics"]
+    assert _count(client, auth_headers(), "ServiceRequest") == 0
+
+
+def test_a_reference_to_nothing_inside_a_transaction_names_the_entry(client, auth_headers):
+    bundle = transaction(post_entry(patient(), PATIENT_URL),
+                         post_entry(condition("Patient/missing")))
+    response = client.post("/fhir", json=bundle, headers=auth_headers())
+    assert response.status_code == 422
+    assert response.get_json()["issue"][0]["expression"] == \
+        ["Bundle.entry[1].resource.subject"]
+    assert _count(client, auth_headers(), "Patient") == 0
+
+
+def test_an_update_to_a_reference_to_nothing_is_refused(client, auth_headers):
+    headers = auth_headers()
+    made = client.post("/fhir/Patient", json=patient(), headers=headers).get_json()
+    order = client.post("/fhir/ServiceRequest", json=service_request(f"Patient/{made['id']}"),
+                        headers=headers).get_json()
+    order["subject"] = {"reference": "Patient/gone"}
+    response = client.put(f"/fhir/ServiceRequest/{order['id']}", json=order, headers=headers)
+    assert response.status_code == 422
+
+
+def test_contained_and_absolute_references_are_not_local(client, auth_headers):
+    order = service_request("https://gp.example/fhir/Patient/123")
+    response = client.post("/fhir/ServiceRequest", json=order, headers=auth_headers())
+    assert response.status_code == 201
