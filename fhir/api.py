@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -19,19 +20,25 @@ from core.errors import (
     MethodNotAllowed,
     NotAcceptable,
     NotFound,
+    Unprocessable,
     UnsupportedMediaType,
     information,
 )
 from core.web import app_settings, db, fhir_response
 from fhir import audit, transaction
 from fhir.capability import capability_statement
-from fhir.registry import OPERATIONS, ResourceSpec
+from fhir.dates import DateFormatError, date_range
+from fhir.registry import OPERATIONS, REGISTRY, ResourceSpec
 from fhir.search import SearchResult, run_search
 from fhir.store import Store, Written, spec_for
 from fhir.validation import validate_resource
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+# A JSON body under a JSON type is a JSON Patch when it is an array, else a merge patch.
+PATCH_TYPES = {JSON_PATCH, MERGE_PATCH} | JSON_TYPES
 FORMAT_ALIASES = JSON_TYPES | {"json"}
 
 
@@ -53,9 +60,21 @@ def _negotiate() -> None:
     fmt = request.args.get("_format")
     if fmt is not None and fmt not in FORMAT_ALIASES:
         raise NotAcceptable(f"_format={fmt} is not served; use application/fhir+json")
+    if _raw_binary_read():
+        return  # a Binary is served in its own content type (binary.html)
     accepted = request.accept_mimetypes
     if accepted.provided and not any(accepted[t] for t in JSON_TYPES):
         raise NotAcceptable("Only application/fhir+json is served")
+
+
+def _raw_binary_read() -> bool:
+    """A read of a Binary whose Accept names no FHIR JSON type (its own type, or */*)."""
+    parts = request.path.rstrip("/").split("/")
+    if request.method != "GET" or len(parts) != 4 or parts[2] != "Binary" \
+            or parts[3].startswith("_"):
+        return False
+    accepted = request.accept_mimetypes
+    return accepted.provided and not any(t in JSON_TYPES for t, _ in accepted)
 
 
 @bp.after_request
@@ -103,7 +122,10 @@ def _body() -> Any:
     if mimetype not in JSON_TYPES:
         raise UnsupportedMediaType(
             f"Content-Type must be application/fhir+json, not {mimetype or 'missing'}")
-    data = request.get_data(cache=True)
+    return _json(request.get_data(cache=True))
+
+
+def _json(data: bytes) -> Any:
     if not data:
         raise BadRequest("The request has no body")
     try:
@@ -195,7 +217,91 @@ def read(resource_type: str, resource_id: str) -> Response:
     spec = _allow(resource_type, "read")
     resource = _store().read(spec.type, resource_id)
     _commit(resource)
+    if spec.type == "Binary" and _raw_binary_read():
+        return _raw(resource)
     return _resource_response(resource)
+
+
+def _raw(binary: dict[str, Any]) -> Response:
+    """The Binary's own bytes in its own content type, if the client accepts that type."""
+    content_type = str(binary.get("contentType") or "application/octet-stream")
+    if not request.accept_mimetypes[content_type]:
+        raise NotAcceptable(f"This Binary is {content_type}; ask for that or */*, or for "
+                            "application/fhir+json")
+    try:
+        data = base64.b64decode(binary.get("data") or "", validate=True)
+    except ValueError as exc:
+        raise Unprocessable(f"Binary/{binary['id']} holds no valid base64 data") from exc
+    return Response(data, 200, {"Content-Type": content_type,
+                                "ETag": f'W/"{binary["meta"]["versionId"]}"'})
+
+
+@bp.patch("/<resource_type>/<resource_id>")
+def patch(resource_type: str, resource_id: str) -> Response:
+    spec = _allow(resource_type, "patch")
+    mimetype, _ = parse_options_header(request.headers.get("Content-Type", ""))
+    if mimetype not in PATCH_TYPES:
+        raise UnsupportedMediaType(f"PATCH takes {JSON_PATCH} (RFC 6902) or "
+                                   f"{MERGE_PATCH} (RFC 7386), not {mimetype or 'none'}")
+    written = _store().patch(spec.type, resource_id, _json(request.get_data(cache=True)),
+                             if_match=request.headers.get("If-Match"))
+    _commit(written.resource)
+    return _written_response(written)
+
+
+@bp.delete("/<resource_type>/<resource_id>")
+def delete(resource_type: str, resource_id: str) -> Response:
+    spec = _allow(resource_type, "delete")
+    store = _store()
+    _delete(store, spec.type, resource_id)
+    return Response(status=204)
+
+
+def _delete(store: Store, resource_type: str, resource_id: str) -> None:
+    store.delete(resource_type, resource_id)
+    g.interaction.entities.append(f"{resource_type}/{resource_id}")
+    _commit()
+
+
+@bp.delete("/<resource_type>")
+def conditional_delete(resource_type: str) -> Response:
+    """Delete the one resource matching the query (http.html#cdelete); none: nothing."""
+    spec = _allow(resource_type, "delete")
+    require(spec.type, "search-type")
+    store = _store()
+    found = store.match_one(spec.type, _query())
+    if found is not None:
+        _delete(store, spec.type, found["id"])
+    else:
+        _commit()
+    return Response(status=204)
+
+
+@bp.put("/<resource_type>")
+def conditional_update(resource_type: str) -> Response:
+    """Update the one resource matching the query, or create (http.html#cond-update)."""
+    spec = _allow(resource_type, "update")
+    require(spec.type, "search-type")
+    store = _store()
+    body = _body()
+    found = store.match_one(spec.type, _query())
+    if found is None:
+        require(spec.type, "create")
+        given = body.get("id") if isinstance(body, dict) else None
+        written = store.update(spec.type, given, body) if given else \
+            store.create(spec.type, body)
+    else:
+        if isinstance(body, dict) and body.get("id") not in (None, found["id"]):
+            raise BadRequest(f"The body's id is not that of the matching {spec.type} "
+                             f"({found['id']})", [f"{spec.type}.id"])
+        written = store.update(spec.type, found["id"], {**body, "id": found["id"]},
+                               if_match=request.headers.get("If-Match"))
+    _commit(written.resource)
+    return _written_response(written)
+
+
+def _query() -> str:
+    return request.query_string.decode("utf-8", "replace")
 
 
 @bp.get("/<resource_type>/<resource_id>/_history/<version_id>")
@@ -210,16 +316,79 @@ def vread(resource_type: str, resource_id: str, version_id: str) -> Response:
 def history(resource_type: str, resource_id: str) -> Response:
     spec = _allow(resource_type, "history-instance")
     versions = _store().history(spec.type, resource_id)
-    _commit(*[resource for _, resource in versions[:1]])
+    g.interaction.entities.append(f"{spec.type}/{resource_id}")
+    _commit()
+    return fhir_response(_history_bundle(versions, len(versions)))
+
+
+@bp.get("/<resource_type>/_history")
+def type_history(resource_type: str) -> Response:
+    spec = _allow(resource_type, "history-type")
+    return _history_of([spec.type])
+
+
+@bp.get("/_history")
+def system_history() -> Response:
+    """Every type the token may read (history-system, http.html#history)."""
+    principal = current_principal()
+    g.interaction.client_id = principal.client_id
+    g.interaction.interaction = "history-system"
+    readable = [t for t, spec in REGISTRY.items() if "history-type" in spec.interactions
+                and principal.scopes.allows(t, "history-type")]
+    if not readable:
+        require("Patient", "history-type")  # the 403 names the scope that is missing
+    return _history_of(readable)
+
+
+def _history_of(resource_types: list[str]) -> Response:
+    params = list(request.args.items(multi=True))
+    unknown = [n for n, _ in params if n not in ("_count", "_since", "_offset", "_format")]
+    if unknown:
+        raise BadRequest(f"History takes _count, _since and _offset, not {unknown[0]}",
+                         [unknown[0]])
+    settings = app_settings()
+    count = _int_param(params, "_count", settings.page_size_default, settings.page_size_max)
+    offset = _int_param(params, "_offset", 0, 10**9)
+    since = _since(request.args.get("_since"))
+    versions = _store().type_history(resource_types, since, count, offset)
+    _commit()
+    return fhir_response(_history_bundle(versions, None))
+
+
+def _since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return date_range(value)[0]
+    except DateFormatError as exc:
+        raise BadRequest(f"_since must be an instant: {exc}", ["_since"]) from exc
+
+
+def _history_bundle(versions: list[tuple[str, dict[str, Any]]],
+                    total: int | None) -> dict[str, Any]:
     base = _base()
-    entries = [{"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r,
-                "request": {"method": method, "url": f"{r['resourceType']}/{r['id']}"},
-                "response": {"status": "201 Created" if method == "POST" else "200 OK",
-                             "etag": f'W/"{r["meta"]["versionId"]}"',
-                             "lastModified": r["meta"]["lastUpdated"]}}
-               for method, r in versions]
-    return fhir_response({"resourceType": "Bundle", "type": "history",
-                          "total": len(entries), "entry": entries})
+    entries = [_history_entry(base, method, r) for method, r in versions]
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "history"}
+    if total is not None:
+        bundle["total"] = total
+    if entries:
+        bundle["entry"] = entries
+    return bundle
+
+
+def _history_entry(base: str, method: str, resource: dict[str, Any]) -> dict[str, Any]:
+    """One version; a deletion carries no resource (bdl-... history entries)."""
+    url = f"{resource['resourceType']}/{resource['id']}"
+    meta = resource["meta"]
+    status = {"POST": "201 Created", "DELETE": "204 No Content"}.get(method, "200 OK")
+    entry: dict[str, Any] = {"fullUrl": f"{base}/{url}",
+                             "request": {"method": "PUT" if method == "PATCH" else method,
+                                         "url": url},
+                             "response": {"status": status, "etag": f'W/"{meta["versionId"]}"',
+                                          "lastModified": meta["lastUpdated"]}}
+    if method != "DELETE":
+        entry["resource"] = resource
+    return entry
 
 
 @bp.get("/<resource_type>")

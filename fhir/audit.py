@@ -16,7 +16,8 @@ from fhir.store import Store
 
 # http://hl7.org/fhir/R4/valueset-audit-event-action.html
 ACTIONS = {"create": "C", "transfer": "C", "read": "R", "vread": "R", "search-type": "R",
-           "history-instance": "R", "update": "U", "operation": "E",
+           "history-instance": "R", "history-type": "R", "history-system": "R",
+           "update": "U", "patch": "U", "delete": "D", "operation": "E",
            "transaction": "E", "batch": "E"}
 # http://hl7.org/fhir/R4/valueset-audit-event-outcome.html
 OUTCOME_SUCCESS, OUTCOME_MINOR, OUTCOME_SERIOUS = "0", "4", "8"

@@ -14,6 +14,9 @@ from fhir.registry import (
 )
 
 SEARCH_PARAM_DOCS = "https://hl7.org/fhir/R4/searchparameter-registry.html"
+SEARCH_HANDLING = ("Search: an unknown or unsupported parameter is refused with 400 unless the "
+                   "request says Prefer: handling=lenient (search.html#errors). Local "
+                   "references must resolve on every write (referencePolicy enforced).")
 
 
 def capability_statement(base: str, version: str) -> dict[str, Any]:
@@ -28,11 +31,14 @@ def capability_statement(base: str, version: str) -> dict[str, Any]:
         "implementation": {"description": "ScanPath imaging referral service", "url": base},
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json", "application/merge-patch+json"],
         "rest": [{
             "mode": "server",
+            "documentation": SEARCH_HANDLING,
             "security": _security(base),
             "resource": [_resource(spec) for spec in REGISTRY.values()],
-            "interaction": [{"code": "transaction"}, {"code": "batch"}],
+            "interaction": [{"code": "transaction"}, {"code": "batch"},
+                            {"code": "history-system"}],
         }],
     }
 
@@ -64,8 +70,9 @@ def _resource(spec: ResourceSpec) -> dict[str, Any]:
         "readHistory": True,
         "updateCreate": writable,
         "conditionalCreate": writable,
-        "conditionalUpdate": False,
-        "conditionalDelete": "not-supported",
+        "conditionalUpdate": writable,
+        "conditionalDelete": "single" if "delete" in spec.interactions else "not-supported",
+        "referencePolicy": ["literal", "local", "enforced"],
         "searchInclude": [f"{spec.type}:{name}" for name in references],
         "searchRevInclude": [f"{other.type}:{p.name}" for other in REGISTRY.values()
                              for p in other.params.values() if p.type == "reference"],

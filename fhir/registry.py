@@ -12,9 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-WRITE = frozenset({"create", "update"})
-READ = frozenset({"read", "vread", "search-type", "history-instance"})
-ALL = READ | WRITE
+WRITE = frozenset({"create", "update", "patch"})
+READ = frozenset({"read", "vread", "search-type", "history-instance", "history-type"})
+# Clinical records of the order's journey are never deleted: they are corrected
+# with status entered-in-error, so history and audit stay whole.
+RECORD = READ | WRITE
+ALL = RECORD | {"delete"}
 
 
 @dataclass(frozen=True)
@@ -85,22 +88,23 @@ _SPECS = [
                              _p("based-on", "reference", "basedOn"),
                              _p("requester", "reference", "requester"),
                              _p("authored", "date", "authoredOn"),
-                             _p("occurrence", "date", "occurrence[x]")], write_rank=1),
+                             _p("occurrence", "date", "occurrence[x]")], RECORD,
+          write_rank=1),
     _spec("Task", [IDENTIFIER, _p("patient", "reference", "for"),
                    _p("subject", "reference", "for"), STATUS,
                    _p("code", "token", "code"), _p("focus", "reference", "focus"),
                    _p("based-on", "reference", "basedOn"), _p("owner", "reference", "owner"),
                    _p("business-status", "token", "businessStatus"),
-                   _p("authored-on", "date", "authoredOn")]),
+                   _p("authored-on", "date", "authoredOn")], RECORD),
     _spec("ImagingStudy", [IDENTIFIER, *_subject(), STATUS,
                            _p("basedon", "reference", "basedOn"),
                            _p("based-on", "reference", "basedOn"),
-                           _p("started", "date", "started")]),
+                           _p("started", "date", "started")], RECORD),
     _spec("DiagnosticReport", [IDENTIFIER, *_subject(), STATUS, _p("code", "token", "code"),
                                _p("category", "token", "category"),
                                _p("based-on", "reference", "basedOn"),
                                _p("date", "date", "effective[x]"),
-                               _p("issued", "date", "issued")]),
+                               _p("issued", "date", "issued")], RECORD),
     _spec("DocumentReference", [IDENTIFIER, *_subject(), STATUS, _p("type", "token", "type"),
                                 _p("date", "date", "date"),
                                 _p("related", "reference", "context.related")]),
@@ -109,11 +113,11 @@ _SPECS = [
     _spec("CodeSystem", [_p("url", "token", "url"), _p("name", "string", "name"), STATUS],
           READ),
     _spec("GuidanceResponse", [IDENTIFIER, *_subject(), STATUS,
-                               _p("request", "token", "requestIdentifier")]),
+                               _p("request", "token", "requestIdentifier")], RECORD),
     _spec("Provenance", [_p("target", "reference", "target"),
                          _p("patient", "reference", "target"),
                          _p("agent", "reference", "agent.who"),
-                         _p("recorded", "date", "recorded")]),
+                         _p("recorded", "date", "recorded")], RECORD),
     _spec("AuditEvent", [_p("date", "date", "recorded"), _p("agent", "reference", "agent.who"),
                          _p("entity", "reference", "entity.what"),
                          _p("altid", "token", "agent.altId"),
@@ -128,7 +132,10 @@ REGISTRY: dict[str, ResourceSpec] = {s.type: s for s in _SPECS}
 COMMON_PARAMS = {"_id": "token", "_lastUpdated": "date"}
 # Result-shaping parameters (https://hl7.org/fhir/R4/search.html#Summary).
 CONTROL_PARAMS = {"_count", "_offset", "_sort", "_include", "_revinclude", "_summary",
-                  "_format", "_total"}
+                  "_format", "_total",
+                  # Aidbox's name for _total, sent by fhirpy's count(); the total is
+                  # always counted here, so both are accepted and need nothing more.
+                  "_totalMethod"}
 
 
 @dataclass(frozen=True)

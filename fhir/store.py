@@ -7,26 +7,33 @@ transaction Bundle, or one interaction plus its AuditEvent).
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+import json_merge_patch
+import jsonpatch
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from core.errors import BadRequest, Conflict, NotFound, PreconditionFailed
+from core.errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed, Unprocessable
 from core.settings import Settings
 from fhir.dates import instant, now_utc
 from fhir.indexing import index_rows
-from fhir.models import INDEX_TABLES, ResourceRow, ResourceVersion, table_of
+from fhir.models import INDEX_TABLES, ReferenceIndex, ResourceRow, ResourceVersion, table_of
 from fhir.references import check_references
 from fhir.registry import CONTROL_PARAMS, REGISTRY, ResourceSpec
 from fhir.search import parse_query, run_search
 from fhir.validation import check_id, validate_resource
 
+# Resources that record what happened to others (audit, provenance): they do not
+# keep a resource from being deleted, and keep their history of it.
+RECORDS_ABOUT = ("AuditEvent", "Provenance")
 WriteHook = Callable[["Store", dict[str, Any], dict[str, Any] | None], None]
 _WRITE_HOOKS: dict[str, list[WriteHook]] = {}
 
@@ -76,10 +83,22 @@ class Store:
         self.pending: frozenset[str] = frozenset()
 
     def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
+        """The current version; 410 Gone when deleted, 404 when never written."""
         content = self._current(spec_for(resource_type).type, resource_id)
         if content is None:
+            if self._last_version(resource_type, resource_id)[1] == "DELETE":
+                raise Gone(f"{resource_type}/{resource_id} was deleted")
             raise NotFound(f"{resource_type}/{resource_id} is not known")
         return json.loads(content)  # type: ignore[no-any-return]
+
+    def _last_version(self, resource_type: str, resource_id: str) -> tuple[int, str | None]:
+        """The highest version number written, and its method (0, None if none)."""
+        versions = table_of(ResourceVersion).c
+        row = self.session.execute(
+            select(versions.version_id, versions.method)
+            .where(versions.resource_type == resource_type, versions.id == resource_id)
+            .order_by(versions.version_id.desc()).limit(1)).first()
+        return (int(row[0]), str(row[1])) if row else (0, None)
 
     def exists(self, resource_type: str, resource_id: str) -> bool:
         """Whether the resource exists here (a type not served never does)."""
@@ -107,14 +126,29 @@ class Store:
         return json.loads(content)  # type: ignore[no-any-return]
 
     def history(self, resource_type: str, resource_id: str) -> list[tuple[str, dict[str, Any]]]:
-        """``(method, resource)`` for every version, newest first."""
-        self.read(resource_type, resource_id)
+        """``(method, resource)`` for every version, newest first (deletions included)."""
+        spec_for(resource_type)
         versions = table_of(ResourceVersion).c
         rows = self.session.execute(
             select(versions.method, versions.content)
             .where(versions.resource_type == resource_type, versions.id == resource_id)
             .order_by(versions.version_id.desc())
         ).all()
+        if not rows:
+            raise NotFound(f"{resource_type}/{resource_id} is not known")
+        return [(method, json.loads(content)) for method, content in rows]
+
+    def type_history(self, resource_types: list[str], since: datetime | None, count: int,
+                     offset: int = 0) -> list[tuple[str, dict[str, Any]]]:
+        """``(method, resource)`` of every version of these types, newest first."""
+        versions = table_of(ResourceVersion).c
+        query = select(versions.method, versions.content).where(
+            versions.resource_type.in_(resource_types))
+        if since is not None:
+            query = query.where(versions.last_updated >= since)
+        rows = self.session.execute(query.order_by(versions.last_updated.desc(),
+                                                   versions.version_id.desc())
+                                    .offset(offset).limit(count)).all()
         return [(method, json.loads(content)) for method, content in rows]
 
     def create(self, resource_type: str, data: Any, *, resource_id: str | None = None,
@@ -136,7 +170,7 @@ class Store:
         return Written(self._write(spec, resource_id, resource, None), created=True)
 
     def update(self, resource_type: str, resource_id: str, data: Any, *,
-               if_match: str | None = None) -> Written:
+               if_match: str | None = None, method: str = "PUT") -> Written:
         """Update (or create with a client id) ``resource_type/resource_id``."""
         spec = spec_for(resource_type)
         check_id(resource_id)
@@ -149,10 +183,70 @@ class Store:
         if current is None:
             if if_match:
                 raise PreconditionFailed(f"{resource_type}/{resource_id} does not exist")
-            return Written(self._write(spec, resource_id, resource, None), created=True)
+            after, _ = self._last_version(spec.type, resource_id)  # a deleted one comes back
+            return Written(self._write(spec, resource_id, resource, None, after=after),
+                           created=True)
         previous = json.loads(current)
         _check_if_match(if_match, int(previous["meta"]["versionId"]))
-        return Written(self._write(spec, resource_id, resource, previous), created=False)
+        return Written(self._write(spec, resource_id, resource, previous, method=method),
+                       created=False)
+
+    def patch(self, resource_type: str, resource_id: str, document: Any, *,
+              if_match: str | None = None) -> Written:
+        """Apply a patch to the current version: a JSON Patch (RFC 6902, an array of
+        operations, the ``jsonpatch`` library) or a JSON Merge Patch (RFC 7386, an
+        object, as fhirpy sends; ``json-merge-patch``).
+
+        400 for a malformed patch document, 422 when it does not apply (a
+        failed ``test``, a missing path); the result is validated like any
+        update and must keep its ``id``.
+        """
+        current = self.read(resource_type, resource_id)
+        _check_if_match(if_match, int(current["meta"]["versionId"]))
+        patched = apply_json_patch(current, document) if isinstance(document, list) \
+            else apply_merge_patch(current, document)
+        return self.update(resource_type, resource_id, patched, if_match=if_match,
+                           method="PATCH")
+
+    def delete(self, resource_type: str, resource_id: str) -> bool:
+        """Delete the current version, keeping its history (reads then answer 410).
+
+        Returns False when it was already deleted; 404 if it never existed;
+        409 while another resource here still refers to it.
+        """
+        spec = spec_for(resource_type)
+        current = self._current(spec.type, resource_id)
+        if current is None:
+            if self._last_version(spec.type, resource_id)[1] == "DELETE":
+                return False
+            raise NotFound(f"{resource_type}/{resource_id} is not known")
+        self._refuse_if_referenced(spec.type, resource_id)
+        version = int(json.loads(current)["meta"]["versionId"]) + 1
+        now = now_utc()
+        tombstone = {"resourceType": spec.type, "id": resource_id,
+                     "meta": {"versionId": str(version), "lastUpdated": instant(now)}}
+        for model in (ResourceRow, *INDEX_TABLES):
+            table = table_of(model)
+            key = table.c.id if model is ResourceRow else table.c.resource_id
+            self.session.execute(delete(table).where(table.c.resource_type == spec.type,
+                                                     key == resource_id))
+        self.session.execute(insert(table_of(ResourceVersion)), [{
+            "resource_type": spec.type, "id": resource_id, "version_id": version,
+            "last_updated": now, "content": dumps(tombstone), "method": "DELETE"}])
+        return True
+
+    def _refuse_if_referenced(self, resource_type: str, resource_id: str) -> None:
+        refs = table_of(ReferenceIndex).c
+        rows = self.session.execute(
+            select(refs.resource_type, refs.resource_id).distinct()
+            .where(refs.target_type == resource_type, refs.target_id == resource_id,
+                   refs.resource_type.not_in(RECORDS_ABOUT),
+                   ~((refs.resource_type == resource_type) & (refs.resource_id == resource_id)))
+            .limit(3)).all()
+        if rows:
+            names = ", ".join(f"{t}/{i}" for t, i in rows)
+            raise Conflict(f"{resource_type}/{resource_id} is referred to by {names}; "
+                           "remove those references first")
 
     def stage(self, resource_type: str, resource_id: str, resource: Any) -> None:
         """Make a resource searchable (current row and index rows, no history, no hooks)
@@ -181,7 +275,10 @@ class Store:
         return result.matches[0] if result.matches else None
 
     def _write(self, spec: ResourceSpec, resource_id: str, resource: dict[str, Any],
-               previous: dict[str, Any] | None) -> dict[str, Any]:
+               previous: dict[str, Any] | None, *, after: int = 0,
+               method: str = "PUT") -> dict[str, Any]:
+        """Write a new version: after ``previous``, or as version ``after`` + 1 (a new
+        resource, or one coming back after deletion)."""
         resource = {**resource, "id": resource_id}
         outer = self.pending
         self.pending = outer | {f"{spec.type}/{resource_id}"}  # hooks may refer to it
@@ -190,7 +287,7 @@ class Store:
                 hook(self, resource, previous)
         finally:
             self.pending = outer
-        version = int(previous["meta"]["versionId"]) + 1 if previous else 1
+        version = int(previous["meta"]["versionId"]) + 1 if previous else after + 1
         now = now_utc()
         meta = {**resource.get("meta", {}), "versionId": str(version),
                 "lastUpdated": instant(now)}
@@ -205,7 +302,8 @@ class Store:
             else:
                 self._replace_current(row)
             self.session.execute(insert(table_of(ResourceVersion)),
-                                 [{**row, "method": "PUT" if previous else "POST"}])
+                                 [{**row, "method": method if previous else
+                                   ("PUT" if after else "POST")}])
             self._reindex(spec, resource_id, stored, fresh=previous is None)
         except IntegrityError as exc:
             raise Conflict("The resource was written by another request at the same time") \
@@ -258,3 +356,26 @@ def _check_if_match(if_match: str | None, current_version: int) -> None:
     if wanted != str(current_version):
         raise PreconditionFailed(
             f"If-Match {if_match} does not match the current version {current_version}")
+
+
+def apply_json_patch(resource: dict[str, Any], operations: Any) -> dict[str, Any]:
+    """``resource`` with the JSON Patch ``operations`` applied (a copy)."""
+    if not isinstance(operations, list) or not all(isinstance(o, dict) for o in operations):
+        raise BadRequest("A JSON Patch body is a JSON array of operation objects")
+    try:
+        return jsonpatch.JsonPatch(operations).apply(resource)  # type: ignore[no-any-return]
+    except jsonpatch.InvalidJsonPatch as exc:
+        raise BadRequest(f"Invalid JSON Patch: {exc}") from exc
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+        raise Unprocessable(f"The JSON Patch does not apply: {exc}") from exc
+
+
+def apply_merge_patch(resource: dict[str, Any], patch: Any) -> dict[str, Any]:
+    """``resource`` with a JSON Merge Patch (RFC 7386) applied: null removes an element."""
+    if not isinstance(patch, dict):
+        raise BadRequest("A JSON Merge Patch body is a JSON object")
+    if patch.get("resourceType") == "Parameters":
+        raise BadRequest("FHIRPath Patch (Parameters) is not supported; send a JSON Patch "
+                         "(application/json-patch+json) or a JSON Merge Patch")
+    merged = json_merge_patch.merge(copy.deepcopy(resource), patch)
+    return merged  # type: ignore[no-any-return]

@@ -34,8 +34,11 @@ def test_unknown_id_is_404(client, auth_headers):
 
 
 def test_wrong_method_is_405(client, auth_headers):
-    _outcome(client.delete("/fhir/Patient/1", headers=auth_headers()), 405)
-    _outcome(client.patch("/fhir/Patient", headers=auth_headers()), 405)
+    """Orders, tasks, studies and reports are corrected (entered-in-error), never deleted."""
+    admin = auth_headers("demo-admin")
+    for record in ("ServiceRequest", "Task", "ImagingStudy", "DiagnosticReport"):
+        _outcome(client.delete(f"/fhir/{record}/1", headers=admin), 405)
+    _outcome(client.patch("/fhir/Patient", headers=admin), 405)
 
 
 def test_clients_cannot_write_audit_events(client, auth_headers):
