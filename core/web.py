@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -10,6 +9,7 @@ from flask import Flask, Response, current_app, g
 from sqlmodel import Session
 from werkzeug.exceptions import HTTPException
 
+from core import fhirjson
 from core.db import engine_for
 from core.errors import FhirError, Issue, operation_outcome
 from core.settings import Settings
@@ -25,7 +25,7 @@ _HTTP_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found",
 def fhir_response(body: dict[str, Any] | None, status: int = 200,
                   headers: dict[str, str] | None = None) -> Response:
     """A FHIR JSON response (an empty body when ``body`` is None)."""
-    text = "" if body is None else json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    text = "" if body is None else fhirjson.dumps(body)
     return Response(text, status=status, headers=headers or {}, content_type=FHIR_JSON)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -13,6 +12,7 @@ from flask import Blueprint, Flask, Response, g, request
 from werkzeug.http import http_date, parse_options_header
 
 from auth.guard import current_principal, require
+from core import fhirjson
 from core.errors import (
     BadRequest,
     FhirError,
@@ -129,8 +129,8 @@ def _json(data: bytes) -> Any:
     if not data:
         raise BadRequest("The request has no body")
     try:
-        return json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return fhirjson.loads(data)
+    except (UnicodeDecodeError, ValueError) as exc:
         raise MalformedJson(f"The body is not valid JSON: {exc}") from exc
 
 

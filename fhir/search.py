@@ -10,7 +10,6 @@ OR, a repeated parameter means AND; ``_count``/``_offset`` paging,
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +20,7 @@ from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select, tru
 from sqlalchemy.sql import Select
 from sqlmodel import Session
 
+from core import fhirjson
 from core.errors import BadRequest
 from fhir.dates import DateFormatError, date_range
 from fhir.indexing import normalise_string
@@ -71,7 +71,7 @@ def run_search(session: Session, spec: ResourceSpec, params: Params, *, count: i
         if with_total else -1
     page = _sorted(base, spec, _values(params, "_sort")).offset(offset).limit(count)
     rows = session.execute(page).scalars().all() if count else []
-    matches = [json.loads(content) for content in rows]
+    matches = [fhirjson.loads(content) for content in rows]
     included = _includes(session, spec, params, matches)
     return SearchResult(total, matches, included, offset, count)
 
@@ -264,4 +264,4 @@ def _load_into(session: Session, found: dict[tuple[str, str], dict[str, Any]],
     rows = session.execute(select(RESOURCE.resource_type, RESOURCE.id, RESOURCE.content).where(
         or_(*[and_(RESOURCE.resource_type == t, RESOURCE.id == i) for t, i in wanted])))
     for resource_type, resource_id, content in rows:
-        found[(resource_type, resource_id)] = json.loads(content)
+        found[(resource_type, resource_id)] = fhirjson.loads(content)

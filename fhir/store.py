@@ -8,7 +8,6 @@ transaction Bundle, or one interaction plus its AuditEvent).
 from __future__ import annotations
 
 import copy
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from core import fhirjson
 from core.errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed, Unprocessable
 from core.settings import Settings
 from fhir.dates import instant, now_utc
@@ -69,7 +69,7 @@ def spec_for(resource_type: str) -> ResourceSpec:
 
 def dumps(resource: dict[str, Any]) -> str:
     """Compact JSON, as stored."""
-    return json.dumps(resource, separators=(",", ":"), ensure_ascii=False)
+    return fhirjson.dumps(resource)
 
 
 class Store:
@@ -89,7 +89,7 @@ class Store:
             if self._last_version(resource_type, resource_id)[1] == "DELETE":
                 raise Gone(f"{resource_type}/{resource_id} was deleted")
             raise NotFound(f"{resource_type}/{resource_id} is not known")
-        return json.loads(content)  # type: ignore[no-any-return]
+        return fhirjson.loads(content)  # type: ignore[no-any-return]
 
     def _last_version(self, resource_type: str, resource_id: str) -> tuple[int, str | None]:
         """The highest version number written, and its method (0, None if none)."""
@@ -123,7 +123,7 @@ class Store:
             table.version_id == _version_number(version_id))).scalar()
         if content is None:
             raise NotFound(f"{resource_type}/{resource_id} has no version {version_id}")
-        return json.loads(content)  # type: ignore[no-any-return]
+        return fhirjson.loads(content)  # type: ignore[no-any-return]
 
     def history(self, resource_type: str, resource_id: str) -> list[tuple[str, dict[str, Any]]]:
         """``(method, resource)`` for every version, newest first (deletions included)."""
@@ -136,7 +136,7 @@ class Store:
         ).all()
         if not rows:
             raise NotFound(f"{resource_type}/{resource_id} is not known")
-        return [(method, json.loads(content)) for method, content in rows]
+        return [(method, fhirjson.loads(content)) for method, content in rows]
 
     def type_history(self, resource_types: list[str], since: datetime | None, count: int,
                      offset: int = 0) -> list[tuple[str, dict[str, Any]]]:
@@ -149,7 +149,7 @@ class Store:
         rows = self.session.execute(query.order_by(versions.last_updated.desc(),
                                                    versions.version_id.desc())
                                     .offset(offset).limit(count)).all()
-        return [(method, json.loads(content)) for method, content in rows]
+        return [(method, fhirjson.loads(content)) for method, content in rows]
 
     def create(self, resource_type: str, data: Any, *, resource_id: str | None = None,
                if_none_exist: str | None = None, trusted: bool = False) -> Written:
@@ -186,7 +186,7 @@ class Store:
             after, _ = self._last_version(spec.type, resource_id)  # a deleted one comes back
             return Written(self._write(spec, resource_id, resource, None, after=after),
                            created=True)
-        previous = json.loads(current)
+        previous = fhirjson.loads(current)
         _check_if_match(if_match, int(previous["meta"]["versionId"]))
         return Written(self._write(spec, resource_id, resource, previous, method=method),
                        created=False)
@@ -221,7 +221,7 @@ class Store:
                 return False
             raise NotFound(f"{resource_type}/{resource_id} is not known")
         self._refuse_if_referenced(spec.type, resource_id)
-        version = int(json.loads(current)["meta"]["versionId"]) + 1
+        version = int(fhirjson.loads(current)["meta"]["versionId"]) + 1
         now = now_utc()
         tombstone = {"resourceType": spec.type, "id": resource_id,
                      "meta": {"versionId": str(version), "lastUpdated": instant(now)}}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from core import fhirjson
 from core.errors import NotFound
 from fhir.store import Store
 
@@ -33,4 +33,4 @@ def put_if_changed(store: Store, resource: dict[str, Any]) -> None:
 
 
 def _content(resource: dict[str, Any]) -> str:
-    return json.dumps({k: v for k, v in resource.items() if k != "meta"}, sort_keys=True)
+    return fhirjson.dumps({k: v for k, v in resource.items() if k != "meta"}, sort_keys=True)

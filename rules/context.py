@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
@@ -362,7 +363,9 @@ def _observation(resource: dict[str, Any]) -> Fact | None:
     value = quantity.get("value")
     if value is None:
         value = resource.get("valueInteger")
-    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    # FHIR decimals arrive as Decimal (kept as sent, core.fhirjson) or float (CDS prefetch).
+    number = value if isinstance(value, int | float | Decimal) and \
+        not isinstance(value, bool) else None
     return _fact("observation", resource.get("code"), resource, when,
                  value=float(number) if number is not None else None, unit=_unit(quantity),
                  value_codes=codes_of(resource.get("valueCodeableConcept")),
