@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import unicodedata
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -37,7 +39,7 @@ def index_rows(resource_type: str, resource_id: str, params: dict[str, SearchPar
 def _values_for(kind: str, value: Any) -> Iterator[dict[str, Any]]:
     if kind == "token":
         for system, code in tokens(value):
-            yield {"system": system, "code": code[:STRING_LIMIT]}
+            yield {"system": bounded(system) if system else system, "code": bounded(code)}
     elif kind == "reference":
         target = reference_target(value)
         if target:
@@ -105,5 +107,24 @@ def _strings(value: Any) -> Iterator[str]:
 
 
 def normalise_string(text: str) -> str:
-    """Lower-cased, whitespace-collapsed, cut to the index column width."""
-    return " ".join(text.lower().split())[:STRING_LIMIT]
+    """Case- and accent-insensitive, whitespace-collapsed, bounded to the column.
+
+    search.html#string: "Zoë" matches ``zoe`` (Unicode NFKD with combining
+    marks removed, then case-folded).
+    """
+    decomposed = unicodedata.normalize("NFKD", text)
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return bounded(" ".join(plain.casefold().split()))
+
+
+def bounded(value: str) -> str:
+    """``value`` if it fits the index column, else a prefix plus a hash of the whole.
+
+    Applied alike when indexing and when searching, so a 300-character value
+    is found by its exact self and never by another value that shares its
+    first 255 characters.
+    """
+    if len(value) <= STRING_LIMIT:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8")).hexdigest()
+    return f"{value[:STRING_LIMIT - len(digest) - 1]}#{digest}"

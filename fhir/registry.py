@@ -54,9 +54,14 @@ def _subject(path: str = "subject") -> list[SearchParam]:
     return [_p("patient", "reference", path), _p("subject", "reference", path)]
 
 
+# Search parameters every resource has (search.html#all): indexed like the others.
+META = [_p("_tag", "token", "meta.tag"), _p("_profile", "token", "meta.profile"),
+        _p("_security", "token", "meta.security")]
+
+
 def _spec(type_: str, params: list[SearchParam], interactions: frozenset[str] = ALL,
           write_rank: int = 0) -> ResourceSpec:
-    return ResourceSpec(type_, interactions, {p.name: p for p in params}, write_rank)
+    return ResourceSpec(type_, interactions, {p.name: p for p in [*params, *META]}, write_rank)
 
 
 _SPECS = [

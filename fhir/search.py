@@ -23,7 +23,7 @@ from sqlmodel import Session
 from core import fhirjson
 from core.errors import BadRequest
 from fhir.dates import DateFormatError, date_range
-from fhir.indexing import normalise_string
+from fhir.indexing import bounded, normalise_string
 from fhir.models import (
     DateIndex,
     ReferenceIndex,
@@ -80,9 +80,14 @@ def _values(params: Params, name: str) -> list[str]:
     return [v for n, v in params if n == name]
 
 
-def _split(value: str) -> list[str]:
-    """Comma-separated alternatives; ``\\,`` is a literal comma."""
-    return [part.replace("\\,", ",") for part in re.split(r"(?<!\\),", value)]
+def _split(value: str, separator: str = ",") -> list[str]:
+    """Parts between unescaped separators, escapes kept (search.html#escaping)."""
+    return re.split(rf"(?<!\\){re.escape(separator)}", value)
+
+
+def _unescape(value: str) -> str:
+    """``\\,`` ``\\|`` ``\\$`` and ``\\\\`` stand for the character itself."""
+    return re.sub(r"\\([\\,|$])", r"\1", value)
 
 
 def _criterion(spec: ResourceSpec, name: str, value: str, strict: bool) -> ColumnElement[bool]:
@@ -109,7 +114,7 @@ def _common(name: str, modifier: str, value: str) -> ColumnElement[bool]:
     if modifier:
         raise BadRequest(f"Modifier ':{modifier}' is not supported on {name}", [name])
     if name == "_id":
-        return RESOURCE.id.in_(_split(value))
+        return RESOURCE.id.in_([_unescape(v) for v in _split(value)])
     column = RESOURCE.last_updated
     return or_(*[_date_test(column, None, v) for v in _split(value)])
 
@@ -143,15 +148,16 @@ def _no_modifier(param: SearchParam, modifier: str) -> None:
 def _token(param: SearchParam, modifier: str, value: str) -> ColumnElement[bool]:
     if modifier not in ("", "not"):
         _no_modifier(param, modifier)
-    if "|" not in value:
-        return TOKEN.code == value
-    system, code = value.split("|", 1)
-    system_test = TOKEN.system == system if system else TOKEN.system.is_(None)
-    return and_(system_test, TOKEN.code == code) if code else system_test
+    parts = _split(value, "|")
+    if len(parts) == 1:
+        return TOKEN.code == bounded(_unescape(value))
+    system, code = _unescape(parts[0]), _unescape("|".join(parts[1:]))
+    system_test = TOKEN.system == bounded(system) if system else TOKEN.system.is_(None)
+    return and_(system_test, TOKEN.code == bounded(code)) if code else system_test
 
 
 def _reference(param: SearchParam, modifier: str, value: str) -> ColumnElement[bool]:
-    parts = value.split("/_history/")[0].rstrip("/").split("/")
+    parts = _unescape(value).split("/_history/")[0].rstrip("/").split("/")
     target_id = parts[-1]
     target_type = parts[-2] if len(parts) >= 2 else modifier or None
     if modifier and target_type != modifier:
@@ -166,7 +172,7 @@ def _reference(param: SearchParam, modifier: str, value: str) -> ColumnElement[b
 
 
 def _string(param: SearchParam, modifier: str, value: str) -> ColumnElement[bool]:
-    text = normalise_string(value)
+    text = normalise_string(_unescape(value))
     if modifier == "exact":
         return STRING.value == text
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

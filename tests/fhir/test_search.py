@@ -139,3 +139,67 @@ def test_post_search_matches_get(client, auth_headers, orders):
     body = client.post("/fhir/ServiceRequest/_search", data="status=draft",
                        headers=headers).get_json()
     assert [e["resource"]["id"] for e in body["entry"]] == [orders["orders"][3]["id"]]
+
+
+def _found(client, headers, url):
+    response = client.get(url, headers=headers)
+    assert response.status_code == 200, response.data
+    return {e["resource"]["id"] for e in response.get_json().get("entry", [])
+            if e["search"]["mode"] == "match"}
+
+
+def test_string_search_ignores_accents(client, auth_headers):
+    """search.html#string: matching is case- and accent-insensitive (given=zoe finds Zoë)."""
+    headers = auth_headers()
+    made = client.post("/fhir/Patient", json={**patient(), "name": [
+        {"family": "Brontë", "given": ["Zoë"]}]}, headers=headers).get_json()
+    assert _found(client, headers, "/fhir/Patient?given=zoe") == {made["id"]}
+    assert _found(client, headers, "/fhir/Patient?family:exact=bronte") == {made["id"]}
+    assert _found(client, headers, "/fhir/Patient?name:contains=ONT") == {made["id"]}
+
+
+def test_escaped_separators_in_token_values(client, auth_headers):
+    """search.html#escaping: \\| \\, and \\$ are literal characters of the value."""
+    headers = auth_headers()
+    order = service_request_with_identifier(client, headers, "A|B,C$D")
+    url = "/fhir/ServiceRequest?identifier=https://gp.example/orders|A\\|B\\,C\\$D"
+    assert _found(client, headers, url.replace("|A", "|A", 1)) == {order["id"]}
+    assert _found(client, headers, "/fhir/ServiceRequest?identifier=A\\|B\\,C\\$D") == \
+        {order["id"]}
+    assert _found(client, headers, "/fhir/ServiceRequest?identifier=A") == set()
+
+
+def service_request_with_identifier(client, headers, value):
+    pid = client.post("/fhir/Patient", json=patient(), headers=headers).get_json()["id"]
+    resource = service_request(f"Patient/{pid}")
+    resource["identifier"] = [{"system": "https://gp.example/orders", "value": value}]
+    response = client.post("/fhir/ServiceRequest", json=resource, headers=headers)
+    assert response.status_code == 201, response.data
+    return response.get_json()
+
+
+def test_long_values_are_found_exactly_and_only_by_themselves(client, auth_headers):
+    """Values longer than the index column (255) are bounded alike on both sides."""
+    headers = auth_headers()
+    long_id = "X" * 300
+    order = service_request_with_identifier(client, headers, long_id)
+    service_request_with_identifier(client, headers, "X" * 299 + "Y")
+    assert _found(client, headers, f"/fhir/ServiceRequest?identifier={long_id}") == {order["id"]}
+    first = client.post("/fhir/Patient", json={**patient(), "name": [
+        {"family": "A" * 300}]}, headers=headers).get_json()
+    client.post("/fhir/Patient", json={**patient(nhs_number="9000000009"), "name": [
+        {"family": "A" * 299 + "B"}]}, headers=headers)
+    assert _found(client, headers, f"/fhir/Patient?family:exact={'a' * 300}") == {first["id"]}
+
+
+def test_tag_profile_and_security(client, auth_headers):
+    headers = auth_headers()
+    made = client.post("/fhir/Patient", json={**patient(), "meta": {
+        "tag": [{"system": "https://t.example", "code": "trial"}],
+        "profile": ["https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient"],
+        "security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality",
+                      "code": "R"}]}}, headers=headers).get_json()
+    assert _found(client, headers, "/fhir/Patient?_tag=https://t.example|trial") == {made["id"]}
+    assert _found(client, headers, "/fhir/Patient?_profile=https://fhir.hl7.org.uk/"
+                                 "StructureDefinition/UKCore-Patient") == {made["id"]}
+    assert _found(client, headers, "/fhir/Patient?_security=R") == {made["id"]}
