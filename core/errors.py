@@ -99,6 +99,7 @@ def operation_outcome(issues: list[Issue]) -> dict[str, Any]:
     return {"resourceType": "OperationOutcome", "issue": [i.as_fhir() for i in issues]}
 
 
-def information(text: str) -> dict[str, Any]:
-    """An all-is-well OperationOutcome, for ``Prefer: return=OperationOutcome``."""
-    return operation_outcome([Issue(text, "informational", "information")])
+def information(text: str, severity: str = "information") -> dict[str, Any]:
+    """An OperationOutcome that reports without failing: all is well
+    (``Prefer: return=OperationOutcome``), or a warning (ignored parameters)."""
+    return operation_outcome([Issue(text, "informational", severity)])

@@ -31,7 +31,7 @@ from fhir.dates import DateFormatError, date_range
 from fhir.registry import OPERATIONS, REGISTRY, ResourceSpec
 from fhir.search import SearchResult, run_search
 from fhir.store import Store, Written, spec_for
-from fhir.validation import validate_resource
+from fhir.validation import mandatory_elements, validate_resource
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}
@@ -413,14 +413,36 @@ def _search(resource_type: str, params: list[tuple[str, str]]) -> Response:
     summary = next((v for n, v in params if n == "_summary"), "false")
     if summary not in ("count", "false"):
         raise BadRequest(f"_summary={summary} is not supported (count, false)", ["_summary"])
+    total = next((v for n, v in params if n in ("_total", "_totalMethod")), "accurate")
+    if total not in ("none", "estimate", "accurate", "count"):
+        raise BadRequest(f"_total={total} is not one of none, estimate, accurate", ["_total"])
     result = run_search(db(), spec, params, count=0 if summary == "count" else count,
-                        offset=offset, strict=_prefer("handling") != "lenient")
+                        offset=offset, strict=_prefer("handling") != "lenient",
+                        with_total=total != "none")
     # _include/_revinclude must not reach types the token cannot read.
     scopes = current_principal().scopes
     result.included = [r for r in result.included if scopes.allows(r["resourceType"], "read")]
     g.interaction.query = urlencode(params)
     _commit()
+    elements = [e for v in params if v[0] == "_elements" for e in v[1].split(",") if e]
+    if elements:
+        result.matches = [_subsetted(r, elements) for r in result.matches]
     return fhir_response(_searchset(spec.type, params, result, count))
+
+
+# search.html#elements: a resource cut down to some elements says so in meta.tag.
+SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+             "code": "SUBSETTED", "display": "subsetted"}
+_ALWAYS = ("resourceType", "id", "meta")
+
+
+def _subsetted(resource: dict[str, Any], elements: list[str]) -> dict[str, Any]:
+    """The asked-for elements, plus the mandatory ones (the server SHOULD keep them)."""
+    keep = {*_ALWAYS, *elements, *mandatory_elements(resource["resourceType"])}
+    kept = {k: v for k, v in resource.items() if k in keep}
+    meta = dict(kept.get("meta", {}))
+    meta["tag"] = [*meta.get("tag", []), SUBSETTED]
+    return {**kept, "meta": meta}
 
 
 def _int_param(params: list[tuple[str, str]], name: str, default: int, limit: int) -> int:
@@ -435,22 +457,32 @@ def _int_param(params: list[tuple[str, str]], name: str, default: int, limit: in
 def _searchset(resource_type: str, params: list[tuple[str, str]], result: SearchResult,
                count: int) -> dict[str, Any]:
     base = _base()
-    kept = [(n, v) for n, v in params if n not in ("_offset", "_count")]
+    kept = [(n, v) for n, v in params if n not in ("_offset", "_count", *result.ignored)]
 
     def page_url(offset: int) -> str:
         query = urlencode([*kept, ("_count", str(count)), ("_offset", str(offset))])
         return f"{base}/{resource_type}?{query}"
 
     links = [{"relation": "self", "url": page_url(result.offset)}]
-    if result.count and result.offset + result.count < result.total:
+    more = result.offset + result.count < result.total if result.total >= 0 else \
+        len(result.matches) == result.count
+    if result.count and more:
         links.append({"relation": "next", "url": page_url(result.offset + result.count)})
     if result.offset > 0 and result.count:
         links.append({"relation": "previous",
                       "url": page_url(max(0, result.offset - result.count))})
     entries = [_search_entry(base, r, "match") for r in result.matches]
     entries += [_search_entry(base, r, "include") for r in result.included]
-    return {"resourceType": "Bundle", "type": "searchset", "total": result.total,
-            "link": links, "entry": entries}
+    if result.ignored:  # Prefer: handling=lenient (search.html#errors)
+        entries.append({"resource": information(
+            "Ignored unknown search parameters: " + ", ".join(result.ignored), "warning"),
+            "search": {"mode": "outcome"}})
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "link": links}
+    if result.total >= 0:
+        bundle["total"] = result.total
+    if entries:
+        bundle["entry"] = entries
+    return bundle
 
 
 def _search_entry(base: str, resource: dict[str, Any], mode: str) -> dict[str, Any]:

@@ -50,6 +50,7 @@ class SearchResult:
     included: list[dict[str, Any]] = field(default_factory=list)
     offset: int = 0
     count: int = 0
+    ignored: list[str] = field(default_factory=list)  # unknown parameters, lenient only
 
 
 def parse_query(query: str) -> Params:
@@ -65,7 +66,9 @@ def run_search(session: Session, spec: ResourceSpec, params: Params, *, count: i
     the page (``total`` is then -1).
     """
     criteria = [(n, v) for n, v in params if n not in CONTROL_PARAMS]
-    where = [_criterion(spec, name, value, strict) for name, value in criteria]
+    ignored = [n for n, _ in criteria if not strict and not _known(spec, n)]
+    where = [_criterion(spec, name, value, strict) for name, value in criteria
+             if name not in ignored]
     base = select(RESOURCE.content).where(RESOURCE.resource_type == spec.type, *where)
     total = session.execute(select(func.count()).select_from(base.subquery())).scalar_one() \
         if with_total else -1
@@ -73,7 +76,15 @@ def run_search(session: Session, spec: ResourceSpec, params: Params, *, count: i
     rows = session.execute(page).scalars().all() if count else []
     matches = [fhirjson.loads(content) for content in rows]
     included = _includes(session, spec, params, matches)
-    return SearchResult(total, matches, included, offset, count)
+    return SearchResult(total, matches, included, offset, count, ignored)
+
+
+def _known(spec: ResourceSpec, name: str) -> bool:
+    """Whether ``name`` (with any modifier or chain) names a parameter of ``spec``."""
+    if name.startswith("_has:"):
+        return True
+    base = name.split(".", 1)[0].partition(":")[0]
+    return base in COMMON_PARAMS or base in spec.params
 
 
 def _values(params: Params, name: str) -> list[str]:
@@ -91,8 +102,11 @@ def _unescape(value: str) -> str:
 
 
 def _criterion(spec: ResourceSpec, name: str, value: str, strict: bool) -> ColumnElement[bool]:
-    param_name, _, modifier = name.partition(":")
-    if param_name in COMMON_PARAMS:
+    if name.startswith("_has:"):
+        return RESOURCE.id.in_(_reverse_chain(spec, name, value))
+    head, dot, chain = name.partition(".")
+    param_name, _, modifier = head.partition(":")
+    if param_name in COMMON_PARAMS and not dot:
         return _common(param_name, modifier, value)
     param = spec.params.get(param_name)
     if param is None:
@@ -100,14 +114,67 @@ def _criterion(spec: ResourceSpec, name: str, value: str, strict: bool) -> Colum
             raise BadRequest(f"Unknown search parameter '{param_name}' for {spec.type}",
                              [param_name])
         return true()
+    if dot:
+        return RESOURCE.id.in_(_chain(spec, param, modifier, chain, value))
     if modifier == "missing":
         return _missing(spec, param, value)
+    inside = RESOURCE.id.in_(_ids_matching(spec, param, modifier, value))
+    return not_(inside) if modifier == "not" else inside
+
+
+def _ids_matching(spec: ResourceSpec, param: SearchParam, modifier: str,
+                  value: str) -> Select[Any]:
+    """Ids of ``spec.type`` whose ``param`` matches any comma-separated alternative."""
     table = _INDEX_TABLE[param.type].c
     alternatives = or_(*[_match(param, modifier, v) for v in _split(value)])
-    matched = select(table.resource_id).where(
+    return select(table.resource_id).where(
         table.resource_type == spec.type, table.param == param.name, alternatives)
-    inside = RESOURCE.id.in_(matched)
-    return not_(inside) if modifier == "not" else inside
+
+
+def _target_ids(spec: ResourceSpec, name: str, value: str) -> Select[Any]:
+    """Ids of ``spec.type`` matching ``name=value``, for a chain's last link."""
+    param_name, _, modifier = name.partition(":")
+    if param_name == "_id":
+        return select(RESOURCE.id).where(RESOURCE.resource_type == spec.type,
+                                         RESOURCE.id.in_([_unescape(v) for v in _split(value)]))
+    param = spec.params.get(param_name)
+    if param is None or modifier in ("missing", "not"):
+        raise BadRequest(f"'{name}' cannot end a chain on {spec.type}", [name])
+    return _ids_matching(spec, param, modifier, value)
+
+
+def _chain(spec: ResourceSpec, param: SearchParam, target: str, chain: str,
+           value: str) -> Select[Any]:
+    """search.html#chaining: ``subject:Patient.identifier=...`` (one link)."""
+    if param.type != "reference":
+        raise BadRequest(f"'{param.name}' is not a reference, so it cannot be chained",
+                         [param.name])
+    target = target or ("Patient" if param.name == "patient" else "")
+    if target not in REGISTRY:
+        raise BadRequest(f"Say which type '{param.name}' points to, as in "
+                         f"'{param.name}:Patient.{chain}'", [param.name])
+    if "." in chain:
+        raise BadRequest("Only one link of chaining is supported", [param.name])
+    targets = _target_ids(REGISTRY[target], chain, value)
+    return select(REFERENCE.resource_id).where(
+        REFERENCE.resource_type == spec.type, REFERENCE.param == param.name,
+        REFERENCE.target_type == target, REFERENCE.target_id.in_(targets))
+
+
+def _reverse_chain(spec: ResourceSpec, name: str, value: str) -> Select[Any]:
+    """search.html#has: ``_has:Observation:patient:code=...``."""
+    parts = name.split(":")
+    if len(parts) != 4 or parts[1] not in REGISTRY:
+        raise BadRequest(f"'{name}' must be _has:Type:reference:parameter", [name])
+    source = REGISTRY[parts[1]]
+    link = source.params.get(parts[2])
+    if link is None or link.type != "reference":
+        raise BadRequest(f"'{parts[2]}' is not a reference parameter of {source.type}",
+                         [name])
+    sources = _target_ids(source, parts[3], value)
+    return select(REFERENCE.target_id).where(
+        REFERENCE.resource_type == source.type, REFERENCE.param == link.name,
+        REFERENCE.target_type == spec.type, REFERENCE.resource_id.in_(sources))
 
 
 def _common(name: str, modifier: str, value: str) -> ColumnElement[bool]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
 from pydantic import ValidationError
@@ -35,6 +36,15 @@ def validate_resource(resource_type: str, data: Any) -> dict[str, Any]:
     if issues:
         raise Unprocessable(issues[0].diagnostics, issues=issues)
     return data
+
+
+@lru_cache(maxsize=64)
+def mandatory_elements(resource_type: str) -> frozenset[str]:
+    """The top-level elements a ``resource_type`` must have (cardinality 1..)."""
+    model = get_fhir_model_class(resource_type)
+    return frozenset(field.alias or name for name, field in model.model_fields.items()
+                     if field.is_required() or
+                     (field.json_schema_extra or {}).get("element_required"))  # type: ignore[union-attr]
 
 
 def check_id(resource_id: str) -> str:

@@ -31,7 +31,7 @@ def orders(client, auth_headers):
 def _ids(client, headers, query):
     response = client.get(f"/fhir/ServiceRequest?{query}", headers=headers)
     assert response.status_code == 200, response.data
-    return [e["resource"]["id"] for e in response.get_json()["entry"]
+    return [e["resource"]["id"] for e in response.get_json().get("entry", [])
             if e["search"]["mode"] == "match"]
 
 
@@ -203,3 +203,60 @@ def test_tag_profile_and_security(client, auth_headers):
     assert _found(client, headers, "/fhir/Patient?_profile=https://fhir.hl7.org.uk/"
                                  "StructureDefinition/UKCore-Patient") == {made["id"]}
     assert _found(client, headers, "/fhir/Patient?_security=R") == {made["id"]}
+
+
+def _bundle(client, headers, url):
+    response = client.get(url, headers=headers)
+    assert response.status_code == 200, response.data
+    return response.get_json()
+
+
+def test_chained_and_reverse_chained_parameters(client, auth_headers, orders):
+    """search.html#chaining and #has."""
+    headers = auth_headers()
+    nhs = "https://fhir.nhs.uk/Id/nhs-number|9000000009"
+    second = {orders["orders"][3]["id"]}
+    assert set(_ids(client, headers, f"subject:Patient.identifier={nhs}")) == second
+    assert set(_ids(client, headers, "patient.family=brown")) == second
+    assert set(_ids(client, headers, f"subject:Patient._id={orders['second']['id']}")) == second
+    assert _found(client, headers, "/fhir/Patient?_has:ServiceRequest:subject:status=draft") \
+        == {orders["second"]["id"]}
+    bad = client.get("/fhir/ServiceRequest?subject.identifier=x", headers=headers)
+    assert bad.status_code == 400  # the target type must be named for subject
+
+
+def test_elements_total_and_lenient_handling(client, auth_headers, orders):
+    headers = auth_headers()
+    body = _bundle(client, headers, "/fhir/ServiceRequest?_elements=status,subject")
+    resource = body["entry"][0]["resource"]
+    assert set(resource) == {"resourceType", "id", "meta", "status", "subject", "intent"}
+    assert any(t["code"] == "SUBSETTED" for t in resource["meta"]["tag"])
+    assert "total" not in _bundle(client, headers, "/fhir/ServiceRequest?_total=none")
+    assert _bundle(client, headers, "/fhir/ServiceRequest?_total=accurate")["total"] == 4
+    strict = client.get("/fhir/ServiceRequest?colour=blue", headers=headers)
+    assert strict.status_code == 400
+    lenient = client.get("/fhir/ServiceRequest?colour=blue&status=draft",
+                         headers={**headers, "Prefer": "handling=lenient"}).get_json()
+    self_link = next(link["url"] for link in lenient["link"] if link["relation"] == "self")
+    assert "colour" not in self_link and "status=draft" in self_link
+    outcome = [e for e in lenient["entry"] if e["search"]["mode"] == "outcome"]
+    assert "colour" in outcome[0]["resource"]["issue"][0]["diagnostics"]
+
+
+def test_include_diagnostic_report_results(client, auth_headers):
+    headers = auth_headers("demo-admin")
+    pid = client.post("/fhir/Patient", json=patient(), headers=headers).get_json()["id"]
+    obs = client.post("/fhir/Observation", json={
+        "resourceType": "Observation", "status": "final", "subject": {"reference":
+                                                                       f"Patient/{pid}"},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "450360000"}]},
+        "valueQuantity": {"value": 12, "unit": "{score}"}}, headers=headers).get_json()
+    report = client.post("/fhir/DiagnosticReport", json={
+        "resourceType": "DiagnosticReport", "status": "final",
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "426005005"}]},
+        "subject": {"reference": f"Patient/{pid}"},
+        "result": [{"reference": f"Observation/{obs['id']}"}]}, headers=headers).get_json()
+    body = _bundle(client, headers, f"/fhir/DiagnosticReport?_id={report['id']}"
+                                    "&_include=DiagnosticReport:result")
+    assert {(e["resource"]["resourceType"], e["search"]["mode"]) for e in body["entry"]} == \
+        {("DiagnosticReport", "match"), ("Observation", "include")}
