@@ -23,8 +23,8 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def token_endpoint() -> str:
-    """This server's token URL as the current request reaches it (the assertion ``aud``)."""
-    return url_for("auth.token", _external=True)
+    """This server's public token URL (the assertion ``aud``), never from the Host header."""
+    return app_settings().public_url + url_for("auth.token")
 
 
 @blueprint.get("/.well-known/smart-configuration")

@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     # refuses every such read, so CDS clients must send complete prefetch.
     cds_fhir_servers: Annotated[list[str], NoDecode] = []
     canonical_base: str = "https://scanpath.example/fhir"
+    # The URL clients reach ScanPath at (behind a proxy: its public address and any
+    # path prefix). Every link ScanPath returns is built from it, never from the
+    # request's Host header; unset, it is http://{host}:{port}.
+    public_base_url: str | None = None
     study_idle_seconds: float = 5.0
     # Celery broker for analysis jobs (e.g. redis://127.0.0.1:6379/0); unset runs them
     # on the in-process worker thread.
@@ -78,6 +82,11 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         """Where this server listens, for links printed to operators."""
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def public_url(self) -> str:
+        """The base of every link ScanPath returns (``public_base_url``, else ``base_url``)."""
+        return (self.public_base_url or self.base_url).rstrip("/")
 
 
 @lru_cache(maxsize=1)

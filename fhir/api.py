@@ -47,7 +47,7 @@ def init_app(app: Flask) -> None:
 
 
 def _base() -> str:
-    return request.url_root.rstrip("/") + "/fhir"
+    return app_settings().public_url + "/fhir"
 
 
 def _store() -> Store:

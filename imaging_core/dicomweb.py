@@ -11,9 +11,11 @@
 - ``GET /dicomweb/studies/{study}[/series/{series}[/instances/{sop}]]``
   returns the stored files as ``multipart/related; type="application/dicom"``
   (PS3.18 §10.4), or one instance as bare ``application/dicom`` when asked
-  for. Files are served exactly as received; each part names its
-  transfer syntax. Nothing is transcoded, so a request for a specific other
-  transfer syntax gets 406.
+  for, each part naming its transfer syntax. Without a ``transfer-syntax``
+  parameter the default of ``application/dicom``, Explicit VR Little Endian,
+  is served, decompressing or re-encoding what was stored (PS3.18 §8.7.3.5.2);
+  ``transfer-syntax=*`` serves the files exactly as received. Any other
+  transfer syntax than these is 406.
 - ``.../metadata`` returns the instances' attributes as DICOM JSON
   (PS3.18 Annex F) without Pixel Data, for viewers.
 
@@ -24,8 +26,10 @@ single error path, so their body is an OperationOutcome explaining them.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +38,7 @@ from pathlib import Path
 from flask import Blueprint, Flask, Response, g, request
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian
 from werkzeug.http import parse_list_header, parse_options_header
 
 from auth.guard import require
@@ -102,9 +107,13 @@ def store(study: str | None = None) -> Response:
 
 
 def _stow_boundary(content_type: str) -> bytes:
-    """The boundary of a ``multipart/related; type="application/dicom"`` body."""
-    mimetype, params = parse_options_header(content_type)
-    if mimetype != MULTIPART or params.get("type", DICOM) != DICOM:
+    """The boundary of a ``multipart/related; type="application/dicom"`` body.
+
+    Media types and their parameter values compare case-insensitively, quoted
+    or not (RFC 7231 §3.1.1.1), as older clients send them.
+    """
+    mimetype, params = media_type(content_type)
+    if mimetype != MULTIPART or params.get("type", DICOM).lower() != DICOM:
         raise UnsupportedMediaType(
             f"Content-Type {content_type or '(none)'} is not accepted; send "
             f'{MULTIPART}; type="{DICOM}" (PS3.18 §10.5.1)')
@@ -112,6 +121,22 @@ def _stow_boundary(content_type: str) -> bytes:
     if not boundary:
         raise BadRequest("The multipart Content-Type has no boundary parameter (RFC 2046 §5.1)")
     return str(boundary).encode("latin-1")
+
+
+_PARAMETER = re.compile(r';\s*([^=;\s]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
+
+
+def media_type(header: str) -> tuple[str, dict[str, str]]:
+    """A Content-Type's media type (lower case) and parameters (names lower case).
+
+    Lenient where clients are: a parameter value may be unquoted even when it
+    holds a "/" (``type=application/dicom``), which RFC 7231's token grammar,
+    and so werkzeug's and the email package's parsers, do not allow.
+    """
+    mimetype, _, rest = header.partition(";")
+    params = {name.lower(): value.strip().strip('"').replace('\\"', '"')
+              for name, value in _PARAMETER.findall(";" + rest)}
+    return mimetype.strip().lower(), params
 
 
 @dataclass(frozen=True)
@@ -169,7 +194,7 @@ def _span(body: bytes, start: int, end: int) -> Span:
 def _store_part(body: bytes, span: Span, study: str | None) -> PartResult:
     mimetype, _ = parse_options_header(span.headers.get("content-type", DICOM))
     try:
-        if mimetype != DICOM:
+        if mimetype.lower() != DICOM:
             raise MalformedInstance(f"A part of type {mimetype}, not {DICOM}")
         return PartResult(stored=receive(app_settings(), body[span.start:span.end], "stow",
                                          study_uid=study))
@@ -228,7 +253,7 @@ def _warning(text: str) -> str:
 
 
 def _url(study: str, series: str | None = None, sop: str | None = None) -> str:
-    url = f"{request.url_root}dicomweb/studies/{study}"
+    url = f"{app_settings().public_url}/dicomweb/studies/{study}"
     if series:
         url += f"/series/{series}"
     if sop:
@@ -242,12 +267,14 @@ def _url(study: str, series: str | None = None, sop: str | None = None) -> str:
 @bp.get("/studies/<study>/series/<series>")
 @bp.get("/studies/<study>/series/<series>/instances/<sop>")
 def retrieve(study: str, series: str | None = None, sop: str | None = None) -> Response:
-    """The stored instances, as sent to us (PS3.18 §10.4)."""
+    """The instances in the transfer syntax asked for (PS3.18 §10.4, §8.7.3.5.2)."""
     require("ImagingStudy", "read")
     rows = _found(study, series, sop)
-    if _representation(rows, single=sop is not None) == DICOM:
-        return Response(_path(rows[0]).read_bytes(), content_type=_part_type(rows[0]))
-    return _multipart(rows)
+    media, syntax = _representation(rows, single=sop is not None)
+    if media == DICOM:
+        data, used = _encoded(_path(rows[0]), rows[0].transfer_syntax, syntax)
+        return Response(data, content_type=f"{DICOM}; transfer-syntax={used}")
+    return _multipart(rows, syntax)
 
 
 @bp.get("/studies/<study>/metadata")
@@ -275,41 +302,59 @@ def _found(study: str, series: str | None, sop: str | None) -> list[DicomInstanc
     return rows
 
 
-def _representation(rows: list[DicomInstance], single: bool) -> str:
-    """The first media type the Accept header allows that can be served as stored."""
+def _representation(rows: list[DicomInstance], single: bool) -> tuple[str, str]:
+    """The first media type and transfer syntax the Accept header allows that can be
+    served: as stored (``*``), or Explicit VR Little Endian, the default."""
     ranges = [parse_options_header(v) for v in parse_list_header(request.headers.get("Accept", ""))]
     for mimetype, params in ranges or [("*/*", {})]:
-        if not _syntax_as_stored(rows, params.get("transfer-syntax")):
+        syntax = str(params.get("transfer-syntax") or ExplicitVRLittleEndian)
+        if syntax != "*" and syntax != ExplicitVRLittleEndian and \
+                not all(row.transfer_syntax == syntax for row in rows):
             continue
+        mimetype = mimetype.lower()
         if mimetype in ("*/*", "multipart/*") or (
-                mimetype == MULTIPART and params.get("type", DICOM) == DICOM):
-            return MULTIPART
+                mimetype == MULTIPART and str(params.get("type", DICOM)).lower() == DICOM):
+            return MULTIPART, syntax
         if mimetype == DICOM and single:
-            return DICOM
+            return DICOM, syntax
     raise NotAcceptable(f'Served as {MULTIPART}; type="{DICOM}" (or {DICOM} for one '
-                        "instance), in the transfer syntax received; nothing is transcoded")
+                        f"instance), in Explicit VR Little Endian ({ExplicitVRLittleEndian}, "
+                        "the default) or as received (transfer-syntax=*)")
 
 
-def _syntax_as_stored(rows: list[DicomInstance], wanted: str | None) -> bool:
-    return wanted in (None, "*") or all(row.transfer_syntax == wanted for row in rows)
+def _encoded(path: Path, stored: str, wanted: str) -> tuple[bytes, str]:
+    """The file's bytes in ``wanted`` (``*``: as stored), and the syntax they are in.
+
+    Explicit VR Little Endian is made by decompressing (pydicom's pixel
+    handlers: RLE, JPEG, JPEG-LS, JPEG 2000) or by re-encoding an implicit-VR
+    or big-endian file; the dataset is otherwise untouched.
+    """
+    if wanted == "*" or stored == wanted:
+        return path.read_bytes(), stored
+    ds = dcmread(path)
+    if ds.file_meta.TransferSyntaxUID.is_compressed:
+        ds.decompress()
+    else:
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue(), ExplicitVRLittleEndian
 
 
-def _multipart(rows: list[DicomInstance]) -> Response:
+def _multipart(rows: list[DicomInstance], syntax: str) -> Response:
     boundary = uuid.uuid4().hex
-    parts = [(_path(row), _part_type(row)) for row in rows]  # read before the session closes
+    parts = [(_path(row), row.transfer_syntax) for row in rows]  # read before the session ends
 
     def body() -> Iterator[bytes]:  # one file in memory at a time
-        for path, content_type in parts:
-            yield f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode()
-            yield path.read_bytes()
+        for path, stored in parts:
+            data, used = _encoded(path, stored, syntax)
+            yield (f"--{boundary}\r\nContent-Type: {DICOM}; transfer-syntax={used}"
+                   "\r\n\r\n").encode()
+            yield data
             yield _CRLF
         yield f"--{boundary}--\r\n".encode()
 
     return Response(body(), content_type=f'{MULTIPART}; type="{DICOM}"; boundary={boundary}')
-
-
-def _part_type(row: DicomInstance) -> str:
-    return f"{DICOM}; transfer-syntax={row.transfer_syntax}"
 
 
 def _path(row: DicomInstance) -> Path:

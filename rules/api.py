@@ -92,7 +92,8 @@ def _caller() -> str:
             raise
         session = db()
         try:
-            client = verify_cds_client_jwt(session, token, request.base_url)
+            audience = app_settings().public_url + request.path  # not the Host header
+            client = verify_cds_client_jwt(session, token, audience)
         except OAuthError as error:
             session.rollback()
             raise unauthorized from error

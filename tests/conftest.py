@@ -82,7 +82,9 @@ def postgres_url(keys_dir: Path) -> Iterator[str]:
 
 
 def _settings(url: str, var_dir: Path) -> Settings:
-    return Settings(database_url=url, var_dir=var_dir, env="test", log_level="WARNING")
+    # The Flask test client reaches the app as http://localhost.
+    return Settings(database_url=url, var_dir=var_dir, env="test", log_level="WARNING",
+                    public_base_url="http://localhost")
 
 
 def _seed(settings: Settings) -> None:
@@ -194,6 +196,9 @@ class serving:
     def __init__(self, app: Flask) -> None:
         self.server = make_server("127.0.0.1", 0, app, threaded=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.app, self.settings = app, app.config["SCANPATH"]
+        app.config["SCANPATH"] = self.settings.model_copy(update={  # links name where it is
+            "public_base_url": f"http://127.0.0.1:{self.server.server_port}"})
 
     def __enter__(self) -> str:
         self.thread.start()
@@ -202,3 +207,4 @@ class serving:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.thread.join(timeout=5)
+        self.app.config["SCANPATH"] = self.settings

@@ -24,7 +24,8 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 @pytest.fixture
 def settings(tmp_path) -> Settings:
     return Settings(database_url=f"sqlite:///{tmp_path}/t.db", var_dir=tmp_path, env="test",
-                    secret_key="test-secret-key-of-at-least-32-bytes!")
+                    secret_key="test-secret-key-of-at-least-32-bytes!",
+                    public_base_url="http://localhost")
 
 
 @pytest.fixture

@@ -38,11 +38,12 @@ def test_discovery_advertises_backend_services(client):
     assert config["capabilities"] == ["client-confidential-asymmetric", "permission-v2"]
 
 
-def test_discovery_uses_the_requesting_host(client):
+def test_discovery_never_takes_the_host_header(client):
+    """Links come from SCANPATH_PUBLIC_BASE_URL: a forged Host changes nothing."""
     config = client.get("/.well-known/smart-configuration",
-                        base_url="https://ris.example:8443").get_json()
+                        base_url="https://attacker.example:8443").get_json()
 
-    assert config["token_endpoint"] == "https://ris.example:8443/auth/token"
+    assert config["token_endpoint"] == TOKEN_URL
 
 
 def test_es384_client_gets_a_token(post_token, private_key, settings):

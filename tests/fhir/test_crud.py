@@ -127,3 +127,16 @@ def test_accession_number_cannot_be_duplicated_or_retyped_by_update(client, auth
         assert changed.status_code == 422, identifiers
     stored = client.get(f"/fhir/ServiceRequest/{order['id']}", headers=auth_headers()).get_json()
     assert stored["identifier"] == [issued]
+
+
+def test_links_come_from_the_public_base_not_the_host_header(client, auth_headers):
+    """SCANPATH_PUBLIC_BASE_URL builds Location and every link; a forged Host does not."""
+    from tests.factories import patient
+
+    created = client.post("/fhir/Patient", json=patient(), headers=auth_headers(),
+                          base_url="https://attacker.example")
+    assert created.headers["Location"].startswith("http://localhost/fhir/Patient/")
+    bundle = client.get("/fhir/Patient", headers=auth_headers(),
+                        base_url="https://attacker.example").get_json()
+    assert all(link["url"].startswith("http://localhost/fhir/") for link in bundle["link"])
+    assert all(e["fullUrl"].startswith("http://localhost/fhir/") for e in bundle["entry"])

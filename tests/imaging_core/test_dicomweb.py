@@ -235,18 +235,53 @@ def test_wado_of_unknown_uids_is_404(client: FlaskClient, auth_headers: Headers)
     assert response.get_json()["resourceType"] == "OperationOutcome"
 
 
-def test_wado_never_transcodes(client: FlaskClient, auth_headers: Headers) -> None:
+def test_wado_serves_explicit_vr_little_endian_unless_asked_for_as_stored(
+        client: FlaskClient, auth_headers: Headers) -> None:
+    """PS3.18 §8.7.3.5.2: without a transfer-syntax parameter application/dicom means
+    Explicit VR Little Endian, so compressed instances are decompressed; '*' serves the
+    file as received."""
     ds = compressed(study("ACC-RLE", n_slices=1), RLELossless)[0]
     stow = client.post("/dicomweb/studies", data=multipart(encoded(ds)),
                        headers=stow_headers(auth_headers))
     assert stow.status_code == 200
     url = f"/dicomweb/studies/{ds.StudyInstanceUID}"
-    explicit = 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1'
-    assert client.get(url, headers=bearer(auth_headers, Accept=explicit)).status_code == 406
-    as_sent = client.get(url, headers=bearer(auth_headers))
+    default = client.get(url, headers=bearer(auth_headers))
+    [(kind, data)] = split_multipart(default.headers["Content-Type"], default.data)
+    assert kind == "application/dicom; 1.2.840.10008.1.2.1"
+    decoded = dcmread(io.BytesIO(data))
+    assert decoded.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    assert (decoded.pixel_array == ds.pixel_array).all()
+    as_sent = client.get(url, headers=bearer(
+        auth_headers, Accept='multipart/related; type="application/dicom"; transfer-syntax=*'))
     [(kind, data)] = split_multipart(as_sent.headers["Content-Type"], as_sent.data)
     assert kind == f"application/dicom; {RLELossless}"
     assert dcmread(io.BytesIO(data)).PixelData == ds.PixelData
+    jpeg = 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50'
+    assert client.get(url, headers=bearer(auth_headers, Accept=jpeg)).status_code == 406
+
+
+@pytest.mark.parametrize("content_type", [
+    f'Multipart/Related; type="Application/DICOM"; boundary={BOUNDARY}',
+    f"multipart/related; type=application/dicom; boundary={BOUNDARY}",
+])
+def test_stow_media_types_compare_case_insensitively(client: FlaskClient, auth_headers: Headers,
+                                                     content_type: str) -> None:
+    """RFC 7231 §3.1.1.1: type and parameter values are case-insensitive; older clients
+    send the type parameter unquoted."""
+    ds = study("ACC-CASE", n_slices=1)[0]
+    headers = {**stow_headers(auth_headers), "Content-Type": content_type}
+    body = multipart(encoded(ds), part_type="Application/DICOM")
+    assert client.post("/dicomweb/studies", data=body, headers=headers).status_code == 200
+
+
+def test_retrieve_urls_come_from_the_public_base_not_the_host_header(
+        client: FlaskClient, auth_headers: Headers) -> None:
+    ds = study("ACC-HOST", n_slices=1)[0]
+    response = client.post("/dicomweb/studies", data=multipart(encoded(ds)),
+                           headers=stow_headers(auth_headers),
+                           base_url="https://attacker.example")
+    assert response.get_json()[RETRIEVE_URL]["Value"] == \
+        [f"http://localhost/dicomweb/studies/{ds.StudyInstanceUID}"]
 
 
 def test_dicomweb_requests_are_audited(client: FlaskClient, auth_headers: Headers) -> None:

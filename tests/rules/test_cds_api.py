@@ -126,10 +126,11 @@ def _trust(app, *servers):
     app.config["SCANPATH"] = settings.model_copy(update={"cds_fhir_servers": list(servers)})
 
 
-def _caller_headers(kind, settings, auth_headers):
+def _caller_headers(kind, app, auth_headers):
     if kind == "access-token":
         return auth_headers()
-    url = "http://localhost/cds-services/imaging-order-select"
+    settings = app.config["SCANPATH"]
+    url = f"{settings.public_url}/cds-services/imaging-order-select"
     return {"Authorization": f"Bearer {_cds_jwt(settings, url)}"}
 
 
@@ -150,7 +151,7 @@ def test_missing_prefetch_is_read_from_the_fhir_server(app, client, settings, au
                                       "subject": "demo-gp"},
                 "context": {**angina["context"], "patientId": made["id"]}}
         body["prefetch"] = {k: v for k, v in body["prefetch"].items() if k != "patient"}
-        response = _post(client, _caller_headers(caller, settings, auth_headers), body)
+        response = _post(client, _caller_headers(caller, app, auth_headers), body)
     assert response.status_code == 200, response.get_json()
     cards = response.get_json()["cards"]
     picks = [s for c in cards for s in c.get("suggestions", []) if s["isRecommended"]]
@@ -183,7 +184,7 @@ def test_no_transaction_is_open_while_fhir_server_is_read(app, client, settings,
     _trust(app, "https://ehr.example/fhir")
     body = {**angina, "fhirServer": "https://ehr.example/fhir"}
     del body["prefetch"]
-    response = _post(client, _caller_headers("cds-client-jwt", settings, None), body)
+    response = _post(client, _caller_headers("cds-client-jwt", app, None), body)
     assert response.status_code == 200, response.get_json()
     assert seen == {"open": False, "jtis": 1}
 
