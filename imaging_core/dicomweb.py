@@ -360,3 +360,6 @@ def _multipart(rows: list[DicomInstance], syntax: str) -> Response:
 def _path(row: DicomInstance) -> Path:
     return app_settings().var_dir / row.path
 
+
+# QIDO-RS adds its routes to the same blueprint (and so the same audit).
+from imaging_core import qido  # noqa: E402,F401

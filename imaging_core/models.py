@@ -35,6 +35,19 @@ class DicomInstance(SQLModel, table=True):
     received_at: datetime
     source: str = Field(max_length=8)  # c-store | stow | derived (our analysis output)
     calling_ae: str | None = Field(default=None, max_length=16)
+    # The attributes QIDO-RS matches and returns (PS3.18 Table 10.6.1-5), kept so
+    # that a search never re-reads files. Lengths are the VRs' (PS3.5 6.2).
+    patient_id: str | None = Field(default=None, max_length=64, index=True)  # LO
+    patient_name: str | None = Field(default=None, max_length=324)  # PN, 5 x 64 + "^"s
+    patient_birth_date: str | None = Field(default=None, max_length=8)  # DA
+    patient_sex: str | None = Field(default=None, max_length=16)  # CS
+    study_date: str | None = Field(default=None, max_length=8, index=True)  # DA
+    study_time: str | None = Field(default=None, max_length=16)  # TM
+    study_id: str | None = Field(default=None, max_length=16)  # SH
+    study_description: str | None = Field(default=None, max_length=64)  # LO
+    series_description: str | None = Field(default=None, max_length=64)  # LO
+    referring_physician_name: str | None = Field(default=None, max_length=324)  # PN
+    number_of_frames: int | None = None
 
 
 class ReceivedStudy(SQLModel, table=True):

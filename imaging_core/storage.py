@@ -180,10 +180,18 @@ def _worth_linking(study: ReceivedStudy) -> bool:
 
 # --- checking -----------------------------------------------------------------------
 
+
+
 def part10_bytes(instance: bytes | Dataset) -> bytes:
-    """The instance in the DICOM File Format; a bare dataset gets its File Meta."""
+    """The instance in the DICOM File Format; a bare dataset gets its File Meta.
+
+    Some STOW-RS clients (dicomweb-client) send the File Meta Information
+    without the 128-byte preamble and "DICM" prefix (PS3.10 7.1); those are
+    added, so the stored file is Part 10 and nothing else changes.
+    """
     if isinstance(instance, bytes | bytearray | memoryview):
-        return bytes(instance)
+        data = bytes(instance)
+        return b"\x00" * 128 + b"DICM" + data if _bare_meta(data) else data
     ds = instance.copy()
     meta = FileMetaDataset(getattr(instance, "file_meta", FileMetaDataset()))
     meta.setdefault("TransferSyntaxUID", ExplicitVRLittleEndian)
@@ -212,6 +220,11 @@ def read_instance(data: bytes, *, derived: bool = False) -> Dataset:
     _check_header(ds, uids)
     _check_supported(ds, uids, SOP_CLASSES + DERIVED_SOP_CLASSES if derived else SOP_CLASSES)
     return ds
+
+
+def _bare_meta(data: bytes) -> bool:
+    """Starts with a File Meta element (group 0002, explicit VR little endian)."""
+    return data[:2] == b"\x02\x00" and data[4:6].isalpha() and data[4:6].isupper()
 
 
 def _parse(data: bytes) -> Dataset:
@@ -371,6 +384,7 @@ def _index(session: Session, row: DicomInstance | None, ds: Dataset, digest: str
     row.accession_number = accession_number(ds)
     row.modality = _text(ds, "Modality", 16)
     row.series_number, row.instance_number = _int(ds, "SeriesNumber"), _int(ds, "InstanceNumber")
+    query_attributes(row, ds)
     row.content_hash, row.path, row.size = digest, relative, size
     row.received_at, row.source, row.calling_ae = now_utc(), source, calling_ae
     session.add(row)
@@ -452,6 +466,22 @@ def study_started(ds: Dataset) -> str | None:
     except DateFormatError:
         return None
     return text
+
+
+# DicomInstance column -> (DICOM keyword, the VR's length limit), for QIDO-RS.
+QUERY_TEXT = {"patient_id": ("PatientID", 64), "patient_name": ("PatientName", 324),
+              "patient_birth_date": ("PatientBirthDate", 8), "patient_sex": ("PatientSex", 16),
+              "study_date": ("StudyDate", 8), "study_time": ("StudyTime", 16),
+              "study_id": ("StudyID", 16), "study_description": ("StudyDescription", 64),
+              "series_description": ("SeriesDescription", 64),
+              "referring_physician_name": ("ReferringPhysicianName", 324)}
+
+
+def query_attributes(row: DicomInstance, ds: Dataset) -> None:
+    """Copy the attributes QIDO-RS searches on from the header to the row."""
+    for column, (keyword, limit) in QUERY_TEXT.items():
+        setattr(row, column, _text(ds, keyword, limit))
+    row.number_of_frames = _int(ds, "NumberOfFrames") or 1
 
 
 def _text(ds: Dataset, keyword: str, limit: int) -> str | None:

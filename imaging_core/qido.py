@@ -1,0 +1,271 @@
+"""QIDO-RS: search for studies, series and instances (DICOM PS3.18 §10.6).
+
+``GET /dicomweb/studies``, ``/dicomweb/series``, ``/dicomweb/instances``,
+``/dicomweb/studies/{study}/series``, ``/dicomweb/studies/{study}/instances``
+and ``/dicomweb/studies/{study}/series/{series}/instances`` answer DICOM JSON
+(PS3.18 Annex F) from the attributes kept with each stored instance, never by
+re-reading files. Matching follows PS3.4 C.2.2.2: single value (exact, or
+case-insensitive by name components with ``fuzzymatching=true`` for
+person names), wildcards ``*`` and ``?``, lists of UIDs (``,`` or ``\\``),
+and ranges of dates and times (``20260101-20260131``, open at either end).
+Keys are keywords or tags (``PatientID`` or ``00100020``); ``limit``,
+``offset`` and ``includefield`` shape the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from itertools import groupby
+from typing import Any
+
+from flask import Response, request
+from pydicom.datadict import keyword_for_tag
+from pydicom.dataset import Dataset
+from sqlalchemy import ColumnElement, and_, func, or_
+from sqlmodel import col, select
+
+from auth.guard import require
+from core.errors import BadRequest
+from core.web import app_settings, db
+from imaging_core.dicomweb import bp
+from imaging_core.models import DicomInstance
+
+DICOM_JSON = "application/dicom+json"
+CONTROL = {"limit", "offset", "includefield", "fuzzymatching"}
+Row = DicomInstance
+
+
+@dataclass(frozen=True)
+class Key:
+    """A matching key: the column it reads and the kind of matching its VR allows."""
+
+    column: str
+    kind: str  # uid | text | number | name | date | time | modality
+
+
+# Attributes kept per instance (imaging_core.storage.QUERY_TEXT and the UIDs).
+KEYS = {
+    "StudyInstanceUID": Key("study_uid", "uid"),
+    "SeriesInstanceUID": Key("series_uid", "uid"),
+    "SOPInstanceUID": Key("sop_instance_uid", "uid"),
+    "SOPClassUID": Key("sop_class_uid", "uid"),
+    "AccessionNumber": Key("accession_number", "text"),
+    "PatientID": Key("patient_id", "text"),
+    "PatientName": Key("patient_name", "name"),
+    "PatientBirthDate": Key("patient_birth_date", "date"),
+    "PatientSex": Key("patient_sex", "text"),
+    "StudyDate": Key("study_date", "date"),
+    "StudyTime": Key("study_time", "time"),
+    "StudyID": Key("study_id", "text"),
+    "StudyDescription": Key("study_description", "text"),
+    "SeriesDescription": Key("series_description", "text"),
+    "ReferringPhysicianName": Key("referring_physician_name", "name"),
+    "Modality": Key("modality", "text"),
+    "ModalitiesInStudy": Key("modality", "modality"),
+    "SeriesNumber": Key("series_number", "number"),
+    "InstanceNumber": Key("instance_number", "number"),
+}
+# What each level returns by default (PS3.18 Tables 10.6.3-3 to -5, as kept here).
+STUDY = ["StudyDate", "StudyTime", "AccessionNumber", "ReferringPhysicianName", "PatientName",
+         "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyID",
+         "StudyDescription"]
+SERIES = ["Modality", "SeriesDescription", "SeriesInstanceUID", "SeriesNumber"]
+INSTANCE = ["SOPClassUID", "SOPInstanceUID", "InstanceNumber", "NumberOfFrames"]
+
+
+@bp.get("/studies")
+def search_studies() -> Response:
+    rows = _matching({})
+    studies = [list(g) for _, g in groupby(rows, key=lambda r: r.study_uid)]
+    return _answer([_study(group) for group in studies], STUDY)
+
+
+@bp.get("/series")
+@bp.get("/studies/<study>/series")
+def search_series(study: str | None = None) -> Response:
+    rows = _matching({"StudyInstanceUID": study} if study else {})
+    series = [list(g) for _, g in groupby(rows, key=lambda r: (r.study_uid, r.series_uid))]
+    return _answer([_series(group, study is None) for group in series], SERIES)
+
+
+@bp.get("/instances")
+@bp.get("/studies/<study>/instances")
+@bp.get("/studies/<study>/series/<series>/instances")
+def search_instances(study: str | None = None, series: str | None = None) -> Response:
+    fixed = {k: v for k, v in (("StudyInstanceUID", study), ("SeriesInstanceUID", series)) if v}
+    rows = _matching(fixed)
+    return _answer([_instance(row, study is None, series is None) for row in rows], INSTANCE)
+
+
+# --- matching ------------------------------------------------------------------------
+
+def _matching(fixed: dict[str, str]) -> list[Row]:
+    """Stored instances matching the query string and the path's UIDs, in UID order."""
+    require("ImagingStudy", "read")
+    fuzzy = request.args.get("fuzzymatching", "false").lower() == "true"
+    tests = [_test(name, value, fuzzy) for name, value in _criteria(fixed)]
+    query = select(DicomInstance).where(*[t for t in tests if t is not None])
+    return list(db().exec(query.order_by(  # type: ignore[call-overload]
+        col(DicomInstance.study_uid), col(DicomInstance.series_number),
+        col(DicomInstance.series_uid), col(DicomInstance.instance_number),
+        col(DicomInstance.sop_instance_uid))).all())
+
+
+def _criteria(fixed: dict[str, str]) -> list[tuple[str, str]]:
+    """``(keyword, value)`` of every matching key in the query, and the path's UIDs."""
+    found = [(_keyword(name), value) for name, value in request.args.items(multi=True)
+             if name not in CONTROL]
+    return found + list(fixed.items())
+
+
+def _keyword(name: str) -> str:
+    """A query key given as a keyword or as eight hex digits of its tag."""
+    if re.fullmatch(r"[0-9A-Fa-f]{8}", name):
+        name = keyword_for_tag(int(name, 16)) or name
+    if name not in KEYS:
+        raise BadRequest(f"'{name}' is not an attribute this server can match on; it "
+                         f"matches {', '.join(sorted(KEYS))}", [name])
+    return name
+
+
+def _test(keyword: str, value: str, fuzzy: bool) -> ColumnElement[bool] | None:
+    key = KEYS[keyword]
+    column = getattr(DicomInstance, key.column)
+    if value == "":
+        return None  # universal matching: return the attribute, match anything
+    if key.kind in ("uid", "modality"):
+        values = [v for v in re.split(r"[,\\]", value) if v]
+        if key.kind == "modality":
+            in_study = select(col(DicomInstance.study_uid)).where(col(column).in_(values))
+            return col(DicomInstance.study_uid).in_(in_study)
+        return col(column).in_(values)  # type: ignore[no-any-return]
+    if key.kind == "number":
+        if not value.lstrip("-").isdigit():
+            raise BadRequest(f"{keyword} is a number, not '{value}'", [keyword])
+        return column == int(value)  # type: ignore[no-any-return]
+    if key.kind in ("date", "time") and "-" in value:
+        return _range(column, value)
+    if key.kind == "name" and fuzzy:
+        return _fuzzy_name(column, value)
+    return _single_or_wildcard(column, value)
+
+
+def _range(column: Any, value: str) -> ColumnElement[bool]:
+    """PS3.4 C.2.2.2.5: ``a-b``, ``-b`` and ``a-`` (dates compare as text, YYYYMMDD)."""
+    low, _, high = value.partition("-")
+    tests = [column.is_not(None)]
+    if low:
+        tests.append(column >= low)
+    if high:  # "~" sorts after every digit: a shorter time (1200) covers 120059
+        tests.append(column <= high + ("~" if len(high) < 8 else ""))
+    return and_(*tests)
+
+
+def _single_or_wildcard(column: Any, value: str) -> ColumnElement[bool]:
+    if "*" not in value and "?" not in value:
+        return column == value  # type: ignore[no-any-return]
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.like(escaped.replace("*", "%").replace("?", "_"),  # type: ignore[no-any-return]
+                       escape="\\")
+
+
+def _fuzzy_name(column: Any, value: str) -> ColumnElement[bool]:
+    """Any name component starts with the value, ignoring case (PS3.18 §8.3.4.4)."""
+    text = value.replace("*", "").replace("^", " ").strip().lower()
+    if not text:
+        return column.is_not(None)  # type: ignore[no-any-return]
+    lowered = func.lower(func.replace(column, "^", " "))
+    return or_(lowered.like(f"{text}%"), lowered.like(f"% {text}%"))
+
+
+# --- answers -----------------------------------------------------------------------
+
+def _answer(found: list[Dataset], defaults: list[str]) -> Response:
+    limit, offset = _number("limit", len(found)), _number("offset", 0)
+    page = found[offset:offset + limit]
+    wanted = _included(defaults)
+    body = [_shaped(ds, wanted) for ds in page]
+    return Response(json.dumps(body), status=200, content_type=DICOM_JSON)
+
+
+def _number(name: str, default: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise BadRequest(f"{name} must be a whole number, not '{raw}'", [name])
+    return int(raw)
+
+
+def _included(defaults: list[str]) -> set[str] | None:
+    """The keywords to return: the level's defaults, the query keys, any includefield."""
+    fields = [f for value in request.args.getlist("includefield") for f in value.split(",")]
+    if "all" in fields:
+        return None
+    keys = {_keyword(name) for name in request.args if name not in CONTROL}
+    named = {keyword_for_tag(int(f, 16)) if re.fullmatch(r"[0-9A-Fa-f]{8}", f) else f
+             for f in fields}
+    return {*defaults, *keys, *named, "RetrieveURL",
+            "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances",
+            "NumberOfSeriesRelatedInstances", "ModalitiesInStudy"}
+
+
+def _shaped(ds: Dataset, wanted: set[str] | None) -> dict[str, Any]:
+    if wanted is not None:
+        for element in list(ds):
+            if element.keyword not in wanted:
+                del ds[element.tag]
+    return ds.to_json_dict()  # type: ignore[no-any-return]
+
+
+def _url(*parts: str) -> str:
+    return "/".join([f"{app_settings().public_url}/dicomweb", *parts])
+
+
+def _set(ds: Dataset, keyword: str, value: Any) -> None:
+    if value not in (None, ""):
+        setattr(ds, keyword, value)
+
+
+def _common(ds: Dataset, row: Row, keywords: Iterable[str]) -> None:
+    for keyword in keywords:
+        key = KEYS.get(keyword)
+        if key and key.kind != "modality":
+            _set(ds, keyword, getattr(row, key.column))
+
+
+def _study(rows: list[Row]) -> Dataset:
+    ds = Dataset()
+    _common(ds, rows[0], STUDY)
+    ds.ModalitiesInStudy = sorted({r.modality for r in rows if r.modality})
+    ds.NumberOfStudyRelatedSeries = len({r.series_uid for r in rows})
+    ds.NumberOfStudyRelatedInstances = len(rows)
+    ds.RetrieveURL = _url("studies", rows[0].study_uid)
+    return ds
+
+
+def _series(rows: list[Row], with_study: bool) -> Dataset:
+    ds = Dataset()
+    _common(ds, rows[0], SERIES)
+    if with_study:
+        _common(ds, rows[0], STUDY)
+    ds.NumberOfSeriesRelatedInstances = len(rows)
+    ds.RetrieveURL = _url("studies", rows[0].study_uid, "series", rows[0].series_uid)
+    return ds
+
+
+def _instance(row: Row, with_study: bool, with_series: bool) -> Dataset:
+    ds = Dataset()
+    _common(ds, row, INSTANCE)
+    _set(ds, "NumberOfFrames", row.number_of_frames)
+    for wanted, keywords in ((with_study, STUDY), (with_series, SERIES)):
+        if wanted:
+            _common(ds, row, keywords)
+    ds.RetrieveURL = _url("studies", row.study_uid, "series", row.series_uid, "instances",
+                          row.sop_instance_uid)
+    return ds
+
+

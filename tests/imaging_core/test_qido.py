@@ -1,0 +1,93 @@
+"""QIDO-RS (PS3.18 §10.6) with dicomweb-client, the DICOMweb client viewers and scripts use.
+
+Two studies are stored through STOW-RS by dicomweb-client itself; every search
+below is one that client makes, against a live server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from dicomweb_client.api import DICOMwebClient
+from pydicom.dataset import Dataset
+
+from tests.conftest import serving
+from tests.imaging_core.conftest import study
+
+
+def _value(result: dict[str, Any], tag: str) -> Any:
+    values = result.get(tag, {}).get("Value", [])
+    return values[0] if values else None
+
+
+def _patient(series: list[Dataset], patient_id: str, name: str, date: str) -> list[Dataset]:
+    for ds in series:
+        ds.PatientID, ds.PatientName, ds.StudyDate = patient_id, name, date
+    return series
+
+
+@pytest.fixture
+def dicomweb(app: Any, token: Any) -> Iterator[tuple[DICOMwebClient, list[Dataset]]]:
+    with serving(app) as base:
+        client = DICOMwebClient(url=f"{base}/dicomweb",
+                                headers={"Authorization": f"Bearer {token('demo-radiology')}"})
+        first = _patient(study("ACC-QIDO-1", n_slices=2), "NHS-111", "Ó'Brien^Zoë",
+                         "20260105")
+        second = _patient(study("ACC-QIDO-2", n_slices=1), "NHS-222", "Smith^Alex",
+                          "20260220")
+        client.store_instances(first + second)
+        yield client, first + second
+
+
+def test_search_for_studies_by_patient_accession_and_date(dicomweb):
+    client, stored = dicomweb
+    studies = client.search_for_studies(search_filters={"PatientID": "NHS-111"})
+    assert [_value(s, "0020000D") for s in studies] == [stored[0].StudyInstanceUID]
+    assert _value(studies[0], "00201208") == 2  # NumberOfStudyRelatedInstances
+    assert _value(studies[0], "00080061") == "CT"  # ModalitiesInStudy
+    by_accession = client.search_for_studies(search_filters={"AccessionNumber": "ACC-QIDO-2"})
+    assert [_value(s, "00080050") for s in by_accession] == ["ACC-QIDO-2"]
+    in_january = client.search_for_studies(search_filters={"StudyDate": "20260101-20260131"})
+    assert {_value(s, "0020000D") for s in in_january} == {stored[0].StudyInstanceUID}
+    open_end = client.search_for_studies(search_filters={"StudyDate": "20260201-"})
+    assert {_value(s, "0020000D") for s in open_end} == {stored[2].StudyInstanceUID}
+    assert len(client.search_for_studies(search_filters={"ModalitiesInStudy": "CT"})) == 2
+    assert client.search_for_studies(search_filters={"ModalitiesInStudy": "MR"}) == []
+
+
+def test_uid_lists_wildcards_fuzzy_names_limit_offset(dicomweb):
+    client, stored = dicomweb
+    uids = f"{stored[0].StudyInstanceUID},{stored[2].StudyInstanceUID}"
+    assert len(client.search_for_studies(search_filters={"StudyInstanceUID": uids})) == 2
+    assert len(client.search_for_studies(search_filters={"PatientID": "NHS-*"})) == 2
+    fuzzy = client.search_for_studies(search_filters={"PatientName": "zo"}, fuzzymatching=True)
+    assert [_value(s, "00100020") for s in fuzzy] == ["NHS-111"]
+    page = client.search_for_studies(limit=1, offset=1)
+    assert len(page) == 1
+
+
+def test_series_and_instances_within_a_study(dicomweb):
+    client, stored = dicomweb
+    series = client.search_for_series(study_instance_uid=stored[0].StudyInstanceUID)
+    assert [_value(s, "0020000E") for s in series] == [stored[0].SeriesInstanceUID]
+    assert _value(series[0], "00201209") == 2  # NumberOfSeriesRelatedInstances
+    instances = client.search_for_instances(study_instance_uid=stored[0].StudyInstanceUID,
+                                            series_instance_uid=stored[0].SeriesInstanceUID)
+    assert {_value(i, "00080018") for i in instances} == \
+        {ds.SOPInstanceUID for ds in stored[:2]}
+    everywhere = client.search_for_instances(search_filters={"PatientID": "NHS-222"})
+    assert [_value(i, "00080018") for i in everywhere] == [stored[2].SOPInstanceUID]
+    assert _value(everywhere[0], "00081190").startswith(client.base_url + "/studies/")
+
+
+def test_includefield_and_bad_keys(dicomweb, client, auth_headers):
+    dw, stored = dicomweb
+    studies = dw.search_for_studies(search_filters={"PatientID": "NHS-222"},
+                                    fields=["StudyDescription"])
+    assert "00100010" in studies[0]  # PatientName is a default study attribute
+    headers = {"Authorization": auth_headers("demo-radiology")["Authorization"]}
+    assert client.get("/dicomweb/studies?Colour=blue", headers=headers).status_code == 400
+    assert client.get("/dicomweb/studies?SeriesNumber=x", headers=headers).status_code == 400
+    assert client.get("/dicomweb/studies").status_code == 401
