@@ -17,7 +17,12 @@
   ``transfer-syntax=*`` serves the files exactly as received. Any other
   transfer syntax than these is 406.
 - ``.../metadata`` returns the instances' attributes as DICOM JSON
-  (PS3.18 Annex F) without Pixel Data, for viewers.
+  (PS3.18 Annex F), Pixel Data as a BulkDataURI to the instance's frames.
+- ``.../instances/{sop}/rendered`` and ``.../frames/{n}/rendered`` return a
+  PNG or JPEG for display (window, viewport); ``.../frames/{list}`` returns
+  native frames as ``multipart/related; type="application/octet-stream"``
+  (``imaging_core.rendering``).
+- QIDO-RS searches are in ``imaging_core.qido``, on the same blueprint.
 
 Errors in the request itself (no token, wrong scope, wrong media type, a
 multipart body that cannot be split, nothing found) take the application's
@@ -34,6 +39,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from flask import Blueprint, Flask, Response, g, request
 from pydicom import dcmread
@@ -46,6 +52,7 @@ from core.errors import BadRequest, Gone, NotAcceptable, NotFound, UnsupportedMe
 from core.web import app_settings, db
 from fhir import audit
 from fhir.store import Store
+from imaging_core import rendering
 from imaging_core.errors import MalformedInstance, ProcessingFailure, StorageError
 from imaging_core.models import DicomInstance
 from imaging_core.storage import StoredInstance, receive
@@ -58,6 +65,8 @@ bp = Blueprint("dicomweb", __name__, url_prefix="/dicomweb")
 DICOM = "application/dicom"
 DICOM_JSON = "application/dicom+json"
 MULTIPART = "multipart/related"
+OCTETS = "application/octet-stream"
+PIXEL_DATA = "7FE00010"
 _CRLF = b"\r\n"
 
 
@@ -287,8 +296,81 @@ def metadata(study: str, series: str | None = None, sop: str | None = None) -> R
     if accepted.provided and not (accepted[DICOM_JSON] or accepted["application/json"]):
         raise NotAcceptable(f"Metadata is served as {DICOM_JSON}")
     rows = _found(study, series, sop)
-    body = [dcmread(_path(row), stop_before_pixels=True).to_json_dict() for row in rows]
+    body = [_metadata(row) for row in rows]
     return Response(json.dumps(body), content_type=DICOM_JSON)
+
+
+def _metadata(row: DicomInstance) -> dict[str, Any]:
+    """The header as DICOM JSON; Pixel Data as a BulkDataURI to its frames (PS3.18 F.2.6)."""
+    ds = dcmread(_path(row), stop_before_pixels=True)
+    body: dict[str, Any] = ds.to_json_dict()
+    if "Rows" in ds:  # an image: its Pixel Data can be fetched frame by frame
+        numbers = ",".join(str(n) for n in range(1, (row.number_of_frames or 1) + 1))
+        url = _url(row.study_uid, row.series_uid, row.sop_instance_uid)
+        body[PIXEL_DATA] = {"vr": "OW" if int(ds.get("BitsAllocated", 16)) > 8 else "OB",
+                            "BulkDataURI": f"{url}/frames/{numbers}"}
+    return body
+
+
+@bp.get("/studies/<study>/series/<series>/instances/<sop>/rendered")
+@bp.get("/studies/<study>/series/<series>/instances/<sop>/frames/<int:frame>/rendered")
+def rendered(study: str, series: str, sop: str, frame: int = 1) -> Response:
+    """One frame as PNG or JPEG, windowed and scaled for display (PS3.18 §10.4.1.1.3)."""
+    require("ImagingStudy", "read")
+    media = _image_type()
+    window = rendering.parse_window(request.args.get("window"))
+    viewport = rendering.parse_viewport(request.args.get("viewport"))
+    ds = dcmread(_path(_found(study, series, sop)[0]))
+    return Response(rendering.rendered(ds, frame, media, window, viewport), content_type=media)
+
+
+def _image_type() -> str:
+    """image/png unless the Accept header prefers image/jpeg (both are served)."""
+    accepted = request.accept_mimetypes
+    if not accepted.provided:
+        return "image/png"
+    best = accepted.best_match(list(rendering.FORMATS))
+    if best is None:
+        raise NotAcceptable("Rendered images are served as image/png or image/jpeg")
+    return best
+
+
+@bp.get("/studies/<study>/series/<series>/instances/<sop>/frames/<frames>")
+def frames(study: str, series: str, sop: str, frames: str) -> Response:
+    """Frames in their native encoding, as multipart/related application/octet-stream
+    (PS3.18 §10.4.1.1.4); also the target of Pixel Data's BulkDataURI."""
+    require("ImagingStudy", "read")
+    if not _accepts_octets(request.headers.get("Accept", "")):
+        raise NotAcceptable(f'Frames are served as {MULTIPART}; type="{OCTETS}"')
+    numbers = _frame_numbers(frames)
+    ds = dcmread(_path(_found(study, series, sop)[0]))
+    boundary = uuid.uuid4().hex
+    body = b"".join(f"--{boundary}\r\nContent-Type: {OCTETS}\r\n\r\n".encode() + data
+                    + _CRLF for data in rendering.frame_bytes(ds, numbers))
+    return Response(body + f"--{boundary}--\r\n".encode(),
+                    content_type=f'{MULTIPART}; type="{OCTETS}"; boundary={boundary}')
+
+
+def _accepts_octets(header: str) -> bool:
+    """Whether an Accept header allows multipart/related octet-stream frames (any
+    transfer-syntax parameter is read as "as native frames")."""
+    if not header.strip():
+        return True
+    for item in parse_list_header(header):
+        mimetype, params = media_type(item)
+        if mimetype in ("*/*", "multipart/*", OCTETS) or (
+                mimetype == MULTIPART and
+                params.get("type", OCTETS).lower() in (OCTETS, "*/*", "application/*")):
+            return True
+    return False
+
+
+def _frame_numbers(value: str) -> list[int]:
+    parts = value.split(",")
+    if not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise BadRequest(f"frames takes a comma-separated list of frame numbers, not '{value}'",
+                         ["frames"])
+    return [int(p) for p in parts]
 
 
 def _found(study: str, series: str | None, sop: str | None) -> list[DicomInstance]:

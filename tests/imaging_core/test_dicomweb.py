@@ -211,7 +211,7 @@ def test_wado_returns_the_stored_bytes(client: FlaskClient, auth_headers: Header
     assert sha256(single.data) == sha256(stowed[0])
 
 
-def test_wado_metadata_is_dicom_json_without_pixels(client: FlaskClient, auth_headers: Headers,
+def test_wado_metadata_is_dicom_json_with_pixels_as_bulk_data(client: FlaskClient, auth_headers: Headers,
                                                     stowed: list[bytes]) -> None:
     first = dcmread(io.BytesIO(stowed[0]))
     url = f"/dicomweb/studies/{first.StudyInstanceUID}/metadata"
@@ -221,7 +221,7 @@ def test_wado_metadata_is_dicom_json_without_pixels(client: FlaskClient, auth_he
     assert len(metadata) == 3
     assert {m["00080018"]["Value"][0] for m in metadata} == \
         {dcmread(io.BytesIO(p)).SOPInstanceUID for p in stowed}
-    assert all("7FE00010" not in m for m in metadata)
+    assert all(set(m["7FE00010"]) == {"vr", "BulkDataURI"} for m in metadata)
     assert metadata[0]["00080050"]["Value"] == ["ACC-WADO"]
     instance = client.get(f"/dicomweb/studies/{first.StudyInstanceUID}/series/"
                           f"{first.SeriesInstanceUID}/instances/{first.SOPInstanceUID}/metadata",

@@ -91,3 +91,46 @@ def test_includefield_and_bad_keys(dicomweb, client, auth_headers):
     assert client.get("/dicomweb/studies?Colour=blue", headers=headers).status_code == 400
     assert client.get("/dicomweb/studies?SeriesNumber=x", headers=headers).status_code == 400
     assert client.get("/dicomweb/studies").status_code == 401
+
+
+def test_rendered_frames_and_bulk_data(dicomweb):
+    """PS3.18 §10.4: a viewer displays a study from ScanPath alone. The phantom's
+    background is 40 HU; with window 40,400 (linear, PS3.3 C.11.2.1.2.1) 40 HU sits at
+    the centre: ((40 - 39.5) / 399 + 0.5) * 255 = 127.8, so grey 128."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    client, stored = dicomweb
+    ds = stored[0]
+    uids = dict(study_instance_uid=ds.StudyInstanceUID,
+                series_instance_uid=ds.SeriesInstanceUID, sop_instance_uid=ds.SOPInstanceUID)
+    png = client.retrieve_instance_rendered(**uids, media_types=("image/png",),
+                                            params={"window": "40,400,linear"})
+    image = np.asarray(Image.open(io.BytesIO(png)))
+    assert image.shape == (ds.Rows, ds.Columns)
+    assert abs(int(np.median(image)) - 128) <= 1
+    small = client.retrieve_instance_rendered(**uids, media_types=("image/jpeg",),
+                                              params={"viewport": "32,32"})
+    assert Image.open(io.BytesIO(small)).size == (32, 32)
+    [frame] = client.retrieve_instance_frames(**uids, frame_numbers=[1])
+    stored_values = np.frombuffer(frame, dtype="<i2").reshape(ds.Rows, ds.Columns)
+    assert (stored_values == ds.pixel_array).all()
+    metadata = client.retrieve_instance_metadata(**uids)
+    uri = metadata["7FE00010"]["BulkDataURI"]
+    assert uri.endswith(f"/instances/{ds.SOPInstanceUID}/frames/1")
+    [bulk] = client.retrieve_bulkdata(uri)
+    assert bulk == frame
+
+
+def test_rendered_refuses_bad_parameters(dicomweb, client, auth_headers):
+    dw, stored = dicomweb
+    ds = stored[0]
+    url = (f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/"
+           f"{ds.SOPInstanceUID}")
+    headers = {"Authorization": auth_headers("demo-radiology")["Authorization"]}
+    assert client.get(f"{url}/rendered?window=abc", headers=headers).status_code == 400
+    assert client.get(f"{url}/frames/2", headers=headers).status_code == 400
+    assert client.get(f"{url}/rendered", headers={**headers, "Accept": "image/gif"}) \
+        .status_code == 406

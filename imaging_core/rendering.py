@@ -1,0 +1,135 @@
+"""Rendered images and native frames of stored instances (DICOM PS3.18 §9.5, §10.4).
+
+Pure functions over a pydicom ``Dataset``; the DICOMweb views call them.
+
+- :func:`rendered` turns one frame into an 8-bit PNG or JPEG: the Modality
+  LUT (rescale), then the VOI window asked for with ``window=center,width,
+  function`` (PS3.18 §8.3.5.1.4; functions as PS3.3 C.11.2.1.2), else the
+  instance's own window, else its full range; MONOCHROME1 is inverted; a
+  ``viewport=width,height`` scales it to fit (Pillow). Colour images are
+  passed through.
+- :func:`frame_bytes` gives frames in their native (uncompressed) encoding,
+  for ``frames/{list}`` and Pixel Data's BulkDataURI.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.pixels import apply_modality_lut, apply_windowing
+
+from core.errors import BadRequest
+
+FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG"}
+VOI_FUNCTIONS = {"linear": "LINEAR", "linear_exact": "LINEAR_EXACT", "sigmoid": "SIGMOID"}
+
+
+@dataclass(frozen=True)
+class Window:
+    center: float
+    width: float
+    function: str = "LINEAR"
+
+
+def parse_window(value: str | None) -> Window | None:
+    """``window=center,width[,function]`` (PS3.18 §8.3.5.1.4), or None when absent."""
+    if value is None:
+        return None
+    parts = value.split(",")
+    try:
+        center, width = float(parts[0]), float(parts[1])
+    except (IndexError, ValueError) as exc:
+        raise BadRequest(f"window must be center,width[,function], not '{value}'",
+                         ["window"]) from exc
+    function = VOI_FUNCTIONS.get(parts[2].lower() if len(parts) > 2 else "linear")
+    if function is None or width < 1:
+        raise BadRequest(f"window function must be linear, linear_exact or sigmoid and the "
+                         f"width at least 1, not '{value}'", ["window"])
+    return Window(center, width, function)
+
+
+def parse_viewport(value: str | None) -> tuple[int, int] | None:
+    """``viewport=width,height`` in pixels (source-region parts are not supported)."""
+    if value is None:
+        return None
+    parts = value.split(",")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise BadRequest(f"viewport must be width,height in pixels, not '{value}'",
+                         ["viewport"])
+    return int(parts[0]), int(parts[1])
+
+
+def frame_count(ds: Dataset) -> int:
+    return int(ds.get("NumberOfFrames") or 1)
+
+
+def frame_array(ds: Dataset, number: int) -> np.ndarray:
+    """Frame ``number`` (1-based) as stored values, decompressed."""
+    frames = frame_count(ds)
+    if not 1 <= number <= frames:
+        raise BadRequest(f"Frame {number} does not exist; the instance has {frames}",
+                         ["frames"])
+    pixels = ds.pixel_array
+    return pixels[number - 1] if frames > 1 else pixels  # type: ignore[no-any-return]
+
+
+def rendered(ds: Dataset, number: int, media: str, window: Window | None,
+             viewport: tuple[int, int] | None) -> bytes:
+    """Frame ``number`` as an 8-bit image in ``media`` (image/png or image/jpeg)."""
+    pixels = frame_array(ds, number)
+    if ds.get("SamplesPerPixel", 1) == 1:
+        pixels = _grey(ds, pixels, window)
+    image = Image.fromarray(np.ascontiguousarray(pixels).astype(np.uint8))
+    if viewport:
+        image.thumbnail(viewport)
+    buffer = io.BytesIO()
+    image.save(buffer, format=FORMATS[media])
+    return buffer.getvalue()
+
+
+def _grey(ds: Dataset, pixels: np.ndarray, window: Window | None) -> np.ndarray:
+    """Stored values to 0-255 grey: Modality LUT, then the VOI window (pydicom), else
+    the full range; MONOCHROME1 inverted."""
+    values = apply_modality_lut(pixels, ds).astype(np.float64)
+    chosen = window or _own_window(ds)
+    if chosen is not None:
+        voi = Dataset()  # an 8-bit unsigned output range for pydicom's windowing
+        voi.WindowCenter, voi.WindowWidth = chosen.center, chosen.width
+        voi.VOILUTFunction, voi.BitsStored, voi.PixelRepresentation = chosen.function, 8, 0
+        voi.PhotometricInterpretation = "MONOCHROME2"
+        scaled = apply_windowing(values, voi)
+    else:
+        low, high = float(values.min()), float(values.max())
+        scaled = (values - low) / max(high - low, 1e-9) * 255.0
+    if ds.get("PhotometricInterpretation") == "MONOCHROME1":
+        scaled = 255.0 - scaled
+    return np.clip(np.rint(scaled), 0, 255)
+
+
+def _own_window(ds: Dataset) -> Window | None:
+    """The instance's first VOI window (PS3.3 C.11.2), if it has one."""
+    if "WindowCenter" not in ds or "WindowWidth" not in ds:
+        return None
+    return Window(float(_first(ds.WindowCenter)), max(float(_first(ds.WindowWidth)), 1.0),
+                  str(ds.get("VOILUTFunction") or "LINEAR"))
+
+
+def _first(value: Any) -> Any:
+    """The first of a multi-valued attribute (several windows may be given)."""
+    return value[0] if isinstance(value, MultiValue) else value
+
+
+def frame_bytes(ds: Dataset, numbers: list[int]) -> list[bytes]:
+    """The frames' native pixel data: stored values, little endian, uncompressed."""
+    allocated = int(ds.BitsAllocated)
+    dtype = np.dtype(f"<{'i' if ds.get('PixelRepresentation', 0) else 'u'}{allocated // 8}") \
+        if allocated in (8, 16, 32) else None
+    if dtype is None:
+        raise BadRequest(f"Frames of {allocated}-bit pixels are not served", ["frames"])
+    return [np.ascontiguousarray(frame_array(ds, n)).astype(dtype).tobytes() for n in numbers]
