@@ -19,7 +19,8 @@ export SCANPATH_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 .PHONY: help venv .venv node_modules system-deps migrate seed run lint test bench
 
 help:
-	@echo "make run          bootstrap .venv, migrate, seed, serve on http://127.0.0.1:8080"
+	@echo "make run          bootstrap .venv, migrate, seed, serve on http://$${SCANPATH_HOST:-127.0.0.1}:$${SCANPATH_PORT:-8080}"
+	@echo "                  (DICOM listener on port $${SCANPATH_DICOM_PORT:-11112}; set SCANPATH_PORT etc. to change)"
 	@echo "make test         bootstrap (.venv, node_modules, system packages), lint, pytest"
 	@echo "                  (PYTEST_ARGS='-k name -x' passes options to pytest)"
 	@echo "make lint         ruff and mypy"

@@ -71,9 +71,13 @@ def _issuing_client(session: Session, client_id: object) -> Client:
 
 
 def _signing_key(client: Client, header: dict[str, Any]) -> jwt.PyJWK:
-    """The client's registered key with the header's ``kid``, bound to the header's ``alg``."""
+    """The client's registered key with the header's ``kid``, bound to the header's ``alg``.
+
+    Keys come from the registered JWKS, or from the client's ``jwks_uri``
+    (PyJWT's ``PyJWKClient``, cached, with a timeout).
+    """
     kid, alg = header["kid"], header["alg"]
-    for jwk in json.loads(client.jwks).get("keys", []):
+    for jwk in _published_keys(client, kid):
         if jwk.get("kid") != kid:
             continue
         if jwk.get("alg", alg) != alg:
@@ -83,6 +87,32 @@ def _signing_key(client: Client, header: dict[str, Any]) -> jwt.PyJWK:
         except jwt.PyJWTError as error:
             raise InvalidClient(f"key {kid!r} cannot verify {alg}: {error}") from error
     raise InvalidClient(f"client has no registered key with kid {kid!r}")
+
+
+JWKS_TIMEOUT_SECONDS = 5
+JWKS_CACHE_SECONDS = 300
+_JWKS_CACHE: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+
+
+def _published_keys(client: Client, kid: str) -> list[dict[str, Any]]:
+    """The client's public keys: registered, or read from its ``jwks_uri`` (PyJWT's
+    ``PyJWKClient`` does the request), kept five minutes and read again for a new kid."""
+    if not client.jwks_uri:
+        keys: list[dict[str, Any]] = json.loads(client.jwks).get("keys", [])
+        return keys
+    fetched_at, cached = _JWKS_CACHE.get(client.jwks_uri, (0.0, []))
+    fresh = time.monotonic() - fetched_at < JWKS_CACHE_SECONDS
+    if fresh and any(k.get("kid") == kid for k in cached):
+        return cached
+    try:
+        data = jwt.PyJWKClient(client.jwks_uri, timeout=JWKS_TIMEOUT_SECONDS).fetch_data()
+    except jwt.PyJWKClientError as error:
+        raise InvalidClient(f"the client's JWKS at {client.jwks_uri} cannot be read: "
+                            f"{error}") from error
+    keys = [k for k in data.get("keys", []) if isinstance(k, dict)] \
+        if isinstance(data, dict) else []
+    _JWKS_CACHE[client.jwks_uri] = (time.monotonic(), keys)
+    return keys
 
 
 def _verified_claims(assertion: str, key: jwt.PyJWK, client_id: str,

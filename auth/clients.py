@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from auth.errors import InvalidClient
 from auth.models import Client
@@ -183,3 +184,65 @@ def issue_token_for(session: Session, settings: Settings, client_id: str) -> str
     if client is None or not client.active:
         raise InvalidClient(f"no active client is registered as {client_id!r}")
     return mint_access_token(settings, client.client_id, str(ScopeSet.parse(client.scopes)))
+
+
+class ClientRegistrationError(ValueError):
+    """A client that cannot be registered as asked; the message says why."""
+
+
+def register_client(session: Session, client_id: str, name: str, scopes: str, *,
+                    jwks: dict[str, Any] | None = None,
+                    jwks_uri: str | None = None) -> Client:
+    """Register (or update) a backend client with its keys or its JWKS URL; the caller
+    commits. SMART Backend Services: public keys only, RS384 or ES384."""
+    if (jwks is None) == (jwks_uri is None):
+        raise ClientRegistrationError("give the client's keys as a JWKS file or a JWKS URL")
+    if not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", client_id):
+        raise ClientRegistrationError(f"client id {client_id!r} must be 1-128 of A-Z a-z "
+                                      "0-9 . _ : -")
+    granted = ScopeSet.parse(scopes)
+    if not str(granted):
+        raise ClientRegistrationError(f"no SMART system scope in {scopes!r}")
+    if jwks_uri is not None and not jwks_uri.startswith(("https://", "http://127.0.0.1",
+                                                         "http://localhost")):
+        raise ClientRegistrationError("a JWKS URL must be https (or on this machine)")
+    keys = _checked_keys(jwks) if jwks is not None else []
+    client = session.get(Client, client_id) or Client(client_id=client_id, name=name,
+                                                      jwks="", scopes="")
+    client.name, client.scopes, client.jwks_uri = name, str(granted), jwks_uri
+    client.jwks, client.active = json.dumps({"keys": keys}), True
+    session.add(client)
+    session.flush()
+    return client
+
+
+def _checked_keys(jwks: dict[str, Any]) -> list[dict[str, Any]]:
+    keys = jwks.get("keys") if isinstance(jwks, dict) else None
+    if not isinstance(keys, list) or not keys:
+        raise ClientRegistrationError("the JWKS must hold a non-empty 'keys' list")
+    for key in keys:
+        if not isinstance(key, dict) or "d" in key:
+            raise ClientRegistrationError("the JWKS must hold public keys only")
+        if not isinstance(key.get("kid"), str) or key.get("alg") not in ("RS384", "ES384"):
+            raise ClientRegistrationError("each key needs a kid and alg RS384 or ES384")
+        try:
+            jwt.PyJWK(key, algorithm=key["alg"])
+        except jwt.PyJWTError as error:
+            raise ClientRegistrationError(f"key {key['kid']!r} is not usable: {error}") \
+                from error
+    return keys
+
+
+def set_active(session: Session, client_id: str, active: bool) -> Client:
+    """Enable or disable a client; a disabled client's tokens stop working at once."""
+    client = session.get(Client, client_id)
+    if client is None:
+        raise ClientRegistrationError(f"no client is registered as {client_id!r}")
+    client.active = active
+    session.add(client)
+    session.flush()
+    return client
+
+
+def all_clients(session: Session) -> list[Client]:
+    return list(session.exec(select(Client).order_by(col(Client.client_id))).all())

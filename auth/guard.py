@@ -11,9 +11,12 @@ import logging
 
 import jwt
 from flask import g, request
+from sqlmodel import Session
 
+from auth.models import Client
 from auth.scopes import scope_needed
 from auth.tokens import Principal, read_access_token
+from core.db import engine_for
 from core.errors import Forbidden, Unauthorized
 from core.web import app_settings
 
@@ -53,9 +56,20 @@ def _authenticate(authorization: str) -> Principal:
     if scheme.lower() != "bearer" or not token:
         raise _unauthorized("A bearer access token is required", invalid=False)
     try:
-        return read_access_token(app_settings(), token)
+        principal = read_access_token(app_settings(), token)
     except jwt.PyJWTError as error:
         raise _unauthorized(f"The access token is not valid: {error}", invalid=True) from error
+    if not _active(principal.client_id):  # disabled: its tokens stop at once
+        raise _unauthorized(f"Client {principal.client_id} is not active", invalid=True)
+    return principal
+
+
+def _active(client_id: str) -> bool:
+    """Whether the client is registered and active, read in a session of its own so that
+    the request's session holds no transaction (SQLite would keep its write lock)."""
+    with Session(engine_for(app_settings().database_url)) as session:
+        client = session.get(Client, client_id)
+        return client is not None and client.active
 
 
 def _unauthorized(diagnostics: str, invalid: bool) -> Unauthorized:

@@ -19,7 +19,10 @@ class Client(SQLModel, table=True):
     __tablename__ = "auth_client"
     client_id: str = Field(primary_key=True, max_length=128)
     name: str = Field(max_length=255)
-    jwks: str = Field(sa_column=Column(Text, nullable=False))
+    jwks: str = Field(sa_column=Column(Text, nullable=False))  # '{"keys": []}' with jwks_uri
+    # Where the client publishes its keys (SMART Backend Services "JWKS URL"),
+    # read when it signs with a kid ScanPath has not seen; None: keys in jwks.
+    jwks_uri: str | None = Field(default=None, max_length=2048)
     scopes: str = Field(sa_column=Column(Text, nullable=False))
     active: bool = True
     created_at: datetime = Field(default_factory=utcnow)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -87,6 +89,25 @@ class Settings(BaseSettings):
     def public_url(self) -> str:
         """The base of every link ScanPath returns (``public_base_url``, else ``base_url``)."""
         return (self.public_base_url or self.base_url).rstrip("/")
+
+
+# SCANPATH_* variables read outside Settings: the web worker count (scanpath serve)
+# and the test suite's own.
+OTHER_VARIABLES = ("SCANPATH_WORKERS", "SCANPATH_TEST_POSTGRES_URL", "SCANPATH_TEST_NODE")
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """``SCANPATH_*`` variables that no setting reads, each with the closest known name.
+
+    Settings ignore unknown variables, so a misspelt one (``SCANPATH_DATA_DIR``)
+    would silently leave its default in place; start-up reports them.
+    """
+    known = [f"SCANPATH_{name.upper()}" for name in Settings.model_fields] + \
+        list(OTHER_VARIABLES)
+    found = sorted(name for name in environ if name.upper().startswith("SCANPATH_")
+                   and name.upper() not in known)
+    return [(name, next(iter(difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.6)),
+                        None)) for name in found]
 
 
 @lru_cache(maxsize=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from flask import Flask, Response, current_app, g
@@ -27,6 +28,14 @@ def fhir_response(body: dict[str, Any] | None, status: int = 200,
     """A FHIR JSON response (an empty body when ``body`` is None)."""
     text = "" if body is None else fhirjson.dumps(body)
     return Response(text, status=status, headers=headers or {}, content_type=FHIR_JSON)
+
+
+def app_version() -> str:
+    """The installed ScanPath version (``0+unknown`` when run from an uninstalled tree)."""
+    try:
+        return version("scanpath")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 def app_settings() -> Settings:

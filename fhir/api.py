@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 from urllib.parse import urlencode
 
@@ -24,7 +23,7 @@ from core.errors import (
     UnsupportedMediaType,
     information,
 )
-from core.web import app_settings, db, fhir_response
+from core.web import app_settings, app_version, db, fhir_response
 from fhir import audit, transaction
 from fhir.capability import capability_statement
 from fhir.dates import DateFormatError, date_range
@@ -166,14 +165,7 @@ def _written_response(written: Written) -> Response:
 @bp.get("/metadata")
 def metadata() -> Response:
     g.interaction = None
-    return fhir_response(capability_statement(_base(), _version()))
-
-
-def _version() -> str:
-    try:
-        return version("scanpath")
-    except PackageNotFoundError:
-        return "0+unknown"
+    return fhir_response(capability_statement(_base(), app_version()))
 
 
 @bp.post("")

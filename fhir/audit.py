@@ -8,6 +8,8 @@ change they record; failures after the rollback, in a transaction of their own.
 from __future__ import annotations
 
 import base64
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,5 +87,46 @@ def _agent(what: Interaction) -> dict[str, Any]:
 
 def record(store: Store, what: Interaction, outcome: str = OUTCOME_SUCCESS,
            description: str | None = None) -> None:
-    """Write the AuditEvent for ``what`` in the store's current transaction."""
+    """Write the AuditEvent for ``what`` in the store's current transaction.
+
+    Requests that name no client (no or a bad token) are bounded: one event per
+    address a minute in each process, the first, saying how many more came
+    before it (ANONYMOUS_WINDOW_SECONDS); so a flood of unauthenticated
+    requests cannot fill the audit table.
+    """
+    if what.client_id in (None, "", "anonymous"):
+        description = _anonymous.admit(what.address or "unknown", description)
+        if description is None:
+            return
     store.create("AuditEvent", audit_event(what, outcome, description), trusted=True)
+
+
+ANONYMOUS_WINDOW_SECONDS = 60.0
+
+
+class _AnonymousLimiter:
+    """Per-address windows: the first request of each is audited, the rest counted."""
+
+    MAX_ADDRESSES = 10_000
+
+    def __init__(self) -> None:
+        self.windows: dict[str, tuple[float, int]] = {}
+        self.lock = threading.Lock()
+
+    def admit(self, address: str, description: str | None) -> str | None:
+        """The description to write, or None when this request is only counted."""
+        now = time.monotonic()
+        with self.lock:
+            started, skipped = self.windows.get(address, (-ANONYMOUS_WINDOW_SECONDS, 0))
+            if now - started < ANONYMOUS_WINDOW_SECONDS:
+                self.windows[address] = (started, skipped + 1)
+                return None
+            if len(self.windows) >= self.MAX_ADDRESSES:
+                self.windows.clear()
+            self.windows[address] = (now, 0)
+        note = f"{skipped} more unauthenticated requests from {address} were counted, not " \
+            "audited one by one, in the minute before" if skipped else None
+        return "; ".join(t for t in (description, note) if t) or None
+
+
+_anonymous = _AnonymousLimiter()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+
 from flask import Flask
 
 import auth
@@ -10,15 +13,19 @@ import referral
 import rules
 from core import web
 from core.logging import configure_logging
-from core.settings import PROJECT_ROOT, Settings, get_settings
+from core.settings import PROJECT_ROOT, Settings, get_settings, unknown_variables
 from fhir import api as fhir_api
 from scanpath import ops
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the ScanPath web application for ``settings`` (the environment by default)."""
     settings = settings or get_settings()
     configure_logging(settings.log_level)
+    for name, closest in unknown_variables(os.environ):
+        log.warning("unknown setting ignored", extra={"variable": name, "did_you_mean": closest})
     app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"))
     app.config["SCANPATH"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

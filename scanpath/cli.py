@@ -1,34 +1,112 @@
-"""The ``scanpath`` command: serve, token, db upgrade, seed."""
+"""The scanpath command: serve the service, migrate and seed the database, issue
+tokens and register the clients (GP systems, the RIS) allowed to call it.
+
+Settings come from SCANPATH_* environment variables (README, "Configuration").
+A mistake gets one line on standard error and exit status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import core  # noqa: F401  (first: makes the project's ``fhir`` package resolvable)
 from core.db import get_engine, session_scope
 from core.logging import configure_logging
-from core.settings import PROJECT_ROOT, Settings, get_settings
+from core.settings import PROJECT_ROOT, Settings, get_settings, unknown_variables
+
+
+class CliError(Exception):
+    """A mistake the operator can mend; printed as one line, exit status 2."""
+
+
+DATABASE = "reads SCANPATH_DATABASE_URL (and SCANPATH_VAR_DIR for SQLite and keys)"
+COMMANDS = {
+    "serve": ("serve the web, FHIR, CDS Hooks and DICOMweb API, the DICOM listener and "
+              "the analysis worker in the foreground",
+              "reads SCANPATH_HOST, SCANPATH_PORT, SCANPATH_DICOM_PORT, SCANPATH_WORKERS, "
+              "SCANPATH_BROKER_URL and the rest of the README's Configuration table"),
+    "token": ("print an access token (valid SCANPATH_TOKEN_LIFETIME_SECONDS) for a "
+              "registered client, with all its scopes", DATABASE + ", SCANPATH_SECRET_KEY"),
+    "db": ("migrate the database to the newest schema", DATABASE),
+    "seed": ("register the demo clients, rule packs and code systems", DATABASE),
+    "client": ("register, list, disable or enable the clients allowed to call ScanPath",
+               DATABASE),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scanpath", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="serve the web, FHIR and DICOM endpoints")
-    token = commands.add_parser("token", help="print an access token for a seeded client")
-    token.add_argument("client_id")
-    db = commands.add_parser("db", help="database migrations")
-    db.add_argument("action", choices=["upgrade"])
-    commands.add_parser("seed", help="register the demo clients")
-    args = parser.parse_args(argv)
-    settings = get_settings()
-    handlers = {"serve": _serve, "token": _token, "db": _upgrade, "seed": _seed}
-    return handlers[args.command](settings, args)
+    args = _parser().parse_args(argv)
+    try:
+        for name, closest in unknown_variables(os.environ):
+            hint = f" (did you mean {closest}?)" if closest else ""
+            print(f"scanpath: warning: {name} is not a ScanPath setting{hint}", file=sys.stderr)
+        settings = get_settings()
+        handlers: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+            "serve": _serve, "token": _token, "db": _upgrade, "seed": _seed,
+            "client": _client}
+        return handlers[args.command](settings, args)
+    except CliError as error:
+        print(f"scanpath: {error}", file=sys.stderr)
+        return 2
+    except ValueError as error:  # settings that do not validate, and the like
+        print(f"scanpath: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scanpath", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = {name: commands.add_parser(name, help=text, description=text[0].upper() + text[1:],
+                                     epilog=f"Environment: {variables}.")
+           for name, (text, variables) in COMMANDS.items()}
+    sub["token"].add_argument("client_id", help="a registered, active client "
+                              "(scanpath client list)")
+    sub["db"].add_argument("action", choices=["upgrade"], help="upgrade: migrate to head")
+    actions = sub["client"].add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="register a client, or replace its keys and scopes")
+    add.add_argument("client_id", help="the id the client puts in its assertions' iss and sub")
+    add.add_argument("--name", required=True, help="who the client is, for people")
+    add.add_argument("--scopes", required=True,
+                     help='space-separated SMART system scopes, e.g. "system/Patient.rs"')
+    keys = add.add_mutually_exclusive_group(required=True)
+    keys.add_argument("--jwks", type=Path, help="a JSON Web Key Set file of its public keys")
+    keys.add_argument("--jwks-uri", help="the https URL where the client publishes its keys")
+    actions.add_parser("list", help="every registered client, one a line")
+    for action in ("disable", "enable"):
+        one = actions.add_parser(action, help=f"{action} a client"
+                                 + ("; its tokens stop working at once" if action == "disable"
+                                    else ""))
+        one.add_argument("client_id")
+    return parser
+
+
+def _ready_database(settings: Settings) -> None:
+    """Refuse to work on a database that is missing or not migrated; never create one."""
+    from sqlalchemy.engine import make_url
+
+    from scanpath.migrate import at_head
+
+    url = make_url(settings.database_url)
+    if url.drivername.startswith("sqlite") and url.database not in (None, "", ":memory:") \
+            and not Path(str(url.database)).is_file():
+        raise CliError(f"the database {url.database} does not exist; run `scanpath db upgrade`")
+    try:
+        migrated = at_head(get_engine(), settings)
+    except Exception as error:  # any driver error: the database cannot be reached
+        raise CliError(f"the database cannot be reached: {' '.join(str(error).split())[:200]}") \
+            from error
+    if not migrated:
+        raise CliError("the database is not migrated to this version; run `scanpath db upgrade`")
 
 
 def _upgrade(settings: Settings, _args: argparse.Namespace) -> int:
@@ -42,6 +120,7 @@ def _upgrade(settings: Settings, _args: argparse.Namespace) -> int:
 def _seed(settings: Settings, _args: argparse.Namespace) -> int:
     from scanpath.seed import seed_all
 
+    _ready_database(settings)
     with session_scope(get_engine()) as session:
         seed_all(session, settings)
     print("seeded: demo clients demo-gp, demo-radiology, demo-admin; rule packs; code systems")
@@ -50,10 +129,57 @@ def _seed(settings: Settings, _args: argparse.Namespace) -> int:
 
 def _token(settings: Settings, args: argparse.Namespace) -> int:
     from auth.clients import issue_token_for
+    from auth.errors import OAuthError
 
-    with session_scope(get_engine()) as session:
-        print(issue_token_for(session, settings, args.client_id))
+    _ready_database(settings)
+    try:
+        with session_scope(get_engine()) as session:
+            print(issue_token_for(session, settings, args.client_id))
+    except OAuthError as error:
+        raise CliError(f"{error}; see `scanpath client list`") from error
     return 0
+
+
+def _client(settings: Settings, args: argparse.Namespace) -> int:
+    from auth.clients import (
+        ClientRegistrationError,
+        all_clients,
+        register_client,
+        set_active,
+    )
+
+    _ready_database(settings)
+    try:
+        with session_scope(get_engine()) as session:
+            if args.action == "list":
+                for c in all_clients(session):
+                    keys = c.jwks_uri or f"{len(json.loads(c.jwks).get('keys', []))} key(s)"
+                    state = "active" if c.active else "disabled"
+                    print(f"{c.client_id}\t{state}\t{c.name}\t{keys}\t{c.scopes}")
+                return 0
+            if args.action in ("disable", "enable"):
+                set_active(session, args.client_id, args.action == "enable")
+                print(f"{args.client_id} {args.action}d")
+                return 0
+            register_client(session, args.client_id, args.name, args.scopes,
+                            jwks=_jwks_file(args.jwks) if args.jwks else None,
+                            jwks_uri=args.jwks_uri)
+            print(f"{args.client_id} registered")
+            return 0
+    except ClientRegistrationError as error:
+        raise CliError(str(error)) from error
+
+
+def _jwks_file(path: Path) -> dict[str, object]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise CliError(f"cannot read {path}: {error.strerror}") from error
+    except json.JSONDecodeError as error:
+        raise CliError(f"{path} is not JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise CliError(f"{path} must hold a JSON Web Key Set object")
+    return data
 
 
 def _serve(settings: Settings, _args: argparse.Namespace) -> int:
@@ -62,6 +188,10 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
     from imaging_core.results import register
     from imaging_core.scp import start_scp, stop_scp
 
+    _ready_database(settings)
+    for port, name in ((settings.port, "SCANPATH_PORT"),
+                       (settings.dicom_port, "SCANPATH_DICOM_PORT")):
+        _check_free(settings.host, port, name)
     configure_logging(settings.log_level)
     register()
     scp = start_scp(settings)
@@ -82,6 +212,15 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
         stop_scp(scp)
 
 
+def _check_free(host: str, port: int, variable: str) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise CliError(f"port {port} on {host} ({variable}) is not free: "
+                           f"{error.strerror}") from error
+
+
 def _broker_enqueue(settings: Settings) -> Callable[[int], None] | None:
     if not settings.broker_url:
         return None
@@ -91,7 +230,7 @@ def _broker_enqueue(settings: Settings) -> Callable[[int], None] | None:
 
 
 def _print_urls(settings: Settings, celery: bool) -> None:
-    base = settings.base_url
+    base = settings.public_url
     lines = [f"ScanPath web:    {base}/",
              f"FHIR API:        {base}/fhir  (CapabilityStatement: {base}/fhir/metadata)",
              f"SMART config:    {base}/.well-known/smart-configuration",
@@ -108,7 +247,7 @@ def _gunicorn_command(settings: Settings) -> list[str]:
     workers = os.environ.get("SCANPATH_WORKERS", "2")
     return [sys.executable, "-m", "gunicorn", "wsgi:app", "--chdir", str(PROJECT_ROOT),
             "--workers", workers, "--bind", f"{settings.host}:{settings.port}",
-            "--access-logfile", "-"]
+            "--config", "python:scanpath.gunicorn_conf"]
 
 
 def _web_environment(settings: Settings) -> dict[str, str]:

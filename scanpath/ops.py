@@ -7,7 +7,7 @@ import os
 import time
 import uuid
 
-from flask import Blueprint, Flask, Response, g, jsonify, request
+from flask import Blueprint, Flask, Response, g, jsonify, render_template, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -20,7 +20,7 @@ from sqlalchemy import text
 
 from auth.guard import require
 from core.db import engine_for
-from core.web import app_settings
+from core.web import app_settings, app_version
 from scanpath.migrate import at_head
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,42 @@ def _finish(response: Response) -> Response:
                                "status": response.status_code,
                                "ms": round(elapsed * 1000, 2)})
     return response
+
+
+@bp.get("/")
+def home() -> Response:
+    """A page for a person: what is running, links to the API and discovery, version.
+
+    It shows no patient data and needs no token; security headers as for the API.
+    """
+    settings = app_settings()
+    base = settings.public_url
+    services = [
+        {"name": "FHIR R4 API (CapabilityStatement)", "url": f"{base}/fhir/metadata"},
+        {"name": "SMART Backend Services discovery",
+         "url": f"{base}/.well-known/smart-configuration"},
+        {"name": "CDS Hooks discovery", "url": f"{base}/cds-services"},
+        {"name": "DICOMweb (QIDO-RS, WADO-RS, STOW-RS)", "url": f"{base}/dicomweb/studies"},
+        {"name": "DICOM listener (C-STORE, C-ECHO)",
+         "where": f"{settings.host}:{settings.dicom_port}, AE title {settings.dicom_ae_title}"},
+        {"name": "Health and readiness", "url": f"{base}/readyz"},
+    ]
+    html = render_template("home.html", services=services, version=app_version(),
+                           env=settings.env)
+    return Response(html, content_type="text/html; charset=utf-8", headers={
+        "Content-Security-Policy": "default-src 'none'; style-src 'self'; "
+                                   "frame-ancestors 'none'",
+        "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"})
+
+
+@bp.get("/static/home.css")
+def home_css() -> Response:
+    return Response(HOME_CSS, content_type="text/css; charset=utf-8")
+
+
+HOME_CSS = """body{font-family:Arial,sans-serif;margin:2rem;max-width:60rem;color:#212b32}
+table{border-collapse:collapse}td,th{padding:.4rem .8rem;border-bottom:1px solid #d8dde0;
+text-align:left}a{color:#005eb8}"""
 
 
 @bp.get("/healthz")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -33,3 +34,98 @@ def test_migrate_seed_and_token_on_a_fresh_sqlite_folder(tmp_path: Path):
     assert claims["sub"] == "demo-gp" and "system/ServiceRequest.cruds" in claims["scope"]
     assert claims["exp"] - claims["iat"] == 3600  # CONTRACT §1: valid for one hour
     shutil.rmtree(var)
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    var = tmp_path / "var"
+    return {**os.environ, "SCANPATH_VAR_DIR": str(var),
+            "SCANPATH_DATABASE_URL": f"sqlite:///{var}/scanpath.db", **extra}
+
+
+def _fails(*args: str, env: dict[str, str]) -> str:
+    """A mistake: exit status 2 and one line on stderr, never a traceback."""
+    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "scanpath.cli"]
+    done = subprocess.run([*command, *args], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    lines = [line for line in done.stderr.splitlines() if not line.startswith(
+        "scanpath: warning:")]
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    return lines[0]
+
+
+def test_mistakes_are_one_line_and_exit_2(tmp_path: Path):
+    env = _env(tmp_path)
+    assert "does not exist; run `scanpath db upgrade`" in _fails("token", "demo-gp", env=env)
+    assert not (tmp_path / "var" / "scanpath.db").exists()  # no empty database made
+    _run("db", "upgrade", env=env)
+    assert "demo-gp" in _fails("token", "demo-gp", env=env)  # migrated, not seeded
+    assert "no client is registered as 'ghost'" in _fails("client", "disable", "ghost", env=env)
+    assert "cannot read" in _fails("client", "add", "gp-x", "--name", "X", "--scopes",
+                                   "system/Patient.rs", "--jwks", str(tmp_path / "none.json"),
+                                   env=env)
+
+
+def test_client_add_list_disable(tmp_path: Path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from auth.clients import load_private_key, public_jwk
+
+    env = _env(tmp_path)
+    _run("db", "upgrade", env=env)
+    key = ec.generate_private_key(ec.SECP384R1())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    jwks = tmp_path / "gp.json"
+    jwks.write_text(json.dumps({"keys": [public_jwk(load_private_key(pem))]}))
+    _run("client", "add", "gp-system-1", "--name", "A GP system", "--scopes",
+         "system/Patient.rs system/ServiceRequest.c", "--jwks", str(jwks), env=env)
+    listed = _run("client", "list", env=env)
+    assert "gp-system-1\tactive\tA GP system\t1 key(s)" in listed
+    token = _run("token", "gp-system-1", env=env).strip()
+    assert jwt.decode(token, options={"verify_signature": False})["sub"] == "gp-system-1"
+    _run("client", "disable", "gp-system-1", env=env)
+    assert "gp-system-1\tdisabled" in _run("client", "list", env=env)
+    assert "no active client is registered as 'gp-system-1'" in \
+        _fails("token", "gp-system-1", env=env)
+    private = dict(public_jwk(load_private_key(pem)), d="secret")
+    jwks.write_text(json.dumps({"keys": [private]}))
+    assert "public keys only" in _fails("client", "add", "gp-system-2", "--name", "B",
+                                        "--scopes", "system/Patient.rs", "--jwks", str(jwks),
+                                        env=env)
+
+
+def test_unknown_variables_are_reported_with_the_closest_name(tmp_path: Path):
+    env = _env(tmp_path, SCANPATH_DATA_DIR="/tmp/elsewhere")
+    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "scanpath.cli"]
+    done = subprocess.run([*command, "db", "upgrade"], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0
+    assert "SCANPATH_DATA_DIR is not a ScanPath setting (did you mean SCANPATH_VAR_DIR?)" \
+        in done.stderr
+
+
+def test_serve_names_a_port_in_use(tmp_path: Path):
+    import socket
+
+    env = _env(tmp_path)
+    _run("db", "upgrade", env=env)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        line = _fails("serve", env={**env, "SCANPATH_PORT": str(port)})
+    assert f"port {port} on 127.0.0.1 (SCANPATH_PORT) is not free" in line
+
+
+def test_help_is_plain_text_and_documents_each_command():
+    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "scanpath.cli"]
+    top = subprocess.run([*command, "--help"], capture_output=True, text=True, check=True)
+    assert "``" not in top.stdout and "client" in top.stdout
+    sub = subprocess.run([*command, "client", "add", "--help"], capture_output=True,
+                         text=True, check=True)
+    assert "--jwks-uri" in sub.stdout
+    token = subprocess.run([*command, "token", "--help"], capture_output=True, text=True,
+                           check=True)
+    assert "SCANPATH_DATABASE_URL" in token.stdout

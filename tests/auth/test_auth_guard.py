@@ -118,6 +118,7 @@ def test_token_carries_only_the_granted_scopes(client, access_token):
 def test_cli_tokens_carry_the_registered_scopes(client, db, settings, client_id, resource_type,
                                                 interaction, status):
     token = issue_token_for(db, settings, client_id)
+    db.rollback()  # end the read: SQLite transactions here take the write lock
 
     assert get(client, f"/_probe/{resource_type}/{interaction}", token).status_code == status
 
@@ -129,3 +130,18 @@ def test_principal_is_verified_once_per_request(app, access_token):
         first = current_principal()
         assert current_principal() is first
         assert first.client_id == "demo-gp"
+
+
+def test_a_disabled_clients_tokens_stop_at_once(client, access_token, db):
+    """CONTRACT §9: disabling a client stops its unexpired tokens on the next request."""
+    from auth.clients import set_active
+
+    token = access_token("demo-gp", "system/Task.rs")
+    assert get(client, "/_probe/Task/read", token).status_code == 200
+    set_active(db, "demo-gp", False)
+    db.commit()
+    diagnostics = assert_outcome(get(client, "/_probe/Task/read", token), 401, "login")
+    assert "not active" in diagnostics
+    set_active(db, "demo-gp", True)
+    db.commit()
+    assert get(client, "/_probe/Task/read", token).status_code == 200

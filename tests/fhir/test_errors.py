@@ -155,3 +155,27 @@ def test_deeply_nested_json_is_400(client, auth_headers):
     response = client.post("/fhir/Patient", data=body, headers=auth_headers())
     assert response.status_code == 400
     assert response.get_json()["resourceType"] == "OperationOutcome"
+
+
+def test_unauthenticated_requests_are_audited_once_a_minute_per_address(client, auth_headers,
+                                                                        monkeypatch):
+    """A flood of requests without a token writes one AuditEvent per address a minute, the
+    next saying how many were counted in between, so nobody can fill the audit table."""
+    from fhir import audit
+
+    monkeypatch.setattr(audit, "_anonymous", audit._AnonymousLimiter())
+    for _ in range(25):
+        assert client.get("/fhir/Patient", environ_base={"REMOTE_ADDR": "203.0.113.9"}) \
+            .status_code == 401
+    events = client.get("/fhir/AuditEvent?outcome=4&_count=100",
+                        headers=auth_headers("demo-admin")).get_json().get("entry", [])
+    anonymous = [e for e in events if e["resource"]["source"]["observer"] and
+                 any(a.get("network", {}).get("address") == "203.0.113.9"
+                     for a in e["resource"]["agent"])]
+    assert len(anonymous) == 1
+    monkeypatch.setattr(audit, "ANONYMOUS_WINDOW_SECONDS", 0.0)
+    client.get("/fhir/Patient", environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    events = client.get("/fhir/AuditEvent?outcome=4&_count=100",
+                        headers=auth_headers("demo-admin")).get_json().get("entry", [])
+    notes = [e["resource"].get("outcomeDesc", "") for e in events]
+    assert any("24 more unauthenticated requests from 203.0.113.9" in n for n in notes)

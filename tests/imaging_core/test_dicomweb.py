@@ -211,8 +211,8 @@ def test_wado_returns_the_stored_bytes(client: FlaskClient, auth_headers: Header
     assert sha256(single.data) == sha256(stowed[0])
 
 
-def test_wado_metadata_is_dicom_json_with_pixels_as_bulk_data(client: FlaskClient, auth_headers: Headers,
-                                                    stowed: list[bytes]) -> None:
+def test_wado_metadata_is_dicom_json_with_pixels_as_bulk_data(
+        client: FlaskClient, auth_headers: Headers, stowed: list[bytes]) -> None:
     first = dcmread(io.BytesIO(stowed[0]))
     url = f"/dicomweb/studies/{first.StudyInstanceUID}/metadata"
     response = client.get(url, headers=bearer(auth_headers, Accept="application/dicom+json"))
