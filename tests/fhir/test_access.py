@@ -113,3 +113,22 @@ def test_update_as_create_needs_the_create_scope(client, auth_headers):
     response = client.put("/fhir/ServiceRequest/rad-made-1", json=order,
                           headers=auth_headers("demo-radiology"))
     assert response.status_code == 403
+
+
+def test_metadata_lists_patch_delete_history_and_policies(client):
+    statement = client.get("/fhir/metadata").get_json()
+    rest = statement["rest"][0]
+    assert statement["patchFormat"] == ["application/json-patch+json",
+                                        "application/merge-patch+json"]
+    assert {"transaction", "batch", "history-system"} == {i["code"] for i in rest["interaction"]}
+    resources = {r["type"]: r for r in rest["resource"]}
+    patient = resources["Patient"]
+    assert {"patch", "delete", "history-type"} <= {i["code"] for i in patient["interaction"]}
+    assert patient["conditionalUpdate"] is True and patient["conditionalDelete"] == "single"
+    assert "enforced" in patient["referencePolicy"]
+    order = resources["ServiceRequest"]
+    assert "delete" not in {i["code"] for i in order["interaction"]}
+    assert order["conditionalDelete"] == "not-supported"
+    assert "DiagnosticReport:result" in resources["DiagnosticReport"]["searchInclude"]
+    assert {"_tag", "_profile", "_security"} <= {p["name"] for p in patient["searchParam"]}
+    assert "handling=lenient" in rest["documentation"]
