@@ -129,3 +129,45 @@ def test_help_is_plain_text_and_documents_each_command():
     token = subprocess.run([*command, "token", "--help"], capture_output=True, text=True,
                            check=True)
     assert "SCANPATH_DATABASE_URL" in token.stdout
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_serve_starts_answers_and_logs_json(tmp_path: Path):
+    """``scanpath serve`` as an operator runs it: gunicorn with ScanPath's own config."""
+    import signal
+    import time
+    import urllib.request
+
+    port = _free_port()
+    env = _env(tmp_path, SCANPATH_PORT=str(port), SCANPATH_DICOM_PORT=str(_free_port()),
+               HOME=str(tmp_path))
+    _run("db", "upgrade", env=env)
+    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "scanpath.cli"]
+    server = subprocess.Popen([*command, "serve"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(300):
+            assert server.poll() is None, server.communicate()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as page:
+                    assert page.status == 200
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("scanpath serve did not answer")
+    finally:
+        server.send_signal(signal.SIGINT)
+        out, err = server.communicate(timeout=60)
+    access = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert any(entry["logger"] == "gunicorn.access" and '"GET / HTTP/1.1" 200'
+               in entry["message"] for entry in access), (out, err)
+    assert "Traceback" not in err
+    assert not (tmp_path / ".gunicorn").exists()  # no control socket left in $HOME
