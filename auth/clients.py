@@ -92,7 +92,9 @@ def _register(session: Session, demo: DemoClient, jwks: str) -> None:
                            scopes=demo.scopes))
         log.info("demo client registered", extra={"client_id": demo.client_id})
         return
-    client.name, client.jwks, client.scopes = demo.name, jwks, demo.scopes
+    if (client.name, client.jwks, client.scopes) != (demo.name, jwks, demo.scopes):
+        client.name, client.jwks, client.scopes = demo.name, jwks, demo.scopes
+        client.revision += 1  # tokens issued under the old keys or scopes stop
 
 
 def _stored_private_key(path: Path, algorithm: str) -> bytes:
@@ -183,7 +185,8 @@ def issue_token_for(session: Session, settings: Settings, client_id: str) -> str
     client = session.get(Client, client_id)
     if client is None or not client.active:
         raise InvalidClient(f"no active client is registered as {client_id!r}")
-    return mint_access_token(settings, client.client_id, str(ScopeSet.parse(client.scopes)))
+    return mint_access_token(settings, client.client_id, str(ScopeSet.parse(client.scopes)),
+                             client.revision)
 
 
 class ClientRegistrationError(ValueError):
@@ -191,10 +194,14 @@ class ClientRegistrationError(ValueError):
 
 
 def register_client(session: Session, client_id: str, name: str, scopes: str, *,
-                    jwks: dict[str, Any] | None = None,
-                    jwks_uri: str | None = None) -> Client:
-    """Register (or update) a backend client with its keys or its JWKS URL; the caller
-    commits. SMART Backend Services: public keys only, RS384 or ES384."""
+                    jwks: dict[str, Any] | None = None, jwks_uri: str | None = None,
+                    replace: bool = False) -> Client:
+    """Register a backend client with its keys or its JWKS URL; the caller commits.
+
+    SMART Backend Services: public keys only, RS384 or ES384. An id already registered
+    is refused unless ``replace``: then its name, keys and scopes are replaced, it stays
+    active or disabled as it was, and tokens issued before stop working.
+    Raises ``ClientRegistrationError`` saying what is wrong."""
     if (jwks is None) == (jwks_uri is None):
         raise ClientRegistrationError("give the client's keys as a JWKS file or a JWKS URL")
     if not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", client_id):
@@ -207,10 +214,17 @@ def register_client(session: Session, client_id: str, name: str, scopes: str, *,
                                                          "http://localhost")):
         raise ClientRegistrationError("a JWKS URL must be https (or on this machine)")
     keys = _checked_keys(jwks) if jwks is not None else []
-    client = session.get(Client, client_id) or Client(client_id=client_id, name=name,
-                                                      jwks="", scopes="")
+    client = session.get(Client, client_id)
+    if client is not None and not replace:
+        raise ClientRegistrationError(
+            f"a client is already registered as {client_id!r}; add --replace to replace "
+            "its name, keys and scopes (its tokens then stop working)")
+    if client is None:
+        client = Client(client_id=client_id, name=name, jwks="", scopes="")
+    else:
+        client.revision += 1
     client.name, client.scopes, client.jwks_uri = name, str(granted), jwks_uri
-    client.jwks, client.active = json.dumps({"keys": keys}), True
+    client.jwks = json.dumps({"keys": keys})
     session.add(client)
     session.flush()
     return client
@@ -234,11 +248,13 @@ def _checked_keys(jwks: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def set_active(session: Session, client_id: str, active: bool) -> Client:
-    """Enable or disable a client; a disabled client's tokens stop working at once."""
+    """Enable or disable a client. Tokens issued before stop working at once, and stay
+    stopped when the client is enabled again: it asks for new ones."""
     client = session.get(Client, client_id)
     if client is None:
         raise ClientRegistrationError(f"no client is registered as {client_id!r}")
-    client.active = active
+    if client.active != active:
+        client.active, client.revision = active, client.revision + 1
     session.add(client)
     session.flush()
     return client

@@ -59,17 +59,19 @@ def _authenticate(authorization: str) -> Principal:
         principal = read_access_token(app_settings(), token)
     except jwt.PyJWTError as error:
         raise _unauthorized(f"The access token is not valid: {error}", invalid=True) from error
-    if not _active(principal.client_id):  # disabled: its tokens stop at once
-        raise _unauthorized(f"Client {principal.client_id} is not active", invalid=True)
+    if not _current(principal):  # disabled or replaced: its tokens stop at once
+        raise _unauthorized(f"Client {principal.client_id} is not active, or its "
+                            "registration changed since the token was issued", invalid=True)
     return principal
 
 
-def _active(client_id: str) -> bool:
-    """Whether the client is registered and active, read in a session of its own so that
-    the request's session holds no transaction (SQLite would keep its write lock)."""
+def _current(principal: Principal) -> bool:
+    """Whether the client is active and registered as when the token was issued, read in
+    a session of its own so that the request's session holds no transaction (SQLite
+    would keep its write lock)."""
     with Session(engine_for(app_settings().database_url)) as session:
-        client = session.get(Client, client_id)
-        return client is not None and client.active
+        client = session.get(Client, principal.client_id)
+        return client is not None and client.active and client.revision == principal.revision
 
 
 def _unauthorized(diagnostics: str, invalid: bool) -> Unauthorized:

@@ -25,6 +25,9 @@ class Client(SQLModel, table=True):
     jwks_uri: str | None = Field(default=None, max_length=2048)
     scopes: str = Field(sa_column=Column(Text, nullable=False))
     active: bool = True
+    # Counts changes to keys, scopes and state; a token carries the revision it
+    # was issued under ("rev"), so replacing or disabling a client ends its tokens.
+    revision: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -23,10 +23,12 @@ class Principal:
 
     client_id: str
     scopes: ScopeSet
+    revision: int = 1  # the client registration's revision when the token was issued
 
 
-def mint_access_token(settings: Settings, client_id: str, scope: str) -> str:
-    """A signed access token for ``client_id`` carrying ``scope``."""
+def mint_access_token(settings: Settings, client_id: str, scope: str, revision: int) -> str:
+    """A signed access token (RFC 9068 JWT, HS256) for ``client_id`` carrying ``scope``
+    and the client registration's ``revision`` (claim ``rev``)."""
     now = int(time.time())
     claims = {
         "iss": settings.token_issuer,
@@ -35,6 +37,7 @@ def mint_access_token(settings: Settings, client_id: str, scope: str) -> str:
         "iat": now,
         "exp": now + settings.token_lifetime_seconds,
         "jti": uuid.uuid4().hex,
+        "rev": revision,
     }
     return jwt.encode(claims, settings.secret_key, algorithm=ALGORITHM,
                       headers={"typ": TOKEN_TYPE})
@@ -51,4 +54,7 @@ def read_access_token(settings: Settings, token: str) -> Principal:
     claims = decoded["payload"]
     if not isinstance(claims["scope"], str):
         raise jwt.InvalidTokenError("scope must be a string")
-    return Principal(claims["sub"], ScopeSet.parse(claims["scope"]))
+    revision = claims.get("rev", 1)
+    if not isinstance(revision, int):
+        raise jwt.InvalidTokenError("rev must be an integer")
+    return Principal(claims["sub"], ScopeSet.parse(claims["scope"]), revision)

@@ -50,7 +50,8 @@ def token() -> Response:
     if not granted:
         raise InvalidScope("none of the requested scopes is registered for this client")
     settings = app_settings()
-    access_token = mint_access_token(settings, client.client_id, str(granted))
+    access_token = mint_access_token(settings, client.client_id, str(granted),
+                                     client.revision)
     session.commit()
     log.info("access token issued", extra={"client_id": client.client_id, "scope": str(granted)})
     return _no_store(jsonify({

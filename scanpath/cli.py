@@ -73,19 +73,24 @@ def _parser() -> argparse.ArgumentParser:
                               "(scanpath client list)")
     sub["db"].add_argument("action", choices=["upgrade"], help="upgrade: migrate to head")
     actions = sub["client"].add_subparsers(dest="action", required=True, metavar="ACTION")
-    add = actions.add_parser("add", help="register a client, or replace its keys and scopes")
+    environment = f"Environment: {DATABASE}."
+    add = actions.add_parser("add", help="register a client (--replace: replace its keys "
+                             "and scopes)", epilog=environment)
     add.add_argument("client_id", help="the id the client puts in its assertions' iss and sub")
     add.add_argument("--name", required=True, help="who the client is, for people")
-    add.add_argument("--scopes", required=True,
+    add.add_argument("--scopes", "--scope", required=True,
                      help='space-separated SMART system scopes, e.g. "system/Patient.rs"')
+    add.add_argument("--replace", action="store_true",
+                     help="replace an existing client's name, keys and scopes; its tokens "
+                     "stop working and it stays enabled or disabled as it was")
     keys = add.add_mutually_exclusive_group(required=True)
     keys.add_argument("--jwks", type=Path, help="a JSON Web Key Set file of its public keys")
     keys.add_argument("--jwks-uri", help="the https URL where the client publishes its keys")
-    actions.add_parser("list", help="every registered client, one a line")
+    actions.add_parser("list", help="every registered client, one a line", epilog=environment)
     for action in ("disable", "enable"):
         one = actions.add_parser(action, help=f"{action} a client"
                                  + ("; its tokens stop working at once" if action == "disable"
-                                    else ""))
+                                    else ""), epilog=environment)
         one.add_argument("client_id")
     return parser
 
@@ -163,8 +168,8 @@ def _client(settings: Settings, args: argparse.Namespace) -> int:
                 return 0
             register_client(session, args.client_id, args.name, args.scopes,
                             jwks=_jwks_file(args.jwks) if args.jwks else None,
-                            jwks_uri=args.jwks_uri)
-            print(f"{args.client_id} registered")
+                            jwks_uri=args.jwks_uri, replace=args.replace)
+            print(f"{args.client_id} {'replaced' if args.replace else 'registered'}")
             return 0
     except ClientRegistrationError as error:
         raise CliError(str(error)) from error

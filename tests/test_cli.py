@@ -87,6 +87,11 @@ def test_client_add_list_disable(tmp_path: Path):
     assert jwt.decode(token, options={"verify_signature": False})["sub"] == "gp-system-1"
     _run("client", "disable", "gp-system-1", env=env)
     assert "gp-system-1\tdisabled" in _run("client", "list", env=env)
+    add_again = ("client", "add", "gp-system-1", "--name", "Renamed", "--scope",
+                 "system/Patient.rs", "--jwks", str(jwks))
+    assert "already registered as 'gp-system-1'; add --replace" in _fails(*add_again, env=env)
+    _run(*add_again, "--replace", env=env)
+    assert "gp-system-1\tdisabled\tRenamed" in _run("client", "list", env=env)  # still off
     assert "no active client is registered as 'gp-system-1'" in \
         _fails("token", "gp-system-1", env=env)
     private = dict(public_jwk(load_private_key(pem)), d="secret")

@@ -144,4 +144,24 @@ def test_a_disabled_clients_tokens_stop_at_once(client, access_token, db):
     assert "not active" in diagnostics
     set_active(db, "demo-gp", True)
     db.commit()
+    # Enabled again, the client asks for new tokens; the old ones stay stopped.
+    assert_outcome(get(client, "/_probe/Task/read", token), 401, "login")
+    assert get(client, "/_probe/Task/read", access_token("demo-gp", "system/Task.rs")
+               ).status_code == 200
+
+
+def test_replacing_a_client_stops_the_tokens_it_holds(client, access_token, db):
+    """Narrowed scopes or new keys apply at once: earlier tokens carry the old ones."""
+    from auth.clients import register_client
+    from auth.models import Client
+
+    token = access_token("demo-gp", "system/Task.rs")
     assert get(client, "/_probe/Task/read", token).status_code == 200
+    jwks = json.loads(db.get(Client, "demo-gp").jwks)
+    with pytest.raises(ValueError, match="already registered"):
+        register_client(db, "demo-gp", "GP", "system/Patient.rs", jwks=jwks)
+    register_client(db, "demo-gp", "GP", "system/Patient.rs", jwks=jwks, replace=True)
+    db.commit()
+    assert_outcome(get(client, "/_probe/Task/read", token), 401, "login")
+    assert get(client, "/_probe/Patient/read", access_token("demo-gp", "system/Patient.rs")
+               ).status_code == 200

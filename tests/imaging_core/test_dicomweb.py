@@ -171,7 +171,7 @@ def test_dicomweb_needs_a_token_with_imaging_study_scopes(
     gp = client.post("/dicomweb/studies", data=data, headers=stow_headers(auth_headers, "demo-gp"))
     assert gp.status_code == 403  # the GP system may read ImagingStudy, not create it
     assert "system/ImagingStudy.c" in gp.get_json()["issue"][0]["diagnostics"]
-    patients_only = mint_access_token(settings, "demo-gp", "system/Patient.rs")
+    patients_only = mint_access_token(settings, "demo-gp", "system/Patient.rs", 1)
     wado = client.get(f"/dicomweb/studies/{generate_uid()}",
                       headers={"Authorization": f"Bearer {patients_only}"})
     assert wado.status_code == 403
