@@ -112,9 +112,15 @@ def normalise_string(text: str) -> str:
     search.html#string: "Zoë" matches ``zoe`` (Unicode NFKD with combining
     marks removed, then case-folded).
     """
+    return bounded(folded(text))
+
+
+def folded(text: str) -> str:
+    """``text`` without case, accents or repeated whitespace: "Zoë  MÜLLER" -> "zoe muller"
+    (Unicode NFKD with combining marks removed, then case-folded)."""
     decomposed = unicodedata.normalize("NFKD", text)
     plain = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return bounded(" ".join(plain.casefold().split()))
+    return " ".join(plain.casefold().split())
 
 
 def bounded(value: str) -> str:

@@ -24,12 +24,13 @@ from typing import Any
 from flask import Response, request
 from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
-from sqlalchemy import ColumnElement, and_, func, or_
+from sqlalchemy import ColumnElement, and_
 from sqlmodel import col, select
 
 from auth.guard import require
 from core.errors import BadRequest
 from core.web import app_settings, db
+from fhir.indexing import folded
 from imaging_core.dicomweb import bp
 from imaging_core.models import DicomInstance
 
@@ -106,12 +107,18 @@ def _matching(fixed: dict[str, str]) -> list[Row]:
     """Stored instances matching the query string and the path's UIDs, in UID order."""
     require("ImagingStudy", "read")
     fuzzy = request.args.get("fuzzymatching", "false").lower() == "true"
-    tests = [_test(name, value, fuzzy) for name, value in _criteria(fixed)]
+    criteria = _criteria(fixed)
+    by_name = [(KEYS[name].column, value) for name, value in criteria
+               if fuzzy and KEYS[name].kind == "name" and value]
+    tests = [_test(name, value) for name, value in criteria
+             if (KEYS[name].column, value) not in by_name]
     query = select(DicomInstance).where(*[t for t in tests if t is not None])
-    return list(db().exec(query.order_by(  # type: ignore[call-overload]
+    rows = db().exec(query.order_by(  # type: ignore[call-overload]
         col(DicomInstance.study_uid), col(DicomInstance.series_number),
         col(DicomInstance.series_uid), col(DicomInstance.instance_number),
-        col(DicomInstance.sop_instance_uid))).all())
+        col(DicomInstance.sop_instance_uid))).all()
+    return [row for row in rows
+            if all(_fuzzy_name(getattr(row, column), value) for column, value in by_name)]
 
 
 def _criteria(fixed: dict[str, str]) -> list[tuple[str, str]]:
@@ -131,7 +138,7 @@ def _keyword(name: str) -> str:
     return name
 
 
-def _test(keyword: str, value: str, fuzzy: bool) -> ColumnElement[bool] | None:
+def _test(keyword: str, value: str) -> ColumnElement[bool] | None:
     key = KEYS[keyword]
     column = getattr(DicomInstance, key.column)
     if value == "":
@@ -146,11 +153,30 @@ def _test(keyword: str, value: str, fuzzy: bool) -> ColumnElement[bool] | None:
         if not value.lstrip("-").isdigit():
             raise BadRequest(f"{keyword} is a number, not '{value}'", [keyword])
         return column == int(value)  # type: ignore[no-any-return]
-    if key.kind in ("date", "time") and "-" in value:
-        return _range(column, value)
-    if key.kind == "name" and fuzzy:
-        return _fuzzy_name(column, value)
+    if key.kind in ("date", "time"):
+        return _date_or_time(keyword, key.kind, column, value)
     return _single_or_wildcard(column, value)
+
+
+# PS3.5 §6.2: DA is YYYYMMDD; TM is HH, HHMM, HHMMSS or HHMMSS.FFFFFF.
+FORMATS = {"date": (r"\d{8}", "YYYYMMDD"),
+           "time": (r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?", "HHMMSS.FFFFFF")}
+
+
+def _date_or_time(keyword: str, kind: str, column: Any,
+                  value: str) -> ColumnElement[bool] | None:
+    """A single date or time, or a range (PS3.4 C.2.2.2.5); anything else is a 400,
+    never an empty answer that a client would read as "no studies"."""
+    pattern, shown = FORMATS[kind]
+    if value == "*":  # some clients' way of asking for universal matching
+        return None
+    sides = value.split("-")
+    if len(sides) > 2 or not any(sides) or \
+            not all(re.fullmatch(pattern, side) for side in sides if side):
+        raise BadRequest(f"{keyword} must be {shown} or a range of them (a-b, a-, -b), "
+                         f"not '{value}'", [keyword])
+    # A single value is the range from itself to itself, so 0930 covers 093015.
+    return _range(column, value if len(sides) == 2 else f"{value}-{value}")
 
 
 def _range(column: Any, value: str) -> ColumnElement[bool]:
@@ -172,13 +198,15 @@ def _single_or_wildcard(column: Any, value: str) -> ColumnElement[bool]:
                        escape="\\")
 
 
-def _fuzzy_name(column: Any, value: str) -> ColumnElement[bool]:
-    """Any name component starts with the value, ignoring case (PS3.18 §8.3.4.4)."""
-    text = value.replace("*", "").replace("^", " ").strip().lower()
+def _fuzzy_name(name: str | None, value: str) -> bool:
+    """Fuzzy person-name matching, which PS3.18 §8.3.4.4 leaves to the server: some
+    name component starts with the value, ignoring case and accents, so ``muller^zoe``
+    finds ``Müller^Zoë`` (components split at ``^``, ``=`` groups and spaces)."""
+    text = folded(value.replace("*", "").replace("^", " "))
+    words = folded(re.sub(r"[\^=]", " ", name or ""))
     if not text:
-        return column.is_not(None)  # type: ignore[no-any-return]
-    lowered = func.lower(func.replace(column, "^", " "))
-    return or_(lowered.like(f"{text}%"), lowered.like(f"% {text}%"))
+        return name is not None
+    return f" {text}" in f" {words}"
 
 
 # --- answers -----------------------------------------------------------------------

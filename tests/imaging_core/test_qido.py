@@ -64,6 +64,13 @@ def test_uid_lists_wildcards_fuzzy_names_limit_offset(dicomweb):
     assert len(client.search_for_studies(search_filters={"PatientID": "NHS-*"})) == 2
     fuzzy = client.search_for_studies(search_filters={"PatientName": "zo"}, fuzzymatching=True)
     assert [_value(s, "00100020") for s in fuzzy] == ["NHS-111"]
+    for typed in ("zoe", "o'brien", "O'BRIEN^ZOE", "Ó'Br", "obrien"):  # accents fold
+        found = client.search_for_studies(search_filters={"PatientName": typed},
+                                          fuzzymatching=True)
+        assert [_value(s, "00100020") for s in found] == ([] if typed == "obrien"
+                                                           else ["NHS-111"]), typed
+    assert client.search_for_studies(search_filters={"PatientName": "brien"},
+                                     fuzzymatching=True) == []  # component starts only
     page = client.search_for_studies(limit=1, offset=1)
     assert len(page) == 1
 
@@ -90,6 +97,10 @@ def test_includefield_and_bad_keys(dicomweb, client, auth_headers):
     headers = {"Authorization": auth_headers("demo-radiology")["Authorization"]}
     assert client.get("/dicomweb/studies?Colour=blue", headers=headers).status_code == 400
     assert client.get("/dicomweb/studies?SeriesNumber=x", headers=headers).status_code == 400
+    for bad in ("StudyDate=garbage", "StudyDate=2026-11-01", "StudyDate=20260101-2026",
+                "StudyTime=noon", "StudyDate=2026*"):  # PS3.5 6.2 DA is YYYYMMDD
+        assert client.get(f"/dicomweb/studies?{bad}", headers=headers).status_code == 400, bad
+    assert client.get("/dicomweb/studies?StudyTime=0930-", headers=headers).status_code == 200
     assert client.get("/dicomweb/studies").status_code == 401
 
 
