@@ -310,13 +310,14 @@ def history(resource_type: str, resource_id: str) -> Response:
     versions = _store().history(spec.type, resource_id)
     g.interaction.entities.append(f"{spec.type}/{resource_id}")
     _commit()
-    return fhir_response(_history_bundle(versions, len(versions)))
+    self_link = [{"relation": "self", "url": f"{_base()}/{spec.type}/{resource_id}/_history"}]
+    return fhir_response(_history_bundle(versions, len(versions), self_link))
 
 
 @bp.get("/<resource_type>/_history")
 def type_history(resource_type: str) -> Response:
     spec = _allow(resource_type, "history-type")
-    return _history_of([spec.type])
+    return _history_of([spec.type], f"{spec.type}/_history")
 
 
 @bp.get("/_history")
@@ -329,10 +330,11 @@ def system_history() -> Response:
                 and principal.scopes.allows(t, "history-type")]
     if not readable:
         require("Patient", "history-type")  # the 403 names the scope that is missing
-    return _history_of(readable)
+    return _history_of(readable, "_history")
 
 
-def _history_of(resource_types: list[str]) -> Response:
+def _history_of(resource_types: list[str], path: str) -> Response:
+    """A page of history, newest first, with self, next and previous links (_offset)."""
     params = list(request.args.items(multi=True))
     unknown = [n for n, _ in params if n not in ("_count", "_since", "_offset", "_format")]
     if unknown:
@@ -342,9 +344,11 @@ def _history_of(resource_types: list[str]) -> Response:
     count = _int_param(params, "_count", settings.page_size_default, settings.page_size_max)
     offset = _int_param(params, "_offset", 0, 10**9)
     since = _since(request.args.get("_since"))
-    versions = _store().type_history(resource_types, since, count, offset)
+    versions = _store().type_history(resource_types, since, count + 1, offset)
     _commit()
-    return fhir_response(_history_bundle(versions, None))
+    kept = [(n, v) for n, v in params if n not in ("_offset", "_count")]
+    links = _page_links(path, kept, count, offset, more=len(versions) > count)
+    return fhir_response(_history_bundle(versions[:count], None, links))
 
 
 def _since(value: str | None) -> datetime | None:
@@ -356,11 +360,11 @@ def _since(value: str | None) -> datetime | None:
         raise BadRequest(f"_since must be an instant: {exc}", ["_since"]) from exc
 
 
-def _history_bundle(versions: list[tuple[str, dict[str, Any]]],
-                    total: int | None) -> dict[str, Any]:
+def _history_bundle(versions: list[tuple[str, dict[str, Any]]], total: int | None,
+                    links: list[dict[str, str]]) -> dict[str, Any]:
     base = _base()
     entries = [_history_entry(base, method, r) for method, r in versions]
-    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "history"}
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "history", "link": links}
     if total is not None:
         bundle["total"] = total
     if entries:
@@ -450,19 +454,9 @@ def _searchset(resource_type: str, params: list[tuple[str, str]], result: Search
                count: int) -> dict[str, Any]:
     base = _base()
     kept = [(n, v) for n, v in params if n not in ("_offset", "_count", *result.ignored)]
-
-    def page_url(offset: int) -> str:
-        query = urlencode([*kept, ("_count", str(count)), ("_offset", str(offset))])
-        return f"{base}/{resource_type}?{query}"
-
-    links = [{"relation": "self", "url": page_url(result.offset)}]
     more = result.offset + result.count < result.total if result.total >= 0 else \
         len(result.matches) == result.count
-    if result.count and more:
-        links.append({"relation": "next", "url": page_url(result.offset + result.count)})
-    if result.offset > 0 and result.count:
-        links.append({"relation": "previous",
-                      "url": page_url(max(0, result.offset - result.count))})
+    links = _page_links(resource_type, kept, result.count, result.offset, more)
     entries = [_search_entry(base, r, "match") for r in result.matches]
     entries += [_search_entry(base, r, "include") for r in result.included]
     if result.ignored:  # Prefer: handling=lenient (search.html#errors)
@@ -475,6 +469,21 @@ def _searchset(resource_type: str, params: list[tuple[str, str]], result: Search
     if entries:
         bundle["entry"] = entries
     return bundle
+
+
+def _page_links(path: str, kept: list[tuple[str, str]], count: int, offset: int,
+                more: bool) -> list[dict[str, str]]:
+    """Bundle links (http.html#paging): self, and next and previous by ``_offset``."""
+    def page_url(at: int) -> str:
+        query = urlencode([*kept, ("_count", str(count)), ("_offset", str(at))])
+        return f"{_base()}/{path}?{query}"
+
+    links = [{"relation": "self", "url": page_url(offset)}]
+    if count and more:
+        links.append({"relation": "next", "url": page_url(offset + count)})
+    if offset > 0 and count:
+        links.append({"relation": "previous", "url": page_url(max(0, offset - count))})
+    return links
 
 
 def _search_entry(base: str, resource: dict[str, Any], mode: str) -> dict[str, Any]:

@@ -362,12 +362,20 @@ def apply_json_patch(resource: dict[str, Any], operations: Any) -> dict[str, Any
     """``resource`` with the JSON Patch ``operations`` applied (a copy)."""
     if not isinstance(operations, list) or not all(isinstance(o, dict) for o in operations):
         raise BadRequest("A JSON Patch body is a JSON array of operation objects")
-    try:
-        return jsonpatch.JsonPatch(operations).apply(resource)  # type: ignore[no-any-return]
-    except jsonpatch.InvalidJsonPatch as exc:
-        raise BadRequest(f"Invalid JSON Patch: {exc}") from exc
-    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
-        raise Unprocessable(f"The JSON Patch does not apply: {exc}") from exc
+    patched = resource
+    for number, operation in enumerate(operations, start=1):
+        try:
+            patched = jsonpatch.JsonPatch([operation]).apply(patched)
+        except jsonpatch.InvalidJsonPatch as exc:
+            raise BadRequest(f"Invalid JSON Patch operation {number}: {exc}") from exc
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+            # The library's messages quote the document, so name the operation instead:
+            # an error must not echo the patient's record back.
+            why = ("its test value does not match" if isinstance(
+                exc, jsonpatch.JsonPatchTestFailed) else "its path is not in the resource")
+            raise Unprocessable(f"JSON Patch operation {number} ({operation.get('op')} "
+                                f"{operation.get('path')}) does not apply: {why}") from exc
+    return patched
 
 
 def apply_merge_patch(resource: dict[str, Any], patch: Any) -> dict[str, Any]:

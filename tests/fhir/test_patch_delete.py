@@ -41,7 +41,14 @@ def test_a_failed_test_op_is_422_and_changes_nothing(client, auth_headers):
            {"op": "replace", "path": "/gender", "value": "other"}]
     response = _patch(client, headers, f"/fhir/Patient/{made['id']}", ops)
     assert response.status_code == 422
-    assert response.get_json()["resourceType"] == "OperationOutcome"
+    outcome = response.get_json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    diagnostics = outcome["issue"][0]["diagnostics"]
+    assert "operation 1 (test /gender)" in diagnostics
+    assert "female" not in diagnostics and "Alex" not in diagnostics  # no record echoed
+    missing = _patch(client, headers, f"/fhir/Patient/{made['id']}",
+                     [{"op": "remove", "path": "/name/0/suffix"}])
+    assert missing.status_code == 422 and "Alex" not in missing.get_data(as_text=True)
     assert client.get(f"/fhir/Patient/{made['id']}", headers=headers).get_json()["gender"] == \
         "female"
 
@@ -138,6 +145,19 @@ def test_type_and_system_history(client, auth_headers):
                if "resource" in e)
     system = client.get("/fhir/_history?_count=5", headers=headers).get_json()
     assert system["type"] == "history" and len(system["entry"]) <= 5
+    for _ in range(3):
+        _made(client, headers)
+    first = client.get("/fhir/Patient/_history?_count=2", headers=headers).get_json()
+    links = {link["relation"]: link["url"] for link in first["link"]}
+    assert links["self"].startswith("http://localhost/fhir/Patient/_history?")
+    second = client.get(links["next"].removeprefix("http://localhost"), headers=headers)
+    seen = [(e["fullUrl"], e["response"]["etag"]) for e in first["entry"]]
+    later = [(e["fullUrl"], e["response"]["etag"]) for e in second.get_json()["entry"]]
+    assert len(later) == 2 and not set(seen) & set(later)  # paged, no overlap
+    assert "previous" in {link["relation"] for link in second.get_json()["link"]}
+    one = client.get(f"/fhir/Patient/{made['id']}/_history", headers=headers).get_json()
+    assert one["link"] == [{"relation": "self",
+                            "url": f"http://localhost/fhir/Patient/{made['id']}/_history"}]
     assert client.get("/fhir/Patient/_history?name=x", headers=headers).status_code == 400
 
 
