@@ -55,7 +55,6 @@ class Settings(BaseSettings):
     accession_prefix: str = Field("SP", pattern="^[A-Z0-9]{0,6}$")
     page_size_default: int = 20
     page_size_max: int = 500
-    audit_reads: bool = True
     log_level: str = "INFO"
 
     @field_validator("dicom_allowed_aes", mode="before")

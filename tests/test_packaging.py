@@ -24,3 +24,13 @@ def test_installed_entry_points_resolve_both_from_outside_the_tree(tmp_path: Pat
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                             text=True, check=True)
     assert result.stdout.strip().endswith("fhir/store.py")
+
+
+def test_every_setting_is_documented_in_the_readme():
+    """An operator finds each SCANPATH_* variable in the README's Configuration table."""
+    from core.settings import OTHER_VARIABLES, Settings
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    names = [f"SCANPATH_{field.upper()}" for field in Settings.model_fields]
+    missing = [name for name in [*names, *OTHER_VARIABLES[:1]] if f"| `{name}` |" not in readme]
+    assert not missing
