@@ -18,6 +18,9 @@ READ = frozenset({"read", "vread", "search-type", "history-instance", "history-t
 # with status entered-in-error, so history and audit stay whole.
 RECORD = READ | WRITE
 ALL = RECORD | {"delete"}
+# ScanPath's choice, as for AuditEvent: a Provenance records who did what and
+# when, so it is written once and never changed (R4 allows update; we do not).
+CREATED_ONCE = READ | {"create"}
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,7 @@ _SPECS = [
     _spec("Provenance", [_p("target", "reference", "target"),
                          _p("patient", "reference", "target"),
                          _p("agent", "reference", "agent.who"),
-                         _p("recorded", "date", "recorded")], RECORD),
+                         _p("recorded", "date", "recorded")], CREATED_ONCE),
     _spec("AuditEvent", [_p("date", "date", "recorded"), _p("agent", "reference", "agent.who"),
                          _p("entity", "reference", "entity.what"),
                          _p("altid", "token", "agent.altId"),

@@ -132,3 +132,20 @@ def test_metadata_lists_patch_delete_history_and_policies(client):
     assert "DiagnosticReport:result" in resources["DiagnosticReport"]["searchInclude"]
     assert {"_tag", "_profile", "_security"} <= {p["name"] for p in patient["searchParam"]}
     assert "handling=lenient" in rest["documentation"]
+    provenance = {i["code"] for i in resources["Provenance"]["interaction"]}
+    assert "create" in provenance and not {"update", "patch", "delete"} & provenance
+
+
+def test_a_provenance_is_never_changed(client, auth_headers):
+    headers = auth_headers("demo-admin")
+    made = client.post("/fhir/Patient", json=patient(), headers=headers).get_json()
+    record = {"resourceType": "Provenance", "recorded": "2026-11-30T10:00:00Z",
+              "target": [{"reference": f"Patient/{made['id']}"}],
+              "agent": [{"who": {"display": "RIS"}}]}
+    created = client.post("/fhir/Provenance", json=record, headers=headers)
+    assert created.status_code == 201
+    url = f"/fhir/Provenance/{created.get_json()['id']}"
+    changed = client.put(url, json={**created.get_json(), "recorded": "2026-11-30T11:00:00Z"},
+                         headers=headers)
+    assert changed.status_code == 405
+    assert changed.get_json()["resourceType"] == "OperationOutcome"
