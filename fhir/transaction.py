@@ -104,10 +104,18 @@ def _parse_entry(index: int, raw: Any) -> Entry:
             raise BadRequest(f"{name} must be a string", [f"{where}.{name}"])
     path, _, query = request["url"].partition("?")
     parts = [p for p in path.split("/") if p]
-    spec_for(parts[0] if parts else "")
-    return Entry(index, method, parts[0], parts[1] if len(parts) > 1 else None, query,
-                 raw.get("resource"), raw.get("fullUrl"), request.get("ifNoneExist"),
-                 request.get("ifMatch"))
+    spec = spec_for(parts[0] if parts else "")
+    if len(parts) > 2 or (len(parts) == 2 and parts[1].startswith(("_", "$"))):
+        raise BadRequest(f"A Bundle entry's url is Type or Type/id, not {path!r} (history, "
+                         "vread and operations are not served inside Bundles)",
+                         [f"{where}.request.url"])
+    entry = Entry(index, method, spec.type, parts[1] if len(parts) > 1 else None, query,
+                  raw.get("resource"), raw.get("fullUrl"), request.get("ifNoneExist"),
+                  request.get("ifMatch"))
+    if entry.interaction not in spec.interactions:  # the same registry as the REST routes
+        raise MethodNotAllowed(f"{entry.interaction} is not supported for {spec.type}",
+                               [f"{where}.request.method"])
+    return entry
 
 
 def _transaction(ctx: Context, entries: list[Entry]) -> dict[str, Any]:

@@ -189,3 +189,46 @@ def test_contained_and_absolute_references_are_not_local(client, auth_headers):
     order = service_request("https://gp.example/fhir/Patient/123")
     response = client.post("/fhir/ServiceRequest", json=order, headers=auth_headers())
     assert response.status_code == 201
+
+
+def test_bundles_follow_the_same_interaction_registry_as_the_rest_routes(client, auth_headers):
+    """A Bundle is no way round a 405: records written once (Provenance, AuditEvent) and
+    the server's catalogue (CodeSystem) cannot be updated through an entry either."""
+    headers = auth_headers("demo-admin")
+    made = client.post("/fhir/Patient", json=patient(), headers=headers).get_json()
+    record = {"resourceType": "Provenance", "recorded": "2026-11-30T10:00:00Z",
+              "target": [{"reference": f"Patient/{made['id']}"}],
+              "agent": [{"who": {"display": "RIS"}}]}
+    provenance = client.post("/fhir/Provenance", json=record, headers=headers).get_json()
+    audit = client.get("/fhir/AuditEvent?_count=1", headers=headers).get_json()["entry"][0]
+    forged = {**audit["resource"], "outcome": "0"}
+    rewrites = [
+        {"resource": {**provenance, "agent": [{"who": {"display": "Hacked"}}]},
+         "request": {"method": "PUT", "url": f"Provenance/{provenance['id']}"}},
+        {"resource": forged,
+         "request": {"method": "PUT", "url": f"AuditEvent/{forged['id']}"}},
+        {"resource": {k: v for k, v in forged.items() if k not in ("id", "meta")},
+         "request": {"method": "POST", "url": "AuditEvent"}},
+        {"resource": {"resourceType": "CodeSystem", "id": "procedure", "status": "draft",
+                      "content": "not-present"},
+         "request": {"method": "PUT", "url": "CodeSystem/procedure"}},
+    ]
+    for entry in rewrites:
+        whole = client.post("/fhir", json=transaction(entry), headers=headers)
+        assert whole.status_code == 405, entry["request"]
+        one = client.post("/fhir", json=transaction(entry, kind="batch"), headers=headers)
+        assert one.get_json()["entry"][0]["response"]["status"].startswith("405")
+    again = client.get(f"/fhir/Provenance/{provenance['id']}", headers=headers).get_json()
+    assert again["meta"]["versionId"] == "1"
+
+
+def test_bundle_entry_urls_beyond_type_and_id_are_refused(client, auth_headers):
+    """Batch GET of Patient/x/_history/1 must not answer with the current version."""
+    headers = auth_headers("demo-admin")
+    made = client.post("/fhir/Patient", json=patient(), headers=headers).get_json()
+    for url in (f"Patient/{made['id']}/_history/1", f"Patient/{made['id']}/_history",
+                f"Patient/{made['id']}/$validate", "Patient/_history"):
+        bundle = transaction({"request": {"method": "GET", "url": url}}, kind="batch")
+        status = client.post("/fhir", json=bundle, headers=headers).get_json()[
+            "entry"][0]["response"]["status"]
+        assert status.startswith("400"), (url, status)
