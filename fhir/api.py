@@ -98,9 +98,19 @@ def _allow(resource_type: str, interaction: str) -> ResourceSpec:
     spec = spec_for(resource_type)
     g.interaction.resource_type = spec.type
     if interaction != "operation" and interaction not in spec.interactions:
-        raise MethodNotAllowed(f"{interaction} is not supported for {spec.type}")
+        error = MethodNotAllowed(f"{interaction} is not supported for {spec.type}")
+        error.headers["Allow"] = ", ".join(_methods(spec))  # RFC 9110 §15.5.6
+        raise error
     require(spec.type, interaction)
     return spec
+
+
+def _methods(spec: ResourceSpec) -> list[str]:
+    """The HTTP methods some URL of this type answers (operations are POSTed)."""
+    by_method = {"GET": {"read", "search-type"}, "POST": {"create", "operation"},
+                 "PUT": {"update"}, "PATCH": {"patch"}, "DELETE": {"delete"}}
+    return [method for method, needs in by_method.items()
+            if needs & (spec.interactions | {"operation"})]
 
 
 def _commit(*resources: dict[str, Any]) -> None:
@@ -231,11 +241,17 @@ def _raw(binary: dict[str, Any]) -> Response:
 @bp.patch("/<resource_type>/<resource_id>")
 def patch(resource_type: str, resource_id: str) -> Response:
     spec = _allow(resource_type, "patch")
+    require(spec.type, "read")  # test, copy and move read the record, and so does the answer
     mimetype, _ = parse_options_header(request.headers.get("Content-Type", ""))
     if mimetype not in PATCH_TYPES:
         raise UnsupportedMediaType(f"PATCH takes {JSON_PATCH} (RFC 6902) or "
                                    f"{MERGE_PATCH} (RFC 7386), not {mimetype or 'none'}")
-    written = _store().patch(spec.type, resource_id, _json(request.get_data(cache=True)),
+    document = _json(request.get_data(cache=True))
+    shape = {JSON_PATCH: (list, "a JSON array of operations"),
+             MERGE_PATCH: (dict, "a JSON object")}.get(mimetype)
+    if shape and not isinstance(document, shape[0]):  # plain JSON: either, as fhirpy sends
+        raise BadRequest(f"A {mimetype} body is {shape[1]}")
+    written = _store().patch(spec.type, resource_id, document,
                              if_match=request.headers.get("If-Match"))
     _commit(written.resource)
     return _written_response(written)

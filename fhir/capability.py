@@ -59,6 +59,7 @@ def _security(base: str) -> dict[str, Any]:
 
 def _resource(spec: ResourceSpec) -> dict[str, Any]:
     writable = "create" in spec.interactions
+    updatable = "update" in spec.interactions
     params = [{"name": name, "type": kind} for name, kind in COMMON_PARAMS.items()]
     params += [{"name": p.name, "type": p.type, "documentation": SEARCH_PARAM_DOCS}
                for p in spec.params.values()]
@@ -66,11 +67,11 @@ def _resource(spec: ResourceSpec) -> dict[str, Any]:
     return {
         "type": spec.type,
         "interaction": [{"code": code} for code in sorted(spec.interactions)],
-        "versioning": "versioned-update",
+        "versioning": "versioned-update" if updatable else "versioned",
         "readHistory": True,
-        "updateCreate": writable,
+        "updateCreate": writable and updatable,
         "conditionalCreate": writable,
-        "conditionalUpdate": writable,
+        "conditionalUpdate": updatable,
         "conditionalDelete": "single" if "delete" in spec.interactions else "not-supported",
         "referencePolicy": ["literal", "local", "enforced"],
         "searchInclude": [f"{spec.type}:{name}" for name in references],

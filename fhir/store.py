@@ -343,7 +343,7 @@ def criteria(query: Any) -> list[tuple[str, str]]:
 
 
 def _version_number(version_id: str) -> int:
-    if not version_id.isdigit():
+    if not version_id.isdigit() or len(version_id) > 18:  # beyond a 64-bit column: none
         raise NotFound(f"'{version_id}' is not a version of this resource")
     return int(version_id)
 

@@ -134,6 +134,8 @@ def test_metadata_lists_patch_delete_history_and_policies(client):
     assert "handling=lenient" in rest["documentation"]
     provenance = {i["code"] for i in resources["Provenance"]["interaction"]}
     assert "create" in provenance and not {"update", "patch", "delete"} & provenance
+    assert resources["Provenance"]["updateCreate"] is False
+    assert resources["Provenance"]["conditionalUpdate"] is False
 
 
 def test_a_provenance_is_never_changed(client, auth_headers):
@@ -148,4 +150,5 @@ def test_a_provenance_is_never_changed(client, auth_headers):
     changed = client.put(url, json={**created.get_json(), "recorded": "2026-11-30T11:00:00Z"},
                          headers=headers)
     assert changed.status_code == 405
+    assert changed.headers["Allow"] == "GET, POST"
     assert changed.get_json()["resourceType"] == "OperationOutcome"

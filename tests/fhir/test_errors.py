@@ -31,6 +31,10 @@ def test_unknown_type_is_404(client, auth_headers):
 def test_unknown_id_is_404(client, auth_headers):
     _outcome(client.get("/fhir/Patient/does-not-exist", headers=auth_headers()), 404)
     _outcome(client.get("/fhir/Patient/does-not-exist/_history/1", headers=auth_headers()), 404)
+    made = client.post("/fhir/Patient", json=patient(), headers=auth_headers()).get_json()
+    for version in ("99999999999999999999", "9223372036854775808", "0"):  # > any column
+        _outcome(client.get(f"/fhir/Patient/{made['id']}/_history/{version}",
+                            headers=auth_headers()), 404)
 
 
 def test_wrong_method_is_405(client, auth_headers):

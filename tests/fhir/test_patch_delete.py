@@ -60,6 +60,7 @@ def test_patch_if_match_and_bad_documents(client, auth_headers):
     ops = [{"op": "replace", "path": "/gender", "value": "male"}]
     assert _patch(client, headers, url, ops, **{"If-Match": 'W/"9"'}).status_code == 412
     assert _patch(client, headers, url, [{"op": "jump"}]).status_code == 400
+    assert _patch(client, headers, url, {"gender": "male"}).status_code == 400  # not an array
     assert _patch(client, headers, url, ops, content_type="text/plain").status_code == 415
     # the patched resource is validated like any update
     bad = [{"op": "replace", "path": "/gender", "value": "nope"}]
@@ -174,3 +175,22 @@ def test_binary_is_served_raw_in_its_own_type(client, auth_headers):
     assert client.get(url, headers={**headers, "Accept": "*/*"}).data == data
     assert client.get(url, headers=headers).get_json()["resourceType"] == "Binary"
     assert client.get(url, headers={**headers, "Accept": "image/png"}).status_code == 406
+
+
+def test_patch_needs_the_read_scope_too(client, auth_headers, db, token):
+    """test, copy and move read the record, and the answer returns it: a client that may
+    update but not read Patients gets 403, never the record in an error message."""
+    import json
+
+    from auth.clients import register_client
+    from auth.models import Client
+
+    made = _made(client, auth_headers("demo-admin"))
+    jwks = json.loads(db.get(Client, "demo-gp").jwks)
+    register_client(db, "writer-only", "Writes", "system/Patient.u", jwks=jwks)
+    db.commit()
+    headers = {"Authorization": f"Bearer {token('writer-only')}"}
+    leak = [{"op": "copy", "from": "/name/0/family", "path": "/gender"}]
+    response = _patch(client, headers, f"/fhir/Patient/{made['id']}", leak)
+    assert response.status_code == 403
+    assert made["name"][0]["family"] not in response.get_data(as_text=True)
