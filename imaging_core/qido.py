@@ -18,6 +18,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import groupby
 from typing import Any
 
@@ -150,8 +151,10 @@ def _test(keyword: str, value: str) -> ColumnElement[bool] | None:
             return col(DicomInstance.study_uid).in_(in_study)
         return col(column).in_(values)  # type: ignore[no-any-return]
     if key.kind == "number":
-        if not value.lstrip("-").isdigit():
-            raise BadRequest(f"{keyword} is a number, not '{value}'", [keyword])
+        # PS3.5 §6.2: IS holds -2^31 to 2^31 - 1.
+        if not re.fullmatch(r"[+-]?\d{1,10}", value.strip()) or \
+                not -2**31 <= int(value) < 2**31:
+            raise BadRequest(f"{keyword} is a 32-bit integer, not '{value}'", [keyword])
         return column == int(value)  # type: ignore[no-any-return]
     if key.kind in ("date", "time"):
         return _date_or_time(keyword, key.kind, column, value)
@@ -172,11 +175,25 @@ def _date_or_time(keyword: str, kind: str, column: Any,
         return None
     sides = value.split("-")
     if len(sides) > 2 or not any(sides) or \
-            not all(re.fullmatch(pattern, side) for side in sides if side):
+            not all(_valid(kind, pattern, side) for side in sides if side):
         raise BadRequest(f"{keyword} must be {shown} or a range of them (a-b, a-, -b), "
                          f"not '{value}'", [keyword])
     # A single value is the range from itself to itself, so 0930 covers 093015.
     return _range(column, value if len(sides) == 2 else f"{value}-{value}")
+
+
+def _valid(kind: str, pattern: str, text: str) -> bool:
+    """The form, and a day or time that exists (20260231 and 2460 do not)."""
+    if not re.fullmatch(pattern, text):
+        return False
+    digits = text if kind == "date" else text.split(".")[0]
+    # Each field is two digits and each strptime directive two characters.
+    layout = "%Y%m%d" if kind == "date" else "%H%M%S"[:len(digits)]
+    try:
+        datetime.strptime(digits, layout)
+    except ValueError:
+        return False
+    return True
 
 
 def _range(column: Any, value: str) -> ColumnElement[bool]:

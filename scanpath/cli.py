@@ -18,6 +18,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 import core  # noqa: F401  (first: makes the project's ``fhir`` package resolvable)
 from core.db import get_engine, session_scope
 from core.logging import configure_logging
@@ -57,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as error:
         print(f"scanpath: {error}", file=sys.stderr)
         return 2
-    except ValueError as error:  # settings that do not validate, and the like
-        print(f"scanpath: {' '.join(str(error).split())}", file=sys.stderr)
+    except (ValueError, SQLAlchemyError) as error:  # bad settings, an unusable database
+        print(f"scanpath: {' '.join(str(error).split())[:300]}", file=sys.stderr)
         return 2
 
 

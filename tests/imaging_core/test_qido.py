@@ -96,9 +96,12 @@ def test_includefield_and_bad_keys(dicomweb, client, auth_headers):
     assert "00100010" in studies[0]  # PatientName is a default study attribute
     headers = {"Authorization": auth_headers("demo-radiology")["Authorization"]}
     assert client.get("/dicomweb/studies?Colour=blue", headers=headers).status_code == 400
-    assert client.get("/dicomweb/studies?SeriesNumber=x", headers=headers).status_code == 400
+    for bad in ("x", "99999999999999999999", "2147483648"):  # IS is 32-bit (PS3.5 §6.2)
+        assert client.get(f"/dicomweb/studies?SeriesNumber={bad}",
+                          headers=headers).status_code == 400, bad
     for bad in ("StudyDate=garbage", "StudyDate=2026-11-01", "StudyDate=20260101-2026",
-                "StudyTime=noon", "StudyDate=2026*"):  # PS3.5 6.2 DA is YYYYMMDD
+                "StudyTime=noon", "StudyDate=2026*", "StudyDate=20261301", "StudyDate=20260231",
+                "StudyDate=00000000", "StudyTime=2460"):  # PS3.5 6.2 DA is YYYYMMDD
         assert client.get(f"/dicomweb/studies?{bad}", headers=headers).status_code == 400, bad
     assert client.get("/dicomweb/studies?StudyTime=0930-", headers=headers).status_code == 200
     assert client.get("/dicomweb/studies").status_code == 401
