@@ -10,6 +10,7 @@ ordinary floats.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -42,3 +43,25 @@ def dumps(value: Any, sort_keys: bool = False) -> str:
     """Compact JSON, decimals as they were read, non-ASCII as is."""
     return simplejson.dumps(value, use_decimal=True, separators=(",", ":"),
                             ensure_ascii=False, sort_keys=sort_keys)
+
+
+# FHIR R4 datatypes.html#string: no code points below 32 but tab, CR and LF. NUL
+# also cannot be stored in PostgreSQL text, so it must never get that far.
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def control_character_at(value: Any, path: str = "") -> str | None:
+    """The path (``name[0].family``) of the first string, or key, in parsed JSON that
+    holds a control character FHIR strings forbid; None when there is none."""
+    if isinstance(value, str):
+        return path if CONTROL.search(value) else None
+    items = value.items() if isinstance(value, dict) else \
+        enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        here = f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else key
+        if isinstance(key, str) and CONTROL.search(key):
+            return here
+        found = control_character_at(item, here)
+        if found is not None:
+            return found
+    return None

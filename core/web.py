@@ -6,13 +6,13 @@ import logging
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from flask import Flask, Response, current_app, g
+from flask import Flask, Response, current_app, g, request
 from sqlmodel import Session
 from werkzeug.exceptions import HTTPException
 
 from core import fhirjson
 from core.db import engine_for
-from core.errors import FhirError, Issue, operation_outcome
+from core.errors import BadRequest, FhirError, Issue, operation_outcome
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,16 @@ def _close_db(_error: BaseException | None) -> None:
 def init_app(app: Flask) -> None:
     """Per-request sessions and the one error path."""
     app.teardown_appcontext(_close_db)
+    app.before_request(_refuse_control_characters)
     register_error_handlers(app)
+
+
+def _refuse_control_characters() -> None:
+    """A URL with NUL or another control character is a 400 on every route, before any
+    of it reaches a query (PostgreSQL cannot even compare text with NUL)."""
+    for text in (request.path, *request.args.keys(), *request.args.values()):
+        if fhirjson.CONTROL.search(text):
+            raise BadRequest("The URL holds a control character (below U+0020)")
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -138,9 +138,14 @@ def _json(data: bytes) -> Any:
     if not data:
         raise BadRequest("The request has no body")
     try:
-        return fhirjson.loads(data)
+        body = fhirjson.loads(data)
     except (UnicodeDecodeError, ValueError) as exc:
         raise MalformedJson(f"The body is not valid JSON: {exc}") from exc
+    where = fhirjson.control_character_at(body)
+    if where is not None:
+        raise Unprocessable("A FHIR string holds a control character (below U+0020, not "
+                            "tab, CR or LF), which datatypes.html#string forbids", [where])
+    return body
 
 
 def _prefer(name: str) -> str | None:

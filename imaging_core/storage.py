@@ -485,7 +485,8 @@ def query_attributes(row: DicomInstance, ds: Dataset) -> None:
 
 
 def _text(ds: Dataset, keyword: str, limit: int) -> str | None:
-    value = str(ds.get(keyword) or "").strip()
+    # PS3.5 §6.1.3 pads with NUL in places; PostgreSQL text cannot hold it.
+    value = str(ds.get(keyword) or "").replace("\x00", "").strip()
     return value[:limit] or None
 
 

@@ -11,6 +11,7 @@ from flask import Blueprint, Flask, Response, jsonify, request
 from auth.assertions import verify_cds_client_jwt
 from auth.errors import OAuthError
 from auth.guard import require
+from core import fhirjson
 from core.errors import (
     BadRequest,
     MalformedJson,
@@ -119,6 +120,10 @@ def _json_body() -> dict[str, Any]:
         raise MalformedJson(f"The body nests deeper than {MAX_JSON_DEPTH} levels")
     if not isinstance(body, dict):
         raise BadRequest("The body must be a CDS Hooks request object")
+    where = fhirjson.control_character_at(body)
+    if where is not None:
+        raise BadRequest("A string holds a control character (below U+0020, not tab, CR "
+                         "or LF)", [where])
     return body
 
 

@@ -183,3 +183,19 @@ def test_unauthenticated_requests_are_audited_once_a_minute_per_address(client, 
                         headers=auth_headers("demo-admin")).get_json().get("entry", [])
     notes = [e["resource"].get("outcomeDesc", "") for e in events]
     assert any("24 more unauthenticated requests from 203.0.113.9" in n for n in notes)
+
+
+def test_control_characters_are_refused_before_they_reach_the_database(client, auth_headers):
+    """datatypes.html#string forbids code points below 32 but tab, CR and LF; PostgreSQL
+    cannot store NUL at all. Bodies get 422 naming the element, URLs 400, never a 500."""
+    body = patient()
+    body["name"][0]["family"] = "Sm\u0000ith"
+    response = client.post("/fhir/Patient", json=body, headers=auth_headers())
+    assert _outcome(response, 422)["issue"][0]["expression"] == ["name[0].family"]
+    body["name"][0]["family"] = "Smith\u0007"
+    assert client.post("/fhir/Patient", json=body, headers=auth_headers()).status_code == 422
+    body["name"][0]["family"] = "Smith\tJones\r\n"  # allowed in a FHIR string
+    assert client.post("/fhir/Patient", json=body, headers=auth_headers()).status_code == 201
+    for url in ("/fhir/Patient?name=a%00b", "/fhir/Patient?na%00me=x",
+                "/dicomweb/studies?PatientName=a%00b", "/fhir/Patient/a%00b"):
+        _outcome(client.get(url, headers=auth_headers("demo-admin")), 400)

@@ -148,3 +148,12 @@ def test_rendered_refuses_bad_parameters(dicomweb, client, auth_headers):
     assert client.get(f"{url}/frames/2", headers=headers).status_code == 400
     assert client.get(f"{url}/rendered", headers={**headers, "Accept": "image/gif"}) \
         .status_code == 406
+
+
+def test_nul_in_a_stored_attribute_is_dropped_not_a_500(dicomweb):
+    """PostgreSQL text cannot hold NUL; DICOM values sometimes carry it (PS3.5 §6.1.3)."""
+    client, _ = dicomweb
+    client.store_instances(_patient(study("ACC-QIDO-3", n_slices=1), "NHS-\x00333",
+                                    "Null^Nora\x00", "20260301"))
+    found = client.search_for_studies(search_filters={"PatientID": "NHS-333"})
+    assert [_value(s, "00080050") for s in found] == ["ACC-QIDO-3"]

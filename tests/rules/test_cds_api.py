@@ -64,6 +64,10 @@ def test_bad_requests_are_400_with_an_outcome(client, auth_headers, angina):
     assert broken.status_code == 400
     assert broken.get_json()["resourceType"] == "OperationOutcome"
     assert _post(client, auth_headers(), angina, "no-such-service").status_code == 404
+    nul = {**angina, "context": {**angina["context"], "userId": "Practitioner/a\u0000b"}}
+    refused = _post(client, auth_headers(), nul)
+    assert refused.status_code == 400
+    assert refused.get_json()["issue"][0]["expression"] == ["context.userId"]
 
 
 def _cds_jwt(settings, audience, client_id="demo-gp"):
