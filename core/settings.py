@@ -25,8 +25,8 @@ class Settings(BaseSettings):
     database_url: str = f"sqlite:///{PROJECT_ROOT / 'var' / 'scanpath.db'}"
     var_dir: Path = PROJECT_ROOT / "var"
     host: str = "127.0.0.1"
-    port: int = 8080
-    dicom_port: int = 11112
+    port: int = Field(8080, ge=1, le=65535)
+    dicom_port: int = Field(11112, ge=1, le=65535)
     dicom_ae_title: str = "SCANPATH"
     # Calling AE titles allowed to associate, comma-separated; empty allows any.
     dicom_allowed_aes: Annotated[list[str], NoDecode] = []
@@ -39,23 +39,23 @@ class Settings(BaseSettings):
     # path prefix). Every link ScanPath returns is built from it, never from the
     # request's Host header; unset, it is http://{host}:{port}.
     public_base_url: str | None = None
-    study_idle_seconds: float = 5.0
+    study_idle_seconds: float = Field(5.0, gt=0)
     # Celery broker for analysis jobs (e.g. redis://127.0.0.1:6379/0); unset runs them
     # on the in-process worker thread.
     broker_url: str | None = None
-    job_poll_seconds: float = 1.0
-    job_lease_seconds: float = 300.0
-    job_max_attempts: int = 3
+    job_poll_seconds: float = Field(1.0, gt=0)
+    job_lease_seconds: float = Field(300.0, gt=0)
+    job_max_attempts: int = Field(3, ge=1)
     secret_key: str = PLACEHOLDER_SECRET
     token_issuer: str = "scanpath"
-    token_lifetime_seconds: int = 3600
-    max_body_bytes: int = 2 * 1024 * 1024
+    token_lifetime_seconds: int = Field(3600, ge=60)
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
     dicomweb_max_body_bytes: int = 256 * 1024 * 1024  # one STOW-RS request, held in memory
     accession_system: str = "https://scanpath.example/accession"
     accession_prefix: str = Field("SP", pattern="^[A-Z0-9]{0,6}$")
-    page_size_default: int = 20
-    page_size_max: int = 500
-    log_level: str = "INFO"
+    page_size_default: int = Field(20, ge=1)
+    page_size_max: int = Field(500, ge=1)
+    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
 
     @field_validator("dicom_allowed_aes", mode="before")
     @classmethod

@@ -60,6 +60,10 @@ def test_mistakes_are_one_line_and_exit_2(tmp_path: Path):
     assert not (tmp_path / "var" / "scanpath.db").exists()  # no empty database made
     for url in ("foo://", "postgresql://nobody@127.0.0.1:1/none"):  # no traceback
         _fails("db", "upgrade", env={**env, "SCANPATH_DATABASE_URL": url})
+    for name, value in (("SCANPATH_PAGE_SIZE_MAX", "-1"), ("SCANPATH_LOG_LEVEL", "LOUD"),
+                        ("SCANPATH_PORT", "70000")):
+        assert name.removeprefix("SCANPATH_").lower() in _fails(
+            "db", "upgrade", env={**env, name: value})
     _run("db", "upgrade", env=env)
     assert "demo-gp" in _fails("token", "demo-gp", env=env)  # migrated, not seeded
     assert "no client is registered as 'ghost'" in _fails("client", "disable", "ghost", env=env)
