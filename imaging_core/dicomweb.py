@@ -45,7 +45,7 @@ from flask import Blueprint, Flask, Response, g, request
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
-from werkzeug.http import parse_list_header, parse_options_header
+from werkzeug.http import parse_list_header
 
 from auth.guard import require
 from core.errors import BadRequest, Gone, NotAcceptable, NotFound, UnsupportedMediaType
@@ -201,9 +201,9 @@ def _span(body: bytes, start: int, end: int) -> Span:
 
 
 def _store_part(body: bytes, span: Span, study: str | None) -> PartResult:
-    mimetype, _ = parse_options_header(span.headers.get("content-type", DICOM))
+    mimetype, _ = media_type(span.headers.get("content-type", DICOM))
     try:
-        if mimetype.lower() != DICOM:
+        if mimetype != DICOM:
             raise MalformedInstance(f"A part of type {mimetype}, not {DICOM}")
         return PartResult(stored=receive(app_settings(), body[span.start:span.end], "stow",
                                          study_uid=study))
@@ -387,13 +387,12 @@ def _found(study: str, series: str | None, sop: str | None) -> list[DicomInstanc
 def _representation(rows: list[DicomInstance], single: bool) -> tuple[str, str]:
     """The first media type and transfer syntax the Accept header allows that can be
     served: as stored (``*``), or Explicit VR Little Endian, the default."""
-    ranges = [parse_options_header(v) for v in parse_list_header(request.headers.get("Accept", ""))]
+    ranges = [media_type(v) for v in parse_list_header(request.headers.get("Accept", ""))]
     for mimetype, params in ranges or [("*/*", {})]:
         syntax = str(params.get("transfer-syntax") or ExplicitVRLittleEndian)
         if syntax != "*" and syntax != ExplicitVRLittleEndian and \
                 not all(row.transfer_syntax == syntax for row in rows):
             continue
-        mimetype = mimetype.lower()
         if mimetype in ("*/*", "multipart/*") or (
                 mimetype == MULTIPART and str(params.get("type", DICOM)).lower() == DICOM):
             return MULTIPART, syntax

@@ -258,6 +258,13 @@ def test_wado_serves_explicit_vr_little_endian_unless_asked_for_as_stored(
     assert dcmread(io.BytesIO(data)).PixelData == ds.PixelData
     jpeg = 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50'
     assert client.get(url, headers=bearer(auth_headers, Accept=jpeg)).status_code == 406
+    # Accept is read as leniently as STOW's Content-Type: unquoted, any case.
+    for accept in ("multipart/related; type=application/dicom; transfer-syntax=*",
+                   "Multipart/Related; Type=Application/DICOM; transfer-syntax=*"):
+        loose = client.get(url, headers=bearer(auth_headers, Accept=accept))
+        assert loose.status_code == 200, accept
+        [(kind, _)] = split_multipart(loose.headers["Content-Type"], loose.data)
+        assert kind == f"application/dicom; {RLELossless}"
 
 
 @pytest.mark.parametrize("content_type", [
