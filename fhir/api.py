@@ -14,6 +14,7 @@ from auth.guard import current_principal, require
 from core import fhirjson
 from core.errors import (
     BadRequest,
+    Conflict,
     FhirError,
     MalformedJson,
     MethodNotAllowed,
@@ -297,14 +298,18 @@ def conditional_update(resource_type: str) -> Response:
     require(spec.type, "search-type")
     store = _store()
     body = _body()
+    if not isinstance(body, dict):
+        raise BadRequest(f"The body must be a {spec.type} resource", [spec.type])
     found = store.match_one(spec.type, _query())
     if found is None:
         require(spec.type, "create")
-        given = body.get("id") if isinstance(body, dict) else None
+        given = body.get("id")
+        if given and store.exists(spec.type, given):  # it exists but does not match
+            raise Conflict(f"{spec.type}/{given} exists but does not match the criteria")
         written = store.update(spec.type, given, body) if given else \
             store.create(spec.type, body)
     else:
-        if isinstance(body, dict) and body.get("id") not in (None, found["id"]):
+        if body.get("id") not in (None, found["id"]):
             raise BadRequest(f"The body's id is not that of the matching {spec.type} "
                              f"({found['id']})", [f"{spec.type}.id"])
         written = store.update(spec.type, found["id"], {**body, "id": found["id"]},

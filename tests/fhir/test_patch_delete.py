@@ -129,8 +129,19 @@ def test_conditional_delete_and_update(client, auth_headers):
     wrong = client.put(f"/fhir/Patient?{query}", json={**patient(), "id": "someone-else"},
                        headers=headers)
     assert wrong.status_code == 400
-    _made(client, headers, nhs_number="9000000009", family="Twin")
+    assert client.put(f"/fhir/Patient?{query}", json=[patient()],
+                      headers=headers).status_code == 400  # not a resource, never a 500
+    # No match, and the body names a Patient that exists but does not match: 409, not
+    # an overwrite of someone else's record.
+    other = _made(client, headers, nhs_number="9000000009", family="Other")
+    clash = client.put("/fhir/Patient?identifier=nobody|x",
+                       json={**patient(family="Overwritten"), "id": other["id"]},
+                       headers=headers)
+    assert clash.status_code == 409
+    kept = client.get(f"/fhir/Patient/{other['id']}", headers=headers).get_json()
+    assert kept["name"][0]["family"] == "Other"
     _made(client, headers, nhs_number="9000000017", family="Twin")
+    _made(client, headers, nhs_number="9000000025", family="Twin")
     assert client.delete("/fhir/Patient?family=Twin", headers=headers).status_code == 412
     assert client.delete(f"/fhir/Patient?{query}", headers=headers).status_code == 204
     assert client.get(f"/fhir/Patient/{pid}", headers=headers).status_code == 410
