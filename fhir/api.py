@@ -142,7 +142,8 @@ def _json(data: bytes) -> Any:
         body = fhirjson.loads(data)
     except (UnicodeDecodeError, ValueError) as exc:
         raise MalformedJson(f"The body is not valid JSON: {exc}") from exc
-    where = fhirjson.control_character_at(body)
+    root = body.get("resourceType") if isinstance(body, dict) else None
+    where = fhirjson.control_character_at(body, root if isinstance(root, str) else "")
     if where is not None:
         raise Unprocessable("A FHIR string holds a control character (below U+0020, not "
                             "tab, CR or LF), which datatypes.html#string forbids", [where])

@@ -191,7 +191,7 @@ def test_control_characters_are_refused_before_they_reach_the_database(client, a
     body = patient()
     body["name"][0]["family"] = "Sm\u0000ith"
     response = client.post("/fhir/Patient", json=body, headers=auth_headers())
-    assert _outcome(response, 422)["issue"][0]["expression"] == ["name[0].family"]
+    assert _outcome(response, 422)["issue"][0]["expression"] == ["Patient.name[0].family"]
     body["name"][0]["family"] = "Smith\u0007"
     assert client.post("/fhir/Patient", json=body, headers=auth_headers()).status_code == 422
     body["name"][0]["family"] = "Smith\tJones\r\n"  # allowed in a FHIR string
