@@ -34,8 +34,10 @@ NEGATIVE_VALUES = frozenset({(SNOMED, "260385009")})  # |Negative (qualifier val
 DATE_OF_BIRTH = Missing(name="Date of birth", patient_element="birthDate")
 SEX = Missing(name="Sex", patient_element="gender")
 # What a test of each kind reads (PatientContext.unknown names) and what to ask for.
-READS = {"condition": "conditions", "observation": "observations", "allergy": "allergies",
-         "device": "devices"}
+# The lists a test of each kind reads: a condition test also reads observations,
+# since findings may come as Observations (PatientContext.findings).
+READS = {"condition": ("conditions", "observations"), "observation": ("observations",),
+         "allergy": ("allergies",), "device": ("devices",)}
 HISTORY = {"conditions": "Problems and diagnoses", "observations": "Observations and results",
            "allergies": "Allergies and intolerances", "devices": "Implanted devices",
            "imaging": "Previous imaging", "patient": "Date of birth and sex"}
@@ -429,8 +431,8 @@ def _test(test: _Test, ctx: PatientContext) -> _Result:
 
 def _unread(kind: str, ctx: PatientContext) -> Missing | None:
     """What to ask for when the list a test of ``kind`` reads could not be read."""
-    name = READS.get(kind)
-    if name is None or name not in ctx.unknown:
+    name = next((n for n in READS.get(kind, ()) if n in ctx.unknown), None)
+    if name is None:
         return None
     return Missing.model_validate({"name": f"{HISTORY[name]} ({ctx.unknown[name]})",
                                    "history": name})

@@ -35,9 +35,10 @@ CHECK_CODES = ("contrast-renal", "contrast-allergy", "pregnancy-radiation", "mri
                "duplicate-imaging", "paediatric-dose")
 # What each check reads, among the lists a context may not have been able to read.
 READS = {"contrast-renal": ("observations", "conditions", "patient"),
-         "contrast-allergy": ("allergies", "conditions"),
+         # findings (conditions and observations) are read too: PatientContext.findings
+         "contrast-allergy": ("allergies", "conditions", "observations"),
          "pregnancy-radiation": ("observations", "conditions", "patient"),
-         "mri-implant": ("devices", "conditions"),
+         "mri-implant": ("devices", "conditions", "observations"),
          "duplicate-imaging": ("imaging",),
          "paediatric-dose": ("patient",)}
 

@@ -91,6 +91,24 @@ def test_failed_device_prefetch_before_mri_gives_an_implant_card(client, auth_he
     assert "Could not check" in card["summary"]
 
 
+def test_failed_observations_leave_implants_and_findings_unchecked(client, auth_headers):
+    """Findings come as Observations too ("Cardiac pacemaker in situ", "Smoker"), so an
+    unread observation list leaves the implant check and finding-based rules open."""
+    from rules import safety
+    from rules.context import PatientContext
+    from tests.rules.test_safety import CFG, MRI, VS
+
+    unread = PatientContext(today=today_utc(), birth_date=today_utc().replace(year=1970),
+                            sex="male", unknown={"observations": "the query failed"})
+    found = safety.run_checks(unread, MRI, CFG, VS, [], lambda f: None)
+    assert [f.summary for f in found if f.check == "mri-implant"] == \
+        ["Could not check: implanted devices before MRI"]
+    for name in ("lbp-no-red-flags", "lbp-cancer-history"):  # red flags may be Observations
+        cards = _cards(client, auth_headers(), _break(_request(name), "observations", "absent"))
+        (main,) = outcome_cards(cards)
+        assert "More information needed" in main["summary"] and not recommended(cards), name
+
+
 @pytest.mark.parametrize("how", ["operation-outcome", "absent"])
 def test_failed_conditions_for_back_pain_ask_for_them(client, auth_headers, how):
     """Back pain with the problem list unread: a history of cancer (NG234) or urinary
