@@ -98,17 +98,22 @@ def prefetched_resources(prefetch: dict[str, Any], fhir_server: str | None,
     if server is not None:
         refused = _refusal(server, trusted, patient_id)
     for key, query in PREFETCH_QUERIES.items():
+        value: Any = None
         if key not in failed:
-            history.resources += _located(prefetch[key], f"prefetch.{key}")
+            value = prefetch[key]
+            history.resources += _located(value, f"prefetch.{key}")
         elif server is None or refused is not None:
             history.unknown[key] = str(refused) if refused else failed[key]
         else:
             path = query.format(id=patient_id)
             try:
-                history.resources += _located(_read(server, token, path), f"fhirServer {path}")
+                value = _read(server, token, path)
+                history.resources += _located(value, f"fhirServer {path}")
             except PreconditionFailed as exc:
                 refused = exc
                 history.unknown[key] = str(exc)
+        if (partial := _partial(value)) is not None:  # what came is kept, the rest unknown
+            history.unknown[key] = partial
     if refused is not None and len(history.unknown) == len(PREFETCH_QUERIES):
         raise refused
     return history
@@ -126,6 +131,23 @@ def prefetch_failure(value: Any) -> str | None:
             _is_error(e.get("resource")) for e in value.get("entry") or []
             if isinstance(e, dict)):
         return "the client's prefetch query reported an error"
+    return None
+
+
+def _partial(value: Any) -> str | None:
+    """Why a searchset holds only part of the answer: a ``next`` page, or a ``total``
+    above its matches (FHIR R4 http.html#paging); None when it is whole."""
+    if not isinstance(value, dict) or value.get("resourceType") != "Bundle":
+        return None
+    links = value.get("link")
+    if isinstance(links, list) and any(
+            isinstance(link, dict) and link.get("relation") == "next" for link in links):
+        return "only the first page of results was sent"
+    matches = [e for e in value.get("entry") or [] if isinstance(e, dict) and
+               (e.get("search") or {}).get("mode", "match") == "match"]
+    total = value.get("total")
+    if isinstance(total, int) and total > len(matches):
+        return f"{len(matches)} of {total} results were sent"
     return None
 
 

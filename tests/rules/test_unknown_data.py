@@ -109,6 +109,22 @@ def test_failed_observations_leave_implants_and_findings_unchecked(client, auth_
         assert "More information needed" in main["summary"] and not recommended(cards), name
 
 
+@pytest.mark.parametrize("cut", ["next-link", "total"])
+def test_a_prefetch_of_one_page_is_not_the_whole_list(client, auth_headers, cut):
+    """A searchset with a next link, or a total above its entries, holds part of the
+    list: an allergy on a later page is unknown, not absent (R4 http.html#paging)."""
+    body = _request("angina-ctca")
+    allergies = body["prefetch"]["allergies"]
+    if cut == "next-link":
+        allergies["link"] = [{"relation": "next", "url": "https://gp.example/page2"}]
+    else:
+        allergies["total"] = len(allergies.get("entry") or []) + 1
+    (card,) = _topic_cards(_cards(client, auth_headers(), body), "contrast-allergy")
+    assert "Could not check" in card["summary"]
+    whole = _request("angina-ctca")
+    assert not _topic_cards(_cards(client, auth_headers(), whole), "contrast-allergy")
+
+
 @pytest.mark.parametrize("how", ["operation-outcome", "absent"])
 def test_failed_conditions_for_back_pain_ask_for_them(client, auth_headers, how):
     """Back pain with the problem list unread: a history of cancer (NG234) or urinary
