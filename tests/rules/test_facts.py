@@ -124,7 +124,8 @@ def test_uk_egfr_22_gives_a_contrast_renal_warning():
     """The issue's case: eGFR 22 coded SNOMED CT 1011481000000105 before CTCA."""
     decision = _decide([ANGINA], _obs("1011481000000105", **_qty(22, "mL/min/1.73m2")))
     assert decision.chosen.procedure.key == "CTCA"
-    assert _checks(decision)["contrast-renal"] == "warning"
+    (finding,) = [f for f in decision.safety if f.check == "contrast-renal"]
+    assert finding.severity == "warning" and finding.summary.startswith("eGFR 22:")
 
 
 def test_uk_egfr_58_is_current_and_normal():
@@ -159,9 +160,13 @@ def test_a_uk_creatinine_gives_an_egfr_when_none_is_recorded():
 
 
 def test_a_creatinine_in_mg_dl_is_converted():
+    """2.83 mg/dL x 88.4 = 250 umol/L; male, 70: 142 x (2.83/0.9)^-1.2 (0.2529) x
+    0.9938^70 (0.6471) = 23.2 mL/min/1.73m2 (Inker 2021), worked by hand."""
     decision = _decide([ANGINA], _obs("2160-0", system=LOINC, **_qty(2.83, ucum="mg/dL")),
                        age=70)
-    assert _checks(decision)["contrast-renal"] == "warning"
+    (finding,) = [f for f in decision.safety if f.check == "contrast-renal"]
+    assert finding.severity == "warning" and finding.summary.startswith("eGFR 23.2:")
+    assert "calculated from creatinine 250 umol/L" in finding.detail
 
 
 @pytest.mark.parametrize("code", ["700379002", "324441000000106", "949881000000106"])
