@@ -39,7 +39,8 @@ COMMANDS = {
     "token": ("print an access token (valid SCANPATH_TOKEN_LIFETIME_SECONDS) for a "
               "registered client, with all its scopes", DATABASE + ", SCANPATH_SECRET_KEY"),
     "db": ("migrate the database to the newest schema", DATABASE),
-    "seed": ("register the demo clients, rule packs and code systems", DATABASE),
+    "seed": ("install the rule packs and code systems, and in development (SCANPATH_ENV) "
+             "the demo clients", DATABASE + ", SCANPATH_ENV"),
     "client": ("register, list, disable or enable the clients allowed to call ScanPath",
                DATABASE),
 }
@@ -130,7 +131,9 @@ def _seed(settings: Settings, _args: argparse.Namespace) -> int:
     _ready_database(settings)
     with session_scope(get_engine()) as session:
         seed_all(session, settings)
-    print("seeded: demo clients demo-gp, demo-radiology, demo-admin; rule packs; code systems")
+    demo = ("demo clients demo-gp, demo-radiology, demo-admin" if settings.env == "development"
+            else f"no demo clients ({settings.env})")
+    print(f"seeded: {demo}; rule packs; code systems")
     return 0
 
 
