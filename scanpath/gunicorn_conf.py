@@ -9,11 +9,8 @@ level and logger, so every line an operator collects is one JSON object.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import datetime
 import json
-import signal
 from typing import Any
 
 from gunicorn import util
@@ -52,10 +49,6 @@ logconfig_dict = {
                                     "propagate": False}},
 }
 
-# Linux prctl(2) option: the signal a process gets when its parent dies.
-PR_SET_PDEATHSIG = 1
-
-
 class RedactingLogger(Logger):
     """gunicorn's logger, with the query string reduced to its parameter names in every
     access-log atom that carries it (request line, query, referrer)."""
@@ -75,17 +68,11 @@ class RedactingLogger(Logger):
 
 
 def post_fork(_server: Any, _worker: Any) -> None:
-    """In each worker: die with the master, and answer gunicorn's own refusals in FHIR.
+    """In each worker: die with the master (``scanpath.process``), so that a ``kill -9``
+    of the master frees the port at once; answer gunicorn's own refusals in FHIR."""
+    from scanpath.process import die_with_parent
 
-    A worker orphaned by ``kill -9`` of the master would otherwise keep serving on the
-    inherited socket, holding the port so that a restart cannot bind. SIGKILL from the
-    kernel when the parent dies (prctl PR_SET_PDEATHSIG, Linux) ends it at once; this is
-    one system call, so it is made through ctypes rather than a prctl package (pyprctl
-    and python-prctl have had no release since 2021 and 2020).
-    """
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    die_with_parent()
     util.write_error = _operation_outcome_error
 
 
