@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -196,11 +197,16 @@ def test_workers_die_with_a_killed_master_and_the_port_is_free_again(
     env = _environment(tmp_path, sqlite_template, keys_dir)
     port, log = _free_port(), tmp_path / "gunicorn.log"
     master = _start_gunicorn(env, port, log)
+    stop = threading.Event()
+    load = [threading.Thread(target=_hammer, args=(port, stop), daemon=True) for _ in range(8)]
     try:
         _wait_until_serving(port, master)
+        for thread in load:  # under load a sync worker never looks up from accept()
+            thread.start()
         os.kill(master.pid, signal.SIGKILL)
         master.wait()
         _wait_until_port_free(port)
+        stop.set()
         again = _start_gunicorn(env, port, log)
         try:
             _wait_until_serving(port, again)
@@ -208,7 +214,23 @@ def test_workers_die_with_a_killed_master_and_the_port_is_free_again(
         finally:
             _stop(again)
     finally:
+        stop.set()
+        for thread in load:
+            if thread.is_alive():
+                thread.join(timeout=10)
         _stop(master)
+
+
+def _hammer(port: int, stop: threading.Event) -> None:
+    """Requests to ``/healthz`` one after another until ``stop``; failures ignored."""
+    while not stop.is_set():
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/healthz")
+            connection.getresponse().read()
+            connection.close()
+        except OSError:
+            time.sleep(0.01)
 
 
 def _wait_until_port_free(port: int) -> None:
