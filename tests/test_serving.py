@@ -266,3 +266,35 @@ def test_serve_says_in_one_line_why_it_cannot_bind(taken: str, tmp_path: Path,
     assert len(lines) == 1, done.stderr
     assert f"127.0.0.1:{ports[taken]}" in lines[0] and taken in lines[0]
     assert "in use" in lines[0]
+
+
+def test_a_killed_serve_frees_the_web_and_dicom_ports_for_a_restart(
+        tmp_path: Path, sqlite_template: Path, keys_dir: Path):
+    env = _environment(tmp_path, sqlite_template, keys_dir)
+    ports = {"SCANPATH_PORT": _free_port(), "SCANPATH_DICOM_PORT": _free_port()}
+    env.update({name: str(port) for name, port in ports.items()}, SCANPATH_HOST="127.0.0.1",
+               SCANPATH_VAR_DIR=str(tmp_path / "var"), SCANPATH_WORKERS="1")
+    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "scanpath.cli"]
+    log = tmp_path / "serve.log"
+    first = _serve(command, env, log)
+    try:
+        for port in ports.values():
+            _wait_until_serving(port, first)
+        os.kill(first.pid, signal.SIGKILL)  # no handler runs: only the kernel cleans up
+        first.wait()
+        for port in ports.values():
+            _wait_until_port_free(port)
+        again = _serve(command, env, log)
+        try:
+            for port in ports.values():
+                _wait_until_serving(port, again)
+        finally:
+            _stop(again)
+    finally:
+        _stop(first)
+
+
+def _serve(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as sink:
+        return subprocess.Popen([*command, "serve"], env=env, stdout=sink,
+                                stderr=subprocess.STDOUT)
