@@ -127,7 +127,7 @@ def test_serve_names_a_port_in_use(tmp_path: Path):
         busy.listen(1)
         port = busy.getsockname()[1]
         line = _fails("serve", env={**env, "SCANPATH_PORT": str(port)})
-    assert f"port {port} on 127.0.0.1 (SCANPATH_PORT) is not free" in line
+    assert f"cannot listen on 127.0.0.1:{port} (SCANPATH_PORT)" in line and "in use" in line
 
 
 def test_help_is_plain_text_and_documents_each_command():
