@@ -12,11 +12,11 @@ import base64
 import hashlib
 import json
 import logging
-import os
 import re
 import time
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from auth.errors import InvalidClient
 from auth.models import Client
 from auth.scopes import ScopeSet
 from auth.tokens import mint_access_token
+from core.files import read_or_create_private
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,8 @@ def key_path(settings: Settings, client_id: str) -> Path:
 def seed_demo_clients(session: Session, settings: Settings) -> None:
     """Register the demo clients, creating their keys on first use; the caller commits."""
     for demo in DEMO_CLIENTS:
-        pem = _stored_private_key(key_path(settings, demo.client_id), demo.algorithm)
+        pem = read_or_create_private(key_path(settings, demo.client_id),
+                                    partial(_new_private_key_pem, demo.algorithm))
         _register(session, demo, json.dumps({"keys": [public_jwk(load_private_key(pem))]}))
     session.flush()
 
@@ -95,25 +97,6 @@ def _register(session: Session, demo: DemoClient, jwks: str) -> None:
     if (client.name, client.jwks, client.scopes) != (demo.name, jwks, demo.scopes):
         client.name, client.jwks, client.scopes = demo.name, jwks, demo.scopes
         client.revision += 1  # tokens issued under the old keys or scopes stop
-
-
-def _stored_private_key(path: Path, algorithm: str) -> bytes:
-    """The PEM at ``path``, first written there (mode 0600) when missing."""
-    if path.exists():
-        return path.read_bytes()
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    pending = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    fd = os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(_new_private_key_pem(algorithm))
-    try:
-        # link() fails when the file exists, so a concurrent seeder's key wins intact.
-        os.link(pending, path)
-    except FileExistsError:
-        pass
-    finally:
-        pending.unlink()
-    return path.read_bytes()
 
 
 def _new_private_key_pem(algorithm: str) -> bytes:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, jsonify, request, url_for
+import jwt
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from auth.assertions import ALGORITHMS, verify_client_assertion
 from auth.errors import InvalidRequest, InvalidScope, OAuthError, UnsupportedGrantType
 from auth.scopes import SCOPES_SUPPORTED, ScopeSet
+from auth.signals import token_issued, token_refused
 from auth.tokens import mint_access_token
 from core.web import app_settings, db
 
@@ -16,6 +19,7 @@ log = logging.getLogger(__name__)
 
 blueprint = Blueprint("auth", __name__)
 
+TOKEN_PATH = "/auth/token"
 GRANT_TYPE = "client_credentials"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 # RFC 6749 §5.1: token responses and their errors must never be cached.
@@ -23,8 +27,9 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def token_endpoint() -> str:
-    """This server's public token URL (the assertion ``aud``), never from the Host header."""
-    return app_settings().public_url + url_for("auth.token")
+    """This server's public token URL (the assertion ``aud``): SCANPATH_PUBLIC_BASE_URL and
+    a fixed path, nothing from the request (Host, X-Forwarded-*, SCRIPT_NAME)."""
+    return app_settings().public_url + TOKEN_PATH
 
 
 @blueprint.get("/.well-known/smart-configuration")
@@ -40,7 +45,7 @@ def smart_configuration() -> Response:
     })
 
 
-@blueprint.post("/auth/token")
+@blueprint.post(TOKEN_PATH)
 def token() -> Response:
     """Exchange a signed client assertion for an access token (SMART Backend Services)."""
     form = _token_form()
@@ -52,6 +57,8 @@ def token() -> Response:
     settings = app_settings()
     access_token = mint_access_token(settings, client.client_id, str(granted),
                                      client.revision)
+    token_issued.send(_app(), client_id=client.client_id,
+                      scope=str(granted))
     session.commit()
     log.info("access token issued", extra={"client_id": client.client_id, "scope": str(granted)})
     return _no_store(jsonify({
@@ -86,9 +93,28 @@ def _token_form() -> dict[str, str]:
 def _oauth_error(error: OAuthError) -> Response:
     log.info("token request refused", extra={"error": error.error,
                                               "error_description": error.description})
+    db().rollback()
+    token_refused.send(_app(), claimed_client=_claimed_client(),
+                       error=error.error, description=error.description)
     response = _no_store(jsonify(error.body()))
     response.status_code = error.status
     return response
+
+
+def _app() -> Flask:
+    """The application itself, not its proxy: signal senders are matched by identity."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    return app
+
+
+def _claimed_client() -> str | None:
+    """The issuer an assertion names, unverified (for the audit of a refusal only)."""
+    try:
+        claimed = jwt.decode(request.form.get("client_assertion", ""),
+                             options={"verify_signature": False}).get("iss")
+    except (jwt.PyJWTError, HTTPException):
+        return None
+    return claimed[:128] if isinstance(claimed, str) else None
 
 
 def _no_store(response: Response) -> Response:

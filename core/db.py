@@ -6,6 +6,7 @@ SQLite (the default, under ``var/``) and PostgreSQL run the same code; only
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -27,26 +28,37 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def ensure_sqlite_directory(url: str) -> None:
-    """Create the folder of a SQLite database file (``var/`` on a fresh checkout)."""
+def prepare_sqlite_file(url: str) -> None:
+    """Create the folder of a SQLite database file (``var/`` on a fresh checkout) and the
+    file itself, empty and mode 0600: it holds patient data, and SQLite gives its WAL and
+    shared-memory files the database file's mode."""
     parsed = make_url(url)
-    if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
-        Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return
+    path = Path(str(parsed.database))
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
 def build_engine(url: str) -> Engine:
-    """An engine for ``url``, with SQLite tuned for concurrent web workers."""
+    """An engine for ``url``, with SQLite tuned for concurrent web workers.
+
+    ``hide_parameters``: errors and SQL echo never show bound values (patient data).
+    A new SQLite file is created mode 0600 (``prepare_sqlite_file``).
+    """
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        ensure_sqlite_directory(url)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        prepare_sqlite_file(url)
+        engine = create_engine(url, hide_parameters=True,
+                               connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     # No server-side prepared statements: after five runs psycopg prepares a query
     # and PostgreSQL may switch to a generic plan that ignores the search index
     # (71-78 ms instead of ~2 ms per history search, docs/benchmarks.md).
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10,
+    return create_engine(url, hide_parameters=True, pool_pre_ping=True, pool_size=5,
+                         max_overflow=10,
                          connect_args={"prepare_threshold": None})
 
 

@@ -1,12 +1,48 @@
-"""JSON logs with the request id in a field of its own."""
+"""JSON logs with the request id in a field of its own, and no patient data in them.
+
+Query strings carry NHS numbers, names and birth dates, and exception messages may
+quote the value that failed. So every log line passes ``RedactQueryFilter`` (a URL's
+query is reduced to its parameter names) and tracebacks keep their frames and the
+exception's type but not its message. SQL bound values are kept out by the engine
+(``core.db``: ``hide_parameters``).
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+import traceback
+from typing import Any
+from urllib.parse import parse_qsl
 
 from flask import g, has_request_context
 from pythonjsonlogger.json import JsonFormatter
+
+# A "?" that starts a query, in a URL or a request line: up to white space or a quote.
+_QUERY = re.compile(r"\?([^\s'\"<>]*)")
+
+
+
+def parameter_names(query: str) -> str:
+    """The parameter names of a query string, in order, without values: ``a&b``."""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return "&".join(name for name, _value in pairs)
+
+
+def redact_query(text: str) -> str:
+    """``text`` with each URL query reduced to its parameter names."""
+    return _QUERY.sub(lambda match: "?" + parameter_names(match[1]), text)
+
+
+class RedactQueryFilter(logging.Filter):
+    """Reduces the query of every URL in a record's message to its parameter names."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "?" in message:
+            record.msg, record.args = redact_query(message), None
+        return True
 
 
 class _RequestIdFilter(logging.Filter):
@@ -16,16 +52,34 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
+class WithheldMessageFormatter(JsonFormatter):
+    """JSON lines whose tracebacks name each exception's type but withhold its message,
+    which may quote a patient's data (``invalid literal for int(): '943 476 5919'``)."""
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 (logging's name)
+        exc_type, error, tb = ei
+        if error is None:
+            return str(super().formatException(ei))
+        lines: list[str] = []
+        chain: BaseException | None = error
+        while chain is not None:
+            lines[:0] = [*traceback.format_tb(chain.__traceback__),
+                         f"{type(chain).__name__}: (message withheld from the log)\n"]
+            chain = chain.__cause__ or chain.__context__
+        return "".join(lines).rstrip("\n")
+
+
 def configure_logging(level: str) -> None:
     """Send JSON lines to stderr; idempotent."""
     root = logging.getLogger()
     if any(getattr(h, "_scanpath", False) for h in root.handlers):
         return
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(
+    handler.setFormatter(WithheldMessageFormatter(
         "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"}))
     handler.addFilter(_RequestIdFilter())
+    handler.addFilter(RedactQueryFilter())
     handler._scanpath = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)

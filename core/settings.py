@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import secrets
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -11,9 +12,14 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.files import read_or_create_private
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# Refused outside development (see _refuse_placeholders).
+# The secret earlier versions used when none was set: public, so refused everywhere.
 PLACEHOLDER_SECRET = "dev-only-placeholder-secret-change-me-now"  # noqa: S105
+MIN_SECRET_LENGTH = 32
+# Where the generated signing secret is kept, under var_dir (mode 0600).
+SECRET_FILE = "secret_key"
 
 
 class Settings(BaseSettings):
@@ -46,7 +52,9 @@ class Settings(BaseSettings):
     job_poll_seconds: float = Field(1.0, gt=0)
     job_lease_seconds: float = Field(300.0, gt=0)
     job_max_attempts: int = Field(3, ge=1)
-    secret_key: str = PLACEHOLDER_SECRET
+    # HS256 key for access tokens. Unset (empty): a random one is made on first start
+    # and kept in {var_dir}/secret_key (mode 0600), so restarts keep tokens valid.
+    secret_key: str = ""
     token_issuer: str = "scanpath"
     token_lifetime_seconds: int = Field(3600, ge=60)
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
@@ -56,12 +64,22 @@ class Settings(BaseSettings):
     page_size_default: int = Field(20, ge=1)
     page_size_max: int = Field(500, ge=1)
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    # Browser origins allowed to call the API cross-origin (CORS), comma-separated;
+    # empty sends no Access-Control-Allow-Origin at all.
+    cors_origins: Annotated[list[str], NoDecode] = []
 
     @field_validator("dicom_allowed_aes", mode="before")
     @classmethod
     def _split_titles(cls, value: object) -> object:
         if isinstance(value, str):
             return [title.strip() for title in value.split(",") if title.strip()]
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
         return value
 
     @field_validator("cds_fhir_servers", mode="before")
@@ -72,11 +90,16 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _refuse_placeholders(self) -> Settings:
-        if self.env == "production" and self.secret_key == PLACEHOLDER_SECRET:
-            raise ValueError("SCANPATH_SECRET_KEY must be set outside development")
-        if self.env == "production" and len(self.secret_key) < 32:
-            raise ValueError("SCANPATH_SECRET_KEY must be at least 32 characters")
+    def _signing_secret(self) -> Settings:
+        """Refuse a public or short secret in every environment; make one when unset."""
+        if not self.secret_key:
+            self.secret_key = stored_secret(self.var_dir / SECRET_FILE)
+        if self.secret_key == PLACEHOLDER_SECRET:
+            raise ValueError("SCANPATH_SECRET_KEY is the published placeholder; unset it "
+                             "(a random one is kept under SCANPATH_VAR_DIR) or set your own")
+        if len(self.secret_key) < MIN_SECRET_LENGTH:
+            raise ValueError(f"SCANPATH_SECRET_KEY must be at least {MIN_SECRET_LENGTH} "
+                             "characters")
         return self
 
     @property
@@ -88,6 +111,12 @@ class Settings(BaseSettings):
     def public_url(self) -> str:
         """The base of every link ScanPath returns (``public_base_url``, else ``base_url``)."""
         return (self.public_base_url or self.base_url).rstrip("/")
+
+
+def stored_secret(path: Path) -> str:
+    """The signing secret kept at ``path``: 256 random bits, made (mode 0600) on first use."""
+    made = read_or_create_private(path, lambda: secrets.token_urlsafe(32).encode())
+    return made.decode().strip()
 
 
 # SCANPATH_* variables read outside Settings: the web worker count (scanpath serve)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Request, Response, current_app, g, request
 from sqlmodel import Session
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.utils import cached_property
 
 from core import fhirjson
 from core.db import engine_for
@@ -18,9 +20,23 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 
 FHIR_JSON = "application/fhir+json"
-_HTTP_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found",
-               405: "not-supported", 406: "not-supported", 409: "conflict",
-               412: "conflict", 413: "too-costly", 415: "not-supported", 429: "throttled"}
+# FHIR issue-type for each HTTP error status (http://hl7.org/fhir/R4/valueset-issue-type.html).
+HTTP_ISSUE_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found",
+                    405: "not-supported", 406: "not-supported", 409: "conflict",
+                    412: "conflict", 413: "too-costly", 414: "too-long", 415: "not-supported",
+                    417: "invalid", 429: "throttled", 431: "too-long", 501: "not-supported"}
+# On every response (OWASP ASVS 14.4). A page that loads its own styles or scripts
+# sets its own Content-Security-Policy, which keeps frame-ancestors 'none'.
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff",
+                    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+                    "Referrer-Policy": "no-referrer"}
+HSTS = "max-age=31536000; includeSubDomains"
+# The endpoints whose answers hold no patient data and are public (discovery, the home
+# page, health): only these may be cached. Every other answer is Cache-Control: no-store.
+PUBLIC_ENDPOINTS = frozenset({"ops.home", "ops.home_css", "ops.healthz", "ops.readyz",
+                              "auth.smart_configuration", "fhir.metadata", "cds.discovery"})
+CORS_METHODS = "GET, POST, PUT, PATCH, DELETE"
+CORS_HEADERS = "Authorization, Content-Type, Accept, If-Match, If-None-Exist, Prefer"
 
 
 def fhir_response(body: dict[str, Any] | None, status: int = 200,
@@ -58,11 +74,76 @@ def _close_db(_error: BaseException | None) -> None:
         session.close()
 
 
+class BoundedRequest(Request):
+    """A request whose body, however it is framed, is refused past the size limit.
+
+    With ``Content-Length`` Werkzeug refuses an oversized body (413). A chunked body
+    (``Transfer-Encoding: chunked``) has no length, and Werkzeug then reads only up to
+    ``max_content_length`` and silently drops the rest, so a truncated resource could be
+    stored. Here such a body is read whole, up to one byte past the limit, and refused
+    with ``RequestEntityTooLarge`` (413, through the one error path) when it goes past.
+    """
+
+    @cached_property
+    def stream(self) -> Any:  # the parent's type: a binary stream
+        limit = self.max_content_length
+        if self.content_length is not None or limit is None \
+                or "wsgi.input_terminated" not in self.environ:
+            return super().stream
+        body = _read_at_most(self.environ["wsgi.input"], limit + 1)
+        if len(body) > limit:
+            raise RequestEntityTooLarge(f"The request body is larger than {limit} bytes")
+        return io.BytesIO(body)
+
+
+def _read_at_most(raw: Any, size: int) -> bytes:
+    """Up to ``size`` bytes of the WSGI input stream ``raw``, fewer only at its end."""
+    parts: list[bytes] = []
+    wanted = size
+    while wanted > 0:
+        chunk = raw.read(min(wanted, 64 * 1024))
+        if not chunk:
+            break
+        parts.append(chunk)
+        wanted -= len(chunk)
+    return b"".join(parts)
+
+
 def init_app(app: Flask) -> None:
-    """Per-request sessions and the one error path."""
+    """Per-request sessions, bounded request bodies and the one error path."""
+    app.request_class = BoundedRequest
     app.teardown_appcontext(_close_db)
     app.before_request(_refuse_control_characters)
+    app.after_request(_security_headers)
+    app.after_request(_cors)
     register_error_handlers(app)
+
+
+def _security_headers(response: Response) -> Response:
+    """The headers of SECURITY_HEADERS; HSTS over TLS; no-store unless public."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if request.is_secure or app_settings().public_url.startswith("https://"):
+        response.headers["Strict-Transport-Security"] = HSTS
+    if request.endpoint not in PUBLIC_ENDPOINTS:
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _cors(response: Response) -> Response:
+    """CORS for the origins in SCANPATH_CORS_ORIGINS only; none configured, no
+    Access-Control-* header at all, so browsers keep other sites' pages out."""
+    origin = request.headers.get("Origin")
+    if origin is None or origin.rstrip("/") not in app_settings().cors_origins:
+        return response
+    response.headers["Access-Control-Allow-Origin"] = origin
+    response.headers["Access-Control-Expose-Headers"] = "Location, ETag, Content-Location"
+    response.headers.add("Vary", "Origin")
+    if request.method == "OPTIONS":  # a preflight
+        response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
+        response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
+        response.headers["Access-Control-Max-Age"] = "600"
+    return response
 
 
 def _refuse_control_characters() -> None:
@@ -87,7 +168,7 @@ def _fhir_error(error: FhirError) -> Response:
 
 def _http_error(error: HTTPException) -> Response:
     status = error.code or 500
-    issue = Issue(error.description or error.name, _HTTP_CODES.get(status, "exception"))
+    issue = Issue(error.description or error.name, HTTP_ISSUE_CODES.get(status, "exception"))
     headers = dict(error.get_headers()) if status == 405 else {}
     headers.pop("Content-Type", None)
     return fhir_response(operation_outcome([issue]), status, headers)

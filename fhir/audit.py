@@ -8,11 +8,13 @@ change they record; failures after the rollback, in a transaction of their own.
 from __future__ import annotations
 
 import base64
+import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.logging import parameter_names
 from fhir.dates import instant, now_utc
 from fhir.store import Store
 
@@ -70,11 +72,35 @@ def audit_event(what: Interaction, outcome: str, description: str | None = None,
         event["outcomeDesc"] = description[:1000]
     entities: list[dict[str, Any]] = [{"what": {"reference": ref}} for ref in what.entities]
     if what.query is not None:
-        entities.append({"query": base64.b64encode(what.query.encode()).decode(),
+        entities.append({**query_entity(what.query),
                          "description": what.resource_type or "system"})
     if entities:
         event["entity"] = entities
     return event
+
+
+# The most of a query an AuditEvent keeps (characters); a longer one (one search
+# was 2.8 MB) keeps this much, its length, its parameter names and its SHA-256.
+MAX_AUDIT_QUERY = 2048
+MAX_AUDIT_PARAMETER_NAMES = 1024
+
+
+def query_entity(query: str) -> dict[str, Any]:
+    """The ``entity`` parts recording ``query``: whole when short, else bounded.
+
+    A bounded query keeps its first MAX_AUDIT_QUERY characters in ``query``
+    (base64Binary) and says in ``detail`` that it was cut, how long it was, its
+    SHA-256 (hex, of the UTF-8 bytes) and its parameter names (cut too).
+    """
+    encoded = query.encode()
+    if len(query) <= MAX_AUDIT_QUERY:
+        return {"query": base64.b64encode(encoded).decode()}
+    kept = query[:MAX_AUDIT_QUERY].encode()
+    names = parameter_names(query)[:MAX_AUDIT_PARAMETER_NAMES]
+    return {"query": base64.b64encode(kept).decode(), "detail": [
+        {"type": "query-truncated-from-characters", "valueString": str(len(query))},
+        {"type": "query-sha256", "valueString": hashlib.sha256(encoded).hexdigest()},
+        {"type": "query-parameter-names", "valueString": names or "(none)"}]}
 
 
 def _agent(what: Interaction) -> dict[str, Any]:

@@ -193,6 +193,9 @@ def feedback(service_id: str) -> Response:
     session = db()
     for index, item in enumerate(items):
         session.add(_feedback_row(service_id, client_id, item, index))
+    who = audit.Interaction("operation", "GuidanceResponse", client_id, request.remote_addr)
+    audit.record(_store(), who, description=f"CDS Hooks feedback on {service_id}: "
+                 f"{len(items)} card outcome(s) recorded")
     session.commit()
     return jsonify({})
 

@@ -15,7 +15,7 @@ from core import web
 from core.logging import configure_logging
 from core.settings import PROJECT_ROOT, Settings, get_settings, unknown_variables
 from fhir import api as fhir_api
-from scanpath import ops
+from scanpath import auditing, ops
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     web.init_app(app)
     ops.init_app(app)
     auth.init_app(app)
+    auditing.init_app(app)
     fhir_api.init_app(app)
     referral.init_app(app)
     imaging_core.init_app(app)

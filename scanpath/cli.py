@@ -8,6 +8,7 @@ A mistake gets one line on standard error and exit status 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import shutil
@@ -39,7 +40,8 @@ COMMANDS = {
     "token": ("print an access token (valid SCANPATH_TOKEN_LIFETIME_SECONDS) for a "
               "registered client, with all its scopes", DATABASE + ", SCANPATH_SECRET_KEY"),
     "db": ("migrate the database to the newest schema", DATABASE),
-    "seed": ("register the demo clients, rule packs and code systems", DATABASE),
+    "seed": ("install the rule packs and code systems, and in development (SCANPATH_ENV) "
+             "the demo clients", DATABASE + ", SCANPATH_ENV"),
     "client": ("register, list, disable or enable the clients allowed to call ScanPath",
                DATABASE),
 }
@@ -130,7 +132,9 @@ def _seed(settings: Settings, _args: argparse.Namespace) -> int:
     _ready_database(settings)
     with session_scope(get_engine()) as session:
         seed_all(session, settings)
-    print("seeded: demo clients demo-gp, demo-radiology, demo-admin; rule packs; code systems")
+    demo = ("demo clients demo-gp, demo-radiology, demo-admin" if settings.env == "development"
+            else f"no demo clients ({settings.env})")
+    print(f"seeded: {demo}; rule packs; code systems")
     return 0
 
 
@@ -194,6 +198,7 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
     from imaging_core.jobs import Worker
     from imaging_core.results import register
     from imaging_core.scp import start_scp, stop_scp
+    from scanpath.process import die_with_parent
 
     _ready_database(settings)
     for port, name in ((settings.port, "SCANPATH_PORT"),
@@ -206,7 +211,9 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
     worker = Worker(settings, enqueue)
     worker.start()
     _print_urls(settings, enqueue is not None)
-    web = subprocess.Popen(_gunicorn_command(settings), env=_web_environment(settings))
+    # The gunicorn master dies with this process, as its workers die with it.
+    web = subprocess.Popen(_gunicorn_command(settings), env=_web_environment(settings),
+                           preexec_fn=die_with_parent)  # noqa: PLW1509 (one syscall)
     # SIGTERM (systemd, docker stop) stops gunicorn too, then the listener and worker.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: web.terminate())
     try:
@@ -220,12 +227,20 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _check_free(host: str, port: int, variable: str) -> None:
+    """Refuse, in one line, a port something else listens on.
+
+    SO_REUSEADDR as gunicorn and the DICOM listener bind: connections of a killed
+    server left in TIME_WAIT do not stop a restart; a listening socket does.
+    """
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as error:
-            raise CliError(f"port {port} on {host} ({variable}) is not free: "
-                           f"{error.strerror}") from error
+            reason = "it is already in use by another process" \
+                if error.errno == errno.EADDRINUSE else error.strerror
+            raise CliError(f"cannot listen on {host}:{port} ({variable}): {reason}; stop "
+                           f"that process or choose another {variable}") from error
 
 
 def _broker_enqueue(settings: Settings) -> Callable[[int], None] | None:

@@ -8,7 +8,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-from core.db import ensure_sqlite_directory, normalise_url
+from core.db import normalise_url, prepare_sqlite_file
 from core.settings import PROJECT_ROOT, Settings
 
 
@@ -23,7 +23,7 @@ def alembic_config(settings: Settings) -> Config:
 
 def upgrade(settings: Settings) -> None:
     """Migrate the database to the newest revision."""
-    ensure_sqlite_directory(settings.database_url)
+    prepare_sqlite_file(settings.database_url)
     command.upgrade(alembic_config(settings), "head")
 
 

@@ -20,7 +20,10 @@ from sqlalchemy import text
 
 from auth.guard import require
 from core.db import engine_for
+from core.errors import FhirError
+from core.logging import parameter_names
 from core.web import app_settings, app_version
+from scanpath import auditing
 from scanpath.migrate import at_head
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,8 @@ def _finish(response: Response) -> Response:
     LATENCY.labels(request.method, endpoint).observe(elapsed)
     response.headers["X-Request-ID"] = g.get("request_id", "")
     log.info("request", extra={"method": request.method, "path": request.path,
+                               "params": parameter_names(request.query_string.decode(
+                                   "latin-1")),
                                "status": response.status_code,
                                "ms": round(elapsed * 1000, 2)})
     return response
@@ -76,10 +81,10 @@ def home() -> Response:
     ]
     html = render_template("home.html", services=services, version=app_version(),
                            env=settings.env)
+    # Its own stylesheet; the other security headers are core.web's, as on every answer.
     return Response(html, content_type="text/html; charset=utf-8", headers={
         "Content-Security-Policy": "default-src 'none'; style-src 'self'; "
-                                   "frame-ancestors 'none'",
-        "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"})
+                                   "frame-ancestors 'none'"})
 
 
 @bp.get("/static/home.css")
@@ -115,7 +120,15 @@ def readyz() -> tuple[Response, int]:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    require("AuditEvent", "search-type")  # operators only
+    """Prometheus metrics, for operators (a token allowed to search AuditEvents); every
+    request, allowed or refused, is audited."""
+    try:
+        principal = require("AuditEvent", "search-type")
+    except FhirError as refused:
+        known = g.get("principal")  # set when the token was valid but its scope too narrow
+        auditing.operator_access(known.client_id if known else "anonymous", refused.status)
+        raise
+    auditing.operator_access(principal.client_id, 200)
     registry = None
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()

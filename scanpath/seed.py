@@ -12,9 +12,14 @@ from imaging_core.terminology import measure_code_system
 from rules import service as rules_service
 
 
-def seed_all(session: Session, settings: Settings) -> None:
-    """Idempotently install the demo clients, rule pack versions and local CodeSystems."""
-    seed_demo_clients(session, settings)
+def seed_all(session: Session, settings: Settings, *, demo_clients: bool | None = None) -> None:
+    """Idempotently install the rule pack versions, local CodeSystems and, in development
+    only, the demo clients (CONTRACT §1; their keys sit unprotected under ``var/``).
+
+    ``demo_clients`` overrides the environment's choice (the test suite's fixtures).
+    """
+    if settings.env == "development" if demo_clients is None else demo_clients:
+        seed_demo_clients(session, settings)
     store = Store(session, settings)
     rules_service.seed(store)
     put_if_changed(store, measure_code_system(settings.canonical_base))

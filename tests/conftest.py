@@ -91,7 +91,7 @@ def _seed(settings: Settings) -> None:
     from scanpath.seed import seed_all
 
     with Session(engine_for(settings.database_url)) as session:
-        seed_all(session, settings)
+        seed_all(session, settings, demo_clients=True)  # env "test" would leave them out
         session.commit()
 
 

@@ -127,7 +127,7 @@ def test_serve_names_a_port_in_use(tmp_path: Path):
         busy.listen(1)
         port = busy.getsockname()[1]
         line = _fails("serve", env={**env, "SCANPATH_PORT": str(port)})
-    assert f"port {port} on 127.0.0.1 (SCANPATH_PORT) is not free" in line
+    assert f"cannot listen on 127.0.0.1:{port} (SCANPATH_PORT)" in line and "in use" in line
 
 
 def test_help_is_plain_text_and_documents_each_command():
@@ -182,3 +182,28 @@ def test_serve_starts_answers_and_logs_json(tmp_path: Path):
                in entry["message"] for entry in access), (out, err)
     assert "Traceback" not in err
     assert not (tmp_path / ".gunicorn").exists()  # no control socket left in $HOME
+
+
+def test_seed_registers_no_demo_client_outside_development(tmp_path: Path):
+    for env_name in ("production", "test"):
+        env = _env(tmp_path / env_name, SCANPATH_ENV=env_name)
+        _run("db", "upgrade", env=env)
+        assert "no demo clients" in _run("seed", env=env)
+        assert "no active client is registered" in _fails("token", "demo-admin", env=env)
+        assert "demo-" not in _run("client", "list", env=env)
+        assert not (tmp_path / env_name / "var" / "keys").exists()
+
+
+def test_an_unset_secret_is_generated_once_and_signs_every_token(tmp_path: Path):
+    env = {k: v for k, v in _env(tmp_path).items() if k != "SCANPATH_SECRET_KEY"}
+    _run("db", "upgrade", env=env)
+    _run("seed", env=env)
+    first, second = (_run("token", "demo-gp", env=env).strip() for _ in range(2))
+
+    secret = (tmp_path / "var" / "secret_key").read_text().strip()
+    assert (tmp_path / "var" / "secret_key").stat().st_mode & 0o777 == 0o600
+    for token in (first, second):
+        assert jwt.decode(token, secret, algorithms=["HS256"], issuer="scanpath")
+    for placeholder in ("dev-only-placeholder-secret-change-me-now", "changeme"):
+        assert "SECRET_KEY" in _fails("token", "demo-gp",
+                                      env={**env, "SCANPATH_SECRET_KEY": placeholder})

@@ -238,3 +238,28 @@ def test_repeated_parameter_is_invalid_request(client, private_key):
                            content_type="application/x-www-form-urlencoded")
 
     assert_oauth_error(response, 400, "invalid_request")
+
+
+def test_an_assertion_addressed_to_the_host_header_gets_no_token(client, private_key):
+    """The expected aud is SCANPATH_PUBLIC_BASE_URL's token URL, whatever Host says."""
+    for forged in ("http://evil.example/auth/token", "https://evil.example/auth/token"):
+        assertion = client_assertion("demo-gp", private_key("demo-gp"), forged)
+        form = {"grant_type": "client_credentials", "client_assertion": assertion,
+                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                "scope": "system/Patient.rs"}
+        response = client.post("/auth/token", data=form, base_url=forged.rsplit("/auth", 1)[0],
+                               headers={"Host": "evil.example",
+                                        "X-Forwarded-Host": "evil.example",
+                                        "X-Forwarded-Proto": "https"})
+
+        assert_oauth_error(response, 401, "invalid_client")
+        assert "access_token" not in response.get_json()
+
+
+def test_discovery_ignores_forwarded_headers_and_script_name(client):
+    config = client.get("/.well-known/smart-configuration",
+                        headers={"X-Forwarded-Host": "evil.example",
+                                 "X-Forwarded-Prefix": "/evil"},
+                        environ_overrides={"SCRIPT_NAME": "/evil"}).get_json()
+
+    assert config["token_endpoint"] == TOKEN_URL
