@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Blueprint, Flask, Response, g, jsonify, request
 
 from auth.assertions import verify_cds_client_jwt
 from auth.errors import OAuthError
@@ -78,13 +78,40 @@ def discovery() -> Response:
     return jsonify(services=services)
 
 
+@bp.before_request
+def _start_audit() -> None:
+    if request.method == "POST":
+        g.cds_interaction = audit.Interaction("operation", "GuidanceResponse", "anonymous",
+                                              request.remote_addr)
+
+
+@bp.after_request
+def _audit_failure(response: Response) -> Response:
+    """A refused or failed call or feedback is audited too, after its changes were rolled
+    back (unauthenticated ones bounded per address, as ``audit.record`` says)."""
+    what = g.get("cds_interaction")
+    if what is None or response.status_code < 400:
+        return response
+    db().rollback()
+    outcome = audit.OUTCOME_MINOR if response.status_code < 500 else audit.OUTCOME_SERIOUS
+    audit.record(_store(), what, outcome, f"CDS Hooks {request.path}: HTTP "
+                 f"{response.status_code}")
+    db().commit()
+    return response
+
+
 def _caller() -> str:
     """The client id of a ScanPath access token or of a CDS Hooks client JWT.
 
     A client JWT's ``jti`` is recorded and committed here, in its own short
     transaction, so that no database write lock is held while the request
-    later reads from the CDS client's FHIR server.
+    later reads from the CDS client's FHIR server. The id is kept for the audit.
     """
+    g.cds_interaction.client_id = client_id = _verified_caller()
+    return client_id
+
+
+def _verified_caller() -> str:
     try:
         return require("ServiceRequest", "operation").client_id
     except Unauthorized as unauthorized:

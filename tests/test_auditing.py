@@ -99,6 +99,23 @@ def test_cds_feedback_is_audited(client, auth_headers):
     assert "feedback" in event["outcomeDesc"] and "imaging-order-select" in event["outcomeDesc"]
 
 
+def test_refused_and_failed_cds_calls_are_audited(client, auth_headers):
+    nobody, bad_body = _address(), _address()
+    refused = client.post("/cds-services/imaging-order-select", json={"hook": "order-select"},
+                          environ_overrides={"REMOTE_ADDR": nobody})
+    failed = client.post("/cds-services/imaging-order-sign/feedback", json={"feedback": []},
+                         headers=auth_headers("demo-gp"),
+                         environ_overrides={"REMOTE_ADDR": bad_body})
+    assert (refused.status_code, failed.status_code) == (401, 400)
+
+    events = _events(client, auth_headers)
+    [anonymous], [gp] = _at(events, nobody), _at(events, bad_body)
+    assert (anonymous["outcome"], anonymous["agent"][0]["altId"]) == ("4", "anonymous")
+    assert "HTTP 401" in anonymous["outcomeDesc"]
+    assert (gp["outcome"], gp["agent"][0]["altId"]) == ("4", "demo-gp")
+    assert "/cds-services/imaging-order-sign/feedback: HTTP 400" in gp["outcomeDesc"]
+
+
 def test_a_huge_search_query_is_stored_bounded_in_its_audit(client, auth_headers):
     address = _address()
     query = "family=" + "x" * 200_000 + "&given=y"
