@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # request's Host header; unset, it is http://{host}:{port}.
     public_base_url: str | None = None
     study_idle_seconds: float = Field(5.0, gt=0)
+    # Quiet time before a study short of the image count its series state
+    # (Images in Acquisition, 0020,1002) is analysed anyway.
+    study_incomplete_seconds: float = Field(600.0, gt=0)
     # Celery broker for analysis jobs (e.g. redis://127.0.0.1:6379/0); unset runs them
     # on the in-process worker thread.
     broker_url: str | None = None
