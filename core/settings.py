@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     token_lifetime_seconds: int = Field(3600, ge=60)
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
     dicomweb_max_body_bytes: int = 256 * 1024 * 1024  # one STOW-RS request, held in memory
+    dicomweb_max_parts: int = Field(10_000, ge=1)  # parts in one STOW-RS request
     accession_system: str = "https://scanpath.example/accession"
     accession_prefix: str = Field("SP", pattern="^[A-Z0-9]{0,6}$")
     page_size_default: int = Field(20, ge=1)
