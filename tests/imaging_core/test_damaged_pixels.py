@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
-from pydicom.uid import RLELossless
+from pydicom.uid import JPEG2000Lossless, RLELossless
 from sqlmodel import Session
 
 from core.db import engine_for
@@ -90,8 +90,29 @@ def _rle(ds: Dataset) -> None:
     ds.compress(RLELossless, generate_instance_uid=False)
 
 
+def j2k_cut(ds: Dataset) -> None:
+    ds.compress(JPEG2000Lossless, generate_instance_uid=False)
+    [frame] = generate_frames(ds.PixelData, number_of_frames=1)
+    ds.PixelData = encapsulate([frame[:len(frame) // 2]])
+
+
+def j2k_of_another_image(ds: Dataset) -> None:
+    other = copy.deepcopy(ds)
+    other.Rows, other.Columns = 32, 32
+    other.PixelData = ds.PixelData[:32 * 32 * 2]
+    other.compress(JPEG2000Lossless, generate_instance_uid=False)
+    ds.compress(JPEG2000Lossless, generate_instance_uid=False)
+    ds.PixelData = other.PixelData
+
+
+def j2k_junk(ds: Dataset) -> None:
+    ds.compress(JPEG2000Lossless, generate_instance_uid=False)
+    ds.PixelData = encapsulate([b"\xff\x4f\xff\x51 but then nothing of a codestream"])
+
+
 DAMAGE = [short, long, missing, two_frames_claimed, no_rows, rle_frames_claimed, rle_junk,
-          rle_cut]
+          rle_cut, j2k_cut, j2k_of_another_image, j2k_junk]
+OPTIONS = {RLELossless: ["-xr"], JPEG2000Lossless: ["-xv"]}  # storescu proposes the syntax
 
 
 def damaged(accession: str, damage: Callable[[Dataset], None]) -> tuple[Dataset, Dataset]:
@@ -136,7 +157,7 @@ def test_damaged_pixels_are_refused_over_c_store_and_replace_nothing(
     good, bad = damaged("ACC-DAMAGE-SCU", damage)
     [good_path] = write([good], tmp_path / "good")
     [bad_path] = write([bad], tmp_path / "bad")
-    option = ["-xr"] if bad.file_meta.TransferSyntaxUID == RLELossless else []
+    option = OPTIONS.get(bad.file_meta.TransferSyntaxUID, [])
     first = storescu(scp, [bad_path], *option)
     assert "Received Store Response (Success)" not in first.stderr
     assert "DataSetDoesNotMatchSOPClass" in first.stderr or "CannotUnderstand" in first.stderr
@@ -158,6 +179,13 @@ def test_whole_pixel_data_with_its_pad_byte_is_kept(settings: Settings) -> None:
     ds.pop("PixelPaddingValue", None)
     ds.pop("WindowCenter", None)
     assert receive(settings, encoded(ds), "c-store").outcome == "new"
+
+
+@pytest.mark.parametrize("syntax", [RLELossless, JPEG2000Lossless])
+def test_whole_compressed_pixel_data_is_kept(settings: Settings, syntax: str) -> None:
+    ds = study("ACC-WHOLE", n_slices=1)[0]
+    ds.compress(syntax, generate_instance_uid=False)
+    assert receive(settings, encoded(ds), "stow").outcome == "new"
 
 
 def test_a_damaged_copy_is_refused_directly_too(settings: Settings) -> None:
