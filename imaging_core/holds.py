@@ -25,15 +25,17 @@ AGENT = "scanpath-imaging-core"  # who holds: the imaging core itself, not a cli
 
 def hold_for_person(store: Store, order: dict[str, Any], focus: str, reason: str,
                     description: str, output: list[dict[str, Any]] | None = None) -> str:
-    """Create (once per ``focus`` and ``reason``) the reconcile Task; its id.
+    """The reconcile Task holding ``focus``; its id. Created once: an open Task
+    that holds the same thing (focus, reason, description, output) is reused.
 
     ``focus`` is a reference such as ``ImagingStudy/{id}``; ``reason`` a short
     code (``second-study``, ``result-after-sign-off``) kept in ``statusReason``.
     """
-    existing = _open_hold(store, focus, reason)
+    task = _task(store, order, focus, reason, description, output)
+    existing = _open_hold(store, task)
     if existing is not None:
         return existing
-    task = store.create("Task", _task(store, order, focus, reason, description, output)).resource
+    task = store.create("Task", task).resource
     what = audit.Interaction("create", "Task", AGENT, None,
                              entities=[f"Task/{task['id']}", focus])
     audit.record(store, what, audit.OUTCOME_SUCCESS, f"Held for a person ({reason}): "
@@ -41,11 +43,12 @@ def hold_for_person(store: Store, order: dict[str, Any], focus: str, reason: str
     return str(task["id"])
 
 
-def _open_hold(store: Store, focus: str, reason: str) -> str | None:
-    found = run_search(store.session, spec_for("Task"), [("focus", focus)], count=50).matches
-    return next((str(task["id"]) for task in found
-                 if (task.get("statusReason") or {}).get("text") == reason
-                 and task.get("status") == "requested"), None)
+def _open_hold(store: Store, task: dict[str, Any]) -> str | None:
+    found = run_search(store.session, spec_for("Task"),
+                       [("focus", task["focus"]["reference"])], count=50).matches
+    same = ("statusReason", "description", "output")
+    return next((str(held["id"]) for held in found if held.get("status") == "requested"
+                 and all(held.get(key) == task.get(key) for key in same)), None)
 
 
 def _task(store: Store, order: dict[str, Any], focus: str, reason: str, description: str,
