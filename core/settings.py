@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # request's Host header; unset, it is http://{host}:{port}.
     public_base_url: str | None = None
     study_idle_seconds: float = Field(5.0, gt=0)
+    # Quiet time before a study short of the image count its series state
+    # (Images in Acquisition, 0020,1002) is analysed anyway.
+    study_incomplete_seconds: float = Field(600.0, gt=0)
     # Celery broker for analysis jobs (e.g. redis://127.0.0.1:6379/0); unset runs them
     # on the in-process worker thread.
     broker_url: str | None = None
@@ -59,6 +62,7 @@ class Settings(BaseSettings):
     token_lifetime_seconds: int = Field(3600, ge=60)
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
     dicomweb_max_body_bytes: int = 256 * 1024 * 1024  # one STOW-RS request, held in memory
+    dicomweb_max_parts: int = Field(10_000, ge=1)  # parts in one STOW-RS request
     accession_system: str = "https://scanpath.example/accession"
     accession_prefix: str = Field("SP", pattern="^[A-Z0-9]{0,6}$")
     page_size_default: int = Field(20, ge=1)

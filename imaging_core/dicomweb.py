@@ -5,9 +5,12 @@
   through :func:`imaging_core.storage.receive`, as a C-STORE would be; the
   answer is a Store Instances Response Module (PS3.18 Annex I) as
   ``application/dicom+json``: 200 when all parts were stored, 202 when some
-  were, 409 when none was (PS3.18 Table 10.5.3-1). Each failure also gets an
-  HTTP ``Warning: 299`` header with its reason in words, as PS3.18 §8 does
-  for its own warnings.
+  were, 409 when none was (PS3.18 Table 10.5.3-1). Each failure is an item
+  of the response's FailedSOPSequence with its FailureReason (PS3.18 §10.5.3,
+  Table I.2-1); one HTTP ``Warning: 299`` header sums them up (how many, and
+  the first reason in words) and one log line records the request. A body
+  of more than ``SCANPATH_DICOMWEB_MAX_PARTS`` parts (default 10,000) is
+  refused whole with 413 before any part is stored.
 - ``GET /dicomweb/studies/{study}[/series/{series}[/instances/{sop}]]``
   returns the stored files as ``multipart/related; type="application/dicom"``
   (PS3.18 §10.4), or one instance as bare ``application/dicom`` when asked
@@ -48,7 +51,14 @@ from pydicom.uid import ExplicitVRLittleEndian
 from werkzeug.http import parse_list_header
 
 from auth.guard import require
-from core.errors import BadRequest, Gone, NotAcceptable, NotFound, UnsupportedMediaType
+from core.errors import (
+    BadRequest,
+    FhirError,
+    Gone,
+    NotAcceptable,
+    NotFound,
+    UnsupportedMediaType,
+)
 from core.web import app_settings, db
 from fhir import audit
 from fhir.store import Store
@@ -101,18 +111,39 @@ class PartResult:
     error: StorageError | None = None
 
 
+class TooManyParts(FhirError):
+    """A STOW-RS body of more parts than ``SCANPATH_DICOMWEB_MAX_PARTS``."""
+
+    status, code = 413, "too-costly"
+
+
 @bp.post("/studies")
 @bp.post("/studies/<study>")
 def store(study: str | None = None) -> Response:
     """Store every part; answer with what was stored and what was not (PS3.18 §10.5)."""
     require("ImagingStudy", "create")
     boundary = _stow_boundary(request.headers.get("Content-Type", ""))
-    request.max_content_length = app_settings().dicomweb_max_body_bytes
+    settings = app_settings()
+    request.max_content_length = settings.dicomweb_max_body_bytes
     body = request.get_data(cache=False)
-    results = [_store_part(body, span, study) for span in part_spans(body, boundary)]
+    spans = part_spans(body, boundary, settings.dicomweb_max_parts)
+    results = [_store_part(body, span, study) for span in spans]
     if not results:
         raise BadRequest("The multipart body holds no parts")
+    _log_summary(results)
     return _store_response(results, study)
+
+
+def _log_summary(results: list[PartResult]) -> None:
+    """One line per request: how many parts were stored and refused, by DICOM status."""
+    refused: dict[str, int] = {}
+    for result in results:
+        if result.error is not None:
+            status = f"{result.error.status:04X}"
+            refused[status] = refused.get(status, 0) + 1
+    stored = sum(1 for result in results if result.stored is not None)
+    (log.warning if refused else log.info)("STOW-RS request", extra={
+        "parts": len(results), "stored": stored, "refused": refused})
 
 
 def _stow_boundary(content_type: str) -> bytes:
@@ -157,11 +188,12 @@ class Span:
     end: int
 
 
-def part_spans(body: bytes, boundary: bytes) -> list[Span]:
+def part_spans(body: bytes, boundary: bytes, limit: int | None = None) -> list[Span]:
     """Locate every part of a multipart body (RFC 2046 §5.1.1), binary-safe.
 
     The whole structure is checked before any part is stored, so a body that
-    cannot be split stores nothing.
+    cannot be split, or holds more than ``limit`` parts (``TooManyParts``),
+    stores nothing.
     """
     delimiter = _CRLF + b"--" + boundary
     position = _after_first_delimiter(body, boundary)
@@ -174,6 +206,9 @@ def part_spans(body: bytes, boundary: bytes) -> list[Span]:
         if end < 0:
             raise BadRequest("Malformed multipart body: no closing boundary delimiter")
         spans.append(_span(body, line_end + 2, end))
+        if limit is not None and len(spans) > limit:
+            raise TooManyParts(f"The multipart body holds more than {limit} parts; send at "
+                               "most that many per request (SCANPATH_DICOMWEB_MAX_PARTS)")
         position = end + len(delimiter)
     return spans
 
@@ -207,10 +242,7 @@ def _store_part(body: bytes, span: Span, study: str | None) -> PartResult:
             raise MalformedInstance(f"A part of type {mimetype}, not {DICOM}")
         return PartResult(stored=receive(app_settings(), body[span.start:span.end], "stow",
                                          study_uid=study))
-    except StorageError as error:
-        log.warning("STOW-RS part refused", extra={"status": f"{error.status:04X}",
-                                                   "sop_instance_uid": error.sop_instance_uid,
-                                                   "reason": str(error)})
+    except StorageError as error:  # summed up in the request's one log line
         return PartResult(error=error)
     except Exception:  # parts already stored stay stored; this one is reported as failed
         log.exception("STOW-RS part failed")
@@ -230,8 +262,10 @@ def _store_response(results: list[PartResult], study: str | None) -> Response:
     status = 200 if not failed else 202 if stored else 409
     response = Response(json.dumps(module.to_json_dict()), status=status,
                         content_type=DICOM_JSON)
-    for number, error in enumerate(failed, start=1):
-        response.headers.add("Warning", _warning(f"failure {number}: {error}"))
+    if failed:  # one header whatever the count; each failure is in the body
+        response.headers["Warning"] = _warning(
+            f"{len(failed)} of {len(results)} instances were not stored; FailedSOPSequence "
+            f"(0008,1198) gives each one's FailureReason. First: {failed[0]}")
     return response
 
 

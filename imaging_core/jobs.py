@@ -1,24 +1,38 @@
 """Durable analysis jobs: scheduling complete studies, claiming, running, recovering.
 
 A study is complete once no instance has arrived for
-``SCANPATH_STUDY_IDLE_SECONDS``. Its job lives in ``analysis_job`` with an
-idempotency key of StudyInstanceUID plus analyser and version, so a study is
-analysed once per analyser version (the microsoft/fhir-server SQL job queue
-pattern). A worker claims a job with a lease; a job whose lease ran out (its
-worker crashed) is claimed again, up to ``SCANPATH_JOB_MAX_ATTEMPTS``. The
-engine that carries jobs only passes ids: the in-process :class:`Worker`
-thread by default, Celery on Redis when ``SCANPATH_BROKER_URL`` is set.
+``SCANPATH_STUDY_IDLE_SECONDS`` *and* every series that states its own size
+has it all: Images in Acquisition (0020,1002), General Image module, PS3.3
+C.7.6.1, counted per series and Acquisition Number (0020,0012). A study
+short of its stated count waits for ``SCANPATH_STUDY_INCOMPLETE_SECONDS`` of
+quiet instead (a sender that paused, or one that states a wrong count). The
+quiet time counts only while this worker has been running, so a restart
+never makes a resumed transfer look finished.
+
+A study whose instances changed after its last job was queued (a resumed
+transfer, a late image, a corrected copy) is stale and gets a new job: the
+idempotency key is StudyInstanceUID, analyser version, the number of
+received instances and a digest of their SOP Instance UIDs and content
+hashes, so each instance set is analysed once per analyser version (the
+microsoft/fhir-server SQL job queue pattern). Held studies
+(``ReceivedStudy.hold_reason``) are never scheduled.
+
+A worker claims a job with a lease; a job whose lease ran out (its worker
+crashed) is claimed again, up to ``SCANPATH_JOB_MAX_ATTEMPTS``. The engine
+that carries jobs only passes ids: the in-process :class:`Worker` thread by
+default, Celery on Redis when ``SCANPATH_BROKER_URL`` is set.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import socket
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, exists, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -27,7 +41,7 @@ from core.errors import FhirError
 from core.settings import Settings
 from fhir.dates import now_utc
 from fhir.store import Store
-from imaging_core.models import AnalysisJob, ReceivedStudy
+from imaging_core.models import AnalysisJob, DicomInstance, ReceivedStudy
 from imaging_core.studies import refresh_complete_studies
 
 log = logging.getLogger(__name__)
@@ -42,20 +56,60 @@ def register_analyser(procedure: str, version: str, runner: Runner) -> None:
     _ANALYSERS[procedure] = (version, runner)
 
 
-def schedule(session: Session, settings: Settings, now: datetime | None = None) -> list[int]:
-    """Create a job for every complete, matched study that an analyser covers."""
+def schedule(session: Session, settings: Settings, now: datetime | None = None,
+             running_since: datetime | None = None) -> list[int]:
+    """Create a job for every complete (or stale), matched, unheld study an analyser covers.
+
+    ``running_since`` is when the caller started watching; nothing is judged
+    quiet before the idle window has passed since then (a restart is not quiet).
+    """
     now = now or now_utc()
-    cutoff = now - timedelta(seconds=settings.study_idle_seconds)
+    idle = timedelta(seconds=settings.study_idle_seconds)
+    if running_since is not None and now - running_since < idle:
+        return []
+    newer_job = exists().where(col(AnalysisJob.study_uid) == col(ReceivedStudy.study_uid),
+                               col(AnalysisJob.created_at) >= col(ReceivedStudy.last_received_at))
     waiting = session.exec(select(ReceivedStudy).where(
         col(ReceivedStudy.matched), col(ReceivedStudy.service_request_id).is_not(None),
-        col(ReceivedStudy.last_received_at) <= cutoff,
-        ~col(ReceivedStudy.study_uid).in_(select(AnalysisJob.study_uid)))).all()
+        col(ReceivedStudy.hold_reason).is_(None),
+        col(ReceivedStudy.last_received_at) <= now - idle, ~newer_job)).all()
     created = []
     for study in waiting:
-        job = _new_job(session, settings, study, now)
+        job = _new_job(session, settings, study, now) if _complete(session, settings, study,
+                                                                      now) else None
         if job is not None:
             created.append(job)
     return created
+
+
+def received(session: Session, study_uid: str) -> list[DicomInstance]:
+    """The study's instances from outside (not the analysis' own SR and SEG)."""
+    return list(session.exec(select(DicomInstance).where(
+        col(DicomInstance.study_uid) == study_uid,
+        col(DicomInstance.source) != "derived")).all())
+
+
+def _complete(session: Session, settings: Settings, study: ReceivedStudy,
+              now: datetime) -> bool:
+    """Every series holds the images it says it has, or the longer quiet time has passed."""
+    if study.last_received_at <= now - timedelta(seconds=settings.study_incomplete_seconds):
+        return True
+    counted: dict[tuple[str, int | None], list[DicomInstance]] = {}
+    for row in received(session, study.study_uid):
+        counted.setdefault((row.series_uid, row.acquisition_number), []).append(row)
+    short = {key: len(rows) for key, rows in counted.items()
+             if len(rows) < max(row.images_in_acquisition or 0 for row in rows)}
+    if short:
+        log.info("study quiet but short of its stated image count; waiting", extra={
+            "study_uid": study.study_uid, "short": len(short)})
+    return not short
+
+
+def instance_set_key(rows: list[DicomInstance]) -> str:
+    """``n{count}-{digest}``: the received instances' UIDs and content hashes, 16 hex digits."""
+    digest = hashlib.sha256("\n".join(sorted(f"{row.sop_instance_uid}:{row.content_hash}"
+                                              for row in rows)).encode()).hexdigest()
+    return f"n{len(rows)}-{digest[:16]}"
 
 
 def _new_job(session: Session, settings: Settings, study: ReceivedStudy,
@@ -64,7 +118,9 @@ def _new_job(session: Session, settings: Settings, study: ReceivedStudy,
     if procedure not in _ANALYSERS:
         return None
     version = _ANALYSERS[procedure][0]
-    job = AnalysisJob(idempotency_key=f"{study.study_uid}|{version}", study_uid=study.study_uid,
+    rows = received(session, study.study_uid)
+    job = AnalysisJob(idempotency_key=f"{study.study_uid}|{version}|{instance_set_key(rows)}",
+                      study_uid=study.study_uid, instance_count=len(rows),
                       service_request_id=study.service_request_id or "", procedure=procedure,
                       analyser_version=version, status="queued", created_at=now,
                       updated_at=now)
@@ -72,8 +128,9 @@ def _new_job(session: Session, settings: Settings, study: ReceivedStudy,
         with session.begin_nested():
             session.add(job)
     except IntegrityError:
-        return None  # another scheduler created it first
-    log.info("analysis job queued", extra={"job_id": job.id, "study_uid": study.study_uid})
+        return None  # another scheduler created it first, or this set was analysed already
+    log.info("analysis job queued", extra={"job_id": job.id, "study_uid": study.study_uid,
+                                           "instances": len(rows)})
     return job.id
 
 
@@ -210,6 +267,7 @@ class Worker(threading.Thread):
         self.settings = settings
         self.enqueue = enqueue
         self.stopping = threading.Event()
+        self.started = now_utc()
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -224,7 +282,7 @@ class Worker(threading.Thread):
         with Session(engine_for(self.settings.database_url)) as session:
             cutoff = now_utc() - timedelta(seconds=self.settings.study_idle_seconds)
             refresh_complete_studies(Store(session, self.settings), cutoff)
-            schedule(session, self.settings)
+            schedule(session, self.settings, running_since=self.started)
             fail_exhausted(session, self.settings)
             session.commit()
         if self.enqueue is not None:

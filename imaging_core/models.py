@@ -48,6 +48,32 @@ class DicomInstance(SQLModel, table=True):
     series_description: str | None = Field(default=None, max_length=64)  # LO
     referring_physician_name: str | None = Field(default=None, max_length=324)  # PN
     number_of_frames: int | None = None
+    # Images in Acquisition (0020,1002) and Acquisition Number (0020,0012), General
+    # Image module (PS3.3 C.7.6.1, Type 3): the sender's own count of the series'
+    # acquisition, used to judge whether a study has all its images.
+    images_in_acquisition: int | None = None
+    acquisition_number: int | None = None
+
+
+class DicomInstanceVersion(SQLModel, table=True):
+    """Every file ever kept for a SOP instance; the current one has no ``superseded_at``.
+
+    A valid different copy of a stored instance (a corrected header) becomes
+    the current version; the earlier ones stay, with their files, because
+    results may have been computed from them. Nothing here is ever deleted.
+    """
+
+    __tablename__ = "dicom_instance_version"
+    id: int | None = Field(default=None, primary_key=True)
+    sop_instance_uid: str = Field(max_length=64, index=True)
+    version: int  # 1, 2, ... in order of arrival
+    content_hash: str = Field(max_length=64)
+    path: str = Field(max_length=255)
+    size: int = Field(sa_type=BigInteger)
+    received_at: datetime
+    source: str = Field(max_length=8)
+    calling_ae: str | None = Field(default=None, max_length=16)
+    superseded_at: datetime | None = None
 
 
 class ReceivedStudy(SQLModel, table=True):
@@ -73,6 +99,9 @@ class ReceivedStudy(SQLModel, table=True):
     # The instance count the ImagingStudy last showed; it is rewritten as the
     # study grows (at 1, 2, 4, 8... instances) and once more when it is complete.
     synced_count: int = 0
+    # Why the study is stored but not analysed until a person decides (e.g.
+    # "second-study": its order already has a current study); None when it is not held.
+    hold_reason: str | None = Field(default=None, max_length=32, index=True)
 
 
 class AnalysisJob(SQLModel, table=True):
@@ -92,5 +121,8 @@ class AnalysisJob(SQLModel, table=True):
     worker: str | None = Field(default=None, max_length=128)
     error: str | None = Field(default=None, sa_column=Column(Text))
     diagnostic_report_id: str | None = Field(default=None, max_length=64)
+    # Received instances of the study when the job was queued (its idempotency key
+    # carries a digest of their UIDs and hashes): a later arrival makes a new job.
+    instance_count: int | None = None
     created_at: datetime
     updated_at: datetime

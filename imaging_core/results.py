@@ -8,6 +8,14 @@ transaction: Binary and Media resources, the measure Observations, the
 (analyser version and parameters) and the order's Task moved to ``analysed``.
 The report carries the job's idempotency key as an identifier and is created
 conditionally, so running a job again never makes a second report.
+
+An order has one report. When its study is analysed again (more instances
+arrived after the first analysis, shared/CONTRACT.md §5), a ``preliminary``
+report is amended in place: a new version of the same DiagnosticReport and
+of its Observations, whose conclusion says why. A report a radiologist has
+signed off (``final``, ``amended``, ``corrected``) is never touched by the
+machine: the new result is held for a person as a reconcile Task
+(``imaging_core.holds``) that names the report and carries the new score.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from fhir.store import Store, spec_for
 from imaging_core import calcium, jobs
 from imaging_core import reports as reports
 from imaging_core.errors import ImagingError
+from imaging_core.holds import hold_for_person
 from imaging_core.keyimages import KeyImage, key_images
 from imaging_core.mesh import calcium_mesh, context_mesh, to_glb
 from imaging_core.models import DicomInstance, ReceivedStudy
@@ -108,6 +117,9 @@ def _first(sources: list[Dataset], keyword: str) -> str | None:
     return str(value) if value else None
 
 
+SIGNED_OFF = ("final", "amended", "corrected")
+
+
 def publish(store: Store, job: jobs.AnalysisJob, analysis: Analysis) -> str:
     """Write the results of ``analysis`` for ``job``; the DiagnosticReport id."""
     key = {"system": f"{store.settings.canonical_base}/analysis-job",
@@ -117,13 +129,79 @@ def publish(store: Store, job: jobs.AnalysisJob, analysis: Analysis) -> str:
     if existing.matches:
         return str(existing.matches[0]["id"])
     order = store.read("ServiceRequest", job.service_request_id)
+    earlier = _order_report(store, order["id"], key["system"])
+    if earlier is not None and earlier["status"] in SIGNED_OFF:
+        return _hold_result(store, job, order, earlier, analysis)
     for derived in analysis.derived:
         store_instance(store.session, store.settings, derived, "derived")
     study = store.session.get(ReceivedStudy, job.study_uid)
     context = _Context(store, order, study.imaging_study_id if study else None)
-    report = _report(context, job, analysis, key)
+    if earlier is not None:
+        _amend(context, job, analysis, earlier)
+    report = _report(context, job, analysis, key, earlier)
     _provenance(context, report, analysis)
     _move_task(context, "analysed")
+    return str(report["id"])
+
+
+def _order_report(store: Store, order_id: str, system: str) -> dict[str, Any] | None:
+    """The order's report written by an analysis, if there is one."""
+    found = run_search(store.session, spec_for("DiagnosticReport"),
+                       [("based-on", f"ServiceRequest/{order_id}")], count=50).matches
+    ours = [r for r in found if any(i.get("system") == system for i in r.get("identifier", []))]
+    return ours[0] if ours else None
+
+
+def _more_images(store: Store, job: jobs.AnalysisJob, report: dict[str, Any]) -> str:
+    """Why the study was analysed again, in words, from the earlier job's instance count."""
+    earlier = store.session.exec(select(jobs.AnalysisJob).where(
+        col(jobs.AnalysisJob.diagnostic_report_id) == report["id"],
+        col(jobs.AnalysisJob.id) != job.id).order_by(col(jobs.AnalysisJob.id).desc())).first()
+    before, now = (earlier.instance_count if earlier else None), job.instance_count
+    if before is None or now is None:
+        return "the study's images changed after the first analysis"
+    if now > before:
+        return f"{now - before} more images arrived after the first analysis ({now} in all)"
+    return f"the study's images changed after the first analysis ({now} in all)"
+
+
+def _amend(ctx: _Context, job: jobs.AnalysisJob, analysis: Analysis,
+           earlier: dict[str, Any]) -> None:
+    """Prepare a re-analysis to replace the preliminary report and its Observations."""
+    ctx.reuse = _observation_ids(ctx.store, earlier)
+    analysis.conclusion = f"Re-analysed: {_more_images(ctx.store, job, earlier)}. " \
+        + analysis.conclusion
+    log.info("preliminary report amended by a re-analysis", extra={
+        "diagnostic_report_id": earlier["id"], "job_id": job.id})
+
+
+def _observation_ids(store: Store, report: dict[str, Any]) -> dict[str, str]:
+    """The report's Observations by their measure code (the total, without bodySite)."""
+    ids: dict[str, str] = {}
+    for ref in report.get("result", []):
+        observation = store.read("Observation", ref["reference"].split("/", 1)[1])
+        codes = [c["code"] for c in observation["code"].get("coding", [])
+                 if c.get("system") == f"{store.settings.canonical_base}/CodeSystem/measure"]
+        if codes and "bodySite" not in observation:
+            ids[codes[0]] = str(observation["id"])
+    return ids
+
+
+def _hold_result(store: Store, job: jobs.AnalysisJob, order: dict[str, Any],
+                 report: dict[str, Any], analysis: Analysis) -> str:
+    """A signed-off report stays as it is; the new result waits for a person."""
+    why = _more_images(store, job, report)
+    output: list[dict[str, Any]] = [
+        {"type": {"text": "conclusion"}, "valueString": analysis.conclusion},
+        {"type": {"text": "analysis-job"}, "valueString": job.idempotency_key}]
+    if analysis.result is not None and analysis.result.scorable:
+        output.append({"type": {"text": "agatston-score"},
+                       "valueDecimal": round(float(analysis.result.agatston or 0), 2)})
+    hold_for_person(store, order, f"DiagnosticReport/{report['id']}", "result-after-sign-off",
+                    f"Re-analysed after sign-off: {why}. The signed report is unchanged; "
+                    "a radiologist decides whether to amend it", output)
+    log.warning("re-analysis of a signed-off report held for a person", extra={
+        "diagnostic_report_id": report["id"], "job_id": job.id})
     return str(report["id"])
 
 
@@ -132,6 +210,8 @@ class _Context:
     store: Store
     order: dict[str, Any]
     imaging_study_id: str | None
+    # Observations of an amended report, by measure code: updated, not created anew.
+    reuse: dict[str, str] = field(default_factory=dict)
 
     @property
     def base(self) -> str:
@@ -148,12 +228,24 @@ class _Context:
     def create(self, resource: dict[str, Any]) -> dict[str, Any]:
         return self.store.create(resource["resourceType"], resource).resource
 
+    def amend(self, resource_id: str, resource: dict[str, Any]) -> dict[str, Any]:
+        """A new version of ``resource_id`` holding ``resource``."""
+        return self.store.update(resource["resourceType"], resource_id,
+                                 {**resource, "id": resource_id}).resource
+
+    def write_observation(self, resource: dict[str, Any]) -> dict[str, Any]:
+        code = resource["code"]["coding"][0]["code"]
+        if code in self.reuse and "bodySite" not in resource:
+            return self.amend(self.reuse[code], resource)
+        return self.create(resource)
+
 
 def _report(ctx: _Context, job: jobs.AnalysisJob, analysis: Analysis,
-            key: dict[str, str]) -> dict[str, Any]:
+            key: dict[str, str], earlier: dict[str, Any] | None = None) -> dict[str, Any]:
     observations = _observations(ctx, analysis.result)
     report: dict[str, Any] = {
-        "resourceType": "DiagnosticReport", "identifier": [key], "status": "preliminary",
+        "resourceType": "DiagnosticReport", "status": "preliminary",
+        "identifier": [*(earlier or {}).get("identifier", []), key],
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074",
                                   "code": "RAD", "display": "Radiology"}]}],
         "code": (ctx.order.get("code") or {"text": "Cardiac CT for calcium scoring"}),
@@ -169,7 +261,7 @@ def _report(ctx: _Context, job: jobs.AnalysisJob, analysis: Analysis,
     if media:
         report["media"] = [{"comment": m["content"]["title"],
                             "link": {"reference": f"Media/{m['id']}"}} for m in media]
-    return ctx.create(report)
+    return ctx.amend(earlier["id"], report) if earlier else ctx.create(report)
 
 
 def _observations(ctx: _Context, result: calcium.CalciumResult | None) -> list[dict[str, Any]]:
@@ -188,7 +280,8 @@ def _observations(ctx: _Context, result: calcium.CalciumResult | None) -> list[d
                             "code": "not-performed", "display": "Not Performed"}],
                             "text": "No scanner calibration factor is configured"}}),
     }
-    return [ctx.create(_observation(ctx, code, value)) for code, value in values.items()]
+    return [ctx.write_observation(_observation(ctx, code, value))
+            for code, value in values.items()]
 
 
 def _quantity(value: float | None, unit: str, code: str) -> dict[str, Any]:

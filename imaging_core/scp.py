@@ -6,6 +6,14 @@ was fsynced and the row committed, so a sender may delete its copy once it
 hears it (PS3.4 B.2.3 and the durability promise of shared/CONTRACT.md §5).
 Refusals carry the storage error's status and an Error Comment (0000,0902).
 
+Every association is audited (PS3.15 A.5, DCM codes of PS3.16 CID 400-403):
+one AuditEvent for the instances it stored and one for those it refused
+(DCM 110104 "DICOM Instances Transferred", outcome 0 or 4, A.5.3.7); one
+for its C-ECHOs (DCM 110100 "Application Activity": PS3.15 has no message of
+its own for Verification, A.5.3.1 is the nearest); and a refused
+association gives DCM 110114 "User Authentication" (A.5.3.12), outcome 4,
+rate-limited per address like every request that names no known client.
+
 Compressed transfer syntaxes are accepted and kept as sent; the listener
 never decompresses. Any calling AE may associate unless
 ``SCANPATH_DICOM_ALLOWED_AES`` lists the ones allowed. Real deployments
@@ -36,6 +44,10 @@ log = logging.getLogger(__name__)
 
 VERIFICATION = "1.2.840.10008.1.1"  # Verification SOP Class, C-ECHO (PS3.4 A.4)
 SUCCESS = 0x0000
+_DCM = "http://dicom.nema.org/resources/ontology/DCM"
+APPLICATION_ACTIVITY_EVENT = {"system": _DCM, "code": "110100",
+                              "display": "Application Activity"}
+USER_AUTHENTICATION_EVENT = {"system": _DCM, "code": "110114", "display": "User Authentication"}
 _COMMENT_LENGTH = 64  # Error Comment is LO (PS3.5 6.2)
 
 
@@ -71,6 +83,8 @@ def start_scp(settings: Settings, blocking: bool = False) -> ThreadedAssociation
     threads, for :func:`stop_scp`; blocking serves until interrupted.
     """
     handlers: list[EventHandlerType] = [(evt.EVT_C_STORE, on_c_store, [settings]),
+                                        (evt.EVT_C_ECHO, on_c_echo),
+                                        (evt.EVT_REJECTED, on_rejected, [settings]),
                                         (evt.EVT_RELEASED, on_association_end, [settings]),
                                         (evt.EVT_ABORTED, on_association_end, [settings])]
     address = (settings.host, settings.dicom_port)
@@ -95,40 +109,92 @@ def on_c_store(event: Event, settings: Settings) -> int | Dataset:
                                               "status": f"{error.status:04X}",
                                               "sop_instance_uid": error.sop_instance_uid,
                                               "reason": str(error)})
+        _note(event, "refused", f"{error.status:04X}")
         return failure(error.status, str(error))
     except Exception:  # the sender must hear "not stored" whatever broke
         log.exception("C-STORE failed", extra={"calling_ae": calling_ae})
+        _note(event, "refused", f"{ProcessingFailure.status:04X}")
         return failure(ProcessingFailure.status, "Processing failure; see the ScanPath log")
     log.info("C-STORE stored", extra={"calling_ae": calling_ae, "outcome": stored.outcome,
                                       "sop_instance_uid": stored.sop_instance_uid,
                                       "study_uid": stored.study_uid, "matched": stored.matched})
-    with _LOCK:
-        _TRANSFERS.setdefault(id(event.assoc), set()).add(stored.study_uid)
+    _note(event, "stored", stored.study_uid)
     return SUCCESS
 
 
-# Studies each open association has sent, audited once when it ends.
-_TRANSFERS: dict[int, set[str]] = {}
+def on_c_echo(event: Event) -> int:
+    """Verification (PS3.4 A.4): Success, noted for the association's audit."""
+    _note(event, "echo", "C-ECHO")
+    return SUCCESS
+
+
+# What each open association did, by kind ("stored": Study UIDs, "refused": DICOM
+# statuses, "echo"), with counts; audited once when it ends.
+_ACTIVITY: dict[int, dict[str, dict[str, int]]] = {}
 _LOCK = threading.Lock()
 
 
-def on_association_end(event: Event, settings: Settings) -> None:
-    """One AuditEvent per association that stored instances (DCM 110104)."""
+def _note(event: Event, kind: str, value: str) -> None:
     with _LOCK:
-        studies = _TRANSFERS.pop(id(event.assoc), None)
-    if not studies:
-        return
+        counts = _ACTIVITY.setdefault(id(event.assoc), {}).setdefault(kind, {})
+        counts[value] = counts.get(value, 0) + 1
+
+
+def on_association_end(event: Event, settings: Settings) -> None:
+    """An AuditEvent for each kind of thing the association did (see the module docstring)."""
+    with _LOCK:
+        activity = _ACTIVITY.pop(id(event.assoc), {})
     calling_ae = str(event.assoc.requestor.ae_title).strip()
-    what = audit.Interaction("transfer", "ImagingStudy", f"AE:{calling_ae}",
-                             event.assoc.requestor.address,
-                             query=" ".join(sorted(studies)),
-                             event_type=dict(audit.DICOM_TRANSFER_EVENT))
+    events: list[_Audited] = []
+    if "stored" in activity:
+        events.append((_interaction(event, "transfer", audit.DICOM_TRANSFER_EVENT,
+                                    " ".join(sorted(activity["stored"]))),
+                       audit.OUTCOME_SUCCESS, None))
+    if "refused" in activity:
+        refused = activity["refused"]
+        events.append((_interaction(event, "transfer", audit.DICOM_TRANSFER_EVENT),
+                       audit.OUTCOME_MINOR, f"{sum(refused.values())} C-STORE(s) refused, "
+                       + ", ".join(f"status {k} x{n}" for k, n in sorted(refused.items()))))
+    if "echo" in activity:
+        events.append((_interaction(event, "read", APPLICATION_ACTIVITY_EVENT),
+                       audit.OUTCOME_SUCCESS,
+                       f"{activity['echo']['C-ECHO']} C-ECHO (Verification) from {calling_ae}"))
+    _record(settings, events, calling_ae)
+
+
+def on_rejected(event: Event, settings: Settings) -> None:
+    """A refused association (wrong called AE, calling AE not allowed): DCM 110114, failed."""
+    calling_ae = str(event.assoc.requestor.ae_title).strip()
+    log.warning("DICOM association rejected", extra={"calling_ae": calling_ae,
+                                                     "address": event.assoc.requestor.address})
+    what = audit.Interaction("operation", None, "anonymous", event.assoc.requestor.address,
+                             event_type=dict(USER_AUTHENTICATION_EVENT))
+    _record(settings, [(what, audit.OUTCOME_MINOR, f"DICOM association from AE "
+                                                    f"'{calling_ae[:16]}' rejected")], calling_ae)
+
+
+def _interaction(event: Event, action: str, event_type: dict[str, str],
+                 query: str | None = None) -> audit.Interaction:
+    calling_ae = str(event.assoc.requestor.ae_title).strip()
+    return audit.Interaction(action, "ImagingStudy", f"AE:{calling_ae}",
+                             event.assoc.requestor.address, query=query,
+                             event_type=dict(event_type))
+
+
+_Audited = tuple[audit.Interaction, str, str | None]  # what, outcome, description
+
+
+def _record(settings: Settings, events: list[_Audited], calling_ae: str) -> None:
+    if not events:
+        return
     try:
         with Session(engine_for(settings.database_url)) as session:
-            audit.record(Store(session, settings), what)
+            store = Store(session, settings)
+            for what, outcome, description in events:
+                audit.record(store, what, outcome, description)
             session.commit()
     except Exception:  # the images are stored; a failed audit write must be seen, not raised
-        log.exception("DICOM transfer not audited", extra={"calling_ae": calling_ae})
+        log.exception("DICOM association not audited", extra={"calling_ae": calling_ae})
 
 
 def failure(status: int, comment: str) -> Dataset:

@@ -6,10 +6,13 @@ row. A kept one is a content-addressed file, ``var/dicom/<sha[:2]>/<sha>``,
 made durable (fsync of file and directory) before its row is committed, so
 a success answered after the commit survives a crash.
 
-Re-sending the same bytes changes nothing. Different bytes under a stored
-SOP Instance UID (a corrected header re-sent by a modality) are kept as a new
-file and the row points to it; the old file stays, because analysis results
-may have been computed from it, and nothing here deletes images.
+Pixel Data must be whole (``imaging_core.pixelcheck``) before an image is
+kept. Re-sending the same bytes changes nothing. Different, valid bytes under
+a stored SOP Instance UID (a corrected header re-sent by a modality) are kept
+as a new file and become the current version: the row points to it, and
+``dicom_instance_version`` keeps every version with the one that is current.
+The old file stays, because analysis results may have been computed from it,
+and nothing here deletes images. Bytes that fail any check replace nothing.
 
 Files are kept exactly as sent, compressed syntaxes included; nothing is
 transcoded (PS3.5 §10). The bytes are the DICOM File Format (PS3.10 §7):
@@ -67,7 +70,8 @@ from imaging_core.errors import (
     UnsupportedSopClass,
     UnsupportedTransferSyntax,
 )
-from imaging_core.models import DicomInstance, ReceivedStudy
+from imaging_core.models import DicomInstance, DicomInstanceVersion, ReceivedStudy
+from imaging_core.pixelcheck import check_pixel_data
 from imaging_core.studies import link_study
 
 log = logging.getLogger(__name__)
@@ -219,6 +223,7 @@ def read_instance(data: bytes, *, derived: bool = False) -> Dataset:
     uids = _identity(ds)
     _check_header(ds, uids)
     _check_supported(ds, uids, SOP_CLASSES + DERIVED_SOP_CLASSES if derived else SOP_CLASSES)
+    check_pixel_data(ds, _known(uids))
     return ds
 
 
@@ -385,11 +390,36 @@ def _index(session: Session, row: DicomInstance | None, ds: Dataset, digest: str
     row.modality = _text(ds, "Modality", 16)
     row.series_number, row.instance_number = _int(ds, "SeriesNumber"), _int(ds, "InstanceNumber")
     query_attributes(row, ds)
+    row.images_in_acquisition = _int(ds, "ImagesInAcquisition")
+    row.acquisition_number = _int(ds, "AcquisitionNumber")
     row.content_hash, row.path, row.size = digest, relative, size
     row.received_at, row.source, row.calling_ae = now_utc(), source, calling_ae
     session.add(row)
     session.flush()
+    _record_version(session, row)
     return row
+
+
+def _record_version(session: Session, row: DicomInstance) -> None:
+    """Make ``row``'s file the current version of its instance; earlier ones stay."""
+    versions = session.exec(select(DicomInstanceVersion).where(
+        DicomInstanceVersion.sop_instance_uid == row.sop_instance_uid)).all()
+    for earlier in versions:
+        if earlier.superseded_at is None:
+            earlier.superseded_at = row.received_at
+            session.add(earlier)
+    session.add(DicomInstanceVersion(
+        sop_instance_uid=row.sop_instance_uid, version=len(versions) + 1,
+        content_hash=row.content_hash, path=row.path, size=row.size,
+        received_at=row.received_at, source=row.source, calling_ae=row.calling_ae))
+    session.flush()
+
+
+def versions_of(session: Session, sop_instance_uid: str) -> list[DicomInstanceVersion]:
+    """Every kept version of an instance, oldest first; the last has no ``superseded_at``."""
+    return list(session.exec(select(DicomInstanceVersion).where(
+        DicomInstanceVersion.sop_instance_uid == sop_instance_uid)
+        .order_by(col(DicomInstanceVersion.version))).all())
 
 
 def _touch_study(session: Session, ds: Dataset, arrival: bool) -> ReceivedStudy:

@@ -14,6 +14,14 @@ The ImagingStudy follows R4 (https://hl7.org/fhir/R4/imagingstudy.html): the
 Study Instance UID as ``urn:dicom:uid`` identifier, the accession number as
 an ACSN identifier, ``basedOn`` the order, series and instances with their
 UIDs, DICOM modality codes (PS3.16 CID 29) and SOP Classes as ``urn:oid:``.
+
+One order has one current study. A study whose accession names an order
+that another study already serves (a rescan, a second StudyInstanceUID from
+a misconfigured modality, a study split in two) still gets its ImagingStudy,
+but is held (``ReceivedStudy.hold_reason = "second-study"``): not analysed,
+and shown to staff and the RIS as a reconcile Task (``imaging_core.holds``)
+until a person decides. Whichever study reached the order first stays
+current; later instances of it still count.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from sqlmodel import Session, col, select
 from core.errors import Conflict, FhirError, NotFound
 from fhir.search import run_search
 from fhir.store import Store, register_write_hook, spec_for
+from imaging_core.holds import hold_for_person
 from imaging_core.models import DicomInstance, ReceivedStudy
 from referral.accession import ACSN_TYPE
 
@@ -120,7 +129,10 @@ def _link_to(store: Store, study: ReceivedStudy, order: dict[str, Any]) -> bool:
     """
     savepoint = store.session.begin_nested()
     try:
+        newly_linked = study.service_request_id != order["id"] or not study.matched
         _write_imaging_study(store, study, order)
+        if newly_linked and _current_study(store.session, order["id"], study.study_uid):
+            _hold_second_study(store, study, order)
     except Conflict:
         raise
     except FhirError:
@@ -142,6 +154,24 @@ def _write_imaging_study(store: Store, study: ReceivedStudy, order: dict[str, An
     study.imaging_study_id, study.service_request_id = resource_id, order["id"]
     study.matched = True
     store.session.add(study)
+
+
+def _current_study(session: Session, order_id: str, besides: str) -> ReceivedStudy | None:
+    """The study (other than ``besides``) that is the order's current one, if any."""
+    return session.exec(select(ReceivedStudy).where(
+        ReceivedStudy.service_request_id == order_id, col(ReceivedStudy.matched),
+        col(ReceivedStudy.hold_reason).is_(None),
+        ReceivedStudy.study_uid != besides)).first()
+
+
+def _hold_second_study(store: Store, study: ReceivedStudy, order: dict[str, Any]) -> None:
+    study.hold_reason = "second-study"
+    store.session.add(study)
+    log.warning("second study for an order held for a person", extra={
+        "study_uid": study.study_uid, "service_request_id": order["id"]})
+    hold_for_person(store, order, f"ImagingStudy/{study.imaging_study_id}", "second-study",
+                    f"Study {study.study_uid} arrived for an order that already has a "
+                    "study; it is stored and not analysed until a person links or rejects it")
 
 
 def _current(store: Store, resource_id: str) -> dict[str, Any] | None:
