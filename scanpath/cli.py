@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -213,7 +214,7 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
     _print_urls(settings, enqueue is not None)
     # The gunicorn master dies with this process, as its workers die with it.
     web = subprocess.Popen(_gunicorn_command(settings), env=_web_environment(settings),
-                           preexec_fn=die_with_parent)  # noqa: PLW1509 (one syscall)
+                           preexec_fn=partial(die_with_parent, os.getpid()))  # noqa: PLW1509
     # SIGTERM (systemd, docker stop) stops gunicorn too, then the listener and worker.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: web.terminate())
     try:

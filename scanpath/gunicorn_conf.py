@@ -67,12 +67,12 @@ class RedactingLogger(Logger):
         return atoms
 
 
-def post_fork(_server: Any, _worker: Any) -> None:
+def post_fork(server: Any, _worker: Any) -> None:
     """In each worker: die with the master (``scanpath.process``), so that a ``kill -9``
     of the master frees the port at once; answer gunicorn's own refusals in FHIR."""
     from scanpath.process import die_with_parent
 
-    die_with_parent()
+    die_with_parent(server.pid)
     util.write_error = _operation_outcome_error
 
 
