@@ -191,8 +191,10 @@ def bundle() -> Response:
 @bp.post("/<resource_type>")
 def create(resource_type: str) -> Response:
     spec = _allow(resource_type, "create")
-    written = _store().create(spec.type, _body(),
-                              if_none_exist=request.headers.get("If-None-Exist"))
+    if_none_exist = request.headers.get("If-None-Exist")
+    if if_none_exist is not None:  # a conditional create searches (http.html#ccreate)
+        permit(spec.type, "search-type", require)
+    written = _store().create(spec.type, _body(), if_none_exist=if_none_exist)
     _commit(written.resource)
     return _written_response(written)
 

@@ -64,14 +64,23 @@ def process(ctx: Context, bundle: Any) -> dict[str, Any]:
     entries = [_parse_entry(i, e) for i, e in raw]
     _check_full_urls(entries)
     for entry in entries:
-        _permit(ctx, entry, entry.interaction)
+        _permit(ctx, entry)
     return _transaction(ctx, entries)
 
 
-def _permit(ctx: Context, entry: Entry, interaction: str) -> None:
-    """The same gate as the REST routes, its refusal placed in the entry."""
+def _permit(ctx: Context, entry: Entry) -> None:
+    """The same gate as the REST routes, its refusal placed in the entry: a PUT that
+    would create needs the create scope too, and a conditional create the search scope,
+    as ``PUT /fhir/Type/id`` and ``If-None-Exist`` do."""
+    needs = [entry.interaction]
+    if entry.interaction == "update" and entry.resource_id is not None and \
+            not ctx.store.exists(entry.resource_type, entry.resource_id):
+        needs.append("create")
+    if entry.method == "POST" and entry.if_none_exist:
+        needs.append("search-type")
     try:
-        permit(entry.resource_type, interaction, ctx.authorize)
+        for interaction in needs:
+            permit(entry.resource_type, interaction, ctx.authorize)
     except FhirError as error:
         raise _located(error, entry) from error
 
@@ -169,7 +178,7 @@ def _batch(ctx: Context, raw: list[tuple[int, Any]]) -> dict[str, Any]:
         savepoint = ctx.store.session.begin_nested()
         try:
             entry = _parse_entry(index, item)
-            _permit(ctx, entry, entry.interaction)
+            _permit(ctx, entry)
             responses.append(_run(ctx, entry, {}))
             savepoint.commit()
         except FhirError as error:
@@ -227,7 +236,6 @@ def _conditional_refs(node: Any) -> Iterator[str]:
 
 
 def _match(ctx: Context, entry: Entry) -> dict[str, Any] | None:
-    _permit(ctx, entry, "search-type")
     try:
         return ctx.store.match_one(entry.resource_type, entry.if_none_exist or "")
     except FhirError as error:
