@@ -49,15 +49,18 @@ class NumberTooLarge(ValueError):
 def loads(data: str | bytes) -> Any:
     """Parse JSON text; raises ``simplejson.JSONDecodeError`` or :class:`NumberTooLarge`
     (both ``ValueError``)."""
-    return simplejson.loads(data, parse_float=_decimal, parse_int=_integer)
+    return simplejson.loads(data, parse_float=parse_decimal, parse_int=parse_integer)
 
 
-def _integer(text: str) -> int:
+def parse_integer(text: str) -> int:
+    """A JSON integer's value; :class:`NumberTooLarge` past the bounds above."""
     _check_length(text)
     return int(text)
 
 
-def _decimal(text: str) -> FhirDecimal:
+def parse_decimal(text: str) -> FhirDecimal:
+    """A JSON number with a fraction or exponent, kept as sent; :class:`NumberTooLarge`
+    past the bounds above."""
     _check_length(text)
     value = FhirDecimal(text)
     if value and abs(value.adjusted()) > MAX_DECIMAL_EXPONENT:
