@@ -23,9 +23,10 @@ SEARCH_HANDLING = ("Search: an unknown or unsupported parameter is refused with 
                    f" JSON numbers in a body are at most {MAX_NUMBER_CHARS} characters and "
                    f"within 1e{MAX_DECIMAL_EXPONENT} in size and precision; larger ones are "
                    "refused with 400. References to this server name ids of at most 64 "
-                   "characters (datatypes.html#id); identifier systems and token, string "
-                   "and URI values longer than 255 characters are indexed by a prefix and a "
-                   "SHA-256 of the whole, so they are found by their exact value only.")
+                   "characters (datatypes.html#id); token systems and codes longer than 255 "
+                   "characters, and other servers' reference types or ids longer than 64, "
+                   "are indexed by a prefix and a SHA-256 of the whole: stored whole, found "
+                   "by their exact value.")
 
 
 def capability_statement(base: str, version: str) -> dict[str, Any]:

@@ -108,13 +108,7 @@ def _no_500(response: Any) -> None:
 
 
 def _post(client: FlaskClient, path: str, body: Any, headers: dict[str, str]) -> Any:
-    from core import fhirjson
-
-    try:
-        data = fhirjson.dumps(body)
-    except (ValueError, TypeError):  # not representable (NaN); the server never sees it
-        return None
-    return client.post(path, data=data, headers=headers)
+    return _post_as(client, "post", path, body, headers)
 
 
 @BOUNDED
@@ -164,7 +158,7 @@ def _post_as(client: FlaskClient, method: str, path: str, body: Any,
 
     try:
         data = fhirjson.dumps(body)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError):  # not representable (NaN); the server never sees it
         return None
     return client.open(path, method=method.upper(), data=data, headers=headers)
 
