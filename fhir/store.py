@@ -342,10 +342,16 @@ def criteria(query: Any) -> list[tuple[str, str]]:
     return params
 
 
+# resource_version.version_id is a 32-bit INTEGER; PostgreSQL refuses to compare it
+# with a literal past that range, so a larger number is answered before any query.
+_MAX_VERSION = 2**31 - 1
+
+
 def _version_number(version_id: str) -> int:
-    """A version id as the number stored: ASCII digits that fit a signed 64-bit
-    column (PostgreSQL BIGINT); any other text names no version, a 404."""
-    if not ascii_digits(version_id) or len(version_id) > 18:
+    """A version id as the number stored: ASCII digits within the column's 32 bits
+    (``int()`` only on at most 18 digits); any other text names no version, a 404."""
+    if not ascii_digits(version_id) or len(version_id) > 18 or \
+            int(version_id) > _MAX_VERSION:
         raise NotFound(f"'{version_id[:40]}' is not a version of this resource")
     return int(version_id)
 
