@@ -90,6 +90,12 @@ class UnsupportedMediaType(FhirError):
     status, code = 415, "not-supported"
 
 
+class TooCostly(FhirError):
+    """A request over a stated limit (search parameters, alternatives)."""
+
+    status, code = 400, "too-costly"
+
+
 class Unprocessable(FhirError):
     status, code = 422, "processing"
 

@@ -34,9 +34,45 @@ class FhirDecimal(Decimal):
         return f"FhirDecimal('{self._text}')"
 
 
+# Bounds on JSON numbers, stated in the README ("Limits"): FHIR integers are 32-bit and
+# decimals need 18 significant digits (datatypes.html#decimal), so 64 characters is
+# ample; an exponent beyond an IEEE double's range is refused before any arithmetic
+# (or Python's 4300-digit int() limit) meets it.
+MAX_NUMBER_CHARS = 64
+MAX_DECIMAL_EXPONENT = 308
+
+
+class NumberTooLarge(ValueError):
+    """A JSON number longer or larger than this server reads."""
+
+
 def loads(data: str | bytes) -> Any:
-    """Parse JSON text; raises ``simplejson.JSONDecodeError`` (a ``ValueError``)."""
-    return simplejson.loads(data, parse_float=FhirDecimal)
+    """Parse JSON text; raises ``simplejson.JSONDecodeError`` or :class:`NumberTooLarge`
+    (both ``ValueError``)."""
+    return simplejson.loads(data, parse_float=parse_decimal, parse_int=parse_integer)
+
+
+def parse_integer(text: str) -> int:
+    """A JSON integer's value; :class:`NumberTooLarge` past the bounds above."""
+    _check_length(text)
+    return int(text)
+
+
+def parse_decimal(text: str) -> FhirDecimal:
+    """A JSON number with a fraction or exponent, kept as sent; :class:`NumberTooLarge`
+    past the bounds above."""
+    _check_length(text)
+    value = FhirDecimal(text)
+    if value and abs(value.adjusted()) > MAX_DECIMAL_EXPONENT:
+        raise NumberTooLarge(f"The number {text} is beyond 1e{MAX_DECIMAL_EXPONENT} in size "
+                             "or precision")
+    return value
+
+
+def _check_length(text: str) -> None:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise NumberTooLarge(f"A number of {len(text)} characters is longer than the "
+                             f"{MAX_NUMBER_CHARS} read here")
 
 
 def dumps(value: Any, sort_keys: bool = False) -> str:

@@ -17,7 +17,6 @@ from core.errors import (
     Conflict,
     FhirError,
     MalformedJson,
-    MethodNotAllowed,
     NotAcceptable,
     NotFound,
     Unprocessable,
@@ -26,12 +25,13 @@ from core.errors import (
 )
 from core.web import app_settings, app_version, db, fhir_response
 from fhir import audit, transaction
+from fhir.access import permit
 from fhir.capability import capability_statement
 from fhir.dates import DateFormatError, date_range
 from fhir.registry import OPERATIONS, REGISTRY, ResourceSpec
 from fhir.search import SearchResult, run_search
-from fhir.store import Store, Written, spec_for
-from fhir.validation import mandatory_elements, validate_resource
+from fhir.store import Store, Written
+from fhir.validation import ascii_digits, mandatory_elements, valid_id, validate_resource
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}
@@ -92,26 +92,14 @@ def _audit_failure(response: Response) -> Response:
 
 
 def _allow(resource_type: str, interaction: str) -> ResourceSpec:
-    """Authenticate, find the type, check it serves ``interaction``, check scope."""
+    """Authenticate, then pass the one gate (registry, then scope) for ``interaction``."""
     principal = current_principal()
     g.interaction.client_id = principal.client_id
     g.interaction.interaction = interaction
-    spec = spec_for(resource_type)
+    g.interaction.resource_type = resource_type
+    spec = permit(resource_type, interaction, require)
     g.interaction.resource_type = spec.type
-    if interaction != "operation" and interaction not in spec.interactions:
-        error = MethodNotAllowed(f"{interaction} is not supported for {spec.type}")
-        error.headers["Allow"] = ", ".join(_methods(spec))  # RFC 9110 §15.5.6
-        raise error
-    require(spec.type, interaction)
     return spec
-
-
-def _methods(spec: ResourceSpec) -> list[str]:
-    """The HTTP methods some URL of this type answers (operations are POSTed)."""
-    by_method = {"GET": {"read", "search-type"}, "POST": {"create", "operation"},
-                 "PUT": {"update"}, "PATCH": {"patch"}, "DELETE": {"delete"}}
-    return [method for method, needs in by_method.items()
-            if needs & (spec.interactions | {"operation"})]
 
 
 def _commit(*resources: dict[str, Any]) -> None:
@@ -203,8 +191,10 @@ def bundle() -> Response:
 @bp.post("/<resource_type>")
 def create(resource_type: str) -> Response:
     spec = _allow(resource_type, "create")
-    written = _store().create(spec.type, _body(),
-                              if_none_exist=request.headers.get("If-None-Exist"))
+    if_none_exist = request.headers.get("If-None-Exist")
+    if if_none_exist is not None:  # a conditional create searches (http.html#ccreate)
+        permit(spec.type, "search-type", require)
+    written = _store().create(spec.type, _body(), if_none_exist=if_none_exist)
     _commit(written.resource)
     return _written_response(written)
 
@@ -214,7 +204,7 @@ def update(resource_type: str, resource_id: str) -> Response:
     spec = _allow(resource_type, "update")
     store = _store()
     if not store.exists(spec.type, resource_id):
-        require(spec.type, "create")  # update-as-create needs the create scope too
+        permit(spec.type, "create", require)  # update-as-create needs create too
     written = store.update(spec.type, resource_id, _body(),
                            if_match=request.headers.get("If-Match"))
     _commit(written.resource)
@@ -248,7 +238,7 @@ def _raw(binary: dict[str, Any]) -> Response:
 @bp.patch("/<resource_type>/<resource_id>")
 def patch(resource_type: str, resource_id: str) -> Response:
     spec = _allow(resource_type, "patch")
-    require(spec.type, "read")  # test, copy and move read the record, and so does the answer
+    permit(spec.type, "read", require)  # test, copy and move read it, as does the answer
     mimetype, _ = parse_options_header(request.headers.get("Content-Type", ""))
     if mimetype not in PATCH_TYPES:
         raise UnsupportedMediaType(f"PATCH takes {JSON_PATCH} (RFC 6902) or "
@@ -282,7 +272,7 @@ def _delete(store: Store, resource_type: str, resource_id: str) -> None:
 def conditional_delete(resource_type: str) -> Response:
     """Delete the one resource matching the query (http.html#cdelete); none: nothing."""
     spec = _allow(resource_type, "delete")
-    require(spec.type, "search-type")
+    permit(spec.type, "search-type", require)
     store = _store()
     found = store.match_one(spec.type, _query())
     if found is not None:
@@ -296,21 +286,23 @@ def conditional_delete(resource_type: str) -> Response:
 def conditional_update(resource_type: str) -> Response:
     """Update the one resource matching the query, or create (http.html#cond-update)."""
     spec = _allow(resource_type, "update")
-    require(spec.type, "search-type")
+    permit(spec.type, "search-type", require)
     store = _store()
     body = _body()
     if not isinstance(body, dict):
         raise BadRequest(f"The body must be a {spec.type} resource", [spec.type])
+    given = body.get("id")
+    if given is not None and not valid_id(given):
+        raise BadRequest("The body's id is not a FHIR id (datatypes.html#id)", [f"{spec.type}.id"])
     found = store.match_one(spec.type, _query())
     if found is None:
-        require(spec.type, "create")
-        given = body.get("id")
+        permit(spec.type, "create", require)
         if given and store.exists(spec.type, given):  # it exists but does not match
             raise Conflict(f"{spec.type}/{given} exists but does not match the criteria")
         written = store.update(spec.type, given, body) if given else \
             store.create(spec.type, body)
     else:
-        if body.get("id") not in (None, found["id"]):
+        if given not in (None, found["id"]):
             raise BadRequest(f"The body's id is not that of the matching {spec.type} "
                              f"({found['id']})", [f"{spec.type}.id"])
         written = store.update(spec.type, found["id"], {**body, "id": found["id"]},
@@ -469,12 +461,16 @@ def _subsetted(resource: dict[str, Any], elements: list[str]) -> dict[str, Any]:
 
 
 def _int_param(params: list[tuple[str, str]], name: str, default: int, limit: int) -> int:
+    """``_count`` or ``_offset``: ASCII digits (search.html#count), capped at ``limit``
+    without converting a longer number than the cap needs; 400 for anything else."""
     raw = next((v for n, v in params if n == name), None)
     if raw is None:
         return default
-    if not raw.isdigit():
-        raise BadRequest(f"{name} must be a whole number, not '{raw}'", [name])
-    return min(int(raw), limit)
+    if not ascii_digits(raw):
+        raise BadRequest(f"{name} must be a whole number in ASCII digits, not '{raw[:40]}'",
+                         [name])
+    digits = raw.lstrip("0") or "0"
+    return limit if len(digits) > len(str(limit)) else min(int(digits), limit)
 
 
 def _searchset(resource_type: str, params: list[tuple[str, str]], result: SearchResult,

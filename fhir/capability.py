@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.fhirjson import MAX_DECIMAL_EXPONENT, MAX_NUMBER_CHARS
 from fhir.dates import instant, now_utc
 from fhir.registry import (
     COMMON_PARAMS,
@@ -12,11 +13,20 @@ from fhir.registry import (
     VALIDATE_DEFINITION,
     ResourceSpec,
 )
+from fhir.search import LIMITS_TEXT
 
 SEARCH_PARAM_DOCS = "https://hl7.org/fhir/R4/searchparameter-registry.html"
 SEARCH_HANDLING = ("Search: an unknown or unsupported parameter is refused with 400 unless the "
                    "request says Prefer: handling=lenient (search.html#errors). Local "
-                   "references must resolve on every write (referencePolicy enforced).")
+                   "references must resolve on every write (referencePolicy enforced). "
+                   + LIMITS_TEXT +
+                   f" JSON numbers in a body are at most {MAX_NUMBER_CHARS} characters and "
+                   f"within 1e{MAX_DECIMAL_EXPONENT} in size and precision; larger ones are "
+                   "refused with 400. References to this server name ids of at most 64 "
+                   "characters (datatypes.html#id); token systems and codes longer than 255 "
+                   "characters, and other servers' reference types or ids longer than 64, "
+                   "are indexed by a prefix and a SHA-256 of the whole: stored whole, found "
+                   "by their exact value.")
 
 
 def capability_statement(base: str, version: str) -> dict[str, Any]:

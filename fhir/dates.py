@@ -11,9 +11,12 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+# ASCII digits only (re.ASCII): FHIR dates are ``[0-9]``, and ``\d`` alone would also
+# read Arabic-Indic or Devanagari digits as a year.
 _DATE = re.compile(
     r"^(?P<y>\d{4})(-(?P<m>\d{2})(-(?P<d>\d{2})"
-    r"(T(?P<H>\d{2}):(?P<M>\d{2})(:(?P<S>\d{2})(?P<f>\.\d+)?)?(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
+    r"(T(?P<H>\d{2}):(?P<M>\d{2})(:(?P<S>\d{2})(?P<f>\.\d+)?)?(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$",
+    re.ASCII,
 )
 
 
@@ -29,7 +32,7 @@ LATEST = datetime.max.replace(tzinfo=UTC)
 
 def date_range(text: str) -> tuple[datetime, datetime]:
     """The UTC interval ``[low, high)`` that ``text`` denotes."""
-    match = _DATE.match(text)
+    match = _DATE.fullmatch(text) if isinstance(text, str) else None
     if not match:
         raise DateFormatError(f"'{text}' is not a FHIR date or dateTime")
     parts = match.groupdict()

@@ -15,7 +15,8 @@ from fhir.models import DateIndex, ReferenceIndex, StringIndex, TokenIndex
 from fhir.paths import walk
 from fhir.registry import SearchParam
 
-STRING_LIMIT = 255
+STRING_LIMIT = 255  # token system and code, string value (fhir/models.py)
+KEY_LIMIT = 64  # reference target type and id: a FHIR id is at most 64 (datatypes.html#id)
 
 
 IndexRows = dict[type[SQLModel], list[dict[str, Any]]]
@@ -42,8 +43,9 @@ def _values_for(kind: str, value: Any) -> Iterator[dict[str, Any]]:
             yield {"system": bounded(system) if system else system, "code": bounded(code)}
     elif kind == "reference":
         target = reference_target(value)
-        if target:
-            yield {"target_type": target[0], "target_id": target[1]}
+        if target:  # another server's over-long type or id: found by its exact self
+            yield {"target_type": bounded(target[0], KEY_LIMIT),
+                   "target_id": bounded(target[1], KEY_LIMIT)}
     elif kind == "date":
         for low, high in _date_ranges(value):
             yield {"low": low, "high": high}
@@ -59,13 +61,14 @@ def tokens(value: Any) -> Iterator[tuple[str | None, str]]:
     elif isinstance(value, str | int):
         yield None, str(value)
     elif isinstance(value, dict):
-        if "coding" in value:
+        system = value.get("system") if isinstance(value.get("system"), str) else None
+        if isinstance(value.get("coding"), list):
             for coding in value["coding"]:
-                yield from tokens(coding)
-        elif "code" in value:
-            yield value.get("system"), str(value["code"])
-        elif "value" in value:  # Identifier
-            yield value.get("system"), str(value["value"])
+                yield from tokens(coding) if isinstance(coding, dict) else ()
+        elif isinstance(value.get("code"), str | int):
+            yield system, str(value["code"])
+        elif isinstance(value.get("value"), str | int):  # Identifier
+            yield system, str(value["value"])
 
 
 def reference_target(value: Any) -> tuple[str, str] | None:
@@ -89,9 +92,10 @@ def _date_ranges(value: Any) -> Iterator[tuple[datetime, datetime]]:
         return
 
 
-def _period(value: dict[str, str]) -> tuple[datetime, datetime]:
-    low = date_range(value["start"])[0] if "start" in value else EARLIEST  # open start
-    high = date_range(value["end"])[1] if "end" in value else LATEST  # open end
+def _period(value: dict[str, Any]) -> tuple[datetime, datetime]:
+    start, end = value.get("start"), value.get("end")
+    low = date_range(start)[0] if start is not None else EARLIEST  # open start
+    high = date_range(end)[1] if end is not None else LATEST  # open end
     return low, high
 
 
@@ -123,14 +127,16 @@ def folded(text: str) -> str:
     return " ".join(plain.casefold().split())
 
 
-def bounded(value: str) -> str:
-    """``value`` if it fits the index column, else a prefix plus a hash of the whole.
+def bounded(value: str, limit: int = STRING_LIMIT) -> str:
+    """``value`` if it fits a column of ``limit`` characters, else a prefix, ``#`` and
+    a SHA-256 (hex, cut to half the column when the column is short) of the whole.
 
     Applied alike when indexing and when searching, so a 300-character value
     is found by its exact self and never by another value that shares its
     first 255 characters.
     """
-    if len(value) <= STRING_LIMIT:
+    if len(value) <= limit:
         return value
-    digest = hashlib.sha256(value.encode("utf-8")).hexdigest()
-    return f"{value[:STRING_LIMIT - len(digest) - 1]}#{digest}"
+    whole = hashlib.sha256(value.encode("utf-8")).hexdigest()
+    digest = whole if limit > 2 * len(whole) else whole[:limit // 2]
+    return f"{value[:limit - len(digest) - 1]}#{digest}"

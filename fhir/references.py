@@ -14,8 +14,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from core.errors import Unprocessable
+from fhir.validation import valid_id
 
-_RELATIVE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[^/]+)?$")
+# The shape of a relative literal reference; the id is checked apart, so that one
+# that is no FHIR id (too long, other characters) is refused rather than ignored.
+_RELATIVE = re.compile(r"([A-Z][A-Za-z]+)/([^/?#]+)(/_history/[^/]+)?")
 
 
 def local_references(resource: dict[str, Any]) -> Iterator[tuple[str, str]]:
@@ -28,7 +31,7 @@ def local_references(resource: dict[str, Any]) -> Iterator[tuple[str, str]]:
             stack += [(f"{path}[{i}]", item) for i, item in enumerate(node)]
         elif isinstance(node, dict):
             ref = node.get("reference")
-            if isinstance(ref, str) and (match := _RELATIVE.match(ref)):
+            if isinstance(ref, str) and (match := _RELATIVE.fullmatch(ref)):
                 yield path, f"{match[1]}/{match[2]}"
             stack += [(f"{path}.{key}", value) for key, value in node.items()
                       if key not in ("contained", "reference")]
@@ -45,6 +48,9 @@ def check_references(resource: dict[str, Any], exists: Callable[[str, str], bool
         if target in pending:
             continue
         resource_type, resource_id = target.split("/", 1)
+        if not valid_id(resource_id) or len(resource_type) > 64:
+            raise Unprocessable(f"{path} refers to {target[:80]}, but a FHIR id is 1 to 64 "
+                                "of A-Z a-z 0-9 - . (datatypes.html#id)", [path])
         if not exists(resource_type, resource_id):
             raise Unprocessable(f"{path} refers to {target}, which does not exist here; "
                                 "write it first, or in the same transaction", [path])

@@ -21,9 +21,9 @@ from sqlalchemy.sql import Select
 from sqlmodel import Session
 
 from core import fhirjson
-from core.errors import BadRequest
+from core.errors import BadRequest, TooCostly
 from fhir.dates import DateFormatError, date_range
-from fhir.indexing import bounded, normalise_string
+from fhir.indexing import KEY_LIMIT, bounded, normalise_string
 from fhir.models import (
     DateIndex,
     ReferenceIndex,
@@ -35,12 +35,25 @@ from fhir.models import (
 from fhir.registry import COMMON_PARAMS, CONTROL_PARAMS, REGISTRY, ResourceSpec, SearchParam
 
 Params = list[tuple[str, str]]
-_PREFIX = re.compile(r"^(eq|ne|lt|le|gt|ge|sa|eb)(?=\d)")
+_PREFIX = re.compile(r"^(eq|ne|lt|le|gt|ge|sa|eb)(?=[0-9])")
 _INDEX_TABLE = {"token": table_of(TokenIndex), "reference": table_of(ReferenceIndex),
                 "date": table_of(DateIndex), "string": table_of(StringIndex)}
 RESOURCE = table_of(ResourceRow).c
 TOKEN, REFERENCE, DATE, STRING = (_INDEX_TABLE[k].c for k in _INDEX_TABLE)
 _SORT_COLUMN = {"token": "code", "date": "low", "string": "value", "reference": "target_id"}
+
+
+# Bounds on one search (README "Limits"; CapabilityStatement rest.documentation). Each
+# alternative becomes one SQL test: SQLite's expression depth (1,000) and PostgreSQL's
+# bind parameters (65,535) are finite, and a planner facing thousands of ANDed
+# subqueries does not come back.
+MAX_PARAMS = 40  # name=value pairs, control parameters included
+MAX_ALTERNATIVES = 100  # comma-separated values of one parameter
+MAX_TOTAL_ALTERNATIVES = 200  # over the whole search
+_LOAD_CHUNK = 500  # ids in one IN list when reading included resources
+LIMITS_TEXT = (f"A search takes at most {MAX_PARAMS} parameters, {MAX_ALTERNATIVES} "
+               f"comma-separated values in one parameter and {MAX_TOTAL_ALTERNATIVES} in all; "
+               "more is refused with 400 (OperationOutcome code too-costly).")
 
 
 @dataclass
@@ -65,6 +78,7 @@ def run_search(session: Session, spec: ResourceSpec, params: Params, *, count: i
     ``with_total=False`` skips the ``COUNT(*)`` for callers that only want
     the page (``total`` is then -1).
     """
+    check_bounds(params)
     criteria = [(n, v) for n, v in params if n not in CONTROL_PARAMS]
     ignored = [n for n, _ in criteria if not strict and not _known(spec, n)]
     where = [_criterion(spec, name, value, strict) for name, value in criteria
@@ -77,6 +91,25 @@ def run_search(session: Session, spec: ResourceSpec, params: Params, *, count: i
     matches = [fhirjson.loads(content) for content in rows]
     included = _includes(session, spec, params, matches)
     return SearchResult(total, matches, included, offset, count, ignored)
+
+
+def check_bounds(params: Params) -> None:
+    """400 for a search over the stated limits or holding a control character (NUL
+    cannot even be compared with text on PostgreSQL): the URL, a POSTed form, an
+    ``If-None-Exist`` header or a Bundle entry's url all end here."""
+    for name, value in params:
+        if fhirjson.CONTROL.search(name) or fhirjson.CONTROL.search(value):
+            raise BadRequest("A search parameter holds a control character (below U+0020)",
+                             [name[:64]])
+    if len(params) > MAX_PARAMS:
+        raise TooCostly(f"{len(params)} search parameters; {LIMITS_TEXT}")
+    counts = [(name, len(_split(value))) for name, value in params]
+    crowded = next(((n, c) for n, c in counts if c > MAX_ALTERNATIVES), None)
+    if crowded is not None:
+        raise TooCostly(f"{crowded[1]} values in '{crowded[0][:64]}'; {LIMITS_TEXT}",
+                        [crowded[0][:64]])
+    if sum(c for _, c in counts) > MAX_TOTAL_ALTERNATIVES:
+        raise TooCostly(f"{sum(c for _, c in counts)} values in all; {LIMITS_TEXT}")
 
 
 def _known(spec: ResourceSpec, name: str) -> bool:
@@ -234,7 +267,7 @@ def _reference(param: SearchParam, modifier: str, value: str) -> ColumnElement[b
         target_type = "Patient"
     if target_type is not None and target_type not in REGISTRY:
         raise BadRequest(f"'{target_type}' is not a resource type", [param.name])
-    test = REFERENCE.target_id == target_id
+    test = REFERENCE.target_id == bounded(target_id, KEY_LIMIT)
     return and_(test, REFERENCE.target_type == target_type) if target_type else test
 
 
@@ -331,10 +364,15 @@ def _include_parts(value: str, control: str) -> tuple[str, str, str | None]:
 
 def _load_into(session: Session, found: dict[tuple[str, str], dict[str, Any]],
                keys: list[tuple[str, str]]) -> None:
-    wanted = [k for k in keys if k not in found]
-    if not wanted:
-        return
-    rows = session.execute(select(RESOURCE.resource_type, RESOURCE.id, RESOURCE.content).where(
-        or_(*[and_(RESOURCE.resource_type == t, RESOURCE.id == i) for t, i in wanted])))
-    for resource_type, resource_id, content in rows:
-        found[(resource_type, resource_id)] = fhirjson.loads(content)
+    """Read the resources ``keys`` name into ``found``, one ``IN`` list per type and
+    at most ``_LOAD_CHUNK`` ids a query (no OR chain deeper than SQLite parses)."""
+    wanted: dict[str, list[str]] = {}
+    for resource_type, resource_id in dict.fromkeys(k for k in keys if k not in found):
+        wanted.setdefault(resource_type, []).append(resource_id)
+    for resource_type, ids in wanted.items():
+        for start in range(0, len(ids), _LOAD_CHUNK):
+            rows = session.execute(select(RESOURCE.id, RESOURCE.content).where(
+                RESOURCE.resource_type == resource_type,
+                RESOURCE.id.in_(ids[start:start + _LOAD_CHUNK])))
+            for resource_id, content in rows:
+                found[(resource_type, resource_id)] = fhirjson.loads(content)

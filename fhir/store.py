@@ -29,7 +29,7 @@ from fhir.models import INDEX_TABLES, ReferenceIndex, ResourceRow, ResourceVersi
 from fhir.references import check_references
 from fhir.registry import CONTROL_PARAMS, REGISTRY, ResourceSpec
 from fhir.search import parse_query, run_search
-from fhir.validation import check_id, validate_resource
+from fhir.validation import ascii_digits, check_id, validate_resource
 
 # Resources that record what happened to others (audit, provenance): they do not
 # keep a resource from being deleted, and keep their history of it.
@@ -342,9 +342,17 @@ def criteria(query: Any) -> list[tuple[str, str]]:
     return params
 
 
+# resource_version.version_id is a 32-bit INTEGER; PostgreSQL refuses to compare it
+# with a literal past that range, so a larger number is answered before any query.
+_MAX_VERSION = 2**31 - 1
+
+
 def _version_number(version_id: str) -> int:
-    if not version_id.isdigit() or len(version_id) > 18:  # beyond a 64-bit column: none
-        raise NotFound(f"'{version_id}' is not a version of this resource")
+    """A version id as the number stored: ASCII digits within the column's 32 bits
+    (``int()`` only on at most 18 digits); any other text names no version, a 404."""
+    if not ascii_digits(version_id) or len(version_id) > 18 or \
+            int(version_id) > _MAX_VERSION:
+        raise NotFound(f"'{version_id[:40]}' is not a version of this resource")
     return int(version_id)
 
 

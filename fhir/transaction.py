@@ -9,16 +9,17 @@ rolls everything back. A batch runs each entry in its own savepoint.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 from core.errors import BadRequest, FhirError, MethodNotAllowed
 from fhir import audit
+from fhir.access import Authorize, permit
 from fhir.search import parse_query, run_search
 from fhir.store import Store, Written, criteria, spec_for
+from fhir.validation import valid_id
 
-Authorize = Callable[[str, str], object]
 _ORDER = {"POST": 0, "PUT": 1, "GET": 2}
 _INTERACTION = {"POST": "create", "PUT": "update", "GET": "read"}
 
@@ -63,8 +64,25 @@ def process(ctx: Context, bundle: Any) -> dict[str, Any]:
     entries = [_parse_entry(i, e) for i, e in raw]
     _check_full_urls(entries)
     for entry in entries:
-        ctx.authorize(entry.resource_type, entry.interaction)
+        _permit(ctx, entry)
     return _transaction(ctx, entries)
+
+
+def _permit(ctx: Context, entry: Entry) -> None:
+    """The same gate as the REST routes, its refusal placed in the entry: a PUT that
+    would create needs the create scope too, and a conditional create the search scope,
+    as ``PUT /fhir/Type/id`` and ``If-None-Exist`` do."""
+    needs = [entry.interaction]
+    if entry.interaction == "update" and entry.resource_id is not None and \
+            not ctx.store.exists(entry.resource_type, entry.resource_id):
+        needs.append("create")
+    if entry.method == "POST" and entry.if_none_exist:
+        needs.append("search-type")
+    try:
+        for interaction in needs:
+            permit(entry.resource_type, interaction, ctx.authorize)
+    except FhirError as error:
+        raise _located(error, entry) from error
 
 
 def _check_full_urls(entries: list[Entry]) -> None:
@@ -109,13 +127,12 @@ def _parse_entry(index: int, raw: Any) -> Entry:
         raise BadRequest(f"A Bundle entry's url is Type or Type/id, not {path!r} (history, "
                          "vread and operations are not served inside Bundles)",
                          [f"{where}.request.url"])
-    entry = Entry(index, method, spec.type, parts[1] if len(parts) > 1 else None, query,
-                  raw.get("resource"), raw.get("fullUrl"), request.get("ifNoneExist"),
-                  request.get("ifMatch"))
-    if entry.interaction not in spec.interactions:  # the same registry as the REST routes
-        raise MethodNotAllowed(f"{entry.interaction} is not supported for {spec.type}",
-                               [f"{where}.request.method"])
-    return entry
+    if len(parts) == 2 and not valid_id(parts[1]):
+        raise BadRequest(f"'{parts[1][:80]}' is not a FHIR id (datatypes.html#id)",
+                         [f"{where}.request.url"])
+    return Entry(index, method, spec.type, parts[1] if len(parts) > 1 else None, query,
+                 raw.get("resource"), raw.get("fullUrl"), request.get("ifNoneExist"),
+                 request.get("ifMatch"))
 
 
 def _transaction(ctx: Context, entries: list[Entry]) -> dict[str, Any]:
@@ -161,7 +178,7 @@ def _batch(ctx: Context, raw: list[tuple[int, Any]]) -> dict[str, Any]:
         savepoint = ctx.store.session.begin_nested()
         try:
             entry = _parse_entry(index, item)
-            ctx.authorize(entry.resource_type, entry.interaction)
+            _permit(ctx, entry)
             responses.append(_run(ctx, entry, {}))
             savepoint.commit()
         except FhirError as error:
@@ -220,7 +237,6 @@ def _conditional_refs(node: Any) -> Iterator[str]:
 
 def _match(ctx: Context, entry: Entry) -> dict[str, Any] | None:
     try:
-        ctx.authorize(entry.resource_type, "search-type")
         return ctx.store.match_one(entry.resource_type, entry.if_none_exist or "")
     except FhirError as error:
         raise _located(error, entry) from error
@@ -251,8 +267,7 @@ def _conditional_reference(ctx: Context, ref: str, entry: Entry) -> str:
     """The ``Type/id`` a conditional reference names: exactly one match, or a 400."""
     resource_type, query = ref.split("?", 1)
     try:
-        spec = spec_for(resource_type)
-        ctx.authorize(spec.type, "search-type")
+        spec = permit(resource_type, "search-type", ctx.authorize)
         result = run_search(ctx.store.session, spec, criteria(query), count=2)
     except FhirError as error:
         raise _located(error, entry) from error

@@ -20,7 +20,9 @@ from fhir.paths import walk
 from fhir.resources.R4B import get_fhir_model_class
 
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
-ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")  # R4 id datatype
+ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # R4 id datatype (fullmatch)
+# ASCII only: str.isdigit() and int() also accept other scripts' digits ("\u0663" is 3).
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def validate_resource(resource_type: str, data: Any) -> dict[str, Any]:
@@ -30,9 +32,10 @@ def validate_resource(resource_type: str, data: Any) -> dict[str, Any]:
     if data.get("resourceType") != resource_type:
         raise BadRequest(f"Expected a {resource_type}, got {data.get('resourceType')!r}",
                          [f"{resource_type}.resourceType"])
-    issues = [*_structure_issues(resource_type, data),
-              *_binding_issues(resource_type, data),
-              *_nhs_number_issues(data, resource_type)]
+    # Types first: the binding and NHS number checks read values as the structure
+    # says they are, so they run only on a resource whose structure is valid.
+    issues = _structure_issues(resource_type, data) or \
+        [*_binding_issues(resource_type, data), *_nhs_number_issues(data, resource_type)]
     if issues:
         raise Unprocessable(issues[0].diagnostics, issues=issues)
     return data
@@ -49,9 +52,20 @@ def mandatory_elements(resource_type: str) -> frozenset[str]:
 
 def check_id(resource_id: str) -> str:
     """``resource_id`` if it is a valid FHIR id, else a 400."""
-    if not ID_PATTERN.match(resource_id):
+    if not valid_id(resource_id):
         raise BadRequest(f"'{resource_id}' is not a valid FHIR id", ["id"])
     return resource_id
+
+
+def valid_id(value: object) -> bool:
+    """Whether ``value`` is a FHIR id: 1 to 64 of ``A-Z a-z 0-9 - .`` (datatypes.html#id)."""
+    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
+
+
+def ascii_digits(value: object) -> bool:
+    """Whether ``value`` is a string of ASCII digits only, the lexical form of a FHIR
+    unsignedInt or positiveInt (datatypes.html#unsignedInt)."""
+    return isinstance(value, str) and _DIGITS.fullmatch(value) is not None
 
 
 def _structure_issues(resource_type: str, data: dict[str, Any]) -> list[Issue]:
@@ -80,11 +94,15 @@ def _binding_issues(resource_type: str, data: dict[str, Any]) -> Iterator[Issue]
 
 
 def _binding_met(binding: Binding, value: Any) -> bool:
+    """Whether a code (or a CodeableConcept's codings in the bound system) is allowed;
+    a value of the wrong JSON type never is."""
     if binding.system is None:
-        return value in binding.codes
-    codings = value.get("coding", []) if isinstance(value, dict) else []
-    ours = [c for c in codings if isinstance(c, dict) and c.get("system") == binding.system]
-    return bool(ours) and all(c.get("code") in binding.codes for c in ours)
+        return isinstance(value, str) and value in binding.codes
+    codings = value.get("coding") if isinstance(value, dict) else None
+    ours = [c for c in codings if isinstance(c, dict) and c.get("system") == binding.system] \
+        if isinstance(codings, list) else []
+    return bool(ours) and all(isinstance(c.get("code"), str) and c["code"] in binding.codes
+                              for c in ours)
 
 
 def _nhs_number_issues(node: Any, where: str) -> Iterator[Issue]:
@@ -109,7 +127,7 @@ def nhs_number_valid(value: str) -> bool:
     (NHS Data Dictionary, "NHS Number",
     https://www.datadictionary.nhs.uk/attributes/nhs_number.html).
     """
-    if len(value) != 10 or not value.isdigit():
+    if len(value) != 10 or not ascii_digits(value):
         return False
     total = sum(int(d) * w for d, w in zip(value[:9], range(10, 1, -1), strict=True))
     check = 11 - total % 11

@@ -138,8 +138,9 @@ def _service(service_id: str) -> dict[str, Any]:
 
 def _json_body() -> dict[str, Any]:
     try:
-        body = json.loads(request.get_data() or b"null")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        body = json.loads(request.get_data() or b"null", parse_int=fhirjson.parse_integer,
+                          parse_float=_finite_float, parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, NumberTooLarge
         raise MalformedJson(f"The body is not valid JSON: {exc}") from exc
     except RecursionError as exc:
         raise MalformedJson(f"The body nests deeper than {MAX_JSON_DEPTH} levels") from exc
@@ -152,6 +153,15 @@ def _json_body() -> dict[str, Any]:
         raise BadRequest("A string holds a control character (below U+0020, not tab, CR "
                          "or LF)", [where])
     return body
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number with a fraction or exponent, within the bounds of FHIR JSON."""
+    return float(fhirjson.parse_decimal(text))
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON (RFC 8259 §6)")
 
 
 @bp.post("/<service_id>")
@@ -247,10 +257,16 @@ def _feedback_row(service_id: str, client_id: str, raw: Any, index: int) -> CdsF
 def replay(store: Store, guidance_id: str, body: Any) -> dict[str, Any]:
     """Run a stored decision again with another pack version and show what changed."""
     guidance = store.read("GuidanceResponse", guidance_id)
-    ctx = stored_context(guidance)
-    if ctx is None:
+    # A GuidanceResponse may have been written by a client: its saved context and
+    # module are input like any other, and one that cannot be read is a 422.
+    try:
+        ctx = stored_context(guidance)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise Unprocessable("This GuidanceResponse's saved context cannot be read") from exc
+    module = guidance.get("moduleUri")
+    if ctx is None or not isinstance(module, str):
         raise Unprocessable("This GuidanceResponse holds no replayable context")
-    before_version = guidance["moduleUri"].rsplit("/", 1)[-1]
+    before_version = module.rsplit("/", 1)[-1]
     before = engine(loaded=service.pack_version(store.session, before_version)).decide(ctx)
     wanted = _requested_version(body)
     after = engine(loaded=service.pack_version(store.session, wanted)).decide(ctx)

@@ -277,9 +277,9 @@ def normal_system(system: Any, code: str) -> str:
 
 
 def _inferred(code: str) -> str:
-    if re.fullmatch(r"\d{6,18}", code) and code[-3:-1] in ("00", "10") and _verhoeff(code):
+    if re.fullmatch(r"[0-9]{6,18}", code) and code[-3:-1] in ("00", "10") and _verhoeff(code):
         return SNOMED
-    if re.fullmatch(r"\d{1,7}-\d", code) and _loinc_check(code):
+    if re.fullmatch(r"[0-9]{1,7}-[0-9]", code) and _loinc_check(code):
         return LOINC
     return ""
 

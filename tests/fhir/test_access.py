@@ -152,3 +152,52 @@ def test_a_provenance_is_never_changed(client, auth_headers):
     assert changed.status_code == 405
     assert changed.headers["Allow"] == "GET, POST"
     assert changed.get_json()["resourceType"] == "OperationOutcome"
+
+
+def _audit_events(client, admin):
+    return client.get("/fhir/AuditEvent?_count=500", headers=admin).get_json().get("entry", [])
+
+
+def test_read_only_types_are_read_only_on_every_path(client, auth_headers):
+    """Issue 9 item 4: AuditEvent and CodeSystem cannot be written by REST, PATCH,
+    conditional update, batch or transaction, even with system/*.cruds; nothing is stored."""
+    admin = auth_headers("demo-admin")
+    client.get("/fhir/Patient/none", headers=admin)  # leaves an AuditEvent to aim at
+    target = _audit_events(client, admin)[0]["resource"]
+    forged = {**target, "agent": [{**target["agent"][0], "who": {"display": "someone else"}}]}
+    codesystem = {"resourceType": "CodeSystem", "id": "forged", "status": "active",
+                  "content": "complete"}
+    attempts = [
+        client.put(f"/fhir/AuditEvent/{target['id']}", json=forged, headers=admin),
+        client.patch(f"/fhir/AuditEvent/{target['id']}", json=[
+            {"op": "replace", "path": "/outcome", "value": "8"}],
+            headers={**admin, "Content-Type": "application/json-patch+json"}),
+        client.put(f"/fhir/AuditEvent?_id={target['id']}", json=forged, headers=admin),
+        client.delete(f"/fhir/AuditEvent/{target['id']}", headers=admin),
+        client.delete(f"/fhir/AuditEvent?_id={target['id']}", headers=admin),
+        client.post("/fhir/AuditEvent", json=forged, headers=admin),
+        client.put("/fhir/CodeSystem/forged", json=codesystem, headers=admin),
+        client.post("/fhir/CodeSystem", json=codesystem, headers=admin),
+    ]
+    assert [r.status_code for r in attempts] == [405] * len(attempts)
+    for kind in ("transaction", "batch"):
+        bundle = {"resourceType": "Bundle", "type": kind, "entry": [
+            {"resource": forged, "request": {"method": "PUT",
+                                             "url": f"AuditEvent/{target['id']}"}},
+            {"resource": {**forged, "id": None}, "request": {"method": "POST",
+                                                             "url": "AuditEvent"}},
+            {"resource": codesystem, "request": {"method": "PUT", "url": "CodeSystem/forged"}}]}
+        response = client.post("/fhir", json=bundle, headers=admin)
+        if kind == "transaction":
+            assert response.status_code == 405
+            assert response.get_json()["issue"][0]["expression"] == ["Bundle.entry[0]"]
+        else:
+            statuses = [e["response"]["status"] for e in response.get_json()["entry"]]
+            assert statuses == ["405", "405", "405"]
+    stored = client.get(f"/fhir/AuditEvent/{target['id']}", headers=admin).get_json()
+    assert stored["meta"]["versionId"] == "1" and stored["agent"] == target["agent"]
+    assert client.get("/fhir/CodeSystem/forged", headers=admin).status_code == 404
+    validated = client.post("/fhir/AuditEvent/$validate", json=forged, headers=admin)
+    assert validated.status_code == 200  # checking is a read; it stores nothing
+    assert client.get(f"/fhir/AuditEvent/{target['id']}/_history",
+                      headers=admin).get_json()["total"] == 1

@@ -617,3 +617,33 @@ def test_a_catalogue_procedure_is_imaging_whatever_its_category(client, auth_hea
     assert stored["supportingInfo"][0]["reference"].startswith("GuidanceResponse/")
     # CG95 2016 removed calcium scoring for chest pain: the order is kept, rated and flagged.
     assert any("better rated" in n["text"] for n in stored.get("note", []))
+
+
+def test_numbers_too_long_for_int_are_400_not_500(client, auth_headers, angina):
+    """Issue 9: a 5,000-digit integer (past Python's int() limit), NaN or a huge exponent."""
+    text = json.dumps(angina)[:-1]
+    for number in ("9" * 5000, "NaN", "1e999999999"):
+        for path in ("/cds-services/imaging-order-select",
+                     "/cds-services/imaging-order-select/feedback"):
+            response = client.post(path, data=f'{text}, "n": {number}}}',
+                                   headers=auth_headers())
+            assert response.status_code == 400, (number, path, response.data[:200])
+            assert response.get_json()["resourceType"] == "OperationOutcome"
+
+
+def test_replay_of_a_client_written_guidance_response_is_422_not_500(client, auth_headers):
+    """Issue 9: a GuidanceResponse is client-writable, so its saved context is input."""
+    admin = auth_headers("demo-admin")
+    made = client.post("/fhir/Patient", json=patient(), headers=admin).get_json()
+    for saved in ("not json", '{"x": 1}', "[1]", "9" * 5000):
+        guidance = {"resourceType": "GuidanceResponse", "status": "success",
+                    "moduleUri": "https://scanpath.example/fhir/Library/rules/1",
+                    "subject": {"reference": f"Patient/{made['id']}"},
+                    "contained": [{"resourceType": "Parameters", "id": "c", "parameter": [
+                        {"name": "context", "valueString": saved}]}]}
+        written = client.post("/fhir/GuidanceResponse", json=guidance, headers=admin)
+        assert written.status_code == 201, written.data
+        response = client.post(f"/fhir/GuidanceResponse/{written.get_json()['id']}/$replay",
+                               headers=admin)
+        assert response.status_code == 422, (saved, response.data[:200])
+        assert response.get_json()["resourceType"] == "OperationOutcome"

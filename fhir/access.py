@@ -1,0 +1,44 @@
+"""The one gate every FHIR interaction passes: the interaction registry, then scopes.
+
+REST routes, batch and transaction entries (and the searches their conditional
+creates and references make), conditional create, update and delete, PATCH and
+operations all call :func:`permit` before touching the store, so a read-only
+type (AuditEvent, CodeSystem) is read-only on every path, and a scope is
+checked the same way on each (HAPI's and Medplum's single authorisation point).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from core.errors import MethodNotAllowed
+from fhir.registry import ResourceSpec
+from fhir.store import spec_for
+
+# ``authorize(type, interaction)`` raises 401/403 unless the request's token allows it
+# (``auth.guard.require`` in requests); passed in, so ``fhir`` imports nothing above it.
+Authorize = Callable[[str, str], object]
+_METHODS = {"GET": {"read", "search-type"}, "POST": {"create", "operation"},
+            "PUT": {"update"}, "PATCH": {"patch"}, "DELETE": {"delete"}}
+
+
+def permit(resource_type: str, interaction: str, authorize: Authorize) -> ResourceSpec:
+    """The type's registry entry, if it serves ``interaction`` (404 for an unknown type,
+    405 with ``Allow`` for an interaction it does not serve) and the token allows it.
+
+    ``operation`` ($validate, $replay) is served on every type whose operations are
+    registered; the operation's own lookup says 404 for one that is not.
+    """
+    spec = spec_for(resource_type)
+    if interaction != "operation" and interaction not in spec.interactions:
+        error = MethodNotAllowed(f"{interaction} is not supported for {spec.type}")
+        error.headers["Allow"] = ", ".join(methods(spec))  # RFC 9110 §15.5.6
+        raise error
+    authorize(spec.type, interaction)
+    return spec
+
+
+def methods(spec: ResourceSpec) -> list[str]:
+    """The HTTP methods some URL of this type answers (operations are POSTed)."""
+    return [method for method, needs in _METHODS.items()
+            if needs & (spec.interactions | {"operation"})]
