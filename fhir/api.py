@@ -23,6 +23,7 @@ from core.errors import (
     UnsupportedMediaType,
     information,
 )
+from core.params import whole_number
 from core.web import app_settings, app_version, db, fhir_response
 from fhir import audit, transaction
 from fhir.access import permit
@@ -31,7 +32,7 @@ from fhir.dates import DateFormatError, date_range
 from fhir.registry import OPERATIONS, REGISTRY, ResourceSpec
 from fhir.search import SearchResult, run_search
 from fhir.store import Store, Written
-from fhir.validation import ascii_digits, mandatory_elements, valid_id, validate_resource
+from fhir.validation import mandatory_elements, valid_id, validate_resource
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}
@@ -461,16 +462,10 @@ def _subsetted(resource: dict[str, Any], elements: list[str]) -> dict[str, Any]:
 
 
 def _int_param(params: list[tuple[str, str]], name: str, default: int, limit: int) -> int:
-    """``_count`` or ``_offset``: ASCII digits (search.html#count), capped at ``limit``
-    without converting a longer number than the cap needs; 400 for anything else."""
+    """``_count`` or ``_offset`` (search.html#count), capped at ``limit``; 400 if not a
+    whole number."""
     raw = next((v for n, v in params if n == name), None)
-    if raw is None:
-        return default
-    if not ascii_digits(raw):
-        raise BadRequest(f"{name} must be a whole number in ASCII digits, not '{raw[:40]}'",
-                         [name])
-    digits = raw.lstrip("0") or "0"
-    return limit if len(digits) > len(str(limit)) else min(int(digits), limit)
+    return default if raw is None else whole_number(raw, name, limit)
 
 
 def _searchset(resource_type: str, params: list[tuple[str, str]], result: SearchResult,

@@ -71,8 +71,8 @@ def audit_event(what: Interaction, outcome: str, description: str | None = None,
     if description:
         event["outcomeDesc"] = description[:1000]
     entities: list[dict[str, Any]] = [{"what": {"reference": ref}} for ref in what.entities]
-    if what.query is not None:
-        entities.append({**query_entity(what.query),
+    if what.query is not None:  # a search; an empty query is no base64Binary at all
+        entities.append({**(query_entity(what.query) if what.query else {}),
                          "description": what.resource_type or "system"})
     if entities:
         event["entity"] = entities

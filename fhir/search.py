@@ -129,6 +129,12 @@ def _split(value: str, separator: str = ",") -> list[str]:
     return re.split(rf"(?<!\\){re.escape(separator)}", value)
 
 
+def escape(value: str) -> str:
+    """``value`` as a search parameter value that means exactly itself: ``\\``, ``,``,
+    ``|`` and ``$`` escaped with a backslash (search.html#escaping)."""
+    return re.sub(r"([\\,|$])", r"\\\1", value)
+
+
 def _unescape(value: str) -> str:
     """``\\,`` ``\\|`` ``\\$`` and ``\\\\`` stand for the character itself."""
     return re.sub(r"\\([\\,|$])", r"\1", value)

@@ -59,6 +59,7 @@ from core.errors import (
     NotFound,
     UnsupportedMediaType,
 )
+from core.params import whole_number
 from core.web import app_settings, db
 from fhir import audit
 from fhir.store import Store
@@ -400,11 +401,8 @@ def _accepts_octets(header: str) -> bool:
 
 
 def _frame_numbers(value: str) -> list[int]:
-    parts = value.split(",")
-    if not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise BadRequest(f"frames takes a comma-separated list of frame numbers, not '{value}'",
-                         ["frames"])
-    return [int(p) for p in parts]
+    """``frames/1,3``: frame numbers from 1 (PS3.18 §9.5.1.2.1); 400 for anything else."""
+    return [whole_number(part, "frames", 2**31 - 1, minimum=1) for part in value.split(",")]
 
 
 def _found(study: str, series: str | None, sop: str | None) -> list[DicomInstance]:

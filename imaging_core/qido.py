@@ -30,6 +30,7 @@ from sqlmodel import col, select
 
 from auth.guard import require
 from core.errors import BadRequest
+from core.params import whole_number
 from core.web import app_settings, db
 from fhir.indexing import folded
 from imaging_core.dicomweb import bp
@@ -37,6 +38,7 @@ from imaging_core.models import DicomInstance
 
 DICOM_JSON = "application/dicom+json"
 CONTROL = {"limit", "offset", "includefield", "fuzzymatching"}
+MAX_NUMBER = 2**31 - 1  # limit and offset are capped here (PS3.18 §8.3.4.4 lets a server cap)
 Row = DicomInstance
 
 
@@ -152,7 +154,7 @@ def _test(keyword: str, value: str) -> ColumnElement[bool] | None:
         return col(column).in_(values)  # type: ignore[no-any-return]
     if key.kind == "number":
         # PS3.5 §6.2: IS holds -2^31 to 2^31 - 1.
-        if not re.fullmatch(r"[+-]?\d{1,10}", value.strip()) or \
+        if not re.fullmatch(r"[+-]?[0-9]{1,10}", value.strip()) or \
                 not -2**31 <= int(value) < 2**31:
             raise BadRequest(f"{keyword} is a 32-bit integer, not '{value}'", [keyword])
         return column == int(value)  # type: ignore[no-any-return]
@@ -162,8 +164,8 @@ def _test(keyword: str, value: str) -> ColumnElement[bool] | None:
 
 
 # PS3.5 §6.2: DA is YYYYMMDD; TM is HH, HHMM, HHMMSS or HHMMSS.FFFFFF.
-FORMATS = {"date": (r"\d{8}", "YYYYMMDD"),
-           "time": (r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?", "HHMMSS.FFFFFF")}
+FORMATS = {"date": (r"[0-9]{8}", "YYYYMMDD"),
+           "time": (r"[0-9]{2}([0-9]{2}([0-9]{2}(\.[0-9]{1,6})?)?)?", "HHMMSS.FFFFFF")}
 
 
 def _date_or_time(keyword: str, kind: str, column: Any,
@@ -238,11 +240,7 @@ def _answer(found: list[Dataset], defaults: list[str]) -> Response:
 
 def _number(name: str, default: int) -> int:
     raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit():
-        raise BadRequest(f"{name} must be a whole number, not '{raw}'", [name])
-    return int(raw)
+    return default if raw is None else whole_number(raw, name, MAX_NUMBER)
 
 
 def _included(defaults: list[str]) -> set[str] | None:

@@ -25,8 +25,12 @@ from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, apply_windowing
 
 from core.errors import BadRequest
+from core.params import whole_number
 
 FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG"}
+# Largest rendered width or height in pixels: a larger viewport would only spend the
+# worker's memory (a 4096 x 4096 RGB PNG is 48 MiB before compression).
+MAX_VIEWPORT = 4096
 VOI_FUNCTIONS = {"linear": "LINEAR", "linear_exact": "LINEAR_EXACT", "sigmoid": "SIGMOID"}
 
 
@@ -59,10 +63,13 @@ def parse_viewport(value: str | None) -> tuple[int, int] | None:
     if value is None:
         return None
     parts = value.split(",")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise BadRequest(f"viewport must be width,height in pixels, not '{value}'",
+    if len(parts) != 2:
+        raise BadRequest(f"viewport must be width,height in pixels, not '{value[:40]}'",
                          ["viewport"])
-    return int(parts[0]), int(parts[1])
+    width, height = (whole_number(p, "viewport", MAX_VIEWPORT + 1, minimum=1) for p in parts)
+    if max(width, height) > MAX_VIEWPORT:
+        raise BadRequest(f"viewport is at most {MAX_VIEWPORT} pixels each way", ["viewport"])
+    return width, height
 
 
 def frame_count(ds: Dataset) -> int:

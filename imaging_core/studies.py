@@ -35,7 +35,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from core.errors import Conflict, FhirError, NotFound
-from fhir.search import run_search
+from fhir.search import escape, run_search
 from fhir.store import Store, register_write_hook, spec_for
 from imaging_core.holds import hold_for_person
 from imaging_core.models import DicomInstance, ReceivedStudy
@@ -75,7 +75,8 @@ def find_order(store: Store, accession: str | None) -> dict[str, Any] | None:
     """The ServiceRequest whose ACSN identifier is ``accession``."""
     if not accession:
         return None
-    query = [("identifier", f"{store.settings.accession_system}|{accession}")]
+    # Escaped: a comma or bar in a DICOM value must not become an OR or a system split.
+    query = [("identifier", f"{escape(store.settings.accession_system)}|{escape(accession)}")]
     result = run_search(store.session, spec_for("ServiceRequest"), query, count=2)
     if result.total > 1:  # numbers are unique by construction; never guess between orders
         log.error("accession number names several orders", extra={"accession": accession})

@@ -164,3 +164,13 @@ def test_a_disabled_clients_token_stops_on_every_path(client, auth_headers, sett
         assert "not active" in str(response.get_json()), path
     refused = client.post("/auth/token", data=_token_form(settings, "demo-admin"))
     assert refused.status_code == 401 and refused.get_json()["error"] == "invalid_client"
+
+
+def test_a_search_without_a_query_is_audited_as_a_valid_audit_event(client, auth_headers):
+    """An empty query is no base64Binary: the entity names the type and holds no query."""
+    address = _address()
+    assert client.get("/fhir/Patient", headers=auth_headers("demo-admin"),
+                      environ_overrides={"REMOTE_ADDR": address}).status_code == 200
+
+    [event] = _at(_events(client, auth_headers), address)  # the client validates the Bundle
+    assert event["entity"] == [{"description": "Patient"}]

@@ -298,3 +298,18 @@ def test_dicomweb_requests_are_audited(client: FlaskClient, auth_headers: Header
                         headers=auth_headers("demo-admin")).get_json()
     queries = [e["resource"]["entity"][0]["query"] for e in events["entry"]]
     assert base64.b64encode(f"/dicomweb/studies/{missing}".encode()).decode() in queries
+
+
+@pytest.mark.parametrize("suffix", [",OTHER", "|OTHER", "\\,X"])
+def test_an_accession_holding_a_search_separator_names_no_order(
+        settings: Settings, client: FlaskClient, order: Callable[[], Order],
+        auth_headers: Headers, suffix: str) -> None:
+    """AccessionNumber ``SP1,OTHER`` is not ``SP1`` or ``OTHER``: a comma in a DICOM value
+    must not become a FHIR search OR and link images to another patient's order."""
+    placed = order()
+    series = study(placed.accession + suffix, n_slices=1)
+    response = client.post("/dicomweb/studies", data=multipart(*map(encoded, series)),
+                           headers=stow_headers(auth_headers))
+    assert response.status_code == 200
+    [received] = rows(settings, ReceivedStudy)
+    assert not received.matched and received.service_request_id is None

@@ -158,3 +158,37 @@ def test_nul_in_a_stored_attribute_is_dropped_not_a_500(dicomweb):
                                     "Null^Nora\x00", "20260301"))
     found = client.search_for_studies(search_filters={"PatientID": "NHS-333"})
     assert [_value(s, "00080050") for s in found] == ["ACC-QIDO-3"]
+
+
+@pytest.mark.parametrize("query", [
+    "limit=%D9%A3", "offset=%D9%A3", "limit=-1", "limit=1e3",  # Arabic-Indic 3, sign, float
+    "StudyDate=%D9%A2%D9%A0%D9%A2%D9%A6%D9%A0%D9%A1%D9%A0%D9%A5",  # 20260105, Arabic-Indic
+    "SeriesNumber=%D9%A1", "StudyTime=%D9%A1%D9%A2"])
+def test_numbers_and_dates_in_other_scripts_digits_are_400(dicomweb, client, auth_headers,
+                                                           query):
+    """PS3.5 §6.2: DA, TM and IS are ASCII digits; ``int()`` would read ``٣`` as 3."""
+    headers = {"Authorization": auth_headers("demo-radiology")["Authorization"]}
+    level = "series" if "Series" in query else "studies"
+    answer = client.get(f"/dicomweb/{level}?{query}", headers=headers)
+    assert answer.status_code == 400, answer.get_data(as_text=True)[:200]
+    assert answer.get_json()["resourceType"] == "OperationOutcome"
+
+
+def test_a_limit_of_five_thousand_digits_is_capped_not_a_500(dicomweb):
+    client, stored = dicomweb
+    found = client.search_for_studies(limit=None, search_filters={"limit": "9" * 5000})
+    assert len(found) == len({ds.StudyInstanceUID for ds in stored})
+
+
+@pytest.mark.parametrize("tail", ["frames/1,%D9%A1", "frames/0", "frames/" + "9" * 5000,
+                                  "rendered?viewport=%D9%A3%D9%A2,32",
+                                  "rendered?viewport=99999,99999", "rendered?viewport=0,32"])
+def test_frame_numbers_and_viewports_are_bounded_ascii_numbers(dicomweb, client, auth_headers,
+                                                               tail):
+    _dw, stored = dicomweb
+    ds = stored[0]
+    url = (f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/"
+           f"{ds.SOPInstanceUID}/{tail}")
+    headers = {"Authorization": auth_headers("demo-radiology")["Authorization"]}
+    answer = client.get(url, headers=headers)
+    assert answer.status_code == 400, answer.get_data(as_text=True)[:200]
