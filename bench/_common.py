@@ -458,10 +458,15 @@ def prepare(name: str, url: str, var_dir: Path, secret: str, patients: int) -> B
 
 def _seed(session: Any, settings: Any) -> None:
     """What ``scanpath seed`` installs: the demo clients, and rule packs where they exist."""
+    from auth.clients import seed_demo_clients
+
+    # The servers run as production, where ``scanpath seed`` installs no demo clients
+    # (issue 9), so the benchmark installs its own; older trees take them either way.
+    seed_demo_clients(session, settings)
     try:
         from scanpath.seed import seed_all
     except ImportError:  # the FHIR spine before the rules engine: clients only
-        from auth.clients import seed_demo_clients as seed_all
+        return
     seed_all(session, settings)
 
 
