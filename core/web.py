@@ -81,7 +81,8 @@ class BoundedRequest(Request):
     (``Transfer-Encoding: chunked``) has no length, and Werkzeug then reads only up to
     ``max_content_length`` and silently drops the rest, so a truncated resource could be
     stored. Here such a body is read whole, up to one byte past the limit, and refused
-    with ``RequestEntityTooLarge`` (413, through the one error path) when it goes past.
+    with ``RequestEntityTooLarge`` (413, through the one error path) when it goes past;
+    a malformed or cut-short chunked body is a 400 (``BadRequest``).
     """
 
     @cached_property
@@ -90,7 +91,14 @@ class BoundedRequest(Request):
         if self.content_length is not None or limit is None \
                 or "wsgi.input_terminated" not in self.environ:
             return super().stream
-        body = _read_at_most(self.environ["wsgi.input"], limit + 1)
+        try:
+            body = _read_at_most(self.environ["wsgi.input"], limit + 1)
+        # The server's own errors for a bad framing (gunicorn: InvalidChunkSize, NoMoreData,
+        # ChunkMissingTerminator; other servers their own): reading the body fails only on
+        # what the client sent, so every such failure is the client's 400.
+        except Exception as error:  # noqa: BLE001
+            raise BadRequest("The chunked request body is malformed or was cut short: "
+                             f"{type(error).__name__}") from error
         if len(body) > limit:
             raise RequestEntityTooLarge(f"The request body is larger than {limit} bytes")
         return io.BytesIO(body)

@@ -355,8 +355,10 @@ def rendered(study: str, series: str, sop: str, frame: int = 1) -> Response:
     media = _image_type()
     window = rendering.parse_window(request.args.get("window"))
     viewport = rendering.parse_viewport(request.args.get("viewport"))
+    quality = rendering.parse_quality(request.args.get("quality"))
     ds = dcmread(_path(_found(study, series, sop)[0]))
-    return Response(rendering.rendered(ds, frame, media, window, viewport), content_type=media)
+    image = rendering.rendered(ds, frame, media, window, viewport, quality)
+    return Response(image, content_type=media)
 
 
 def _image_type() -> str:
@@ -377,8 +379,8 @@ def frames(study: str, series: str, sop: str, frames: str) -> Response:
     require("ImagingStudy", "read")
     if not _accepts_octets(request.headers.get("Accept", "")):
         raise NotAcceptable(f'Frames are served as {MULTIPART}; type="{OCTETS}"')
-    numbers = _frame_numbers(frames)
     ds = dcmread(_path(_found(study, series, sop)[0]))
+    numbers = _frame_numbers(frames, rendering.frame_count(ds))
     boundary = uuid.uuid4().hex
     body = b"".join(f"--{boundary}\r\nContent-Type: {OCTETS}\r\n\r\n".encode() + data
                     + _CRLF for data in rendering.frame_bytes(ds, numbers))
@@ -400,9 +402,15 @@ def _accepts_octets(header: str) -> bool:
     return False
 
 
-def _frame_numbers(value: str) -> list[int]:
-    """``frames/1,3``: frame numbers from 1 (PS3.18 §9.5.1.2.1); 400 for anything else."""
-    return [whole_number(part, "frames", 2**31 - 1, minimum=1) for part in value.split(",")]
+def _frame_numbers(value: str, count: int) -> list[int]:
+    """``frames/1,3``: distinct frame numbers from 1 to the instance's ``count``
+    (PS3.18 §9.5.1.2.1), so one answer is never larger than the instance; 400 for
+    anything else."""
+    numbers = [whole_number(part, "frames", count + 1, minimum=1) for part in value.split(",")]
+    if max(numbers) > count or len(set(numbers)) != len(numbers):
+        raise BadRequest(f"frames takes distinct frame numbers from 1 to {count}, not "
+                         f"'{value[:60]}'", ["frames"])
+    return numbers
 
 
 def _found(study: str, series: str | None, sop: str | None) -> list[DicomInstance]:

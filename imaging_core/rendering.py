@@ -15,6 +15,8 @@ Pure functions over a pydicom ``Dataset``; the DICOMweb views call them.
 from __future__ import annotations
 
 import io
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,21 +43,34 @@ class Window:
     function: str = "LINEAR"
 
 
+# A decimal as DICOM DS writes it (PS3.5 §6.2): ASCII digits, optional exponent.
+_DECIMAL = re.compile(r"[+-]?([0-9]{1,16}(\.[0-9]{0,16})?|\.[0-9]{1,16})([eE][+-]?[0-9]{1,3})?")
+
+
 def parse_window(value: str | None) -> Window | None:
-    """``window=center,width[,function]`` (PS3.18 §8.3.5.1.4), or None when absent."""
+    """``window=center,width[,function]`` (PS3.18 §8.3.5.1.4), or None when absent.
+
+    Center and width are finite ASCII decimals; the width at least 1. Raises
+    ``BadRequest`` (400) otherwise.
+    """
     if value is None:
         return None
     parts = value.split(",")
-    try:
-        center, width = float(parts[0]), float(parts[1])
-    except (IndexError, ValueError) as exc:
-        raise BadRequest(f"window must be center,width[,function], not '{value}'",
-                         ["window"]) from exc
+    if len(parts) not in (2, 3) or not all(_DECIMAL.fullmatch(p) for p in parts[:2]) or \
+            not all(math.isfinite(float(p)) for p in parts[:2]):
+        raise BadRequest(f"window must be center,width[,function] in decimals, not "
+                         f"'{value[:60]}'", ["window"])
+    center, width = float(parts[0]), float(parts[1])
     function = VOI_FUNCTIONS.get(parts[2].lower() if len(parts) > 2 else "linear")
     if function is None or width < 1:
         raise BadRequest(f"window function must be linear, linear_exact or sigmoid and the "
-                         f"width at least 1, not '{value}'", ["window"])
+                         f"width at least 1, not '{value[:60]}'", ["window"])
     return Window(center, width, function)
+
+
+def parse_quality(value: str | None) -> int | None:
+    """``quality=1..100`` (PS3.18 §8.3.5.1.3) for lossy media, or None when absent."""
+    return None if value is None else whole_number(value, "quality", 100, minimum=1)
 
 
 def parse_viewport(value: str | None) -> tuple[int, int] | None:
@@ -87,8 +102,9 @@ def frame_array(ds: Dataset, number: int) -> np.ndarray:
 
 
 def rendered(ds: Dataset, number: int, media: str, window: Window | None,
-             viewport: tuple[int, int] | None) -> bytes:
-    """Frame ``number`` as an 8-bit image in ``media`` (image/png or image/jpeg)."""
+             viewport: tuple[int, int] | None, quality: int | None = None) -> bytes:
+    """Frame ``number`` as an 8-bit image in ``media`` (image/png or image/jpeg), JPEG
+    at ``quality`` (1-100; Pillow's default when None)."""
     pixels = frame_array(ds, number)
     if ds.get("SamplesPerPixel", 1) == 1:
         pixels = _grey(ds, pixels, window)
@@ -96,7 +112,8 @@ def rendered(ds: Dataset, number: int, media: str, window: Window | None,
     if viewport:
         image.thumbnail(viewport)
     buffer = io.BytesIO()
-    image.save(buffer, format=FORMATS[media])
+    options = {"quality": quality} if quality and media == "image/jpeg" else {}
+    image.save(buffer, format=FORMATS[media], **options)
     return buffer.getvalue()
 
 

@@ -161,6 +161,32 @@ def test_a_chunked_body_over_the_limit_is_413_on_every_route(server: Server):
     assert json.loads(before[2]).get("total", 0) == 0  # nothing truncated was stored
 
 
+def _raw_chunked(port: int, path: str, token: str, body: bytes) -> tuple[int, bytes]:
+    """POST ``body`` as the raw chunked framing given, then half-close; (status, body)."""
+    media = 'multipart/related; type="application/dicom"; boundary=b' \
+        if path.startswith("/dicomweb") else "application/fhir+json"
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: {media}\r\nTransfer-Encoding: chunked\r\n"
+            "Connection: close\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(head + body)
+        connection.shutdown(socket.SHUT_WR)
+        answer = b"".join(iter(lambda: connection.recv(65536), b""))
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+@pytest.mark.parametrize("framing", [b"ZZZ\r\nabc\r\n0\r\n\r\n",  # a chunk size that is no hex
+                                     b"64\r\nabc",  # cut short inside a chunk
+                                     b"3\r\nabc\r\n"])  # no last chunk
+def test_a_malformed_or_cut_chunked_body_is_400_on_every_route(server: Server, framing: bytes):
+    for path in ("/fhir/Patient", "/fhir", "/cds-services/imaging-order-select",
+                 "/auth/token", "/dicomweb/studies"):
+        status, body = _raw_chunked(server.port, path, server.token, framing)
+        assert status == 400, (path, body[:300])
+        assert json.loads(body)["resourceType"] == "OperationOutcome", path
+
+
 def test_a_chunked_body_under_the_limit_is_read_whole(server: Server):
     body = _patient(100_000)
     status, _headers, answer = server.request(

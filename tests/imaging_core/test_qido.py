@@ -6,11 +6,13 @@ below is one that client makes, against a live server.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from dicomweb_client.api import DICOMwebClient
+from PIL import Image
 from pydicom.dataset import Dataset
 
 from tests.conftest import serving
@@ -182,9 +184,17 @@ def test_a_limit_of_five_thousand_digits_is_capped_not_a_500(dicomweb):
 
 @pytest.mark.parametrize("tail", ["frames/1,%D9%A1", "frames/0", "frames/" + "9" * 5000,
                                   "rendered?viewport=%D9%A3%D9%A2,32",
-                                  "rendered?viewport=99999,99999", "rendered?viewport=0,32"])
+                                  "rendered?viewport=99999,99999", "rendered?viewport=0,32",
+                                  "rendered?window=%D9%A4%D9%A0,400,linear",
+                                  "rendered?window=" + "9" * 5000 + ",400",
+                                  "rendered?window=nan,nan,linear", "rendered?window=40,inf",
+                                  "rendered?window=40,400,linear,extra",
+                                  "rendered?quality=%D9%A9", "rendered?quality=0",
+                                  "frames/1,1", "frames/1," + ",".join(["1"] * 3900)])
 def test_frame_numbers_and_viewports_are_bounded_ascii_numbers(dicomweb, client, auth_headers,
                                                                tail):
+    """Numbers in WADO-RS paths and rendered parameters (PS3.18 §8.3.5.1, §9.5.1.2.1) are
+    ASCII, finite and bounded: a list of 3,900 frames of a one-frame image is no answer."""
     _dw, stored = dicomweb
     ds = stored[0]
     url = (f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/"
@@ -192,3 +202,17 @@ def test_frame_numbers_and_viewports_are_bounded_ascii_numbers(dicomweb, client,
     headers = {"Authorization": auth_headers("demo-radiology")["Authorization"]}
     answer = client.get(url, headers=headers)
     assert answer.status_code == 400, answer.get_data(as_text=True)[:200]
+
+
+def test_rendered_takes_a_jpeg_quality(dicomweb, client, auth_headers):
+    _dw, stored = dicomweb
+    ds = stored[0]
+    url = (f"/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/"
+           f"{ds.SOPInstanceUID}/rendered")
+    headers = {"Authorization": auth_headers("demo-radiology")["Authorization"],
+               "Accept": "image/jpeg"}
+    low, high = (client.get(f"{url}?quality={q}", headers=headers) for q in (5, 95))
+    assert low.status_code == high.status_code == 200
+    # Lossier JPEG quantises more coarsely: larger quantisation table steps (ITU T.81 B.2.4.1).
+    steps = [sum(Image.open(io.BytesIO(a.data)).quantization[0]) for a in (low, high)]
+    assert steps[0] > steps[1]
