@@ -230,6 +230,16 @@ def _checked_keys(jwks: dict[str, Any]) -> list[dict[str, Any]]:
     return keys
 
 
+def disable_demo_clients(session: Session) -> list[str]:
+    """Disable every demo client still active (a database first seeded in development,
+    now run in test or production); their ids. Their keys are public knowledge."""
+    active = [demo.client_id for demo in DEMO_CLIENTS
+              if (client := session.get(Client, demo.client_id)) is not None and client.active]
+    for client_id in active:
+        set_active(session, client_id, False)
+    return active
+
+
 def set_active(session: Session, client_id: str, active: bool) -> Client:
     """Enable or disable a client. Tokens issued before stop working at once, and stay
     stopped when the client is enabled again: it asks for new ones."""

@@ -515,8 +515,10 @@ def query_attributes(row: DicomInstance, ds: Dataset) -> None:
 
 
 def _text(ds: Dataset, keyword: str, limit: int) -> str | None:
-    # PS3.5 §6.1.3 pads with NUL in places; PostgreSQL text cannot hold it.
-    value = str(ds.get(keyword) or "").replace("\x00", "").strip()
+    # PS3.5 §6.2 pads UIs with a trailing NUL and text with spaces: both are dropped. A NUL
+    # inside a value is no padding, and PostgreSQL text cannot hold it; it becomes U+FFFD
+    # rather than vanishing, so "AB\0C" can never match another order's "ABC".
+    value = str(ds.get(keyword) or "").rstrip("\x00 ").strip().replace("\x00", "\ufffd")
     return value[:limit] or None
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 import core  # noqa: F401  (first: makes the project's ``fhir`` package resolvable)
@@ -62,7 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as error:
         print(f"scanpath: {error}", file=sys.stderr)
         return 2
-    except (ValueError, SQLAlchemyError) as error:  # bad settings, an unusable database
+    except ValidationError as error:  # bad settings, named without their values (secrets)
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
+                             for e in error.errors(include_input=False, include_url=False))
+        print(f"scanpath: invalid settings: {problems}"[:300], file=sys.stderr)
+        return 2
+    except (ValueError, SQLAlchemyError) as error:  # an unusable database, a bad value
         print(f"scanpath: {' '.join(str(error).split())[:300]}", file=sys.stderr)
         return 2
 
@@ -132,9 +138,11 @@ def _seed(settings: Settings, _args: argparse.Namespace) -> int:
 
     _ready_database(settings)
     with session_scope(get_engine()) as session:
-        seed_all(session, settings)
+        disabled = seed_all(session, settings)
     demo = ("demo clients demo-gp, demo-radiology, demo-admin" if settings.env == "development"
             else f"no demo clients ({settings.env})")
+    if disabled:
+        demo += f"; disabled the demo clients left from development: {', '.join(disabled)}"
     print(f"seeded: {demo}; rule packs; code systems")
     return 0
 
@@ -218,13 +226,23 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
     # SIGTERM (systemd, docker stop) stops gunicorn too, then the listener and worker.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: web.terminate())
     try:
-        return web.wait()
+        return _web_ended(web.wait())
     except KeyboardInterrupt:
         web.terminate()
         return web.wait()
     finally:
         worker.stop()
         stop_scp(scp)
+
+
+def _web_ended(status: int) -> int:
+    """``serve``'s exit status once gunicorn ended; a failure is said in one line."""
+    if status == 0:
+        return 0
+    how = f"was killed by signal {-status}" if status < 0 else f"exited with status {status}"
+    print(f"scanpath: the web server (gunicorn) {how}; the DICOM listener and the analysis "
+          "worker are stopped too; see the log above", file=sys.stderr, flush=True)
+    return 1
 
 
 def _check_free(host: str, port: int, variable: str) -> None:

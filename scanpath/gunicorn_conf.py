@@ -28,6 +28,9 @@ control_socket_disable = True
 limit_request_line = 8190  # method, URL and version: gunicorn's largest bounded value
 limit_request_field_size = 8190  # one header line
 limit_request_fields = 100
+# X-Forwarded-Proto and the like are trusted from no address (gunicorn trusts 127.0.0.1 by
+# default): TLS and addresses are known from SCANPATH_PUBLIC_BASE_URL (README, Security).
+forwarded_allow_ips = ""
 _JSON = {"()": "core.logging.WithheldMessageFormatter",
          "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
          "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"}}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from auth.clients import seed_demo_clients
+from auth.clients import disable_demo_clients, seed_demo_clients
 from core.settings import Settings
 from fhir.store import Store
 from fhir.terminology import put_if_changed
@@ -12,14 +12,21 @@ from imaging_core.terminology import measure_code_system
 from rules import service as rules_service
 
 
-def seed_all(session: Session, settings: Settings, *, demo_clients: bool | None = None) -> None:
+def seed_all(session: Session, settings: Settings, *,
+             demo_clients: bool | None = None) -> list[str]:
     """Idempotently install the rule pack versions, local CodeSystems and, in development
     only, the demo clients (CONTRACT §1; their keys sit unprotected under ``var/``).
+    Outside development, demo clients a development seed left active are disabled; their
+    ids are returned.
 
     ``demo_clients`` overrides the environment's choice (the test suite's fixtures).
     """
+    disabled: list[str] = []
     if settings.env == "development" if demo_clients is None else demo_clients:
         seed_demo_clients(session, settings)
+    else:
+        disabled = disable_demo_clients(session)
     store = Store(session, settings)
     rules_service.seed(store)
     put_if_changed(store, measure_code_system(settings.canonical_base))
+    return disabled

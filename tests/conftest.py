@@ -208,3 +208,18 @@ class serving:
         self.server.shutdown()
         self.thread.join(timeout=5)
         self.app.config["SCANPATH"] = self.settings
+
+
+def children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found

@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from core.settings import Settings
+from tests.conftest import children
 from tests.factories import patient, service_request
 
 SCRIPT = Path(sys.executable).parent / "scanpath"
@@ -34,21 +35,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _children(pid: int) -> list[int]:
-    """Process ids whose parent is ``pid`` (read from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
 
 
 @pytest.fixture
@@ -75,9 +61,9 @@ def served(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, int]]:
 def _wait_ready(server: subprocess.Popen[str], base: str) -> int:
     for _ in range(600):
         assert server.poll() is None, server.communicate()
-        masters = _children(server.pid)
+        masters = children(server.pid)
         try:
-            if masters and len(_children(masters[0])) == 2 and \
+            if masters and len(children(masters[0])) == 2 and \
                     requests.get(f"{base}/readyz", timeout=10).status_code == 200:
                 return masters[0]
         except requests.RequestException:
@@ -115,7 +101,7 @@ def _load_while_killing(base: str, master: int, headers: dict[str, str],
             _wait_for(lambda wanted=wanted: len(acknowledged) >= wanted)
             if wanted < 9:
                 before = len(acknowledged)
-                os.kill(_children(master)[0], signal.SIGKILL)
+                os.kill(children(master)[0], signal.SIGKILL)
     finally:
         stop.set()
         for thread in posters:

@@ -194,6 +194,18 @@ def test_seed_registers_no_demo_client_outside_development(tmp_path: Path):
         assert not (tmp_path / env_name / "var" / "keys").exists()
 
 
+def test_demo_clients_from_development_are_disabled_by_a_production_seed(tmp_path: Path):
+    env = _env(tmp_path, SCANPATH_ENV="development")
+    _run("db", "upgrade", env=env)
+    _run("seed", env=env)
+    assert _run("token", "demo-admin", env=env).strip()  # usable in development
+
+    said = _run("seed", env={**env, "SCANPATH_ENV": "production"})
+    assert "disabled the demo clients left from development: demo-gp" in said
+    assert "no active client is registered" in _fails(
+        "token", "demo-admin", env={**env, "SCANPATH_ENV": "production"})
+
+
 def test_an_unset_secret_is_generated_once_and_signs_every_token(tmp_path: Path):
     env = {k: v for k, v in _env(tmp_path).items() if k != "SCANPATH_SECRET_KEY"}
     _run("db", "upgrade", env=env)
@@ -207,3 +219,10 @@ def test_an_unset_secret_is_generated_once_and_signs_every_token(tmp_path: Path)
     for placeholder in ("dev-only-placeholder-secret-change-me-now", "changeme"):
         assert "SECRET_KEY" in _fails("token", "demo-gp",
                                       env={**env, "SCANPATH_SECRET_KEY": placeholder})
+
+
+def test_a_rejected_secret_is_named_but_never_printed(tmp_path: Path):
+    secret = "MyRealProdSecretButTooShort-XYZ"
+    line = _fails("token", "demo-gp", env=_env(tmp_path, SCANPATH_SECRET_KEY=secret))
+    assert "SCANPATH_SECRET_KEY must be at least 32 characters" in line
+    assert "XYZ" not in line and "pydantic" not in line

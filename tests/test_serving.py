@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from core.settings import PROJECT_ROOT
-from tests.conftest import _settings
+from tests.conftest import _settings, children
 
 NHS_NUMBER = "9434765919"
 SCRIPT = Path(sys.executable).parent / "scanpath"
@@ -322,6 +322,10 @@ def test_a_killed_serve_frees_the_web_and_dicom_ports_for_a_restart(
         try:
             for port in ports.values():
                 _wait_until_serving(port, again)
+            [master] = children(again.pid)  # gunicorn's master dies: serve says so and ends
+            os.kill(master, signal.SIGKILL)
+            assert again.wait(timeout=60) == 1
+            assert "the web server (gunicorn) was killed by signal 9" in log.read_text()
         finally:
             _stop(again)
     finally:
@@ -332,3 +336,12 @@ def _serve(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pop
     with log.open("ab") as sink:
         return subprocess.Popen([*command, "serve"], env=env, stdout=sink,
                                 stderr=subprocess.STDOUT)
+
+
+def test_a_forwarded_proto_header_is_not_trusted(server: Server):
+    """``X-Forwarded-*`` is trusted from no address (README, Security): a plain-HTTP
+    request that claims https gets no HSTS, and links keep the public base URL."""
+    status, headers, _body = server.request("GET", "/fhir/metadata",
+                                            headers={"X-Forwarded-Proto": "https"})
+    assert status == 200
+    assert "Strict-Transport-Security" not in headers

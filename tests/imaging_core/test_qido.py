@@ -153,13 +153,15 @@ def test_rendered_refuses_bad_parameters(dicomweb, client, auth_headers):
         .status_code == 406
 
 
-def test_nul_in_a_stored_attribute_is_dropped_not_a_500(dicomweb):
-    """PostgreSQL text cannot hold NUL; DICOM values sometimes carry it (PS3.5 §6.1.3)."""
+def test_nul_in_a_stored_attribute_is_kept_visible_not_a_500(dicomweb):
+    """PostgreSQL text cannot hold NUL. Trailing NUL is padding (PS3.5 §6.2) and goes; one
+    inside a value is kept as U+FFFD, so ``NHS-\\0333`` never passes for ``NHS-333``."""
     client, _ = dicomweb
-    client.store_instances(_patient(study("ACC-QIDO-3", n_slices=1), "NHS-\x00333",
+    client.store_instances(_patient(study("ACC-QIDO-3\x00", n_slices=1), "NHS-\x00333",
                                     "Null^Nora\x00", "20260301"))
-    found = client.search_for_studies(search_filters={"PatientID": "NHS-333"})
-    assert [_value(s, "00080050") for s in found] == ["ACC-QIDO-3"]
+    found = client.search_for_studies(search_filters={"AccessionNumber": "ACC-QIDO-3"})
+    assert [_value(s, "00100020") for s in found] == ["NHS-\ufffd333"]
+    assert client.search_for_studies(search_filters={"PatientID": "NHS-333"}) == []
 
 
 @pytest.mark.parametrize("query", [
