@@ -23,7 +23,7 @@ from itertools import groupby
 from typing import Any
 
 from flask import Response, request
-from pydicom.datadict import keyword_for_tag
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
 from sqlalchemy import ColumnElement, and_
 from sqlmodel import col, select
@@ -109,7 +109,7 @@ def search_instances(study: str | None = None, series: str | None = None) -> Res
 def _matching(fixed: dict[str, str]) -> list[Row]:
     """Stored instances matching the query string and the path's UIDs, in UID order."""
     require("ImagingStudy", "read")
-    fuzzy = request.args.get("fuzzymatching", "false").lower() == "true"
+    fuzzy = _flag("fuzzymatching")
     criteria = _criteria(fixed)
     by_name = [(KEYS[name].column, value) for name, value in criteria
                if fuzzy and KEYS[name].kind == "name" and value]
@@ -238,6 +238,14 @@ def _answer(found: list[Dataset], defaults: list[str]) -> Response:
     return Response(json.dumps(body), status=200, content_type=DICOM_JSON)
 
 
+def _flag(name: str) -> bool:
+    """A ``true``/``false`` query parameter (PS3.18 §8.3.4.1), false when absent."""
+    value = request.args.get(name, "false").lower()
+    if value not in ("true", "false"):
+        raise BadRequest(f"{name} is true or false, not '{value[:40]}'", [name])
+    return value == "true"
+
+
 def _number(name: str, default: int) -> int:
     raw = request.args.get(name)
     return default if raw is None else whole_number(raw, name, MAX_NUMBER)
@@ -249,11 +257,21 @@ def _included(defaults: list[str]) -> set[str] | None:
     if "all" in fields:
         return None
     keys = {_keyword(name) for name in request.args if name not in CONTROL}
-    named = {keyword_for_tag(int(f, 16)) if re.fullmatch(r"[0-9A-Fa-f]{8}", f) else f
-             for f in fields}
+    named = {_field(f) for f in fields}
     return {*defaults, *keys, *named, "RetrieveURL",
             "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances",
             "NumberOfSeriesRelatedInstances", "ModalitiesInStudy"}
+
+
+def _field(name: str) -> str:
+    """An includefield value: a DICOM keyword or eight hex digits of a tag (PS3.18
+    §8.3.4.3); 400 for anything the data dictionary does not know."""
+    keyword = keyword_for_tag(int(name, 16)) if re.fullmatch(r"[0-9A-Fa-f]{8}", name) \
+        else name if tag_for_keyword(name) is not None else ""
+    if not keyword:
+        raise BadRequest(f"includefield takes DICOM keywords or tags, not '{name[:40]}'",
+                         ["includefield"])
+    return keyword
 
 
 def _shaped(ds: Dataset, wanted: set[str] | None) -> dict[str, Any]:

@@ -167,10 +167,12 @@ def test_nul_in_a_stored_attribute_is_kept_visible_not_a_500(dicomweb):
 @pytest.mark.parametrize("query", [
     "limit=%D9%A3", "offset=%D9%A3", "limit=-1", "limit=1e3",  # Arabic-Indic 3, sign, float
     "StudyDate=%D9%A2%D9%A0%D9%A2%D9%A6%D9%A0%D9%A1%D9%A0%D9%A5",  # 20260105, Arabic-Indic
-    "SeriesNumber=%D9%A1", "StudyTime=%D9%A1%D9%A2"])
+    "SeriesNumber=%D9%A1", "StudyTime=%D9%A1%D9%A2",
+    "includefield=zzzz", "includefield=PatientID,FFFFFFFF", "fuzzymatching=maybe"])
 def test_numbers_and_dates_in_other_scripts_digits_are_400(dicomweb, client, auth_headers,
                                                            query):
-    """PS3.5 §6.2: DA, TM and IS are ASCII digits; ``int()`` would read ``٣`` as 3."""
+    """PS3.5 §6.2: DA, TM and IS are ASCII digits (``int()`` would read ``٣`` as 3);
+    includefield names attributes the dictionary knows; fuzzymatching is true or false."""
     headers = {"Authorization": auth_headers("demo-radiology")["Authorization"]}
     level = "series" if "Series" in query else "studies"
     answer = client.get(f"/dicomweb/{level}?{query}", headers=headers)
