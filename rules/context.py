@@ -7,6 +7,7 @@ the explanation can say what it relied on. Pure: no Flask, no database.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
@@ -56,6 +57,10 @@ class Fact:
     value_date: date | None = None
     interpretation: tuple[str, ...] = ()
     safety: tuple[Code, ...] = ()  # Device.safety codings (MR status)
+    # Elements present in the resource but unreadable (a string or bool where a
+    # number is expected, a date that does not parse, ...), each with why. A
+    # decision that needs this fact treats it as unknown, never as absent.
+    unreadable: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -69,6 +74,7 @@ class Fact:
         for key in ("codes", "value_codes", "safety"):
             data[key] = tuple(tuple(c) for c in data.get(key, ()))
         data["interpretation"] = tuple(data.get("interpretation", ()))
+        data["unreadable"] = tuple(data.get("unreadable", ()))
         for key in ("when", "value_date"):
             data[key] = date.fromisoformat(data[key]) if data.get(key) else None
         return Fact(**data)
@@ -218,9 +224,7 @@ def _read_order(ctx: PatientContext, order: dict[str, Any]) -> None:
 def _add(ctx: PatientContext, resource: dict[str, Any]) -> None:
     kind = resource.get("resourceType")
     if kind == "Patient":
-        ctx.sex = _str(resource.get("gender"), "gender")
-        ctx.birth_date = parse_date(resource.get("birthDate"))
-        ctx.patient_ref = ctx.patient_ref or _ref(resource)
+        _read_patient(ctx, resource)
     elif kind == "Condition":
         _append(ctx.conditions, _condition(resource))
     elif kind == "Observation":
@@ -233,6 +237,111 @@ def _add(ctx: PatientContext, resource: dict[str, Any]) -> None:
         _append(ctx.imaging, _imaging_study(resource))
     elif kind == "ServiceRequest" and _ref(resource) != ctx.order_ref:
         _append(ctx.imaging, _prior_order(resource))
+
+
+GENDERS = ("male", "female", "other", "unknown")
+
+
+def _read_patient(ctx: PatientContext, resource: dict[str, Any]) -> None:
+    """Sex and date of birth; either one present but unreadable makes the Patient unknown."""
+    problems: list[str] = []
+    gender = _str(resource.get("gender"), "gender")
+    if gender is not None and gender not in GENDERS:
+        problems.append(f"gender {_shown(gender)} is not a FHIR administrative gender")
+        gender = None
+    ctx.sex = gender
+    ctx.birth_date = _read_date(resource, "birthDate", problems)
+    ctx.patient_ref = ctx.patient_ref or _ref(resource)
+    if problems:
+        where = _ref(resource) or "Patient"
+        ctx.unknown.setdefault("patient", f"{where}: " + "; ".join(problems))
+
+
+def _shown(value: Any) -> str:
+    """A value as sent, short, for saying why it could not be read."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def read_number(value: Any) -> float | None:
+    """A JSON number as a float; None for anything else.
+
+    FHIR decimals arrive as Decimal (kept as sent, core.fhirjson) or float (CDS
+    prefetch). A bool, a string (even "22" or Arabic-Indic digits), NaN or an
+    infinity is not a number.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _read_value(resource: dict[str, Any], problems: list[str]) -> tuple[float | None, str | None]:
+    """The observation's number and unit: valueQuantity, valueInteger, or unreadable."""
+    quantity = _obj(resource.get("valueQuantity"), "valueQuantity")
+    for name, value in (("valueQuantity.value", quantity.get("value")),
+                        ("valueInteger", resource.get("valueInteger"))):
+        if value is None:
+            continue
+        number = read_number(value)
+        if number is None or (name == "valueInteger" and not float(number).is_integer()):
+            problems.append(f"{name} {_shown(value)} is not a number")
+            return None, None
+        if name == "valueInteger":
+            return number, None
+        for key in ("unit", "code", "system"):
+            if quantity.get(key) is not None and not isinstance(quantity[key], str):
+                problems.append(f"valueQuantity.{key} {_shown(quantity[key])} is not a string")
+                return None, None
+        return number, _unit(quantity)
+    if quantity:
+        problems.append("valueQuantity has no value")
+    elif resource.get("valueString") is not None:
+        problems.append(f"valueString {_shown(resource['valueString'])} is not a number")
+    return None, None
+
+
+_DATE = re.compile(r"[0-9]{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?"
+                   r"(T[0-9:.]+(Z|[+-][0-9]{2}:[0-9]{2})?)?", re.ASCII)
+
+
+def _read_date(resource: dict[str, Any], name: str, problems: list[str],
+               value: Any = None) -> date | None:
+    """The date of ``resource[name]`` (or of ``value``); present but unparseable is a problem."""
+    value = resource.get(name) if value is None else value
+    if value is None:
+        return None
+    found = parse_date(value)
+    if found is None:
+        problems.append(f"{name} {_shown(value)} is not a date")
+    return found
+
+
+def _first_date(resource: dict[str, Any], names: tuple[str, ...],
+                problems: list[str]) -> date | None:
+    """The date of the first of ``names`` that is present (``a.b`` reads inside ``a``)."""
+    for name in names:
+        head, _, tail = name.partition(".")
+        value = resource.get(head)
+        if tail:
+            value = _obj(value, head).get(tail)
+        if value is not None:
+            return _read_date(resource, name, problems, value)
+    return None
+
+
+_CLINICAL = {"active", "recurrence", "relapse", "inactive", "remission", "resolved"}
+
+
+def _clinical(resource: dict[str, Any], problems: list[str]) -> set[str]:
+    """clinicalStatus codes; present with no code this reads is a problem."""
+    concept = resource.get("clinicalStatus")
+    if concept is None:
+        return set()
+    codes = _status_codes(concept)
+    if not codes & _CLINICAL:
+        problems.append(f"clinicalStatus {_shown(concept)} could not be read")
+    return codes
 
 
 def _append(facts: list[Fact], fact: Fact | None) -> None:
@@ -323,7 +432,7 @@ def _display(concept: Any) -> str:
 
 def parse_date(value: Any) -> date | None:
     """The calendar date of a FHIR date or dateTime (its own time zone)."""
-    if not isinstance(value, str) or len(value) < 4:
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
         return None
     try:
         if len(value) >= 10:
@@ -346,31 +455,34 @@ def _status_codes(concept: Any) -> set[str]:
 def _condition(resource: dict[str, Any]) -> Fact | None:
     if _status_codes(resource.get("verificationStatus")) & _NOT_FACTS:
         return None
-    clinical = _status_codes(resource.get("clinicalStatus"))
-    when = resource.get("onsetDateTime") or resource.get("recordedDate")
-    return _fact("condition", resource.get("code"), resource, when,
-                 active=not clinical or bool(clinical & _ACTIVE))
+    problems: list[str] = []
+    clinical = _clinical(resource, problems)
+    when = _first_date(resource, ("onsetDateTime", "onsetPeriod.start", "recordedDate"),
+                       problems)
+    _read_date(resource, "abatementDateTime", problems)
+    # A status that could not be read stays active (and unreadable): never "resolved".
+    return replace(_fact("condition", resource.get("code"), resource, None,
+                         active=not clinical & _CLINICAL or bool(clinical & _ACTIVE)),
+                   when=when, unreadable=tuple(problems))
 
 
 def _observation(resource: dict[str, Any]) -> Fact | None:
     if resource.get("status") in _DISCARDED_OBSERVATIONS:
         return None
-    quantity = _obj(resource.get("valueQuantity"), "valueQuantity")
-    when = resource.get("effectiveDateTime") or _obj(
-        resource.get("effectivePeriod"), "effectivePeriod").get("start") or resource.get("issued")
+    problems: list[str] = []
+    when = _first_date(resource, ("effectiveDateTime", "effectivePeriod.start", "issued"),
+                       problems)
     interpretation = tuple(code for _, code in codes_of(
         _arr(resource.get("interpretation"), "interpretation")))
-    value = quantity.get("value")
-    if value is None:
-        value = resource.get("valueInteger")
-    # FHIR decimals arrive as Decimal (kept as sent, core.fhirjson) or float (CDS prefetch).
-    number = value if isinstance(value, int | float | Decimal) and \
-        not isinstance(value, bool) else None
-    return _fact("observation", resource.get("code"), resource, when,
-                 value=float(number) if number is not None else None, unit=_unit(quantity),
-                 value_codes=codes_of(resource.get("valueCodeableConcept")),
-                 value_date=parse_date(resource.get("valueDateTime")),
-                 interpretation=interpretation)
+    number, unit = _read_value(resource, problems)
+    value_codes = codes_of(resource.get("valueCodeableConcept"))
+    if resource.get("valueCodeableConcept") is not None and not value_codes:
+        problems.append("valueCodeableConcept has no code")
+    value_date = _read_date(resource, "valueDateTime", problems)
+    return replace(_fact("observation", resource.get("code"), resource, None, value=number,
+                         unit=unit, value_codes=value_codes, value_date=value_date,
+                         interpretation=interpretation),
+                   when=when, unreadable=tuple(problems))
 
 
 def _unit(quantity: dict[str, Any]) -> str | None:
@@ -387,19 +499,24 @@ def _unit(quantity: dict[str, Any]) -> str | None:
 def _allergy(resource: dict[str, Any]) -> Fact | None:
     if _status_codes(resource.get("verificationStatus")) & _NOT_FACTS:
         return None
-    clinical = _status_codes(resource.get("clinicalStatus"))
+    problems: list[str] = []
+    clinical = _clinical(resource, problems)
     reactions = [_obj(r, "reaction") for r in _arr(resource.get("reaction"), "reaction")]
-    fact = _fact("allergy", resource.get("code"), resource, resource.get("recordedDate"),
-                 active=not clinical or "active" in clinical)
+    fact = _fact("allergy", resource.get("code"), resource, None,
+                 active=not clinical & _CLINICAL or "active" in clinical)
     extra = tuple(c for r in reactions for c in codes_of(r.get("substance")))
-    return replace(fact, codes=fact.codes + extra)
+    when = _first_date(resource, ("onsetDateTime", "recordedDate"), problems)
+    return replace(fact, codes=fact.codes + extra, when=when, unreadable=tuple(problems))
 
 
 def _device(resource: dict[str, Any]) -> Fact | None:
     if resource.get("status") in ("inactive", "entered-in-error"):
         return None
-    return _fact("device", resource.get("type"), resource, resource.get("manufactureDate"),
-                 safety=codes_of(_arr(resource.get("safety"), "safety")))
+    problems: list[str] = []
+    when = _read_date(resource, "manufactureDate", problems)
+    return replace(_fact("device", resource.get("type"), resource, None,
+                         safety=codes_of(_arr(resource.get("safety"), "safety"))),
+                   when=when, unreadable=tuple(problems))
 
 
 def _imaging_study(resource: dict[str, Any]) -> Fact | None:
@@ -407,16 +524,21 @@ def _imaging_study(resource: dict[str, Any]) -> Fact | None:
         return None
     codings = [_obj(m, "modality") for m in _arr(resource.get("modality"), "modality")]
     modalities = tuple((DICOM, str(m.get("code", ""))) for m in codings)
+    problems: list[str] = []
+    when = _read_date(resource, "started", problems)
     fact = _fact("imaging", _arr(resource.get("procedureCode"), "procedureCode"), resource,
-                 resource.get("started"))
-    return replace(fact, codes=fact.codes + modalities)
+                 None)
+    return replace(fact, codes=fact.codes + modalities, when=when, unreadable=tuple(problems))
 
 
 def _prior_order(resource: dict[str, Any]) -> Fact | None:
     if resource.get("status") not in ("active", "completed", "on-hold"):
         return None
-    when = resource.get("occurrenceDateTime") or resource.get("authoredOn")
-    return _fact("order", resource.get("code"), resource, when)
+    problems: list[str] = []
+    when = _first_date(resource, ("occurrenceDateTime", "occurrencePeriod.start", "authoredOn"),
+                       problems)
+    return replace(_fact("order", resource.get("code"), resource, None), when=when,
+                   unreadable=tuple(problems))
 
 
 def bundle_resources(bundle: Any) -> list[dict[str, Any]]:

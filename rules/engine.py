@@ -413,16 +413,22 @@ def _test(test: _Test, ctx: PatientContext) -> _Result:
     """Whether the patient meets ``test`` (None: cannot tell), the fact that decided it,
     and what would let it be judged."""
     t = test.test
-    pool = _pool(test.kind, ctx, t.history)
+    # A fact of this kind whose value, date or status could not be read may be the
+    # one that decides: it is unknown, never absent.
+    every = ctx.allergies if test.kind == "allergy" else _pool(test.kind, ctx, True)
+    bad = [f for f in matching(every, test.codes) if f.unreadable]
+    pool = [f for f in _pool(test.kind, ctx, t.history) if not f.unreadable]
     if t.within_days:
         pool = [f for f in pool if f.when and 0 <= (ctx.today - f.when).days <= t.within_days]
-    unread = _unread(test.kind, ctx)
+    unread = _unread(test.kind, ctx) or (_unreadable_fact(test, bad[0]) if bad else None)
     if test.kind != "observation":
         found = matching(pool, test.codes)
         if not found:
             return (None, None, unread) if unread else (t.comparator != "present", None, None)
         return t.comparator == "present", found[0], None
     fact = latest(pool, test.codes)
+    if bad and not (fact and t.comparator == "present"):  # it may be the latest
+        return None, fact or bad[0], unread
     if fact is None:
         return (None, None, unread) if unread else (t.comparator == "absent", None, None)
     result = _compare(test, fact)
@@ -436,6 +442,19 @@ def _unread(kind: str, ctx: PatientContext) -> Missing | None:
         return None
     return Missing.model_validate({"name": f"{HISTORY[name]} ({ctx.unknown[name]})",
                                    "history": name})
+
+
+def _unreadable_fact(test: _Test, fact: Fact) -> Missing:
+    """What to ask for when a fact the test reads is present but could not be read."""
+    why = "; ".join(fact.unreadable)
+    name = f"{test.test.value_set} ({fact.reference or fact.display}: {why})"
+    if test.kind == "observation":
+        return Missing(name=name, observation=test.test.value_set)
+    history = {"condition": "conditions", "allergy": "allergies",
+               "device": "devices"}.get(test.kind, "observations")
+    if fact.kind == "observation":
+        history = "observations"
+    return Missing.model_validate({"name": name, "history": history})
 
 
 def _unreadable(test: _Test) -> Missing:

@@ -102,6 +102,10 @@ def contrast_renal(ctx: PatientContext, proc: Procedure, cfg: SafetyConfig,
     if proc.contrast == "gadolinium":
         return _gadolinium(proc, c, egfr)
     if egfr is None:
+        # A recorded eGFR or creatinine that could not be read: the check could not
+        # be made (_unchecked says so, naming what could not be read).
+        if _unreadable_for("contrast-renal", ctx, cfg, vs):
+            return []
         return _missing_egfr(ctx, c, vs)
     return _egfr_band(*egfr, c)
 
@@ -447,10 +451,46 @@ def _applies(check: str, ctx: PatientContext, proc: Procedure, cfg: SafetyConfig
     return True
 
 
+def _relevant(check: str, ctx: PatientContext, cfg: SafetyConfig,
+              vs: ValueSets) -> list[Fact]:
+    """The facts ``check`` reads (by code; devices and imaging all count)."""
+    if check == "contrast-renal":
+        c = cfg.contrast_renal
+        codes = vs.codes(c.egfr) | vs.codes(c.creatinine) | vs.codes(c.aki) | vs.codes(c.ckd)
+    elif check == "contrast-allergy":
+        a = cfg.contrast_allergy
+        codes = vs.codes(a.iodinated) | vs.codes(a.gadolinium)
+        return matching([*ctx.allergies, *ctx.findings], codes)
+    elif check == "pregnancy-radiation":
+        p = cfg.pregnancy_radiation
+        codes = vs.codes(p.status) | vs.codes(p.pregnant) | vs.codes(p.not_pregnant) | \
+            vs.codes(p.lmp)
+    elif check == "mri-implant":
+        # A device's date is not read here; a finding's status is.
+        return matching(ctx.findings, vs.codes(cfg.mri_implant.high_risk))
+    elif check == "duplicate-imaging":
+        return list(ctx.imaging)
+    else:
+        return []
+    return matching(ctx.findings, codes)
+
+
+def _unreadable_for(check: str, ctx: PatientContext, cfg: SafetyConfig,
+                    vs: ValueSets) -> list[str]:
+    """Why facts ``check`` reads could not be read: present, but unknown, never absent."""
+    seen: dict[str, None] = {}
+    for fact in _relevant(check, ctx, cfg, vs):
+        for problem in fact.unreadable:
+            seen[f"{fact.reference or fact.display or fact.kind}: {problem}"] = None
+    return list(seen)
+
+
 def _unchecked(check: str, ctx: PatientContext, proc: Procedure, cfg: SafetyConfig,
-               found: list[Finding]) -> Finding | None:
-    """A warning that ``check`` could not be made, when what it reads is unknown."""
+               vs: ValueSets, found: list[Finding]) -> Finding | None:
+    """A warning that ``check`` could not be made, when what it reads is unknown: a list
+    that could not be read, or a fact it reads whose value, date or status could not."""
     unknown = [ctx.unknown[name] for name in READS[check] if name in ctx.unknown]
+    unknown += _unreadable_for(check, ctx, cfg, vs)
     settled = any(f.severity != "info" for f in found)
     if not unknown or settled or not _applies(check, ctx, proc, cfg):
         return None
@@ -480,7 +520,7 @@ def run_checks(ctx: PatientContext, proc: Procedure, cfg: SafetyConfig, vs: Valu
                "paediatric-dose": paediatric_dose(ctx, proc, cfg, rated)}
     found: list[Finding] = []
     for check in CHECK_CODES:
-        missing = _unchecked(check, ctx, proc, cfg, results[check])
+        missing = _unchecked(check, ctx, proc, cfg, vs, results[check])
         found += [*results[check], *([missing] if missing else [])]
     return [replace(f, procedure=proc.key) for f in found]
 
