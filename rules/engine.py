@@ -416,8 +416,8 @@ def _test(test: _Test, ctx: PatientContext) -> _Result:
     # A fact of this kind whose value, date or status could not be read may be the
     # one that decides: it is unknown, never absent.
     every = ctx.allergies if test.kind == "allergy" else _pool(test.kind, ctx, True)
-    bad = [f for f in matching(every, test.codes) if f.unreadable]
-    pool = [f for f in _pool(test.kind, ctx, t.history) if not f.unreadable]
+    bad = [f for f in matching(every, test.codes) if _unreadable_for(test, f)]
+    pool = [f for f in _pool(test.kind, ctx, t.history) if not _unreadable_for(test, f)]
     if t.within_days:
         pool = [f for f in pool if f.when and 0 <= (ctx.today - f.when).days <= t.within_days]
     unread = _unread(test.kind, ctx) or (_unreadable_fact(test, bad[0]) if bad else None)
@@ -442,6 +442,19 @@ def _unread(kind: str, ctx: PatientContext) -> Missing | None:
         return None
     return Missing.model_validate({"name": f"{HISTORY[name]} ({ctx.unknown[name]})",
                                    "history": name})
+
+
+# Elements that only date a fact: a test that neither windows by date nor picks
+# the latest value (observation tests do) does not need them.
+_DATES = ("onsetDateTime", "onsetPeriod", "recordedDate", "abatementDateTime",
+          "manufactureDate", "started", "occurrenceDateTime", "occurrencePeriod", "authoredOn")
+
+
+def _unreadable_for(test: _Test, fact: Fact) -> bool:
+    """Whether ``fact`` has an element ``test`` needs that could not be read."""
+    if test.kind == "observation" or test.test.within_days:
+        return bool(fact.unreadable)
+    return any(not p.startswith(_DATES) for p in fact.unreadable)
 
 
 def _unreadable_fact(test: _Test, fact: Fact) -> Missing:

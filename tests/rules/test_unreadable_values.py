@@ -231,3 +231,22 @@ def test_an_unreadable_wells_score_is_asked_for(value):
 
 
 assert SNOMED  # the codes above are SNOMED CT unless a system is named
+
+
+def test_an_unreadable_onset_does_not_hide_a_cancer_history():
+    """NG234: back pain and a history of cancer gives MRI of the whole spine; the
+    history counts whatever its date, so an unreadable onset date does not matter."""
+    cancer = {"resourceType": "Condition", "id": "c", "code": _concept("363518003"),
+              "onsetDateTime": "٢٠٢٠"}
+    decision = _decide(["279039007"], cancer, age=64)
+    assert decision.chosen is not None
+    assert decision.chosen.procedure.key == "MR-WHOLE-SPINE"
+
+
+def test_an_unreadable_clinical_status_on_a_cancer_history_is_asked_for_or_counted():
+    """A status that cannot be read is never read as 'resolved and so absent'."""
+    cancer = {"resourceType": "Condition", "id": "c", "code": _concept("363518003"),
+              "clinicalStatus": {"coding": [{"code": "gone?"}]}}
+    decision = _decide(["279039007"], cancer, age=64)
+    assert decision.outcome == "data-requested" or (
+        decision.chosen is not None and decision.chosen.procedure.key == "MR-WHOLE-SPINE")
