@@ -2,7 +2,8 @@
 
 REST routes, batch and transaction entries (and the searches their conditional
 creates and references make), conditional create, update and delete, PATCH and
-operations all call :func:`permit` before touching the store, so a read-only
+operations all call :func:`permit` (a search: :func:`permit_search`, which also
+permits each type a ``_has`` or chain traverses) before touching the store, so a read-only
 type (AuditEvent, CodeSystem) is read-only on every path, and a scope is
 checked the same way on each (HAPI's and Medplum's single authorisation point).
 """
@@ -13,6 +14,7 @@ from collections.abc import Callable
 
 from core.errors import MethodNotAllowed
 from fhir.registry import ResourceSpec
+from fhir.search import Params, traversed_types
 from fhir.store import spec_for
 
 # ``authorize(type, interaction)`` raises 401/403 unless the request's token allows it
@@ -35,6 +37,18 @@ def permit(resource_type: str, interaction: str, authorize: Authorize) -> Resour
         error.headers["Allow"] = ", ".join(methods(spec))  # RFC 9110 §15.5.6
         raise error
     authorize(spec.type, interaction)
+    return spec
+
+
+def permit_search(resource_type: str, params: Params, authorize: Authorize) -> ResourceSpec:
+    """:func:`permit` for a search of ``resource_type`` with ``params``, and for every
+    other type it traverses (each ``_has`` type and chained target): its matches, or
+    their count, would otherwise tell a client what it may not read. Every search a
+    request makes (REST, ``_search``, If-None-Exist, conditional update and delete,
+    Bundle entries and conditional references) is permitted here."""
+    spec = permit(resource_type, "search-type", authorize)
+    for other in traversed_types(spec, params):
+        permit(other, "search-type", authorize)
     return spec
 
 

@@ -26,11 +26,11 @@ from core.errors import (
 from core.params import whole_number
 from core.web import app_settings, app_version, db, fhir_response
 from fhir import audit, transaction
-from fhir.access import permit
+from fhir.access import permit, permit_search
 from fhir.capability import capability_statement
 from fhir.dates import DateFormatError, date_range
 from fhir.registry import OPERATIONS, REGISTRY, ResourceSpec
-from fhir.search import SearchResult, run_search
+from fhir.search import SearchResult, parse_query, run_search
 from fhir.store import Store, Written
 from fhir.validation import mandatory_elements, valid_id, validate_resource
 
@@ -194,7 +194,7 @@ def create(resource_type: str) -> Response:
     spec = _allow(resource_type, "create")
     if_none_exist = request.headers.get("If-None-Exist")
     if if_none_exist is not None:  # a conditional create searches (http.html#ccreate)
-        permit(spec.type, "search-type", require)
+        permit_search(spec.type, parse_query(if_none_exist), require)
     written = _store().create(spec.type, _body(), if_none_exist=if_none_exist)
     _commit(written.resource)
     return _written_response(written)
@@ -273,7 +273,7 @@ def _delete(store: Store, resource_type: str, resource_id: str) -> None:
 def conditional_delete(resource_type: str) -> Response:
     """Delete the one resource matching the query (http.html#cdelete); none: nothing."""
     spec = _allow(resource_type, "delete")
-    permit(spec.type, "search-type", require)
+    permit_search(spec.type, parse_query(_query()), require)
     store = _store()
     found = store.match_one(spec.type, _query())
     if found is not None:
@@ -287,7 +287,7 @@ def conditional_delete(resource_type: str) -> Response:
 def conditional_update(resource_type: str) -> Response:
     """Update the one resource matching the query, or create (http.html#cond-update)."""
     spec = _allow(resource_type, "update")
-    permit(spec.type, "search-type", require)
+    permit_search(spec.type, parse_query(_query()), require)
     store = _store()
     body = _body()
     if not isinstance(body, dict):
@@ -423,6 +423,7 @@ def search_post(resource_type: str) -> Response:
 
 def _search(resource_type: str, params: list[tuple[str, str]]) -> Response:
     spec = _allow(resource_type, "search-type")
+    permit_search(spec.type, params, require)  # and each type a _has or chain reads
     settings = app_settings()
     count = _int_param(params, "_count", settings.page_size_default, settings.page_size_max)
     offset = _int_param(params, "_offset", 0, 10**9)

@@ -182,9 +182,33 @@ def _target_ids(spec: ResourceSpec, name: str, value: str) -> Select[Any]:
     return _ids_matching(spec, param, modifier, value)
 
 
-def _chain(spec: ResourceSpec, param: SearchParam, target: str, chain: str,
-           value: str) -> Select[Any]:
-    """search.html#chaining: ``subject:Patient.identifier=...`` (one link)."""
+def traversed_types(spec: ResourceSpec, params: Params) -> list[str]:
+    """The other types a search of ``spec`` reads to decide its matches: the type of
+    each ``_has`` and the target of each chain (search.html#has, #chaining).
+
+    A caller must be allowed to search each of them too (``fhir.access.permit_search``):
+    a match count, or any match at all, tells whether resources of that type exist.
+    This parses names exactly as the search does (``_has_parts``, ``_chain_target``),
+    so no traversal escapes it; a name the search would refuse is refused here.
+    """
+    found: dict[str, None] = {}
+    for name, _ in params:
+        if name in CONTROL_PARAMS:
+            continue
+        if name.startswith("_has:"):
+            found[_has_parts(name)[0].type] = None
+            continue
+        head, dot, chain = name.partition(".")
+        param_name, _, modifier = head.partition(":")
+        param = spec.params.get(param_name)
+        if dot and param is not None:  # an unknown one: 400, or ignored if lenient
+            found[_chain_target(param, modifier, chain)] = None
+    return list(found)
+
+
+def _chain_target(param: SearchParam, target: str, chain: str) -> str:
+    """The type a chain on ``param`` (with type modifier ``target``, perhaps empty)
+    goes to; 400 for one that cannot be chained or whose type is not said."""
     if param.type != "reference":
         raise BadRequest(f"'{param.name}' is not a reference, so it cannot be chained",
                          [param.name])
@@ -194,14 +218,12 @@ def _chain(spec: ResourceSpec, param: SearchParam, target: str, chain: str,
                          f"'{param.name}:Patient.{chain}'", [param.name])
     if "." in chain:
         raise BadRequest("Only one link of chaining is supported", [param.name])
-    targets = _target_ids(REGISTRY[target], chain, value)
-    return select(REFERENCE.resource_id).where(
-        REFERENCE.resource_type == spec.type, REFERENCE.param == param.name,
-        REFERENCE.target_type == target, REFERENCE.target_id.in_(targets))
+    return target
 
 
-def _reverse_chain(spec: ResourceSpec, name: str, value: str) -> Select[Any]:
-    """search.html#has: ``_has:Observation:patient:code=...``."""
+def _has_parts(name: str) -> tuple[ResourceSpec, SearchParam, str]:
+    """``_has:Type:reference:parameter`` as the source type, its reference parameter
+    and the parameter tested on the source (one level: a nested ``_has`` is a 400)."""
     parts = name.split(":")
     if len(parts) != 4 or parts[1] not in REGISTRY:
         raise BadRequest(f"'{name}' must be _has:Type:reference:parameter", [name])
@@ -210,7 +232,23 @@ def _reverse_chain(spec: ResourceSpec, name: str, value: str) -> Select[Any]:
     if link is None or link.type != "reference":
         raise BadRequest(f"'{parts[2]}' is not a reference parameter of {source.type}",
                          [name])
-    sources = _target_ids(source, parts[3], value)
+    return source, link, parts[3]
+
+
+def _chain(spec: ResourceSpec, param: SearchParam, target: str, chain: str,
+           value: str) -> Select[Any]:
+    """search.html#chaining: ``subject:Patient.identifier=...`` (one link)."""
+    target = _chain_target(param, target, chain)
+    targets = _target_ids(REGISTRY[target], chain, value)
+    return select(REFERENCE.resource_id).where(
+        REFERENCE.resource_type == spec.type, REFERENCE.param == param.name,
+        REFERENCE.target_type == target, REFERENCE.target_id.in_(targets))
+
+
+def _reverse_chain(spec: ResourceSpec, name: str, value: str) -> Select[Any]:
+    """search.html#has: ``_has:Observation:patient:code=...``."""
+    source, link, last = _has_parts(name)
+    sources = _target_ids(source, last, value)
     return select(REFERENCE.target_id).where(
         REFERENCE.resource_type == source.type, REFERENCE.param == link.name,
         REFERENCE.target_type == spec.type, REFERENCE.resource_id.in_(sources))

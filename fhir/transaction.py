@@ -15,7 +15,7 @@ from typing import Any
 
 from core.errors import BadRequest, FhirError, MethodNotAllowed
 from fhir import audit
-from fhir.access import Authorize, permit
+from fhir.access import Authorize, permit, permit_search
 from fhir.search import parse_query, run_search
 from fhir.store import Store, Written, criteria, spec_for
 from fhir.validation import valid_id
@@ -76,11 +76,14 @@ def _permit(ctx: Context, entry: Entry) -> None:
     if entry.interaction == "update" and entry.resource_id is not None and \
             not ctx.store.exists(entry.resource_type, entry.resource_id):
         needs.append("create")
+    searches = [entry.query] if entry.interaction == "search-type" else []
     if entry.method == "POST" and entry.if_none_exist:
-        needs.append("search-type")
+        searches.append(entry.if_none_exist)
     try:
         for interaction in needs:
             permit(entry.resource_type, interaction, ctx.authorize)
+        for query in searches:  # and each type its _has or chains read
+            permit_search(entry.resource_type, parse_query(query), ctx.authorize)
     except FhirError as error:
         raise _located(error, entry) from error
 
@@ -267,8 +270,9 @@ def _conditional_reference(ctx: Context, ref: str, entry: Entry) -> str:
     """The ``Type/id`` a conditional reference names: exactly one match, or a 400."""
     resource_type, query = ref.split("?", 1)
     try:
-        spec = permit(resource_type, "search-type", ctx.authorize)
-        result = run_search(ctx.store.session, spec, criteria(query), count=2)
+        params = criteria(query)
+        spec = permit_search(resource_type, params, ctx.authorize)
+        result = run_search(ctx.store.session, spec, params, count=2)
     except FhirError as error:
         raise _located(error, entry) from error
     if result.total != 1:
