@@ -186,10 +186,12 @@ def test_celery_on_redis_runs_the_job(client, auth_headers, listener, tmp_path):
                               cwd=PROJECT_ROOT, env=env)
     celery = make_celery(settings)
     scheduler = jobs.Worker(settings, lambda job_id: celery.send_task(TASK, args=[job_id]))
-    scheduler.start()
     try:
         order = _order(client, auth_headers)
+        # Scheduling starts once the study is sent: the Celery worker's start-up can slow
+        # storescu past the short idle window, and a study analysed early is analysed again.
         _send(settings, _accession(order), tmp_path)
+        scheduler.start()
         found = _report(client, auth_headers, order["id"], seconds=120)
     finally:
         scheduler.stop()
