@@ -7,6 +7,7 @@ directory of the test's own, so counting stored files is exact.
 from __future__ import annotations
 
 import hashlib
+import io
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -60,6 +61,34 @@ def order(client: FlaskClient, auth_headers: Callable[..., dict[str, str]]) -> C
         return Order(body["id"], acsn[0], body["subject"])
 
     return create
+
+
+def encoded(ds: Dataset) -> bytes:
+    """``ds`` as a Part 10 file's bytes."""
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def cac_order(client: FlaskClient, auth_headers: Callable[..., dict[str, str]]) -> dict[str, Any]:
+    """A CT calcium-scoring ServiceRequest (SNOMED CT 426005005) created through the API."""
+    sct = "http://snomed.info/sct"
+    pid = client.post("/fhir/Patient", json=factories.patient(),
+                      headers=auth_headers()).get_json()["id"]
+    order = {"resourceType": "ServiceRequest", "status": "active", "intent": "order",
+             "subject": {"reference": f"Patient/{pid}"},
+             "category": [{"coding": [{"system": sct, "code": "363679005"}]}],
+             "code": {"coding": [{"system": sct, "code": "426005005",
+                                  "display": "Cardiac CT for calcium scoring"}]}}
+    response = client.post("/fhir/ServiceRequest", json=order, headers=auth_headers())
+    assert response.status_code == 201, response.data
+    return dict(response.get_json())
+
+
+def accession_of(order: dict[str, Any]) -> str:
+    """The value of the order's ACSN identifier."""
+    return str(next(i["value"] for i in order["identifier"]
+                    if i["type"]["coding"][0]["code"] == "ACSN"))
 
 
 def study(accession: str, n_slices: int = 4, **changes: Any) -> list[Dataset]:

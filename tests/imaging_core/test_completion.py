@@ -8,7 +8,6 @@ SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -25,11 +24,9 @@ from core.settings import Settings
 from imaging_core import jobs, results
 from imaging_core.models import AnalysisJob, ReceivedStudy
 from imaging_core.storage import receive
-from tests.factories import patient
 from tests.imaging_core import phantoms
-from tests.imaging_core.conftest import rows
+from tests.imaging_core.conftest import accession_of, cac_order, encoded, rows
 
-SCT = "http://snomed.info/sct"
 Headers = Callable[..., dict[str, str]]
 # One calcified disc, radius 3 mm at 450 HU (Agatston weight 4), on the slices at
 # w = 24..30 mm: slices 8-10 of 12 at 3 mm. The first half of the series has none.
@@ -44,24 +41,10 @@ def quick(settings: Settings) -> Settings:
     return settings.model_copy(update={"study_idle_seconds": 0.2})
 
 
-def encoded(ds: Dataset) -> bytes:
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
-
-
-def cac_order(client: FlaskClient, auth_headers: Headers) -> tuple[str, str]:
+def placed(client: FlaskClient, auth_headers: Headers) -> tuple[str, str]:
     """A CT calcium-scoring order; its id and accession number."""
-    pid = client.post("/fhir/Patient", json=patient(), headers=auth_headers()).get_json()["id"]
-    order = {"resourceType": "ServiceRequest", "status": "active", "intent": "order",
-             "subject": {"reference": f"Patient/{pid}"},
-             "category": [{"coding": [{"system": SCT, "code": "363679005"}]}],
-             "code": {"coding": [{"system": SCT, "code": "426005005",
-                                  "display": "Cardiac CT for calcium scoring"}]}}
-    body = client.post("/fhir/ServiceRequest", json=order, headers=auth_headers()).get_json()
-    accession = next(i["value"] for i in body["identifier"]
-                     if i["type"]["coding"][0]["code"] == "ACSN")
-    return body["id"], accession
+    order = cac_order(client, auth_headers)
+    return order["id"], accession_of(order)
 
 
 def series(accession: str, **changes: Any) -> list[Dataset]:
@@ -121,7 +104,7 @@ def audited(client: FlaskClient, auth_headers: Headers, reference: str) -> bool:
 
 def test_images_after_an_analysis_amend_the_preliminary_report(
         quick: Settings, client: FlaskClient, auth_headers: Headers) -> None:
-    order_id, accession = cac_order(client, auth_headers)
+    order_id, accession = placed(client, auth_headers)
     slices = series(accession)
     send(quick, slices[:6])  # the sender pauses after half the series
     assert len(analyse(quick)) == 1
@@ -142,7 +125,7 @@ def test_images_after_an_analysis_amend_the_preliminary_report(
 
 def test_the_same_instance_set_is_analysed_once(quick: Settings, client: FlaskClient,
                                                 auth_headers: Headers) -> None:
-    _, accession = cac_order(client, auth_headers)
+    _, accession = placed(client, auth_headers)
     slices = series(accession)
     send(quick, slices)
     assert len(analyse(quick)) == 1
@@ -153,7 +136,7 @@ def test_the_same_instance_set_is_analysed_once(quick: Settings, client: FlaskCl
 
 def test_a_signed_off_report_is_not_changed_and_the_new_result_is_held(
         quick: Settings, client: FlaskClient, auth_headers: Headers) -> None:
-    order_id, accession = cac_order(client, auth_headers)
+    order_id, accession = placed(client, auth_headers)
     slices = series(accession)
     send(quick, slices[:6])
     analyse(quick)
@@ -180,7 +163,7 @@ def test_a_signed_off_report_is_not_changed_and_the_new_result_is_held(
 
 def test_a_series_short_of_its_stated_image_count_is_not_analysed(
         quick: Settings, client: FlaskClient, auth_headers: Headers) -> None:
-    _, accession = cac_order(client, auth_headers)
+    _, accession = placed(client, auth_headers)
     slices = series(accession)
     for ds in slices:  # Images in Acquisition (0020,1002), PS3.3 C.7.6.1
         ds.ImagesInAcquisition, ds.AcquisitionNumber = len(slices), 1
@@ -193,7 +176,7 @@ def test_a_series_short_of_its_stated_image_count_is_not_analysed(
 def test_a_study_short_of_its_count_is_analysed_after_the_longer_quiet_time(
         quick: Settings, client: FlaskClient, auth_headers: Headers) -> None:
     patient_settings = quick.model_copy(update={"study_incomplete_seconds": 0.3})
-    _, accession = cac_order(client, auth_headers)
+    _, accession = placed(client, auth_headers)
     slices = series(accession)
     for ds in slices:
         ds.ImagesInAcquisition = 20  # a sender that states a wrong count
@@ -204,7 +187,7 @@ def test_a_study_short_of_its_count_is_analysed_after_the_longer_quiet_time(
 
 def test_a_restart_is_not_quiet_time(quick: Settings, client: FlaskClient,
                                      auth_headers: Headers) -> None:
-    _, accession = cac_order(client, auth_headers)
+    _, accession = placed(client, auth_headers)
     send(quick, series(accession)[:6])
     time.sleep(quick.study_idle_seconds * 1.5)  # the service was down longer than the window
     worker = jobs.Worker(quick)  # ... and has just started again
@@ -216,7 +199,7 @@ def test_a_restart_is_not_quiet_time(quick: Settings, client: FlaskClient,
 
 def test_a_second_study_for_an_order_is_held_not_analysed(
         quick: Settings, client: FlaskClient, auth_headers: Headers) -> None:
-    order_id, accession = cac_order(client, auth_headers)
+    order_id, accession = placed(client, auth_headers)
     first = series(accession)
     send(quick, first)
     analyse(quick)
@@ -246,7 +229,7 @@ def test_a_second_study_for_an_order_is_held_not_analysed(
 
 def test_a_study_split_across_two_uids_analyses_only_the_first(
         quick: Settings, client: FlaskClient, auth_headers: Headers) -> None:
-    order_id, accession = cac_order(client, auth_headers)
+    order_id, accession = placed(client, auth_headers)
     one, two = series(accession), series(accession, name="split")
     interleaved = [ds for pair in zip(one[:6], two[:6], strict=True) for ds in pair]
     send(quick, interleaved)

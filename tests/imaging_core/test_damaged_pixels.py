@@ -10,7 +10,6 @@ with a hand-built multipart body. SQLite and PostgreSQL.
 from __future__ import annotations
 
 import copy
-import io
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,7 +26,15 @@ from core.settings import Settings
 from imaging_core.errors import DatasetMismatch
 from imaging_core.models import DicomInstance
 from imaging_core.storage import receive, versions_of
-from tests.imaging_core.conftest import needs_dcmtk, rows, sha256, stored_files, storescu, study
+from tests.imaging_core.conftest import (
+    encoded,
+    needs_dcmtk,
+    rows,
+    sha256,
+    stored_files,
+    storescu,
+    study,
+)
 from tests.imaging_core.phantoms import write
 from tests.imaging_core.test_dicomweb import (
     FAILED,
@@ -38,12 +45,6 @@ from tests.imaging_core.test_dicomweb import (
 )
 
 Headers = Callable[..., dict[str, str]]
-
-
-def encoded(ds: Dataset) -> bytes:
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def _native_length(ds: Dataset) -> int:

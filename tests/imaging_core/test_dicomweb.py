@@ -15,13 +15,12 @@ from collections.abc import Callable
 import pytest
 from flask.testing import FlaskClient
 from pydicom import dcmread
-from pydicom.dataset import Dataset
 from pydicom.uid import RLELossless, generate_uid
 
 from auth.tokens import mint_access_token
 from core.settings import Settings
 from imaging_core.models import DicomInstance, ReceivedStudy
-from tests.imaging_core.conftest import Order, rows, sha256, stored_files, study
+from tests.imaging_core.conftest import Order, encoded, rows, sha256, stored_files, study
 from tests.imaging_core.phantoms import compressed
 
 BOUNDARY = "scanpath-test-7d1c"
@@ -31,12 +30,6 @@ RETRIEVE_URL, FAILED, REFERENCED = "00081190", "00081198", "00081199"
 SOP_CLASS, SOP_INSTANCE, FAILURE_REASON = "00081150", "00081155", "00081197"
 
 Headers = Callable[..., dict[str, str]]
-
-
-def encoded(ds: Dataset) -> bytes:
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def multipart(*parts: bytes, part_type: str = "application/dicom") -> bytes:

@@ -26,10 +26,9 @@ from fhir.dates import now_utc
 from imaging_core import jobs, results
 from imaging_core.scp import start_scp, stop_scp
 from imaging_core.tasks import TASK, make_celery
-from tests.factories import patient
 from tests.imaging_core import phantoms
+from tests.imaging_core.conftest import accession_of, cac_order
 
-SCT = "http://snomed.info/sct"
 STORESCU = shutil.which("storescu")
 pytestmark = pytest.mark.skipif(STORESCU is None and os.environ.get("CI") != "true",
                                 reason="dcmtk storescu not installed (make system-deps)")
@@ -58,23 +57,6 @@ def listener(imaging_settings: Settings) -> Iterator[Settings]:
     server = start_scp(imaging_settings)
     yield imaging_settings
     stop_scp(server)
-
-
-def _order(client, auth_headers) -> dict:
-    pid = client.post("/fhir/Patient", json=patient(), headers=auth_headers()).get_json()["id"]
-    order = {"resourceType": "ServiceRequest", "status": "active", "intent": "order",
-             "subject": {"reference": f"Patient/{pid}"},
-             "category": [{"coding": [{"system": SCT, "code": "363679005"}]}],
-             "code": {"coding": [{"system": SCT, "code": "426005005",
-                                  "display": "Cardiac CT for calcium scoring"}]}}
-    response = client.post("/fhir/ServiceRequest", json=order, headers=auth_headers())
-    assert response.status_code == 201, response.data
-    return response.get_json()
-
-
-def _accession(order: dict) -> str:
-    return next(i["value"] for i in order["identifier"] if i["type"]["coding"][0]["code"] ==
-                "ACSN")
 
 
 def _send(settings: Settings, accession: str, tmp_path) -> None:
@@ -108,11 +90,11 @@ def _values(client, auth_headers, report: dict) -> dict:
 
 
 def test_order_images_report(client, auth_headers, listener, tmp_path):
-    order = _order(client, auth_headers)
+    order = cac_order(client, auth_headers)
     worker = jobs.Worker(listener)
     worker.start()
     try:
-        _send(listener, _accession(order), tmp_path)
+        _send(listener, accession_of(order), tmp_path)
         found = _report(client, auth_headers, order["id"])
     finally:
         worker.stop()
@@ -141,8 +123,8 @@ def _drs(agatston: float) -> int:
 
 def test_a_crashed_job_is_picked_up_again_and_never_reports_twice(client, auth_headers, listener,
                                                                    tmp_path):
-    order = _order(client, auth_headers)
-    _send(listener, _accession(order), tmp_path)
+    order = cac_order(client, auth_headers)
+    _send(listener, accession_of(order), tmp_path)
     engine = engine_for(listener.database_url)
     time.sleep(listener.study_idle_seconds + 0.1)
     with Session(engine) as session:
@@ -187,10 +169,10 @@ def test_celery_on_redis_runs_the_job(client, auth_headers, listener, tmp_path):
     celery = make_celery(settings)
     scheduler = jobs.Worker(settings, lambda job_id: celery.send_task(TASK, args=[job_id]))
     try:
-        order = _order(client, auth_headers)
+        order = cac_order(client, auth_headers)
         # Scheduling starts once the study is sent: the Celery worker's start-up can slow
         # storescu past the short idle window, and a study analysed early is analysed again.
-        _send(settings, _accession(order), tmp_path)
+        _send(settings, accession_of(order), tmp_path)
         scheduler.start()
         found = _report(client, auth_headers, order["id"], seconds=120)
     finally:

@@ -6,7 +6,6 @@ the FHIR R4 ImagingStudy definition, never from the code under test.
 
 from __future__ import annotations
 
-import io
 import threading
 from collections.abc import Callable
 
@@ -31,15 +30,9 @@ from imaging_core.models import DicomInstance, ReceivedStudy
 from imaging_core.storage import receive, store_instance, study_started
 from imaging_core.studies import match_pending_studies
 from referral.models import Accession
-from tests.imaging_core.conftest import Order, rows, sha256, stored_files, study
+from tests.imaging_core.conftest import Order, encoded, rows, sha256, stored_files, study
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"  # PS3.4 B.5
-
-
-def encoded(ds: Dataset) -> bytes:
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def imaging_studies(client: FlaskClient, headers: dict[str, str], order_id: str) -> list[dict]:
