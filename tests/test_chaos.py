@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,7 +21,7 @@ import pytest
 import requests
 
 from core.settings import Settings
-from tests.conftest import children
+from tests.conftest import children, free_port
 from tests.factories import patient, service_request
 
 SCRIPT = Path(sys.executable).parent / "scanpath"
@@ -31,20 +30,16 @@ ACSN = "http://terminology.hl7.org/CodeSystem/v2-0203"
 POSTERS = 4
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
 def served(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, int]]:
     """``scanpath serve`` with two web workers on the test database; (base URL, master pid)."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "SCANPATH_DATABASE_URL": settings.database_url,
            "SCANPATH_VAR_DIR": str(tmp_path / "var"), "SCANPATH_ENV": settings.env,
            "SCANPATH_SECRET_KEY": settings.secret_key, "SCANPATH_PORT": str(port),
-           "SCANPATH_DICOM_PORT": str(_free_port()), "SCANPATH_WORKERS": "2",
+           "SCANPATH_DICOM_PORT": str(free_port()), "SCANPATH_WORKERS": "2",
            "SCANPATH_LOG_LEVEL": "WARNING", "HOME": str(tmp_path)}
     command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "scanpath.cli"]
     server = subprocess.Popen([*command, "serve"], env=env, stdout=subprocess.DEVNULL,

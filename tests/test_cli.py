@@ -11,6 +11,8 @@ from pathlib import Path
 
 import jwt
 
+from tests.conftest import free_port
+
 SCRIPT = Path(sys.executable).parent / "scanpath"
 
 
@@ -142,12 +144,6 @@ def test_help_is_plain_text_and_documents_each_command():
     assert "SCANPATH_DATABASE_URL" in token.stdout
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_serve_starts_answers_and_logs_json(tmp_path: Path):
@@ -156,8 +152,8 @@ def test_serve_starts_answers_and_logs_json(tmp_path: Path):
     import time
     import urllib.request
 
-    port = _free_port()
-    env = _env(tmp_path, SCANPATH_PORT=str(port), SCANPATH_DICOM_PORT=str(_free_port()),
+    port = free_port()
+    env = _env(tmp_path, SCANPATH_PORT=str(port), SCANPATH_DICOM_PORT=str(free_port()),
                HOME=str(tmp_path))
     _run("db", "upgrade", env=env)
     command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "scanpath.cli"]

@@ -22,17 +22,12 @@ from pathlib import Path
 import pytest
 
 from core.settings import PROJECT_ROOT
-from tests.conftest import _settings, children
+from tests.conftest import _settings, children, free_port
 
 NHS_NUMBER = "9434765919"
 SCRIPT = Path(sys.executable).parent / "scanpath"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -110,7 +105,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path,
     settings = _settings(env["SCANPATH_DATABASE_URL"], keys_dir)
     with Session(engine_for(settings.database_url)) as session:
         token = issue_token_for(session, settings, "demo-admin")
-    port, log = _free_port(), tmp_path / "gunicorn.log"
+    port, log = free_port(), tmp_path / "gunicorn.log"
     process = _start_gunicorn(env, port, log)
     try:
         _wait_until_serving(port, process)
@@ -229,7 +224,7 @@ def _log_once_it_holds(path: Path, text: str) -> str:
 def test_workers_die_with_a_killed_master_and_the_port_is_free_again(
         tmp_path: Path, sqlite_template: Path, keys_dir: Path):
     env = _environment(tmp_path, sqlite_template, keys_dir)
-    port, log = _free_port(), tmp_path / "gunicorn.log"
+    port, log = free_port(), tmp_path / "gunicorn.log"
     master = _start_gunicorn(env, port, log)
     stop = threading.Event()
     load = [threading.Thread(target=_hammer, args=(port, stop), daemon=True) for _ in range(8)]
@@ -285,7 +280,7 @@ def _wait_until_port_free(port: int) -> None:
 def test_serve_says_in_one_line_why_it_cannot_bind(taken: str, tmp_path: Path,
                                                    sqlite_template: Path, keys_dir: Path):
     env = _environment(tmp_path, sqlite_template, keys_dir)
-    ports = {"SCANPATH_PORT": _free_port(), "SCANPATH_DICOM_PORT": _free_port()}
+    ports = {"SCANPATH_PORT": free_port(), "SCANPATH_DICOM_PORT": free_port()}
     env.update({name: str(port) for name, port in ports.items()}, SCANPATH_HOST="127.0.0.1")
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", ports[taken]))
@@ -305,7 +300,7 @@ def test_serve_says_in_one_line_why_it_cannot_bind(taken: str, tmp_path: Path,
 def test_a_killed_serve_frees_the_web_and_dicom_ports_for_a_restart(
         tmp_path: Path, sqlite_template: Path, keys_dir: Path):
     env = _environment(tmp_path, sqlite_template, keys_dir)
-    ports = {"SCANPATH_PORT": _free_port(), "SCANPATH_DICOM_PORT": _free_port()}
+    ports = {"SCANPATH_PORT": free_port(), "SCANPATH_DICOM_PORT": free_port()}
     env.update({name: str(port) for name, port in ports.items()}, SCANPATH_HOST="127.0.0.1",
                SCANPATH_VAR_DIR=str(tmp_path / "var"), SCANPATH_WORKERS="1")
     command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "scanpath.cli"]

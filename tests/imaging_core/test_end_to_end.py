@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from fhir.dates import now_utc
 from imaging_core import jobs, results
 from imaging_core.scp import start_scp, stop_scp
 from imaging_core.tasks import TASK, make_celery
+from tests.conftest import free_port
 from tests.imaging_core import phantoms
 from tests.imaging_core.conftest import accession_of, cac_order
 
@@ -39,15 +39,11 @@ PHANTOM = phantoms.Phantom(rows=64, cols=64, n_slices=8, inserts=(
     phantoms.Insert(u=22, v=22, radius=2.0, w0=12.0, w1=12.0, hu=250)))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
 def imaging_settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={"dicom_port": _free_port(), "study_idle_seconds": 0.5,
+    return settings.model_copy(update={"dicom_port": free_port(), "study_idle_seconds": 0.5,
                                        "job_poll_seconds": 0.2})
 
 
