@@ -5,7 +5,19 @@ Flask-free, so analysis code (``imaging_core.rendering``) may use it too.
 
 from __future__ import annotations
 
+import re
+
 from core.errors import BadRequest
+
+# ASCII only: str.isdigit() and int() also accept other scripts' digits ("\u0663" is 3).
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def ascii_digits(value: object) -> bool:
+    """Whether ``value`` is a string of ASCII digits only: the lexical form of a FHIR
+    unsignedInt or positiveInt (datatypes.html#unsignedInt) and of DICOM DA, TM and IS
+    digits (PS3.5 §6.2)."""
+    return isinstance(value, str) and _DIGITS.fullmatch(value) is not None
 
 
 def whole_number(raw: str, name: str, limit: int, minimum: int = 0) -> int:
@@ -17,7 +29,7 @@ def whole_number(raw: str, name: str, limit: int, minimum: int = 0) -> int:
     needs is not converted at all. Raises ``BadRequest`` (400) naming ``name`` for
     anything else, or for a number below ``minimum``.
     """
-    if not raw.isascii() or not raw.isdigit():
+    if not ascii_digits(raw):
         raise BadRequest(f"{name} must be a whole number in ASCII digits, not "
                          f"'{raw[:40]}'", [name])
     digits = raw.lstrip("0") or "0"

@@ -22,6 +22,7 @@ from sqlmodel import Session
 
 from core import fhirjson
 from core.errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed, Unprocessable
+from core.params import ascii_digits
 from core.settings import Settings
 from fhir.dates import instant, now_utc
 from fhir.indexing import index_rows
@@ -29,7 +30,7 @@ from fhir.models import INDEX_TABLES, ReferenceIndex, ResourceRow, ResourceVersi
 from fhir.references import check_references
 from fhir.registry import CONTROL_PARAMS, REGISTRY, ResourceSpec
 from fhir.search import parse_query, run_search
-from fhir.validation import ascii_digits, check_id, validate_resource
+from fhir.validation import check_id, validate_resource
 
 # Resources that record what happened to others (audit, provenance): they do not
 # keep a resource from being deleted, and keep their history of it.

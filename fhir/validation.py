@@ -15,14 +15,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from core.errors import BadRequest, Issue, Unprocessable
+from core.params import ascii_digits
 from fhir.bindings import BINDINGS, Binding
 from fhir.paths import walk
 from fhir.resources.R4B import get_fhir_model_class
 
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # R4 id datatype (fullmatch)
-# ASCII only: str.isdigit() and int() also accept other scripts' digits ("\u0663" is 3).
-_DIGITS = re.compile(r"[0-9]+")
 
 
 def validate_resource(resource_type: str, data: Any) -> dict[str, Any]:
@@ -60,12 +59,6 @@ def check_id(resource_id: str) -> str:
 def valid_id(value: object) -> bool:
     """Whether ``value`` is a FHIR id: 1 to 64 of ``A-Z a-z 0-9 - .`` (datatypes.html#id)."""
     return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
-
-
-def ascii_digits(value: object) -> bool:
-    """Whether ``value`` is a string of ASCII digits only, the lexical form of a FHIR
-    unsignedInt or positiveInt (datatypes.html#unsignedInt)."""
-    return isinstance(value, str) and _DIGITS.fullmatch(value) is not None
 
 
 def _structure_issues(resource_type: str, data: dict[str, Any]) -> list[Issue]:

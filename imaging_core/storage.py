@@ -58,6 +58,7 @@ from sqlmodel import Session, col, select
 
 from core.db import engine_for
 from core.errors import Conflict
+from core.params import ascii_digits
 from core.settings import Settings
 from fhir.dates import DateFormatError, date_range, now_utc
 from fhir.store import Store
@@ -484,11 +485,11 @@ def study_started(ds: Dataset) -> str | None:
     From UTC (0008,0201). Without it the day alone is reported, not a guess.
     """
     day = str(ds.get("StudyDate") or "")
-    if len(day) != 8 or not day.isdigit():
+    if len(day) != 8 or not ascii_digits(day):
         return None
     text = f"{day[:4]}-{day[4:6]}-{day[6:]}"
     time, offset = str(ds.get("StudyTime") or ""), str(ds.get("TimezoneOffsetFromUTC") or "")
-    if len(time) >= 4 and time[:6].isdigit() and len(offset) == 5 and offset[0] in "+-":
+    if len(time) >= 4 and ascii_digits(time[:6]) and len(offset) == 5 and offset[0] in "+-":
         seconds = time[4:6] if len(time) >= 6 else "00"
         text += f"T{time[:2]}:{time[2:4]}:{seconds}{offset[:3]}:{offset[3:]}"
     try:

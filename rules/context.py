@@ -16,6 +16,8 @@ from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
+from fhir.dates import DateFormatError, date_range
+
 SNOMED = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -301,10 +303,6 @@ def _read_value(resource: dict[str, Any], problems: list[str]) -> tuple[float | 
     return None, None
 
 
-_DATE = re.compile(r"[0-9]{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?"
-                   r"(T[0-9:.]+(Z|[+-][0-9]{2}:[0-9]{2})?)?", re.ASCII)
-
-
 def _read_date(resource: dict[str, Any], name: str, problems: list[str],
                value: Any = None) -> date | None:
     """The date of ``resource[name]`` (or of ``value``); present but unparseable is a problem."""
@@ -431,15 +429,15 @@ def _display(concept: Any) -> str:
 
 
 def parse_date(value: Any) -> date | None:
-    """The calendar date of a FHIR date or dateTime (its own time zone)."""
-    if not isinstance(value, str) or not _DATE.fullmatch(value):
-        return None
+    """The calendar date of a FHIR date or dateTime (its own time zone); None unless
+    ``value`` is one (``fhir.dates``: ASCII digits, a real day)."""
     try:
-        if len(value) >= 10:
-            return date.fromisoformat(value[:10])
-        return date(int(value[:4]), int(value[5:7] or 1) if len(value) >= 7 else 1, 1)
-    except ValueError:
+        date_range(value)
+    except DateFormatError:
         return None
+    if len(value) >= 10:
+        return date.fromisoformat(value[:10])
+    return date(int(value[:4]), int(value[5:7]) if len(value) >= 7 else 1, 1)
 
 
 def _fact(kind: str, concept: Any, resource: dict[str, Any] | None, when: Any,
