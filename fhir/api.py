@@ -84,11 +84,7 @@ def _audit_failure(response: Response) -> Response:
     what = g.get("interaction")
     if response.status_code < 400 or what is None or what.interaction == "capabilities":
         return response
-    session = db()
-    session.rollback()
-    outcome = audit.OUTCOME_MINOR if response.status_code < 500 else audit.OUTCOME_SERIOUS
-    audit.record(_store(), what, outcome, f"HTTP {response.status_code}")
-    session.commit()
+    audit.record_failure(_store(), what, response.status_code)
     return response
 
 

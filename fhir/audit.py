@@ -127,6 +127,16 @@ def record(store: Store, what: Interaction, outcome: str = OUTCOME_SUCCESS,
     store.create("AuditEvent", audit_event(what, outcome, description), trusted=True)
 
 
+def record_failure(store: Store, what: Interaction, status: int,
+                   description: str | None = None) -> None:
+    """Roll back the request's changes, then write and commit the AuditEvent of a
+    failed interaction (HTTP ``status`` >= 400: minor failure, 5xx serious)."""
+    store.session.rollback()
+    outcome = OUTCOME_MINOR if status < 500 else OUTCOME_SERIOUS
+    record(store, what, outcome, description or f"HTTP {status}")
+    store.session.commit()
+
+
 ANONYMOUS_WINDOW_SECONDS = 60.0
 
 

@@ -92,11 +92,8 @@ def _audit_failure(response: Response) -> Response:
     what = g.get("cds_interaction")
     if what is None or response.status_code < 400:
         return response
-    db().rollback()
-    outcome = audit.OUTCOME_MINOR if response.status_code < 500 else audit.OUTCOME_SERIOUS
-    audit.record(_store(), what, outcome, f"CDS Hooks {request.path}: HTTP "
-                 f"{response.status_code}")
-    db().commit()
+    audit.record_failure(_store(), what, response.status_code,
+                         f"CDS Hooks {request.path}: HTTP {response.status_code}")
     return response
 
 
