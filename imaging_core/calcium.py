@@ -31,9 +31,15 @@ Choices this module makes, each a parameter recorded in every result:
   (mg/cm^3 per HU) is specific to the scanner and protocol and must be measured
   with a hydroxyapatite calibration phantom; there is no honest default, so
   without one the mass is reported as absent, never guessed.
-- **Region.** Without a region mask every lesion in the field of view counts,
-  including bone, valve and aortic calcium. Coronary attribution needs a
-  reader, which is why the report stays preliminary until a radiologist signs.
+- **Lesions.** Accepted 2-D lesions are grouped into 3-D candidate lesions
+  (26-connectivity). Each candidate gets a label: an artery (``LM``, ``LAD``,
+  ``LCX``, ``RCA``), a named non-coronary class (``NON_CORONARY``), or
+  ``unassigned`` when no labeller ran. Only counted candidates enter the
+  scores; a non-coronary label is never counted. A radiologist's
+  :class:`Decision` (reject, accept, relabel) overrides the labeller, and the
+  scores are summed again from the candidates.
+- **Region.** Without a labeller every lesion in the field of view counts,
+  including bone, valve and aortic calcium, and is labelled ``unassigned``.
 
 The QA gate refuses (``scorable=False`` with a reason) rather than return a
 wrong number: contrast-enhanced images (iodine exceeds 130 HU), a tube
@@ -51,13 +57,15 @@ Calcium Data and Reporting System. An expert consensus document of the
 Society of Cardiovascular Computed Tomography (SCCT). J Cardiovasc Comput
 Tomogr 2018;12:185-191): Agatston 0 -> 0, 1-99 -> 1, 100-299 -> 2,
 >= 300 -> 3. A non-zero score below 1 is category 1: calcium is present.
+N is the number of arteries (LM, LAD, LCX, RCA) with counted calcium.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from scipy import ndimage
@@ -77,6 +85,13 @@ WEIGHT_BOUNDS_HU = (200.0, 300.0, 400.0)
 CAC_DRS_BOUNDS = (100.0, 300.0)
 
 _REFUSING_QA = (QA_GAP, QA_IRREGULAR, QA_NONCONTIGUOUS)
+
+# Lesion labels. The arteries are those CAC-DRS counts for N (Hecht 2018); the
+# non-coronary classes are what a calcium-scoring CT also shows (CONTRACT §5).
+CORONARY_ARTERIES = ("LM", "LAD", "LCX", "RCA")
+NON_CORONARY = ("bone", "aortic-wall", "aortic-valve", "mitral-annulus", "outside-heart")
+UNASSIGNED = "unassigned"
+LABELS = (*CORONARY_ARTERIES, *NON_CORONARY, UNASSIGNED)
 
 
 @dataclass(frozen=True)
@@ -106,12 +121,70 @@ class CalciumParams:
 
 
 @dataclass
+class Lesion:
+    """One 3-D candidate lesion: 26-connected accepted 2-D lesions.
+
+    ``id`` is stable for the same images and analyser version (it names the
+    first voxel in (z, y, x) order), so a reviewer's decision still applies
+    when the study is analysed again. ``slices`` are first and last slice
+    indices (inclusive); ``centre_mm`` is the voxel centroid in patient (LPS)
+    mm; ``area_mm2`` the largest in-plane area; ``agatston``, ``volume_mm3``
+    and ``mass_mg`` this lesion's share of the scores (counted or not).
+    """
+
+    id: str
+    label: str
+    counted: bool
+    slices: tuple[int, int]
+    centre_mm: tuple[float, float, float]
+    area_mm2: float
+    peak_hu: float
+    agatston: float
+    volume_mm3: float
+    mass_mg: float | None
+    reviewed_by: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A radiologist's change to one candidate lesion.
+
+    ``reject`` stops it counting; ``accept`` makes it count (its label must
+    then be an artery, given here or already held); ``relabel`` gives it
+    ``label``, counted when that is an artery. ``reviewer`` is a FHIR
+    reference (``Practitioner/...``).
+    """
+
+    lesion_id: str
+    action: Literal["reject", "accept", "relabel"]
+    reviewer: str
+    label: str | None = None
+
+
+@dataclass
+class ArteryScore:
+    """Counted calcium of one artery."""
+
+    agatston: float
+    volume_mm3: float
+    mass_mg: float | None
+    lesion_count: int
+
+
+# Gives each candidate (in ``lesions`` order) a label from LABELS. The int32 map
+# holds 1 + the candidate's index at its voxels, 0 elsewhere (the volume's shape).
+Labeller = Callable[["Volume", np.ndarray, Sequence[Lesion]], list[str]]
+
+
+@dataclass
 class CalciumResult:
     """The outcome of scoring one volume; ``as_dict`` is what gets stored.
 
     When ``scorable`` is False every score is None and ``reason`` says why.
-    ``weight_map`` (per voxel: 0, or the density weight 1-4 of its accepted
-    lesion) feeds the mesh and key images and is not serialised.
+    ``weight_map`` (per voxel: 0, or the density weight 1-4 of its counted
+    lesion) feeds the mesh and key images; ``lesion_map`` (per voxel: 0, or 1 +
+    the index in ``lesions`` of its candidate, counted or not) feeds the SEG
+    and the review overlays. Neither is serialised.
     """
 
     scorable: bool
@@ -128,14 +201,27 @@ class CalciumResult:
     inputs: dict[str, Any]
     params: dict[str, Any]
     qa: list[str]
+    lesions: list[Lesion] = field(default_factory=list)
+    arteries: dict[str, ArteryScore] = field(default_factory=dict)
+    cac_vessels: int | None = None
     analyser_version: str = ANALYSER_VERSION
     weight_map: np.ndarray | None = field(default=None, repr=False, compare=False)
+    lesion_map: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def cac_drs_label(self) -> str | None:
+        """``CAC-DRS A2/N3`` (Hecht 2018; CONTRACT §5), or None when not scored."""
+        if self.cac_drs is None:
+            return None
+        return f"CAC-DRS A{self.cac_drs}/N{self.cac_vessels or 0}"
 
     def as_dict(self) -> dict[str, Any]:
-        """Everything but ``weight_map``, as plain JSON-ready values."""
+        """Everything but the voxel maps, as plain JSON-ready values."""
         out = {f.name: copy.deepcopy(getattr(self, f.name))
-               for f in fields(self) if f.name != "weight_map"}
-        out["cac_drs_label"] = None if self.cac_drs is None else f"CAC-DRS A{self.cac_drs}"
+               for f in fields(self) if f.name not in ("weight_map", "lesion_map")}
+        out["lesions"] = [asdict(lesion) for lesion in self.lesions]
+        out["arteries"] = {name: asdict(s) for name, s in self.arteries.items()}
+        out["cac_drs_label"] = self.cac_drs_label
         return out
 
 
@@ -153,7 +239,8 @@ class _Lesions:
 
 
 def score(volume: Volume, params: CalciumParams | None = None,
-          roi: np.ndarray | None = None) -> CalciumResult:
+          roi: np.ndarray | None = None, *, labeller: Labeller | None = None,
+          decisions: Sequence[Decision] = ()) -> CalciumResult:
     """Score a non-contrast cardiac CT volume, or refuse with a reason.
 
     Parameters
@@ -163,18 +250,30 @@ def score(volume: Volume, params: CalciumParams | None = None,
     params : CalciumParams, optional
         Thresholds and protocol limits; defaults follow Agatston 1990.
     roi : bool array shaped like ``volume.hu``, optional
-        Voxels eligible for scoring (e.g. a reader's coronary region). Without
-        one the whole field of view is scored, bone and valves included.
+        Voxels eligible for scoring. Without one the whole field of view is
+        searched for candidates.
+    labeller : Labeller, optional
+        Labels each candidate (an artery or a non-coronary class). Without
+        one every candidate is ``unassigned`` and counted.
+    decisions : sequence of Decision
+        A radiologist's changes, applied in order after the labeller.
+
+    Raises
+    ------
+    ValueError
+        ``roi`` of another shape, or a decision naming an unknown lesion or label.
     """
     params = params or CalciumParams()
-    region = "region mask" if roi is not None else "whole field of view (no coronary attribution)"
+    region = ("coronary candidates, labelled" if labeller is not None
+              else "region mask" if roi is not None
+              else "whole field of view (no coronary attribution)")
     refusal = protocol_refusal(volume, params)
     if refusal is not None:
         return _refused(volume, params, region, refusal)
     if roi is not None and roi.shape != volume.shape:
         raise ValueError(f"roi shape {roi.shape} differs from volume shape {volume.shape}")
     lesions = find_lesions(volume.hu, volume.spacing, params, roi)
-    return _scored(volume, params, region, volume.hu, lesions)
+    return _scored(volume, params, region, lesions, labeller, decisions)
 
 
 def protocol_refusal(volume: Volume, params: CalciumParams) -> str | None:
@@ -261,34 +360,133 @@ def _structure_3d(connectivity: int) -> np.ndarray:
     return ndimage.generate_binary_structure(3, rank)
 
 
-def _scored(volume: Volume, params: CalciumParams, region: str, hu: np.ndarray,
-            lesions: _Lesions) -> CalciumResult:
-    increment = volume.spacing[0]
-    factor = increment / params.reference_increment_mm
-    lesion_scores = lesions.area_mm2 * lesions.weight
-    per_slice = np.bincount(lesions.slice_index, weights=lesion_scores,
-                            minlength=volume.shape[0]) * factor
+def _scored(volume: Volume, params: CalciumParams, region: str, lesions: _Lesions,
+            labeller: Labeller | None, decisions: Sequence[Decision]) -> CalciumResult:
+    factor = volume.spacing[0] / params.reference_increment_mm
+    voxel_mm3 = volume.spacing[1] * volume.spacing[2] * volume.spacing[0]
+    grouped = _group(volume, params, lesions, factor, voxel_mm3)
+    candidates, lesion_map = grouped.candidates, grouped.lesion_map
+    labels = (labeller(volume, lesion_map, candidates) if labeller is not None
+              else [UNASSIGNED] * len(candidates))
+    for candidate, label in zip(candidates, labels, strict=True):
+        candidate.label, candidate.counted = label, label not in NON_CORONARY
+    apply_decisions(candidates, decisions)
+    counted_2d = grouped.lesion_of_2d >= 0
+    counted_2d[counted_2d] = np.array([candidates[i].counted
+                                       for i in grouped.lesion_of_2d[counted_2d]], dtype=bool)
+    per_slice = np.bincount(lesions.slice_index, weights=grouped.score_2d * counted_2d,
+                            minlength=volume.shape[0])
     weight_map = np.zeros(volume.shape, dtype=np.uint8)
-    weight_map[lesions.box] = lesions.weight.astype(np.uint8)[lesions.labels]
-    calcified = weight_map > 0
-    voxel_mm3 = volume.spacing[1] * volume.spacing[2] * increment
-    _, count_3d = ndimage.label(calcified[lesions.box],
-                                structure=_structure_3d(params.connectivity_3d))
+    weight_map[lesions.box] = (lesions.weight * counted_2d).astype(np.uint8)[lesions.labels]
+    counted = [c for c in candidates if c.counted]
     agatston = float(per_slice.sum())
+    arteries = artery_scores(candidates)
     return CalciumResult(
         scorable=True, reason=None,
         agatston=agatston,
-        volume_mm3=float(calcified.sum() * voxel_mm3),
-        mass_mg=_mass_mg(hu[lesions.box], calcified[lesions.box], voxel_mm3,
-                         params.mass_calibration),
-        lesion_count=int(count_3d),
-        lesion_count_2d=int(lesions.accepted.sum()),
+        volume_mm3=float(sum(c.volume_mm3 for c in counted)),
+        mass_mg=_sum_or_none([c.mass_mg for c in counted], params.mass_calibration),
+        lesion_count=len(counted),
+        lesion_count_2d=int(counted_2d.sum()),
         cac_drs=cac_drs(agatston),
         slice_scores=[float(s) for s in per_slice],
         series_uid=volume.series_uid, region=region,
         inputs=_inputs(volume), params=_params(params, factor),
-        qa=list(volume.qa) + _mass_qa(params), weight_map=weight_map,
+        qa=list(volume.qa) + _mass_qa(params), lesions=candidates, arteries=arteries,
+        cac_vessels=sum(1 for a in arteries.values() if a.agatston > 0),
+        weight_map=weight_map, lesion_map=lesion_map,
     )
+
+
+@dataclass(frozen=True)
+class _Grouped:
+    candidates: list[Lesion]
+    lesion_map: np.ndarray  # int32, volume shape: 1 + candidate index
+    lesion_of_2d: np.ndarray  # per 2-D label: candidate index, -1 for none
+    score_2d: np.ndarray  # per 2-D label: area x weight x increment factor
+
+
+def _group(volume: Volume, params: CalciumParams, lesions: _Lesions, factor: float,
+           voxel_mm3: float) -> _Grouped:
+    """3-D candidates from accepted 2-D lesions, each with its share of every score."""
+    accepted_voxels = lesions.accepted[lesions.labels]
+    components, count = ndimage.label(accepted_voxels,
+                                      structure=_structure_3d(params.connectivity_3d))
+    lesion_of_2d = np.full(len(lesions.accepted), -1, dtype=np.int64)
+    lesion_of_2d[lesions.labels[accepted_voxels]] = components[accepted_voxels] - 1
+    score_2d = np.where(lesions.accepted, lesions.area_mm2 * lesions.weight * factor, 0.0)
+    lesion_map = np.zeros(volume.shape, dtype=np.int32)
+    lesion_map[lesions.box] = components
+    hu = volume.hu[lesions.box]
+    candidates = [_candidate(volume, params, lesions, i, components == i + 1, hu,
+                             score_2d, lesion_of_2d, voxel_mm3) for i in range(count)]
+    return _Grouped(candidates, lesion_map, lesion_of_2d, score_2d)
+
+
+def _candidate(volume: Volume, params: CalciumParams, lesions: _Lesions, index: int,
+               voxels: np.ndarray, hu: np.ndarray, score_2d: np.ndarray,
+               lesion_of_2d: np.ndarray, voxel_mm3: float) -> Lesion:
+    where = np.argwhere(voxels)
+    offset = np.array([b.start for b in lesions.box])
+    first = where[0] + offset
+    mine = lesion_of_2d == index
+    centre = volume.voxel_to_patient((where.mean(axis=0) + offset)[None, :])[0]
+    return Lesion(
+        id=f"L{first[0]:03d}-{first[1]:03d}-{first[2]:03d}", label=UNASSIGNED, counted=True,
+        slices=(int(first[0]), int(where[-1][0] + offset[0])),
+        centre_mm=(float(centre[0]), float(centre[1]), float(centre[2])),
+        area_mm2=float(lesions.area_mm2[mine].max()),
+        peak_hu=float(lesions.peak_hu[mine].max()),
+        agatston=float(score_2d[mine].sum()),
+        volume_mm3=float(len(where) * voxel_mm3),
+        mass_mg=_mass_mg(hu, voxels, voxel_mm3, params.mass_calibration))
+
+
+def apply_decisions(candidates: Sequence[Lesion], decisions: Sequence[Decision]) -> None:
+    """Apply a reviewer's decisions in order, in place.
+
+    Raises
+    ------
+    ValueError
+        A decision names an unknown lesion or label, or accepts a lesion
+        without an artery label.
+    """
+    by_id = {c.id: c for c in candidates}
+    for decision in decisions:
+        lesion = by_id.get(decision.lesion_id)
+        if lesion is None:
+            raise ValueError(f"no candidate lesion {decision.lesion_id!r}")
+        label = decision.label or lesion.label
+        if label not in LABELS:
+            raise ValueError(f"unknown lesion label {label!r}; one of {', '.join(LABELS)}")
+        if decision.action == "accept" and label not in CORONARY_ARTERIES:
+            raise ValueError(f"accepting lesion {lesion.id} needs an artery label "
+                             f"({', '.join(CORONARY_ARTERIES)})")
+        lesion.label = label
+        lesion.counted = (decision.action != "reject"
+                          and (decision.action == "accept" or label in CORONARY_ARTERIES))
+        lesion.reviewed_by = decision.reviewer
+
+
+def artery_scores(candidates: Sequence[Lesion]) -> dict[str, ArteryScore]:
+    """Counted calcium per artery; every artery appears, with zeros when clean."""
+    out = {}
+    for artery in CORONARY_ARTERIES:
+        mine = [c for c in candidates if c.counted and c.label == artery]
+        masses = [c.mass_mg for c in mine]
+        out[artery] = ArteryScore(
+            agatston=float(sum(c.agatston for c in mine)),
+            volume_mm3=float(sum(c.volume_mm3 for c in mine)),
+            mass_mg=None if any(m is None for m in masses) else float(sum(
+                m for m in masses if m is not None)),
+            lesion_count=len(mine))
+    return out
+
+
+def _sum_or_none(values: Sequence[float | None], calibration: float | None) -> float | None:
+    if calibration is None:
+        return None
+    return float(sum(v for v in values if v is not None))
 
 
 def _mass_mg(hu: np.ndarray, calcified: np.ndarray, voxel_mm3: float,
