@@ -254,14 +254,13 @@ def _on_task_write(store: Store, task: dict[str, Any], previous: dict[str, Any] 
         return
     after = state_of(store, task)
     before = state_of(store, previous) if previous is not None else None
-    if before is None:
+    if previous is None or before is None:
         if after is not None:
             raise IllegalMove("Order Tasks are opened by ScanPath at intake (find one with "
                               "GET /fhir/Task?focus=ServiceRequest/{id}), and held-study "
-                              "Tasks by the imaging core; a client cannot create one",
+                              "Tasks by the imaging core; a client cannot make one",
                               ["Task.businessStatus"])
         return
-    assert previous is not None
     _check_kept(task, previous)
     if after is None or after not in STATES:
         raise Unprocessable("The order's Task keeps a businessStatus coding from "
