@@ -137,10 +137,10 @@ def _link_to(store: Store, study: ReceivedStudy, order: dict[str, Any]) -> bool:
         newly_linked = study.service_request_id != order["id"] or not study.matched
         _write_imaging_study(store, study, order)
         if newly_linked and _current_study(store.session, order["id"], study.study_uid):
-            _hold_second_study(store, study, order)
+            _hold_study(store, study, order, "second-study")
         elif newly_linked and not images_arrived(store, order,
                                                  f"ImagingStudy/{study.imaging_study_id}"):
-            _hold_for_closed_order(store, study, order)
+            _hold_study(store, study, order, "order-closed")
     except Conflict:
         raise
     except FhirError:
@@ -172,25 +172,20 @@ def _current_study(session: Session, order_id: str, besides: str) -> ReceivedStu
         ReceivedStudy.study_uid != besides)).first()
 
 
-def _hold_second_study(store: Store, study: ReceivedStudy, order: dict[str, Any]) -> None:
-    study.hold_reason = "second-study"
-    store.session.add(study)
-    log.warning("second study for an order held for a person", extra={
-        "study_uid": study.study_uid, "service_request_id": order["id"]})
-    hold_for_person(store, order, f"ImagingStudy/{study.imaging_study_id}", "second-study",
-                    f"Study {study.study_uid} arrived for an order that already has a "
-                    "study; it is stored and not analysed until a person links or rejects it")
+# Why a study is held, in the hold Task's description (after "Study {uid} arrived for").
+_HELD = {"second-study": "an order that already has a study",
+         "order-closed": "an order that is rejected, cancelled or completed"}
 
 
-def _hold_for_closed_order(store: Store, study: ReceivedStudy, order: dict[str, Any]) -> None:
-    study.hold_reason = "order-closed"
+def _hold_study(store: Store, study: ReceivedStudy, order: dict[str, Any], reason: str) -> None:
+    """Keep ``study`` from analysis and show it to a person (``reason`` a key of _HELD)."""
+    study.hold_reason = reason
     store.session.add(study)
-    log.warning("study for a closed order held for a person", extra={
-        "study_uid": study.study_uid, "service_request_id": order["id"]})
-    hold_for_person(store, order, f"ImagingStudy/{study.imaging_study_id}", "order-closed",
-                    f"Study {study.study_uid} arrived for an order that is rejected, "
-                    "cancelled or completed; it is stored and not analysed until a person "
-                    "links or rejects it")
+    log.warning("study held for a person", extra={
+        "study_uid": study.study_uid, "service_request_id": order["id"], "reason": reason})
+    hold_for_person(store, order, f"ImagingStudy/{study.imaging_study_id}", reason,
+                    f"Study {study.study_uid} arrived for {_HELD[reason]}; it is stored and "
+                    "not analysed until a person links or rejects it")
 
 
 def _current(store: Store, resource_id: str) -> dict[str, Any] | None:

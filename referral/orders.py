@@ -25,6 +25,7 @@ whose accession names no order can be held with no order at all.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,6 +46,8 @@ from referral.states import (
     coding,
     order_state_code_system,
 )
+
+log = logging.getLogger(__name__)
 
 RADIOLOGY_ORGANIZATION = "radiology"
 AGENTS = {Actor.IMAGING: "scanpath-imaging-core", Actor.REQUESTER: "scanpath",
@@ -152,6 +155,8 @@ def images_arrived(store: Store, order: dict[str, Any], study: str) -> bool:
     task = order_task(store, order["id"]) or open_order(store, order)
     current = state_of(store, task) or "received"
     if current in CLOSED:
+        log.warning("images for a closed order", extra={
+            "service_request_id": order["id"], "state": current, "study": study})
         return False
     if (current, "in-progress") in _IMAGING_STARTS:
         walk_in = None if current == "scheduled" else \
@@ -360,6 +365,8 @@ def _create(store: Store, task: dict[str, Any]) -> dict[str, Any]:
 
 def _audit_move(store: Store, task: dict[str, Any], order: dict[str, Any], before: str,
                 after: str, actor: Actor) -> None:
+    log.info("order moved", extra={"service_request_id": order["id"], "task_id": task["id"],
+                                   "from_state": before, "to_state": after, "actor": str(actor)})
     _audit(store, task, order, "update", f"Order ServiceRequest/{order['id']} moved from "
            f"{before} to {after} by {actor}", actor)
 

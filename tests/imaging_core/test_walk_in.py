@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from flask.testing import FlaskClient
 
 from core.settings import Settings
@@ -35,29 +36,26 @@ def send_study(scp: int, tmp_path: Path, accession_number: str) -> set[str]:
     return {ds.SOPInstanceUID for ds in series}
 
 
-def test_images_before_scheduling_move_the_order_to_in_progress(
+@pytest.mark.parametrize("start", ["received", "vetting", "more-info-requested", "accepted",
+                                   "scheduled"])
+def test_images_move_the_order_to_in_progress_scheduled_or_not(
         settings: Settings, scp: int, tmp_path: Path, client: FlaskClient,
-        auth_headers: Headers) -> None:
-    order, task = reach(client, auth_headers, settings, "vetting")
+        auth_headers: Headers, start: str) -> None:
+    order, task = reach(client, auth_headers, settings, start)
     sent = send_study(scp, tmp_path, accession_of(order))
     assert {row.sop_instance_uid for row in rows(settings, DicomInstance)} == sent
     moved = task_of(client, auth_headers, order["id"])
     assert (state(moved), moved["status"]) == ("in-progress", "in-progress")
-    [note] = moved["note"]
-    assert note["text"].startswith("Walk-in: images (ImagingStudy/") and "vetting" in note["text"]
+    notes = [note["text"] for note in moved.get("note", [])]
+    if start == "scheduled":
+        assert notes == []
+    else:  # a walk-in: recorded on the Task
+        assert len(notes) == 1 and notes[0].startswith("Walk-in: images (ImagingStudy/")
+        assert f"while the order was {start}" in notes[0]
     assert [s.hold_reason for s in rows(settings, ReceivedStudy)] == [None]  # analysed as usual
     assert order_status(client, auth_headers, order["id"]) == "active"
-    assert any("moved from vetting to in-progress by imaging" in d
+    assert any(f"moved from {start} to in-progress by imaging" in d
                for d in audit_descriptions(client, auth_headers, task["id"]))
-
-
-def test_images_for_a_scheduled_order_start_it(
-        settings: Settings, scp: int, tmp_path: Path, client: FlaskClient,
-        auth_headers: Headers) -> None:
-    order, _ = reach(client, auth_headers, settings, "scheduled")
-    send_study(scp, tmp_path, accession_of(order))
-    moved = task_of(client, auth_headers, order["id"])
-    assert state(moved) == "in-progress" and "note" not in moved
 
 
 def test_images_for_a_cancelled_order_are_kept_and_held(
