@@ -39,6 +39,7 @@ from fhir.store import Store, register_write_hook, spec_for
 from fhir.terminology import put_if_changed
 from referral.states import (
     CLOSED,
+    MOVES,
     STATES,
     Actor,
     IllegalMove,
@@ -158,7 +159,7 @@ def images_arrived(store: Store, order: dict[str, Any], study: str) -> bool:
         log.warning("images for a closed order", extra={
             "service_request_id": order["id"], "state": current, "study": study})
         return False
-    if (current, "in-progress") in _IMAGING_STARTS:
+    if Actor.IMAGING in MOVES.get((current, "in-progress"), ()):
         walk_in = None if current == "scheduled" else \
             f"Walk-in: images ({study}) arrived while the order was {current}"
         move(store, order, "in-progress", Actor.IMAGING, walk_in)
@@ -175,10 +176,6 @@ def analysed(store: Store, order: dict[str, Any], study: str | None) -> bool:
         move(store, order, "analysed", Actor.IMAGING)
         return True
     return False
-
-
-_IMAGING_STARTS = {(s, "in-progress") for s in
-                   ("received", "vetting", "more-info-requested", "accepted", "scheduled")}
 
 
 def hold_for_person(store: Store, order: dict[str, Any], focus: str, reason: str,
