@@ -162,6 +162,14 @@ def test_more_information_puts_the_order_on_hold_until_vetting_resumes(
     assert order_status(client, auth_headers, order["id"]) == "active"
 
 
+def test_radiology_may_cancel_before_the_examination_too(
+        client: FlaskClient, auth_headers: Headers, settings: Settings) -> None:
+    order, task = reach(client, auth_headers, settings, "scheduled")
+    moved = patch(client, auth_headers, task, "cancelled")
+    assert moved.status_code == 200 and moved.get_json()["status"] == "cancelled"
+    assert order_status(client, auth_headers, order["id"]) == "revoked"
+
+
 @pytest.mark.parametrize("start", list(RIS_MOVES))
 def test_every_illegal_move_is_refused_through_put_and_patch(
         client: FlaskClient, auth_headers: Headers, settings: Settings, start: str) -> None:
