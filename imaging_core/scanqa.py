@@ -222,10 +222,11 @@ def contrast_rule(volume: Volume, anatomy: Anatomy) -> _Finding:
         if median is None:
             out.caveats.append(f"{QA_CONTRAST_UNCHECKED}: too little blood pool in the {where} "
                                f"to measure (under {BLOOD_POOL_MIN_MM3:g} mm^3 after erosion)")
-        elif median > CONTRAST_HU and out.refusal is None:
-            out.refusal = (f"contrast in the blood pool: median {median:.0f} HU in the {where} "
-                           f"(unenhanced blood is about 30-50 HU; over {CONTRAST_HU:g} HU is "
-                           "iodine), whatever the ContrastBolusAgent tag says")
+        elif median > CONTRAST_HU:
+            out.refusal = out.refusal or (
+                f"contrast in the blood pool: median {median:.0f} HU in the {where} "
+                f"(unenhanced blood is about 30-50 HU; over {CONTRAST_HU:g} HU is iodine), "
+                "whatever the ContrastBolusAgent tag says")
         elif median > HIGH_BLOOD_HU:
             out.caveats.append(f"{QA_BLOOD_DENSE}: median {median:.0f} HU in the {where} blood "
                                "pool is dense for unenhanced blood (haemoconcentration or "
@@ -281,7 +282,7 @@ def metal_rule(volume: Volume, anatomy: Anatomy) -> _Finding:
     """
     metal = _metal(volume)
     out = _Finding(measured={"metal_mm3": float(metal.sum() * np.prod(volume.spacing)),
-                             "metal_to_heart_mm": None})
+                             "metal_to_heart_mm": None, "heart_streak_fraction": None})
     if not metal.any():
         return out
     heart = _found(anatomy, "heart")

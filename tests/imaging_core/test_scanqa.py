@@ -26,7 +26,8 @@ from imaging_core.scanqa import (
     ImageQA,
     image_qa,
 )
-from imaging_core.volume import PADDING_HU, QA_SHEAR, Volume
+from imaging_core.volume import PADDING_HU, QA_SHEAR, Volume, load_volume
+from tests.imaging_core import thorax
 
 SPACING = (3.0, 0.7, 0.7)
 SHAPE = (24, 160, 160)
@@ -261,3 +262,38 @@ def test_anatomy_of_another_shape_is_refused_loudly() -> None:
     volume, anatomy = chest()
     with pytest.raises(ValueError, match="heart"):
         image_qa(volume, replace(anatomy, heart=anatomy.heart[:-1]))
+
+
+# --- the cases on the whole-thorax phantom, with its own structure masks ----
+
+def thorax_qa(chest: thorax.Thorax) -> tuple[ImageQA, Volume, thorax.ThoraxImage]:
+    image = thorax.build(chest)
+    volume = load_volume(thorax.datasets(image))
+    return image_qa(volume, Anatomy(**image.masks)), volume, image
+
+
+def test_an_unenhanced_thorax_is_scorable() -> None:
+    qa, _, _ = thorax_qa(thorax.thorax_311())
+    assert qa.scorable
+    assert codes(qa) == [QA_KERNEL_UNKNOWN]  # the phantom's Manufacturer is "ScanPath"
+
+
+def test_an_untagged_contrast_thorax_is_not_scorable() -> None:
+    qa, volume, _ = thorax_qa(thorax.contrast(thorax.thorax_311(), tagged=False))
+    assert not volume.contrast
+    assert qa.refusal is not None and "contrast in the blood pool" in qa.refusal
+
+
+@pytest.mark.parametrize("streaks", [True, False])
+def test_a_thorax_with_a_3000_hu_clip_in_front_of_the_heart_is_not_scorable(
+        streaks: bool) -> None:
+    qa, _, _ = thorax_qa(thorax.with_metal(thorax.thorax_311(), streaks=streaks))
+    assert qa.refusal is not None and "metal" in qa.refusal
+
+
+def test_a_padded_thorax_is_scorable_and_its_circle_is_known() -> None:
+    qa, volume, image = thorax_qa(thorax.padded(thorax.thorax_311(), signed=False))
+    assert qa.scorable
+    assert image.outside_fov is not None
+    np.testing.assert_array_equal(volume.padding, np.broadcast_to(image.outside_fov,
+                                                                  volume.shape))
