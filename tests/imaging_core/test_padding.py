@@ -20,6 +20,8 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ImplicitVRLittleEndian
 
 from imaging_core.calcium import score
+from imaging_core.keyimages import key_images
+from imaging_core.mesh import calcium_mesh
 from imaging_core.rendering import Window, rendered
 from imaging_core.volume import load_volume
 from tests.imaging_core import thorax
@@ -209,3 +211,20 @@ def test_padding_changes_nothing_in_a_whole_thorax_score() -> None:
     assert plain.scorable and padded_thorax.scorable
     assert padded_thorax.agatston == pytest.approx(plain.agatston)
     assert padded_thorax.lesion_count == plain.lesion_count
+
+
+def test_key_images_and_mesh_of_a_padded_series_show_only_the_body(tmp_path: Path) -> None:
+    """Downstream of the volume: padding is black in key images and absent from the mesh."""
+    volume = load_volume(reloaded(padded(UNSIGNED, 63536), tmp_path))
+    weights = score(volume).weight_map
+    assert weights is not None
+    outside = outside_circle(UNSIGNED)
+    for key in key_images(volume, weights, count=2):
+        rgb = np.asarray(Image.open(io.BytesIO(key.png)).convert("RGB"))
+        assert (rgb[outside] == 0).all(), key.name
+    mesh = calcium_mesh(volume, weights)
+    assert mesh is not None
+    centre = volume.voxel_to_patient(np.array([[0, (UNSIGNED.rows - 1) / 2,
+                                                (UNSIGNED.cols - 1) / 2]]))[0]
+    in_plane = np.hypot(mesh.vertices[:, 0] - centre[0], mesh.vertices[:, 1] - centre[1])
+    assert in_plane.max() < 15.0  # the inserts lie well inside the 15 mm circle
