@@ -202,13 +202,14 @@ def _found(anatomy: Anatomy, name: str) -> np.ndarray | None:
 
 
 def contrast_rule(volume: Volume, anatomy: Anatomy) -> _Finding:
-    """Contrast in the blood pool: median HU of the eroded aortic and cardiac pools.
+    """Contrast in the blood pool: median HU of the eroded pool in the aorta and the heart.
 
-    Each pool (blood pool within the aorta, within the heart) is eroded
-    in-plane by BLOOD_POOL_EROSION_MM; a pool with at least BLOOD_POOL_MIN_MM3
-    left is measured by its median (robust to calcium and streaks). Either
-    median above CONTRAST_HU refuses; above HIGH_BLOOD_HU is a caveat; a pool
-    that cannot be measured is a caveat, never a pass.
+    The blood pool is eroded in-plane by BLOOD_POOL_EROSION_MM (padding left
+    out), then split into its part in the aorta and its part in the heart; a
+    part with at least BLOOD_POOL_MIN_MM3 is measured by its median (robust
+    to calcium and streaks). Either median above CONTRAST_HU refuses; above
+    HIGH_BLOOD_HU is a caveat; a part that cannot be measured is a caveat,
+    never a pass.
     """
     pool = _found(anatomy, "blood_pool")
     out = _Finding(measured={"blood_pool_aorta_hu": None, "blood_pool_heart_hu": None})
@@ -216,8 +217,12 @@ def contrast_rule(volume: Volume, anatomy: Anatomy) -> _Finding:
         out.caveats.append(f"{QA_CONTRAST_UNCHECKED}: the blood pool was not found, so "
                            "contrast in it could not be checked")
         return out
+    box = _box(pool)
+    core = _eroded_in_plane(pool[box], volume.spacing, BLOOD_POOL_EROSION_MM)
+    core &= ~volume.padding[box]
+    hu = volume.hu[box]
     for where, region in (("aorta", anatomy.aorta), ("heart", anatomy.heart)):
-        median = _pool_median(volume, pool & region)
+        median = _median(hu, core & region[box], volume.spacing)
         out.measured[f"blood_pool_{where}_hu"] = median
         if median is None:
             out.caveats.append(f"{QA_CONTRAST_UNCHECKED}: too little blood pool in the {where} "
@@ -234,29 +239,27 @@ def contrast_rule(volume: Volume, anatomy: Anatomy) -> _Finding:
     return out
 
 
-def _pool_median(volume: Volume, pool: np.ndarray) -> float | None:
-    if not pool.any():
+def _median(hu: np.ndarray, where: np.ndarray, spacing: tuple[float, float, float]
+            ) -> float | None:
+    """Median HU over ``where``, or None when it holds under BLOOD_POOL_MIN_MM3."""
+    if where.sum() * float(np.prod(spacing)) < BLOOD_POOL_MIN_MM3:
         return None
-    eroded = _eroded_in_plane(pool, volume.spacing, BLOOD_POOL_EROSION_MM) & ~volume.padding
-    voxel_mm3 = float(np.prod(volume.spacing))
-    if eroded.sum() * voxel_mm3 < BLOOD_POOL_MIN_MM3:
-        return None
-    return float(np.median(volume.hu[eroded]))
+    return float(np.median(hu[where]))
 
 
 def _eroded_in_plane(mask: np.ndarray, spacing: tuple[float, float, float],
                      margin_mm: float) -> np.ndarray:
     """Voxels of ``mask`` more than ``margin_mm`` from its edge within their own slice.
 
-    The distance transform runs in 3-D with the slice axis made effectively
-    infinite, so only in-plane neighbours count (slices are 2.5-3 mm thick:
-    a 3-D erosion would strip whole slices).
+    Each slice's own 2-D distance transform (slices are 2.5-3 mm thick: a 3-D
+    erosion would strip whole slices); the image edge counts as an edge.
     """
-    box = _box(mask)
-    padded = np.pad(mask[box], ((0, 0), (1, 1), (1, 1)))
-    distance = ndimage.distance_transform_edt(padded, sampling=(1e6, spacing[1], spacing[2]))
     out = np.zeros_like(mask)
-    out[box] = np.asarray(distance)[:, 1:-1, 1:-1] > margin_mm
+    for k in np.flatnonzero(mask.any(axis=(1, 2))):
+        box = _box(mask[k][None])[1:]
+        padded = np.pad(mask[k][box], 1)
+        distance = ndimage.distance_transform_edt(padded, sampling=spacing[1:])
+        out[k][box] = np.asarray(distance)[1:-1, 1:-1] > margin_mm
     return out
 
 
