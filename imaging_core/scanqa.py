@@ -22,8 +22,9 @@ metal                  metal within METAL_NEAR_HEART   metal farther away
 gantry tilt            GantryDetectorTilt non-zero,
                        or the loader's shear QA
 field of view          the heart touches padding, the  heart not found: "not checked"
-                       image edge, the first or last
-                       slice
+                       circle of Reconstruction
+                       Diameter, the image edge, the
+                       first or last slice
 kernel                 a known sharp kernel            unknown or unrecorded kernel
 =====================  ==============================  ==============================
 
@@ -368,8 +369,9 @@ def tilt_rule(volume: Volume) -> _Finding:
 def field_of_view_rule(volume: Volume, anatomy: Anatomy) -> _Finding:
     """The heart must lie wholly inside the field of view.
 
-    Refusal when the heart mask touches pixel padding (the reconstruction
-    circle), the edge of the image, or the first or last slice: coronary
+    Refusal when the heart mask touches pixel padding or the circle of the
+    Reconstruction Diameter (the reconstruction circle, with or without
+    padding tags), the edge of the image, or the first or last slice: coronary
     calcium beyond it cannot be counted, so the score would be a lower bound
     presented as a total. A heart that was not found is a caveat.
     """
@@ -383,10 +385,28 @@ def field_of_view_rule(volume: Volume, anatomy: Anatomy) -> _Finding:
         ("the first slice", heart[0].any()), ("the last slice", heart[-1].any()),
         ("the image edge", _touches_edge(heart)),
         ("the reconstruction circle (pixel padding)", _touches(heart, volume.padding)),
+        ("the reconstruction circle (Reconstruction Diameter)",
+         _touches(heart, _outside_reconstruction(volume))),
     ) if touched]
     if cuts:
         out.refusal = f"the field of view cuts the heart: it reaches {', '.join(cuts)}"
     return out
+
+
+def _outside_reconstruction(volume: Volume) -> np.ndarray:
+    """Pixels outside the circle of Reconstruction Diameter (0018,1100) inscribed in the
+    image, broadcast over the slices; none when the diameter is not recorded.
+
+    The circle is centred on the image: a CT image is the square reconstructed
+    round its reconstruction target (PS3.3 C.8.2.1, C.8.15.3.8).
+    """
+    diameter = volume.reconstruction_diameter_mm
+    _, rows, cols = volume.shape
+    if diameter is None:
+        return np.zeros((1, rows, cols), dtype=bool)
+    y = (np.arange(rows) - (rows - 1) / 2) * volume.spacing[1]
+    x = (np.arange(cols) - (cols - 1) / 2) * volume.spacing[2]
+    return np.asarray(np.hypot(y[:, None], x[None, :]) > diameter / 2)[None]
 
 
 def _touches_edge(mask: np.ndarray) -> bool:
@@ -395,11 +415,15 @@ def _touches_edge(mask: np.ndarray) -> bool:
 
 
 def _touches(mask: np.ndarray, other: np.ndarray) -> bool:
-    """Whether ``mask`` overlaps or is in-plane adjacent to ``other`` (near ``mask`` only)."""
+    """Whether ``mask`` overlaps or is in-plane adjacent to ``other`` (near ``mask`` only).
+
+    ``other`` may have one slice, standing for every slice.
+    """
     box = _box(mask, (0, 1, 1))
-    if not other[box].any():
+    near = other[(slice(None) if other.shape[0] == 1 else box[0], box[1], box[2])]
+    if not near.any():
         return False
-    grown = ndimage.binary_dilation(other[box], structure=np.ones((1, 3, 3), dtype=bool))
+    grown = ndimage.binary_dilation(near, structure=np.ones((1, 3, 3), dtype=bool))
     return bool((grown & mask[box]).any())
 
 

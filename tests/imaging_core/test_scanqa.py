@@ -223,6 +223,16 @@ def test_a_field_of_view_that_cuts_the_heart_is_not_scorable(
     assert where in qa.refusal
 
 
+def test_the_reconstruction_diameter_marks_the_circle_without_padding() -> None:
+    """No padding tags, but a 110 mm Reconstruction Diameter: the heart at (80, 80) mm
+    reaches 56.4 mm from the image centre, beyond the 55 mm radius."""
+    clear = image_qa(*chest(padding=False, reconstruction_diameter_mm=110.0))
+    assert clear.scorable
+    cut = image_qa(*chest(centre=(36.0, 80.0, 80.0), padding=False,
+                          reconstruction_diameter_mm=110.0))
+    assert cut.refusal is not None and "(Reconstruction Diameter)" in cut.refusal
+
+
 def test_a_heart_that_was_not_found_leaves_the_field_of_view_unchecked() -> None:
     volume, anatomy = chest()
     anatomy = replace(anatomy, heart=np.zeros(SHAPE, dtype=bool), missing=["heart"])
