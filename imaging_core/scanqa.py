@@ -97,8 +97,8 @@ TILT_TOLERANCE_DEG = 0.05
 # widely quoted from its protocol table, unverified against the paper here), and
 # Siemens "Qr36" on third-generation scanners (Booij R et al. Eur Radiol 2020,
 # doi:10.1007/s00330-020-06709-9: "the standard reconstruction technique (kernel
-# Qr36)"). Siemens
-# appends a letter (f, s, d) to a kernel's name; it does not change the kernel.
+# Qr36)"). Siemens appends a letter (f, s, d) to a kernel's name; it does not change
+# the kernel.
 STANDARD_KERNELS = {
     "GE": re.compile(r"^STANDARD$"),
     "PHILIPS": re.compile(r"^B$"),
