@@ -47,16 +47,17 @@ from imaging_core.calcium import MCCOLLOUGH_2007
 from imaging_core.volume import QA_SHEAR, Volume
 
 # --- contrast in the blood pool ---------------------------------------------------
-# Unenhanced blood is about 30-50 HU, rising with haematocrit (Buzug TM. Computed
-# Tomography. Springer 2008, p.475: blood 45-65 HU; Di Giandomenico E et al. Radiol
-# Med 1993;85:623-6: attenuation tracks haemoglobin). Coronary CT angiography aims
-# for at least 250 HU in the lumen (Abbara S et al. SCCT guidelines for the
-# performance and acquisition of coronary CT angiography. J Cardiovasc Comput Tomogr
-# 2016;10:435-449). 100 HU sits well above any unenhanced blood and well below a
-# diagnostic bolus: a median above it is iodine. Project choice between the two.
+# Unenhanced blood is about 30-50 HU, rising with haematocrit: HU tables give 30-45 HU
+# and 45-65 HU (the latter after Buzug TM. Computed Tomography. Springer 2008, p.475),
+# and in vivo attenuation tracks haemoglobin (Di Giandomenico E et al. 1993, PubMed
+# 8516469). Coronary CT angiography aims for at least 250 HU in the lumen (Abbara S et
+# al. SCCT guidelines for the performance and acquisition of coronary CT angiography.
+# J Cardiovasc Comput Tomogr 2016;10:435-449; figure as recalled, unverified here).
+# 100 HU sits well above any unenhanced blood and well below a diagnostic bolus: a
+# median above it is iodine. Project choice between the two.
 CONTRAST_HU = 100.0
 # Above this the pool is dense for unenhanced blood (haemoconcentration, or dilute
-# contrast): scored, with a caveat. Top of Buzug's 45-65 HU range plus 5 HU noise margin.
+# contrast): scored, with a caveat. Top of the 45-65 HU table range plus a 5 HU margin.
 HIGH_BLOOD_HU = 70.0
 # The pool is eroded in-plane by this much before measuring, so partial volume with
 # the wall, wall calcium and myocardium does not bias the median (project choice:
@@ -66,11 +67,11 @@ BLOOD_POOL_EROSION_MM = 3.0
 BLOOD_POOL_MIN_MM3 = 1000.0
 
 # --- metal -----------------------------------------------------------------------
-# Dense cortical bone reaches about +1000 to +2000 HU at 120 kVp (Grainger & Allison's
-# Diagnostic Radiology, 7th ed.: cortical bone +400 to +1000 HU; dense bone is quoted
-# to about +2000 HU). Metal is taken as 2500 HU or more, a margin above bone and below
-# the +3071 HU ceiling where 12-bit reconstructions clip metal. Unverified: no public
-# source states this exact cut-off.
+# Cortical bone is tabulated at up to about +1000 HU, dense bone up to about +2000 HU
+# at 120 kVp (HU tables; Buzug 2008 gives bone as 700-3000 HU, the range of the scale
+# rather than of tissue). Metal is taken as 2500 HU or more, a margin above dense bone
+# and below the +3071 HU ceiling where 12-bit reconstructions clip metal. Unverified:
+# no public source states this exact cut-off.
 METAL_HU = 2500.0
 # A metal object smaller than this is treated as a noise spike (project choice: two
 # voxels of 0.5 x 0.5 x 3 mm make 1.5 mm^3).
@@ -97,8 +98,8 @@ TILT_TOLERANCE_DEG = 0.05
 # widely quoted from its protocol table, unverified against the paper here), and
 # Siemens "Qr36" on third-generation scanners (Booij R et al. Eur Radiol 2020,
 # doi:10.1007/s00330-020-06709-9: "the standard reconstruction technique (kernel
-# Qr36)"). Siemens appends a letter (f, s, d) to a kernel's name; it does not change
-# the kernel.
+# Qr36)"). A Siemens kernel's sharpness is its number; the letters round it name the
+# family and reconstruction mode (B35f, Qr36d), so only the stem is matched.
 STANDARD_KERNELS = {
     "GE": re.compile(r"^STANDARD$"),
     "PHILIPS": re.compile(r"^B$"),
