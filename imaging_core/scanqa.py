@@ -202,11 +202,11 @@ def _check_shapes(volume: Volume, anatomy: Anatomy) -> None:
 
 
 def _found(anatomy: Anatomy, name: str) -> np.ndarray | None:
-    """The mask, or None when the step failed (named in ``missing``) or found nothing."""
+    """The mask, or None when the step failed (``missing`` holds ``name`` or a
+    ``"name: why"`` line) or found nothing."""
     mask: np.ndarray = getattr(anatomy, name)
-    if name in anatomy.missing or not mask.any():
-        return None
-    return mask
+    failed = any(item == name or item.startswith(f"{name}:") for item in anatomy.missing)
+    return None if failed or not mask.any() else mask
 
 
 def contrast_rule(volume: Volume, anatomy: Anatomy) -> _Finding:

@@ -128,11 +128,19 @@ def test_just_below_the_contrast_limit_is_scored_with_a_caveat() -> None:
 
 def test_a_missing_blood_pool_is_a_caveat_never_a_pass() -> None:
     volume, anatomy = chest(blood_hu=300.0)  # contrast there, but the pool was not found
-    anatomy = replace(anatomy, blood_pool=np.zeros(SHAPE, dtype=bool), missing=["blood_pool"])
+    anatomy = replace(anatomy, blood_pool=np.zeros(SHAPE, dtype=bool),
+                      missing=["blood_pool: no chamber seed"])
     qa = image_qa(volume, anatomy)
     assert qa.scorable
     assert QA_CONTRAST_UNCHECKED in codes(qa)
     assert qa.measured["blood_pool_heart_hu"] is None
+
+
+def test_a_mask_the_anatomy_flags_as_failed_is_not_used() -> None:
+    """A failed step's leftover mask is not trusted: the contrast goes unchecked."""
+    volume, anatomy = chest(blood_hu=300.0)
+    qa = image_qa(volume, replace(anatomy, missing=["blood_pool: seed outside the heart"]))
+    assert qa.scorable and QA_CONTRAST_UNCHECKED in codes(qa)
 
 
 def test_a_pool_too_small_to_measure_is_a_caveat() -> None:
