@@ -12,9 +12,12 @@ caveat reported beside the score), never silence:
 =====================  ==============================  ==============================
 rule                   refusal                         caveat
 =====================  ==============================  ==============================
-contrast (blood pool)  median HU > CONTRAST_HU in the  median between HIGH_BLOOD_HU
-                       eroded aortic or cardiac pool   and CONTRAST_HU; a pool too
-                       (whatever the tags say)         small or missing: "not checked"
+contrast (blood)       median HU > CONTRAST_HU in the  median between HIGH_BLOOD_HU
+                       eroded blood pool or interior   and CONTRAST_HU; nothing to
+                       of the aorta or the heart       measure: "not checked"; no
+                       (whatever the tags say)         blood pool: "interior only"
+iodine (no anatomy)    a large bright region without
+                       cortex (IODINE_*, CORTEX_*)
 metal                  metal within METAL_NEAR_HEART   metal farther away
                        _MM of the heart, its dark
                        streaks across the heart, or
@@ -65,6 +68,23 @@ HIGH_BLOOD_HU = 70.0
 BLOOD_POOL_EROSION_MM = 3.0
 # Less eroded pool than this (1 mL) is too little to measure honestly (project choice).
 BLOOD_POOL_MIN_MM3 = 1000.0
+# Fat is left out of a structure's interior: the upper end of the -190 to -30 HU fat
+# window of CT fat quantification (e.g. epicardial fat volume); unverified as a citation.
+FAT_MAX_HU = -30.0
+
+# A backstop that needs no anatomy: a segmentation tuned to unenhanced CT may take
+# iodinated blood for bone, or place the heart elsewhere, and then the medians above
+# never see it. Bone's bright interior sits inside a cortex (dense bone, tabulated to
+# +1000 HU and more), iodinated blood inside soft tissue. So a connected region of
+# IODINE_MIN_HU or more (below METAL_HU), of at least IODINE_MIN_ML, with under
+# CORTEX_FRACTION of its voxels at CORTEX_HU or more and a median of at least
+# IODINE_MEDIAN_HU, is taken as iodinated blood. Project heuristic, unverified: a
+# large osteoporotic bone fragment with no dense cortex could trip it.
+IODINE_MIN_HU = 150.0
+IODINE_MEDIAN_HU = 200.0
+IODINE_MIN_ML = 20.0
+CORTEX_HU = 600.0
+CORTEX_FRACTION = 0.01
 
 # --- metal -----------------------------------------------------------------------
 # Cortical bone is tabulated at up to about +1000 HU, dense bone up to about +2000 HU
@@ -131,6 +151,7 @@ SOURCES = {
 }
 
 QA_CONTRAST_UNCHECKED = "contrast-not-checked"
+QA_POOL_MISSING = "blood-pool-not-found"
 QA_BLOOD_DENSE = "blood-pool-dense"
 QA_METAL_FAR = "metal-away-from-heart"
 QA_FOV_UNCHECKED = "field-of-view-not-checked"
@@ -175,8 +196,9 @@ def image_qa(volume: Volume, anatomy: Anatomy) -> ImageQA:
 
     Returns
     -------
-    ImageQA with the first refusal in rule order (contrast, metal, gantry tilt,
-    field of view, kernel), every caveat, and the measurements. Rules and
+    ImageQA with the first refusal in rule order (contrast, iodine without
+    anatomy, metal, gantry tilt, field of view, kernel), every caveat, and the
+    measurements. Rules and
     thresholds: module docstring and constants.
 
     Raises
@@ -185,8 +207,8 @@ def image_qa(volume: Volume, anatomy: Anatomy) -> ImageQA:
         An anatomy mask not shaped like the volume.
     """
     _check_shapes(volume, anatomy)
-    findings = [contrast_rule(volume, anatomy), metal_rule(volume, anatomy), tilt_rule(volume),
-                field_of_view_rule(volume, anatomy), kernel_rule(volume)]
+    findings = [contrast_rule(volume, anatomy), iodine_rule(volume), metal_rule(volume, anatomy),
+                tilt_rule(volume), field_of_view_rule(volume, anatomy), kernel_rule(volume)]
     refusals = [f.refusal for f in findings if f.refusal is not None]
     return ImageQA(refusal=refusals[0] if refusals else None,
                    caveats=[c for f in findings for c in f.caveats],
@@ -210,40 +232,106 @@ def _found(anatomy: Anatomy, name: str) -> np.ndarray | None:
 
 
 def contrast_rule(volume: Volume, anatomy: Anatomy) -> _Finding:
-    """Contrast in the blood pool: median HU of the eroded pool in the aorta and the heart.
+    """Contrast in the blood: median HU in the aorta and in the heart, two ways each.
 
-    The blood pool is eroded in-plane by BLOOD_POOL_EROSION_MM (padding left
-    out), then split into its part in the aorta and its part in the heart; a
-    part with at least BLOOD_POOL_MIN_MM3 is measured by its median (robust
-    to calcium and streaks). Either median above CONTRAST_HU refuses; above
-    HIGH_BLOOD_HU is a caveat; a part that cannot be measured is a caveat,
-    never a pass.
+    In each of the aorta and the heart, the median (robust to calcium and
+    streaks) is taken over (1) the blood pool, eroded in-plane by
+    BLOOD_POOL_EROSION_MM, and (2) the structure's interior, eroded the same
+    way, fat (FAT_MAX_HU or below) left out: a segmentation tuned to
+    unenhanced blood may leave iodinated blood out of its blood pool, and
+    measuring only there would hide the contrast sought. Padding is never
+    measured; a part needs BLOOD_POOL_MIN_MM3. Any median above CONTRAST_HU
+    refuses; above HIGH_BLOOD_HU is a caveat; a structure with nothing to
+    measure is a caveat, never a pass.
     """
     pool = _found(anatomy, "blood_pool")
-    out = _Finding(measured={"blood_pool_aorta_hu": None, "blood_pool_heart_hu": None})
-    if pool is None:
-        out.caveats.append(f"{QA_CONTRAST_UNCHECKED}: the blood pool was not found, so "
-                           "contrast in it could not be checked")
+    regions = {where: _found(anatomy, where) for where in ("aorta", "heart")}
+    out = _Finding(measured={f"{kind}_{where}_hu": None for kind in ("blood_pool", "interior")
+                             for where in regions})
+    present = [mask for mask in (pool, *regions.values()) if mask is not None]
+    if not present:
+        out.caveats.append(f"{QA_CONTRAST_UNCHECKED}: neither the blood pool, the aorta nor "
+                           "the heart was found, so contrast could not be checked")
         return out
-    box = _box(pool)
-    core = _eroded_in_plane(pool[box], volume.spacing, BLOOD_POOL_EROSION_MM)
-    core &= ~volume.padding[box]
+    if pool is None:
+        out.caveats.append(f"{QA_POOL_MISSING}: the blood pool was not found; contrast was "
+                           "measured in the interior of the aorta and the heart only")
+    box = _box(np.logical_or.reduce(present))
+    samples = _contrast_samples(volume, box, pool, [m for m in regions.values() if m is not None])
+    for where, region in regions.items():
+        _judge_contrast(out, where, region, samples, volume, box)
+    return out
+
+
+def _contrast_samples(volume: Volume, box: tuple[slice, slice, slice], pool: np.ndarray | None,
+                      regions: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Eroded blood pool and eroded non-fat interior of the structures, within ``box``."""
+    usable = ~volume.padding[box]
+    out = {"interior": _eroded_in_plane(np.logical_or.reduce([r[box] for r in regions]),
+                                        volume.spacing, BLOOD_POOL_EROSION_MM)
+           & usable & (volume.hu[box] > FAT_MAX_HU)}
+    if pool is not None:
+        out["blood_pool"] = _eroded_in_plane(pool[box], volume.spacing,
+                                             BLOOD_POOL_EROSION_MM) & usable
+    return out
+
+
+def _judge_contrast(out: _Finding, where: str, region: np.ndarray | None,
+                    samples: dict[str, np.ndarray], volume: Volume,
+                    box: tuple[slice, slice, slice]) -> None:
+    if region is None:
+        out.caveats.append(f"{QA_CONTRAST_UNCHECKED}: the {where} was not found, so contrast "
+                           f"in it could not be checked")
+        return
     hu = volume.hu[box]
-    for where, region in (("aorta", anatomy.aorta), ("heart", anatomy.heart)):
-        median = _median(hu, core & region[box], volume.spacing)
-        out.measured[f"blood_pool_{where}_hu"] = median
-        if median is None:
-            out.caveats.append(f"{QA_CONTRAST_UNCHECKED}: too little blood pool in the {where} "
-                               f"to measure (under {BLOOD_POOL_MIN_MM3:g} mm^3 after erosion)")
-        elif median > CONTRAST_HU:
-            out.refusal = out.refusal or (
-                f"contrast in the blood pool: median {median:.0f} HU in the {where} "
-                f"(unenhanced blood is about 30-50 HU; over {CONTRAST_HU:g} HU is iodine), "
-                "whatever the ContrastBolusAgent tag says")
-        elif median > HIGH_BLOOD_HU:
-            out.caveats.append(f"{QA_BLOOD_DENSE}: median {median:.0f} HU in the {where} blood "
-                               "pool is dense for unenhanced blood (haemoconcentration or "
-                               "dilute contrast)")
+    medians = {kind: _median(hu, sample & region[box], volume.spacing)
+               for kind, sample in samples.items()}
+    out.measured.update({f"{kind}_{where}_hu": value for kind, value in medians.items()})
+    known = {kind: value for kind, value in medians.items() if value is not None}
+    if not known:
+        out.caveats.append(f"{QA_CONTRAST_UNCHECKED}: too little blood in the {where} to "
+                           f"measure (under {BLOOD_POOL_MIN_MM3:g} mm^3 after erosion)")
+        return
+    kind, worst = max(known.items(), key=lambda item: item[1])
+    what = f"median {worst:.0f} HU in the {where}'s {kind.replace('_', ' ')}"
+    if worst > CONTRAST_HU:
+        out.refusal = out.refusal or (
+            f"contrast in the blood: {what} (unenhanced blood is about 30-50 HU; over "
+            f"{CONTRAST_HU:g} HU is iodine), whatever the ContrastBolusAgent tag says")
+    elif worst > HIGH_BLOOD_HU:
+        out.caveats.append(f"{QA_BLOOD_DENSE}: {what} is dense for unenhanced blood "
+                           "(haemoconcentration or dilute contrast)")
+
+
+def iodine_rule(volume: Volume) -> _Finding:
+    """Iodinated blood seen without anatomy: a large bright region with no cortex.
+
+    Connected regions (6-connectivity, every second row and column) of
+    IODINE_MIN_HU to METAL_HU; one of IODINE_MIN_ML or more whose voxels are
+    under CORTEX_FRACTION at CORTEX_HU or more and whose median is at least
+    IODINE_MEDIAN_HU refuses. The largest such region is recorded.
+    """
+    hu = volume.hu[:, ::2, ::2]
+    bright = (hu >= IODINE_MIN_HU) & (hu < METAL_HU)
+    labels, count = ndimage.label(bright)
+    out = _Finding(measured={"cortex_free_bright_ml": 0.0})
+    if count == 0:
+        return out
+    flat, values = labels[bright], hu[bright]
+    voxel_ml = volume.spacing[0] * 2 * volume.spacing[1] * 2 * volume.spacing[2] / 1000.0
+    voxels = np.bincount(flat, minlength=count + 1)
+    cortex = np.bincount(flat, weights=values >= CORTEX_HU, minlength=count + 1)
+    suspects = np.flatnonzero((voxels * voxel_ml >= IODINE_MIN_ML)
+                              & (cortex < CORTEX_FRACTION * voxels))
+    for label in suspects[np.argsort(-voxels[suspects])]:
+        median = float(np.median(values[flat == label]))
+        if median >= IODINE_MEDIAN_HU:
+            size = float(voxels[label] * voxel_ml)
+            out.measured["cortex_free_bright_ml"] = size
+            out.refusal = (f"contrast: a bright region of {size:.0f} mL at median {median:.0f} "
+                           "HU with no cortical bone in it, i.e. iodinated blood, whatever the "
+                           "ContrastBolusAgent tag and the anatomy say")
+            break
     return out
 
 

@@ -23,6 +23,7 @@ from imaging_core.scanqa import (
     QA_FOV_UNCHECKED,
     QA_KERNEL_UNKNOWN,
     QA_METAL_FAR,
+    QA_POOL_MISSING,
     ImageQA,
     image_qa,
 )
@@ -62,9 +63,9 @@ def outside_circle() -> np.ndarray:
 
 def chest(blood_hu: float = BLOOD_HU, aorta_hu: float | None = None, seed: int = 0,
           centre: tuple[float, float, float] = CENTRE, padding: bool = True,
-          **tags: object) -> tuple[Volume, Anatomy]:
+          pool_mm: float = POOL_MM, **tags: object) -> tuple[Volume, Anatomy]:
     """The synthetic chest (σ = 5 HU noise) and its anatomy, drawn from the same shapes."""
-    heart, pool = ball(centre, HEART_MM), ball(centre, POOL_MM)
+    heart, pool = ball(centre, HEART_MM), ball(centre, pool_mm)
     aorta, lumen = cylinder(AORTA_YX, AORTA_MM), cylinder(AORTA_YX, LUMEN_MM)
     rng = np.random.default_rng(seed)
     hu = TISSUE_HU + rng.normal(0.0, 5.0, SHAPE)
@@ -111,7 +112,7 @@ def test_untagged_contrast_in_the_blood_pool_is_not_scorable() -> None:
     assert not volume.contrast  # the tags say nothing
     qa = image_qa(volume, anatomy)
     assert not qa.scorable
-    assert "contrast in the blood pool" in (qa.refusal or "")
+    assert "contrast in the blood" in (qa.refusal or "")
 
 
 def test_contrast_in_the_aorta_alone_is_enough() -> None:
@@ -126,31 +127,72 @@ def test_just_below_the_contrast_limit_is_scored_with_a_caveat() -> None:
     assert codes(qa) == [QA_BLOOD_DENSE, QA_BLOOD_DENSE]
 
 
-def test_a_missing_blood_pool_is_a_caveat_never_a_pass() -> None:
-    volume, anatomy = chest(blood_hu=300.0)  # contrast there, but the pool was not found
+def test_a_missing_blood_pool_is_a_caveat_and_the_interior_still_shows_contrast() -> None:
+    volume, anatomy = chest(blood_hu=300.0)
     anatomy = replace(anatomy, blood_pool=np.zeros(SHAPE, dtype=bool),
                       missing=["blood_pool: no chamber seed"])
     qa = image_qa(volume, anatomy)
-    assert qa.scorable
-    assert QA_CONTRAST_UNCHECKED in codes(qa)
+    assert QA_POOL_MISSING in codes(qa)
+    assert qa.refusal is not None and "interior" in qa.refusal
     assert qa.measured["blood_pool_heart_hu"] is None
 
 
-def test_a_mask_the_anatomy_flags_as_failed_is_not_used() -> None:
-    """A failed step's leftover mask is not trusted: the contrast goes unchecked."""
+def test_nothing_to_measure_contrast_in_is_a_caveat_never_a_pass() -> None:
+    volume, anatomy = chest()
+    empty = np.zeros(SHAPE, dtype=bool)
+    anatomy = replace(anatomy, blood_pool=empty, aorta=empty, heart=empty,
+                      missing=["blood_pool: x", "aorta: x", "heart: x"])
+    qa = image_qa(volume, anatomy)
+    assert QA_CONTRAST_UNCHECKED in codes(qa)
+
+
+def test_iodine_the_anatomy_missed_is_still_refused() -> None:
+    """A confused segmentation (no pool, aorta or heart) and 300 HU blood in a 20 mm
+    radius pool (33.5 mL, over the 20 mL limit): the cortex-free bright region refuses."""
+    volume, anatomy = chest(blood_hu=300.0, pool_mm=20.0)
+    empty = np.zeros(SHAPE, dtype=bool)
+    anatomy = replace(anatomy, blood_pool=empty, aorta=empty, heart=empty,
+                      missing=["blood_pool: x", "aorta: x", "heart: x"])
+    qa = image_qa(volume, anatomy)
+    assert qa.refusal is not None and "no cortical bone" in qa.refusal
+    assert qa.measured["cortex_free_bright_ml"] == pytest.approx(
+        4 / 3 * np.pi * 20.0 ** 3 / 1000, rel=0.15)
+
+
+def test_bone_with_its_cortex_is_not_taken_for_iodine() -> None:
+    """A vertebral body: 250 HU cancellous core in a 2 mm 800 HU cortex, 51 mL."""
+    volume, anatomy = chest()
+    body, core = cylinder((95.0, 56.0), 15.0), cylinder((95.0, 56.0), 13.0)
+    hu = volume.hu.copy()
+    hu[body] = 800.0
+    hu[core] = 250.0
+    qa = image_qa(replace(volume, hu=hu), replace(anatomy, bone=body))
+    assert qa.scorable and qa.caveats == []
+
+
+def test_a_blood_pool_that_leaves_the_iodinated_blood_out_does_not_hide_it() -> None:
+    """A segmentation tuned to unenhanced blood may draw its pool round 40 HU tissue only."""
     volume, anatomy = chest(blood_hu=300.0)
+    shell = anatomy.heart & ~ball(CENTRE, POOL_MM)
+    qa = image_qa(volume, replace(anatomy, blood_pool=shell | cylinder(AORTA_YX, LUMEN_MM)))
+    assert qa.refusal is not None and "contrast in the blood" in qa.refusal
+
+
+def test_a_mask_the_anatomy_flags_as_failed_is_not_used() -> None:
+    volume, anatomy = chest()
     qa = image_qa(volume, replace(anatomy, missing=["blood_pool: seed outside the heart"]))
-    assert qa.scorable and QA_CONTRAST_UNCHECKED in codes(qa)
+    assert qa.scorable and codes(qa) == [QA_POOL_MISSING]
+    assert qa.measured["blood_pool_heart_hu"] is None
 
 
-def test_a_pool_too_small_to_measure_is_a_caveat() -> None:
+def test_a_pool_too_small_to_measure_leaves_the_interior_to_judge() -> None:
     """A pool of radius 4 mm is under 1 mL once eroded by 3 mm."""
     volume, anatomy = chest()
     anatomy = replace(anatomy, blood_pool=ball(CENTRE, 4.0) | cylinder(AORTA_YX, LUMEN_MM))
     qa = image_qa(volume, anatomy)
-    assert qa.scorable
-    assert codes(qa) == [QA_CONTRAST_UNCHECKED]
-    assert "heart" in qa.caveats[0]
+    assert qa.scorable and qa.caveats == []
+    assert qa.measured["blood_pool_heart_hu"] is None
+    assert qa.measured["interior_heart_hu"] == pytest.approx(TISSUE_HU, abs=2)
 
 
 def test_3000_hu_metal_near_the_heart_is_not_scorable() -> None:
@@ -299,7 +341,7 @@ def test_an_unenhanced_thorax_is_scorable() -> None:
 def test_an_untagged_contrast_thorax_is_not_scorable() -> None:
     qa, volume, _ = thorax_qa(thorax.contrast(thorax.thorax_311(), tagged=False))
     assert not volume.contrast
-    assert qa.refusal is not None and "contrast in the blood pool" in qa.refusal
+    assert qa.refusal is not None and "contrast in the blood" in qa.refusal
 
 
 @pytest.mark.parametrize("streaks", [True, False])
