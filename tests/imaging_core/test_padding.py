@@ -23,7 +23,7 @@ from imaging_core.calcium import score
 from imaging_core.keyimages import key_images
 from imaging_core.mesh import calcium_mesh
 from imaging_core.rendering import Window, rendered
-from imaging_core.volume import load_volume
+from imaging_core.volume import load_volume, padding_range
 from tests.imaging_core import thorax
 from tests.imaging_core.phantoms import (
     INTERCEPT,
@@ -228,3 +228,13 @@ def test_key_images_and_mesh_of_a_padded_series_show_only_the_body(tmp_path: Pat
                                                 (UNSIGNED.cols - 1) / 2]]))[0]
     in_plane = np.hypot(mesh.vertices[:, 0] - centre[0], mesh.vertices[:, 1] - centre[1])
     assert in_plane.max() < 15.0  # the inserts lie well inside the 15 mm circle
+
+
+@pytest.mark.parametrize(("representation", "expected"), [(0, 63536), (1, -2000)])
+def test_a_raw_padding_value_is_read_as_pixel_representation_says(
+        representation: int, expected: int) -> None:
+    """Bytes F830 (little endian) left undecoded: 63536 unsigned, -2000 signed."""
+    ds = Dataset()
+    ds.PixelRepresentation = representation
+    ds.add_new(0x00280120, "OB", b"\x30\xf8")  # Pixel Padding Value, VR unresolved
+    assert padding_range(ds) == (expected, expected)
