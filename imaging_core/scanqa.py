@@ -198,8 +198,7 @@ def image_qa(volume: Volume, anatomy: Anatomy) -> ImageQA:
     -------
     ImageQA with the first refusal in rule order (contrast, iodine without
     anatomy, metal, gantry tilt, field of view, kernel), every caveat, and the
-    measurements. Rules and
-    thresholds: module docstring and constants.
+    measurements. Rules and thresholds: module docstring and constants.
 
     Raises
     ------
@@ -281,7 +280,7 @@ def _judge_contrast(out: _Finding, where: str, region: np.ndarray | None,
                     box: tuple[slice, slice, slice]) -> None:
     if region is None:
         out.caveats.append(f"{QA_CONTRAST_UNCHECKED}: the {where} was not found, so contrast "
-                           f"in it could not be checked")
+                           "in it could not be checked")
         return
     hu = volume.hu[box]
     medians = {kind: _median(hu, sample & region[box], volume.spacing)
