@@ -143,6 +143,8 @@ VENDORS = ((re.compile(r"(^|[^A-Z])GE([^A-Z]|$)"), "GE"), (re.compile("PHILIPS")
 
 SOURCES = {
     "contrast": "Buzug 2008 (unenhanced blood); Abbara 2016 (SCCT CCTA enhancement)",
+    "iodine": "project heuristic: bone's bright interior has a cortex, blood has none; "
+              "unverified",
     "metal": "project choice above dense cortical bone; unverified",
     "gantry_tilt": MCCOLLOUGH_2007 + " (axial protocol)",
     "kernel": MCCOLLOUGH_2007 + " and Booij 2020 (standard kernels, unverified against "
