@@ -43,7 +43,7 @@ from imaging_core.keyimages import KeyImage, key_images
 from imaging_core.mesh import calcium_mesh, context_mesh, to_glb
 from imaging_core.models import DicomInstance, ReceivedStudy
 from imaging_core.storage import store_instance
-from imaging_core.terminology import MEASURES
+from imaging_core.terminology import CAC_DRS_CATEGORIES, MEASURES, vessel_concept
 from imaging_core.volume import Volume, load_volumes
 
 log = logging.getLogger(__name__)
@@ -176,15 +176,27 @@ def _amend(ctx: _Context, job: jobs.AnalysisJob, analysis: Analysis,
 
 
 def _observation_ids(store: Store, report: dict[str, Any]) -> dict[str, str]:
-    """The report's Observations by their measure code (the total, without bodySite)."""
+    """The report's Observations by :func:`_reuse_key` (measure code, and artery if any)."""
     ids: dict[str, str] = {}
     for ref in report.get("result", []):
         observation = store.read("Observation", ref["reference"].split("/", 1)[1])
-        codes = [c["code"] for c in observation["code"].get("coding", [])
-                 if c.get("system") == f"{store.settings.canonical_base}/CodeSystem/measure"]
-        if codes and "bodySite" not in observation:
-            ids[codes[0]] = str(observation["id"])
+        key = _reuse_key(store.settings.canonical_base, observation)
+        if key is not None:
+            ids[key] = str(observation["id"])
     return ids
+
+
+def _reuse_key(base: str, observation: dict[str, Any]) -> str | None:
+    """``agatston-score``, or ``agatston-score@LAD`` for an artery's: one Observation each."""
+    def code_in(concept: dict[str, Any], system: str) -> str | None:
+        return next((c["code"] for c in concept.get("coding", [])
+                     if c.get("system") == f"{base}/CodeSystem/{system}"), None)
+
+    measure = code_in(observation.get("code", {}), "measure")
+    if measure is None:
+        return None
+    site = code_in(observation.get("bodySite", {}), "coronary-vessel")
+    return f"{measure}@{site}" if site else measure
 
 
 def _hold_result(store: Store, job: jobs.AnalysisJob, order: dict[str, Any],
@@ -234,9 +246,9 @@ class _Context:
                                  {**resource, "id": resource_id}).resource
 
     def write_observation(self, resource: dict[str, Any]) -> dict[str, Any]:
-        code = resource["code"]["coding"][0]["code"]
-        if code in self.reuse and "bodySite" not in resource:
-            return self.amend(self.reuse[code], resource)
+        key = _reuse_key(self.base, resource)
+        if key is not None and key in self.reuse:
+            return self.amend(self.reuse[key], resource)
         return self.create(resource)
 
 
@@ -265,39 +277,74 @@ def _report(ctx: _Context, job: jobs.AnalysisJob, analysis: Analysis,
 
 
 def _observations(ctx: _Context, result: calcium.CalciumResult | None) -> list[dict[str, Any]]:
+    """The total scores, one ``agatston-score`` per artery (with ``bodySite``) and CAC-DRS."""
     if result is None or not result.scorable:
         return []
-    values: dict[str, dict[str, Any]] = {
-        "agatston-score": {"valueQuantity": _quantity(result.agatston, "1", "{score}")},
-        "cac-volume-mm3": {"valueQuantity": _quantity(result.volume_mm3, "mm3", "mm3")},
-        "cac-lesion-count": {"valueInteger": result.lesion_count},
-        "cac-drs": {"valueCodeableConcept": {"text": f"CAC-DRS A{result.cac_drs}", "coding": [{
-            "system": f"{ctx.base}/CodeSystem/measure", "code": f"cac-drs-{result.cac_drs}",
-            "display": MEASURES[f"cac-drs-{result.cac_drs}"].display}]}},
-        "cac-mass-mg": ({"valueQuantity": _quantity(result.mass_mg, "mg", "mg")}
-                        if result.mass_mg is not None else {"dataAbsentReason": {"coding": [{
-                            "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
-                            "code": "not-performed", "display": "Not Performed"}],
-                            "text": "No scanner calibration factor is configured"}}),
-    }
-    return [ctx.write_observation(_observation(ctx, code, value))
-            for code, value in values.items()]
+    values: list[tuple[str, dict[str, Any]]] = [
+        ("agatston-score", {"valueQuantity": _quantity(result.agatston, "1", "{score}")}),
+        *[("agatston-score", value) for value in _artery_values(ctx, result)],
+        ("cac-volume-mm3", {"valueQuantity": _quantity(result.volume_mm3, "mm3", "mm3")}),
+        ("cac-lesion-count", {"valueInteger": result.lesion_count}),
+        ("cac-drs", _cac_drs_value(ctx, result)),
+        ("cac-mass-mg", ({"valueQuantity": _quantity(result.mass_mg, "mg", "mg")}
+                         if result.mass_mg is not None else _absent(
+                             "not-performed", "No scanner calibration factor is configured"))),
+    ]
+    return [ctx.write_observation(_observation(ctx, code, value)) for code, value in values]
+
+
+def _absent(code: str, text: str) -> dict[str, Any]:
+    """A ``dataAbsentReason`` (http://hl7.org/fhir/R4/valueset-data-absent-reason.html)."""
+    display = {"not-performed": "Not Performed", "unknown": "Unknown"}[code]
+    return {"dataAbsentReason": {"coding": [{
+        "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+        "code": code, "display": display}], "text": text}}
+
+
+UNATTRIBUTED = "Some counted calcium is not attributed to a coronary artery"
+
+
+def _artery_values(ctx: _Context, result: calcium.CalciumResult) -> list[dict[str, Any]]:
+    """Per artery (zeros included): its Agatston score, or unknown when calcium is
+    unattributed (an artery's share is then not known, never 0)."""
+    known = result.cac_vessels is not None
+    return [{"bodySite": vessel_concept(ctx.base, artery), **(
+        {"valueQuantity": _quantity(result.arteries[artery].agatston, "1", "{score}")}
+        if known and artery in result.arteries else _absent("unknown", UNATTRIBUTED))}
+        for artery in calcium.CORONARY_ARTERIES]
+
+
+def _cac_drs_value(ctx: _Context, result: calcium.CalciumResult) -> dict[str, Any]:
+    """CAC-DRS A as a coding, N as the ``cac-vessels`` component (Hecht 2018; CONTRACT §5)."""
+    category = f"A{result.cac_drs}"
+    vessels: dict[str, Any] = ({"valueInteger": result.cac_vessels}
+                               if result.cac_vessels is not None
+                               else _absent("unknown", UNATTRIBUTED))
+    return {"valueCodeableConcept": {
+        "coding": [{"system": f"{ctx.base}/CodeSystem/cac-drs", "code": category,
+                    "display": CAC_DRS_CATEGORIES[category]}],
+        "text": result.cac_drs_label},
+        "component": [{"code": _measure_concept(ctx, "cac-vessels"), **vessels}]}
 
 
 def _quantity(value: float | None, unit: str, code: str) -> dict[str, Any]:
     return {"value": round(float(value or 0), 2), "unit": unit, "system": UCUM, "code": code}
 
 
-def _observation(ctx: _Context, code: str, value: dict[str, Any]) -> dict[str, Any]:
+def _measure_concept(ctx: _Context, code: str) -> dict[str, Any]:
     measure = MEASURES[code]
+    return {"coding": [{"system": f"{ctx.base}/CodeSystem/measure", "code": code,
+                        "display": measure.display}, *measure.standard],
+            "text": measure.display}
+
+
+def _observation(ctx: _Context, code: str, value: dict[str, Any]) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "Observation", "status": "preliminary",
         "category": [{"coding": [{
             "system": "http://terminology.hl7.org/CodeSystem/observation-category",
             "code": "imaging", "display": "Imaging"}]}],
-        "code": {"coding": [{"system": f"{ctx.base}/CodeSystem/measure", "code": code,
-                             "display": measure.display}, *measure.standard],
-                 "text": measure.display},
+        "code": _measure_concept(ctx, code),
         "subject": ctx.subject, "basedOn": [ctx.order_ref],
         "effectiveDateTime": instant(now_utc()), **value}
     if ctx.imaging_study_id:
