@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,7 @@ from core.settings import Settings
 from fhir.dates import instant, now_utc
 from fhir.search import run_search
 from fhir.store import Store, spec_for
-from imaging_core import calcium, jobs
+from imaging_core import calcium, jobs, review
 from imaging_core import reports as reports
 from imaging_core.errors import ImagingError
 from imaging_core.holds import hold_for_person
@@ -62,6 +63,9 @@ class Analysis:
     images: list[KeyImage] = field(default_factory=list)
     pdf: bytes | None = None
     derived: list[Dataset] = field(default_factory=list)
+    # A radiologist's decisions applied, and the id of the last one (0: none).
+    decisions: list[calcium.Decision] = field(default_factory=list)
+    applied_through: int = 0
 
 
 def register() -> None:
@@ -72,7 +76,9 @@ def run_calcium(settings: Settings, job: jobs.AnalysisJob) -> str:
     """Analyse the job's study and publish the results; the report id."""
     with Session(engine_for(settings.database_url)) as session:
         sources = _datasets(session, settings, job.study_uid)
-    analysis = analyse(sources)
+        decided = review.decisions_for(session, job.service_request_id)
+    analysis = analyse(sources, review.as_decisions(decided))
+    analysis.applied_through = max((d.id or 0 for d in decided), default=0)
     with Session(engine_for(settings.database_url), expire_on_commit=False) as session:
         jobs.check_lease(session, job)
         report_id = publish(Store(session, settings), job, analysis)
@@ -87,15 +93,17 @@ def _datasets(session: Session, settings: Settings, study_uid: str) -> list[Data
     return [pydicom.dcmread(settings.var_dir / row.path) for row in rows]
 
 
-def analyse(sources: list[Dataset]) -> Analysis:
-    """Load, score and render; a study that cannot be read gives a failure to report."""
+def analyse(sources: list[Dataset], decisions: Sequence[calcium.Decision] = ()) -> Analysis:
+    """Load, score (with a radiologist's ``decisions``, in order) and render; a study
+    that cannot be read gives a failure to report."""
     try:
         volume = max(load_volumes(sources), key=lambda v: v.shape[0])
     except (ImagingError, ValueError) as error:
         return Analysis(None, None, f"The images could not be analysed: {error}. "
                         "A radiologist will review them.", failure=str(error))
-    result = calcium.score(volume)
-    analysis = Analysis(volume, result, reports.conclusion_text(result))
+    result, applied = _score(volume, decisions)
+    analysis = Analysis(volume, result, reports.conclusion_text(result) + _reviewed(applied),
+                        decisions=applied)
     if result.scorable and result.weight_map is not None:
         analysis.glb = to_glb([calcium_mesh(volume, result.weight_map),
                                context_mesh(volume, result.weight_map)])
@@ -112,12 +120,50 @@ def analyse(sources: list[Dataset]) -> Analysis:
     return analysis
 
 
+def score_volume(volume: Volume, decisions: Sequence[calcium.Decision]) -> calcium.CalciumResult:
+    """The one scorer the analyser calls (the chest pipeline belongs here).
+
+    Raises ValueError, as ``calcium.score`` does, for a decision naming an
+    unknown lesion or label.
+    """
+    return calcium.score(volume, decisions=decisions)
+
+
+def _score(volume: Volume, decisions: Sequence[calcium.Decision]
+           ) -> tuple[calcium.CalciumResult, list[calcium.Decision]]:
+    """The result with every decision whose lesion is still a candidate, and those applied.
+
+    New images can move a lesion (its id names its first voxel): a decision
+    whose lesion is gone is not applied, and the result's QA notes say so.
+    """
+    try:
+        return score_volume(volume, decisions), list(decisions)
+    except ValueError:
+        if not decisions:
+            raise
+    known = {lesion.id for lesion in score_volume(volume, ()).lesions}
+    kept = [d for d in decisions if d.lesion_id in known]
+    result = score_volume(volume, kept)
+    gone = sorted({d.lesion_id for d in decisions if d.lesion_id not in known})
+    result.qa.append(f"review-not-applied: {len(decisions) - len(kept)} review decisions "
+                     f"name lesions this analysis did not find ({', '.join(gone)})")
+    return result, kept
+
+
+def _reviewed(applied: Sequence[calcium.Decision]) -> str:
+    """A sentence saying a radiologist's review is in the result, or nothing."""
+    if not applied:
+        return ""
+    return (f" A radiologist's review of the automatic findings ({len(applied)} "
+            f"change{'s' if len(applied) != 1 else ''}) is applied.")
+
+
 def _first(sources: list[Dataset], keyword: str) -> str | None:
     value = next((getattr(s, keyword, None) for s in sources if getattr(s, keyword, None)), None)
     return str(value) if value else None
 
 
-SIGNED_OFF = ("final", "amended", "corrected")
+SIGNED_OFF = review.SIGNED_OFF
 
 
 def publish(store: Store, job: jobs.AnalysisJob, analysis: Analysis) -> str:
@@ -131,6 +177,10 @@ def publish(store: Store, job: jobs.AnalysisJob, analysis: Analysis) -> str:
     order = store.read("ServiceRequest", job.service_request_id)
     earlier = _order_report(store, order["id"], key["system"])
     if earlier is not None and earlier["status"] in SIGNED_OFF:
+        if review.is_review_job(store.session, job.id):  # signed while the job waited
+            log.warning("review not applied: the report was signed off first", extra={
+                "diagnostic_report_id": earlier["id"], "job_id": job.id})
+            return str(earlier["id"])
         return _hold_result(store, job, order, earlier, analysis)
     for derived in analysis.derived:
         store_instance(store.session, store.settings, derived, "derived")
@@ -139,6 +189,8 @@ def publish(store: Store, job: jobs.AnalysisJob, analysis: Analysis) -> str:
     if earlier is not None:
         _amend(context, job, analysis, earlier)
     report = _report(context, job, analysis, key, earlier)
+    review.save_candidates(store.session, str(report["id"]), job, analysis.result,
+                           analysis.applied_through)
     _provenance(context, report, analysis)
     _move_task(context, "analysed")
     return str(report["id"])
@@ -169,8 +221,9 @@ def _amend(ctx: _Context, job: jobs.AnalysisJob, analysis: Analysis,
            earlier: dict[str, Any]) -> None:
     """Prepare a re-analysis to replace the preliminary report and its Observations."""
     ctx.reuse = _observation_ids(ctx.store, earlier)
-    analysis.conclusion = f"Re-analysed: {_more_images(ctx.store, job, earlier)}. " \
-        + analysis.conclusion
+    if not review.is_review_job(ctx.store.session, job.id):
+        analysis.conclusion = f"Re-analysed: {_more_images(ctx.store, job, earlier)}. " \
+            + analysis.conclusion
     log.info("preliminary report amended by a re-analysis", extra={
         "diagnostic_report_id": earlier["id"], "job_id": job.id})
 
@@ -383,21 +436,33 @@ def _media(ctx: _Context, image: KeyImage) -> dict[str, Any]:
 def _provenance(ctx: _Context, report: dict[str, Any], analysis: Analysis) -> None:
     result = analysis.result
     params = result.as_dict() if result else {"failure": analysis.failure}
-    targets = [{"reference": f"DiagnosticReport/{report['id']}"}, *report.get("result", [])]
+    targets = [{"reference": f"DiagnosticReport/{report['id']}/_history/"
+                             f"{report['meta']['versionId']}"}, *report.get("result", [])]
     ctx.create({
         "resourceType": "Provenance", "target": targets, "recorded": instant(now_utc()),
         "contained": [{"resourceType": "Parameters", "id": "analysis", "parameter": [
             {"name": "analyser", "valueString": calcium.ANALYSER_VERSION},
             {"name": "parameters", "valueString": json.dumps(params.get("params", params))},
-            {"name": "inputs", "valueString": json.dumps(params.get("inputs", {}))}]}],
+            {"name": "inputs", "valueString": json.dumps(params.get("inputs", {}))},
+            {"name": "review-decisions",
+             "valueString": review.decisions_json(analysis.decisions)}]}],
         "agent": [{"type": {"coding": [{
             "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
             "code": "performer", "display": "Performer"}]},
-            "who": {"display": f"ScanPath imaging core ({calcium.ANALYSER_VERSION})"}}],
+            "who": {"display": f"ScanPath imaging core ({calcium.ANALYSER_VERSION})"}},
+            *_reviewers(analysis.decisions)],
         "entity": [{"role": "source", "what": {"reference": "#analysis"}}] + (
             [{"role": "source", "what": {"reference": f"ImagingStudy/{ctx.imaging_study_id}"}}]
             if ctx.imaging_study_id else []),
     })
+
+
+def _reviewers(decisions: Sequence[calcium.Decision]) -> list[dict[str, Any]]:
+    """Each radiologist whose decisions shaped the result, as an ``author`` agent."""
+    return [{"type": {"coding": [{
+        "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+        "code": "author", "display": "Author"}]}, "who": {"reference": reviewer}}
+        for reviewer in dict.fromkeys(d.reviewer for d in decisions)]
 
 
 def _move_task(ctx: _Context, state: str) -> None:
