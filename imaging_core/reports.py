@@ -670,7 +670,7 @@ def _artery_table(pdf: FPDF, result: CalciumResult) -> None:
         return
     _subheading(pdf, "By coronary artery")
     rows = [("Artery", "Agatston score", "Calcium volume", "Lesions")]
-    rows += [(ARTERY_NAMES[a].capitalize(), format_agatston(s.agatston),
+    rows += [(ARTERY_NAMES[a][:1].upper() + ARTERY_NAMES[a][1:], format_agatston(s.agatston),
               f"{s.volume_mm3:.1f} mm\u00b3", str(s.lesion_count))
              for a in CORONARY_ARTERIES for s in [result.arteries[a]]]
     _table(pdf, rows, (70, 35, 45, 30))

@@ -47,7 +47,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Literal, cast
 
 from sqlmodel import Session, col, select
 
@@ -60,7 +60,8 @@ from imaging_core.models import AnalysisJob, CalciumCandidates, LesionDecision
 
 LESIONS_DEFINITION = "https://scanpath.example/fhir/OperationDefinition/DiagnosticReport-lesions"
 REVIEW_DEFINITION = "https://scanpath.example/fhir/OperationDefinition/DiagnosticReport-review"
-ACTIONS = ("reject", "accept", "relabel")
+Action = Literal["reject", "accept", "relabel"]
+ACTIONS: tuple[Action, ...] = ("reject", "accept", "relabel")
 SIGNED_OFF = ("final", "amended", "corrected")
 MAX_CHANGES = 1000  # per request; a study has far fewer candidates
 _CHANGE_PARTS = {"lesion": "valueString", "action": "valueCode", "label": "valueCode"}
@@ -118,7 +119,7 @@ def review_operation(call: Invocation) -> dict[str, Any]:
         raise Unprocessable(f"reviewer {reviewer} does not exist here", ["Parameters.parameter"])
     earlier = decisions_for(store.session, row.service_request_id)
     lesions = current_lesions(row, earlier)
-    decisions = [calcium.Decision(lesion, action, reviewer, label)  # type: ignore[arg-type]
+    decisions = [_as_decision(lesion, action, reviewer, label)
                  for lesion, action, label in changes]
     try:
         calcium.apply_decisions(lesions, decisions)
@@ -198,8 +199,12 @@ def decisions_for(session: Session, order_id: str) -> list[LesionDecision]:
 
 
 def as_decisions(rows: Iterable[LesionDecision]) -> list[calcium.Decision]:
-    return [calcium.Decision(r.lesion_id, r.action, r.reviewer, r.label)  # type: ignore[arg-type]
-            for r in rows]
+    return [_as_decision(r.lesion_id, r.action, r.reviewer, r.label) for r in rows]
+
+
+def _as_decision(lesion: str, action: str, reviewer: str, label: str | None) -> calcium.Decision:
+    """A ``calcium.Decision``; ``action`` is one of ACTIONS (checked where it came in)."""
+    return calcium.Decision(lesion, cast(Action, action), reviewer, label)
 
 
 def is_review_job(session: Session, job_id: int | None) -> bool:

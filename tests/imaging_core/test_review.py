@@ -19,8 +19,10 @@ cylinder alone (geometry), never the scorer's output. CAC-DRS A and N follow Hec
 from __future__ import annotations
 
 import copy
+import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,10 +36,19 @@ from core.db import engine_for
 from core.settings import Settings
 from imaging_core import calcium, jobs, results
 from imaging_core.models import AnalysisJob, DicomInstance
-from imaging_core.volume import Volume
+from imaging_core.reports import build_pdf, build_seg, build_sr, conclusion_text
+from imaging_core.volume import Volume, load_volume
 from tests.imaging_core import phantoms
 from tests.imaging_core.test_completion import analyse, placed, quick, reports, send  # noqa: F401
-from tests.imaging_core.test_reports import _concept, _items
+from tests.imaging_core.test_reports import (
+    PDFTOTEXT,
+    Case,
+    _concept,
+    _dciodvfy_errors,
+    _items,
+    _pdf_text,
+    needs_dciodvfy,
+)
 
 Headers = Callable[..., dict[str, str]]
 A = phantoms.Insert(u=10, v=10, radius=2.0, w0=3, w1=12, hu=350)
@@ -408,3 +419,57 @@ def test_a_report_without_candidates_is_not_found(
     assert answer.status_code == 404
     assert answer.get_json()["resourceType"] == "OperationOutcome"
 
+
+
+# --- SEG and PDF per artery (pure builders, no database) ---------------------------------
+
+@pytest.fixture(scope="module")
+def labelled_case() -> Case:
+    sources = phantoms.shuffled(phantoms.datasets(PHANTOM))
+    volume = load_volume(sources)
+    return Case(sources, volume, calcium.score(volume, labeller=labeller))
+
+
+def test_seg_has_one_segment_per_artery_with_calcium(labelled_case: Case) -> None:
+    seg = build_seg(labelled_case.sources, labelled_case.volume, labelled_case.result)
+    assert seg is not None
+    segments = {str(s.SegmentLabel): s for s in seg.SegmentSequence}
+    assert set(segments) == {"Calcium LAD", "Calcium RCA"}  # bone never counts; LM, LCX clean
+    regions = {label: str(s.AnatomicRegionSequence[0].CodeValue)
+               for label, s in segments.items()}
+    assert regions == {"Calcium LAD": "59438005", "Calcium RCA": "13647002"}  # CID 3016
+    frames: dict[int, int] = {}
+    for frame in seg.PerFrameFunctionalGroupsSequence:
+        number = int(frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        frames[number] = frames.get(number, 0) + 1
+    by_label = {label: frames[int(s.SegmentNumber)] for label, s in segments.items()}
+    assert by_label == {"Calcium LAD": len(phantoms.covered_slices(PHANTOM, A)),
+                        "Calcium RCA": len(phantoms.covered_slices(PHANTOM, B))}
+
+
+@needs_dciodvfy
+def test_per_artery_sr_and_seg_pass_dciodvfy(labelled_case: Case, tmp_path: Path) -> None:
+    seg = build_seg(labelled_case.sources, labelled_case.volume, labelled_case.result)
+    sr = build_sr(labelled_case.sources, labelled_case.volume, labelled_case.result)
+    assert seg is not None
+    assert _dciodvfy_errors(seg, tmp_path / "seg.dcm") == []
+    assert _dciodvfy_errors(sr, tmp_path / "sr.dcm") == []
+
+
+@pytest.mark.skipif(PDFTOTEXT is None, reason="pdftotext (poppler-utils) not installed")
+def test_pdf_has_a_table_per_artery_and_cac_drs_a_and_n(labelled_case: Case,
+                                                       tmp_path: Path) -> None:
+    result = labelled_case.result
+    pdf = build_pdf(result, patient_name=None, accession=None, study_date=None,
+                    key_images=[], conclusion=conclusion_text(result))
+    text, _ = _pdf_text(pdf, tmp_path)
+    assert "By coronary artery" in text and "A2/N2" in text
+    path = tmp_path / "layout.pdf"
+    path.write_bytes(pdf)
+    lines = subprocess.run([str(PDFTOTEXT), "-layout", str(path), "-"], capture_output=True,
+                           text=True, timeout=30, check=True).stdout.splitlines()
+    rows = {artery: line.split(f"({artery})", 1)[1].split()[0] for line in lines
+            for artery in ("LM", "LAD", "LCX", "RCA") if f"({artery})" in line
+            and "Calcium in" not in line}
+    assert rows == {"LM": "0", "LAD": str(round(alone(A))), "LCX": "0",
+                    "RCA": str(round(alone(B)))}
