@@ -228,6 +228,25 @@ def test_the_report_scores_each_artery_and_cac_drs_a_and_n(
         "LCX": 0, "RCA": pytest.approx(alone(B), abs=0.01)}
 
 
+def test_calcium_not_attributed_to_arteries_is_unknown_per_artery_never_zero(
+        quick: Settings, client: FlaskClient, auth_headers: Headers) -> None:  # noqa: F811
+    order_id, accession = placed(client, auth_headers)  # no labeller: all "unassigned"
+    send(quick, phantoms.datasets(replace(PHANTOM, accession=accession)))
+    analyse(quick)
+    [found] = reports(client, auth_headers, order_id)
+    obs = observations(client, auth_headers, found)
+    assert obs["agatston-score"]["valueQuantity"]["value"] == pytest.approx(
+        alone(A) + alone(B) + alone(C), abs=0.01)  # the whole field of view counts
+    for artery in ("LM", "LAD", "LCX", "RCA"):
+        artery_obs = obs[f"agatston-score@{artery}"]
+        assert "valueQuantity" not in artery_obs
+        assert artery_obs["dataAbsentReason"]["coding"][0]["code"] == "unknown"
+    drs = obs["cac-drs"]
+    assert drs["valueCodeableConcept"]["text"] == "CAC-DRS A3"  # 303: A3, N unknown
+    assert drs["component"][0]["dataAbsentReason"]["coding"][0]["code"] == "unknown"
+    assert sr_artery_scores(latest_sr(quick)) == {}
+
+
 def test_the_new_code_systems_are_published(client: FlaskClient, auth_headers: Headers) -> None:
     for name, codes in (("coronary-vessel", {"LM", "LAD", "LCX", "RCA"}),
                         ("cac-drs", {"A0", "A1", "A2", "A3"})):
