@@ -9,6 +9,15 @@ transaction: Binary and Media resources, the measure Observations, the
 The report carries the job's idempotency key as an identifier and is created
 conditionally, so running a job again never makes a second report.
 
+The Observations (CONTRACT §5): the total ``agatston-score`` without
+``bodySite``, one ``agatston-score`` per coronary artery with it (unknown, via
+``dataAbsentReason``, when calcium is not attributed to arteries), volume,
+mass, lesion count, and ``cac-drs`` (A coded, N as the ``cac-vessels``
+component). A radiologist's decisions (``imaging_core.review``) are applied
+by every analysis of the order; a job queued by a review writes the report's
+next version without the "Re-analysed" preamble, and its Provenance names the
+reviewers.
+
 An order has one report. When its study is analysed again (more instances
 arrived after the first analysis, shared/CONTRACT.md §5), a ``preliminary``
 report is amended in place: a new version of the same DiagnosticReport and

@@ -55,6 +55,7 @@ from core.errors import BadRequest, Conflict, NotFound, Unprocessable
 from fhir.dates import instant, now_utc
 from fhir.registry import Invocation, register_operation
 from fhir.store import Store
+from fhir.validation import valid_id
 from imaging_core import calcium, jobs
 from imaging_core.models import AnalysisJob, CalciumCandidates, LesionDecision
 
@@ -156,13 +157,12 @@ def _reviewer(parameters: list[dict[str, Any]]) -> str:
     given = [p.get("valueReference") for p in parameters if p.get("name") == "reviewer"]
     reference = given[0].get("reference") if len(given) == 1 and isinstance(
         given[0], dict) else None
-    if not isinstance(reference, str) or not reference.startswith("Practitioner/") \
-            or "/" in reference.removeprefix("Practitioner/") \
-            or reference == "Practitioner/":
+    kind, _, practitioner_id = str(reference).partition("/")
+    if kind != "Practitioner" or not valid_id(practitioner_id):
         raise BadRequest("$review needs one reviewer parameter whose valueReference is "
                          "Practitioner/{id}, the radiologist making the changes",
                          ["Parameters.parameter"])
-    return reference
+    return f"Practitioner/{practitioner_id}"
 
 
 def _change(parameter: dict[str, Any]) -> tuple[str, str, str | None]:
@@ -199,6 +199,7 @@ def decisions_for(session: Session, order_id: str) -> list[LesionDecision]:
 
 
 def as_decisions(rows: Iterable[LesionDecision]) -> list[calcium.Decision]:
+    """The stored decisions as ``calcium.Decision``, in the order given."""
     return [_as_decision(r.lesion_id, r.action, r.reviewer, r.label) for r in rows]
 
 
@@ -215,10 +216,17 @@ def is_review_job(session: Session, job_id: int | None) -> bool:
 
 def save_candidates(session: Session, report_id: str, job: AnalysisJob,
                     result: calcium.CalciumResult | None, applied_through: int) -> None:
-    """Keep the candidates a job scored, for ``$lesions`` and ``$review`` without pixels."""
+    """Keep the candidates a job scored, for ``$lesions`` and ``$review`` without pixels.
+
+    A result that was not scored leaves none: there is nothing to review until
+    the images are scored again.
+    """
+    row = session.get(CalciumCandidates, report_id)
     if result is None or not result.scorable:
+        if row is not None:
+            session.delete(row)
         return
-    row = session.get(CalciumCandidates, report_id) or CalciumCandidates(
+    row = row or CalciumCandidates(
         diagnostic_report_id=report_id, service_request_id=job.service_request_id,
         study_uid=job.study_uid, job_id=job.id or 0, lesions="[]", updated_at=now_utc())
     row.job_id, row.study_uid, row.applied_through = job.id or 0, job.study_uid, applied_through
@@ -284,12 +292,17 @@ def _queue(session: Session, row: CalciumCandidates, decision_id: int) -> int:
 
 
 def _pending_jobs(session: Session, decisions: Sequence[LesionDecision]) -> list[AnalysisJob]:
+    """Review jobs after the last one done: queued, running, or failed (said, never hidden).
+
+    Each job applies every decision so far, so one done supersedes those before it.
+    """
     ids = {d.job_id for d in decisions if d.job_id is not None}
     if not ids:
         return []
-    return list(session.exec(select(AnalysisJob).where(
-        col(AnalysisJob.id).in_(ids), col(AnalysisJob.status).in_(("queued", "running")))
-        .order_by(col(AnalysisJob.id))).all())
+    found = list(session.exec(select(AnalysisJob).where(col(AnalysisJob.id).in_(ids))
+                              .order_by(col(AnalysisJob.id))).all())
+    last_done = max((j.id or 0 for j in found if j.status == "done"), default=0)
+    return [j for j in found if (j.id or 0) > last_done]
 
 
 # --- the answer -------------------------------------------------------------------------

@@ -307,6 +307,7 @@ def test_reject_and_relabel_change_score_report_and_sr_and_keep_the_history(
 
     # The first reviewer's change is still in force and in the history.
     answer = listing(client, auth_headers, report["id"])
+    assert not [p for p in answer["parameter"] if p["name"] == "regeneration"]  # all done
     decisions = [parts(p) for p in answer["parameter"] if p["name"] == "decision"]
     assert [(d["action"], d["reviewer"]["reference"]) for d in decisions] == [
         ("reject", first), ("relabel", second)]
@@ -339,6 +340,22 @@ def test_decisions_survive_a_re_analysis_with_more_images(
     assert len(analyse(labelled)) == 1
     got = scores(client, auth_headers, current(client, auth_headers, report["id"]))
     assert (got["total"], got["RCA"]) == (pytest.approx(alone(A), abs=0.01), 0)
+
+
+def test_a_failed_regeneration_is_shown_not_hidden(
+        labelled: Settings, client: FlaskClient, auth_headers: Headers,
+        report: dict[str, Any], practitioner: Callable[[str], str]) -> None:
+    lad = lesions_by_label(listing(client, auth_headers, report["id"]))["LAD"]["id"]
+    assert post_review(client, auth_headers, report["id"], practitioner("Reader"),
+                       change(lad, "reject")).status_code == 200
+    with Session(engine_for(labelled.database_url)) as session:
+        job = session.exec(select(AnalysisJob).where(col(AnalysisJob.status) == "queued")).one()
+        job.status = "failed"  # its attempts ran out
+        session.add(job)
+        session.commit()
+    answer = listing(client, auth_headers, report["id"])
+    [regeneration] = [parts(p) for p in answer["parameter"] if p["name"] == "regeneration"]
+    assert regeneration["status"] == "failed"
 
 
 # --- refusals ---------------------------------------------------------------------------
