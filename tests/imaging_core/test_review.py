@@ -509,3 +509,18 @@ def test_pdf_has_a_table_per_artery_and_cac_drs_a_and_n(labelled_case: Case,
             and "Calcium in" not in line}
     assert rows == {"LM": "0", "LAD": str(round(alone(A))), "LCX": "0",
                     "RCA": str(round(alone(B)))}
+
+
+def test_a_decision_whose_lesion_is_gone_is_named_and_the_others_applied(
+        monkeypatch: pytest.MonkeyPatch, labelled_case: Case) -> None:
+    monkeypatch.setattr(results, "score_volume", lambda volume, decisions: calcium.score(
+        volume, labeller=labeller, decisions=decisions))
+    lad = next(c.id for c in labelled_case.result.lesions if c.label == "LAD")
+    analysis = results.analyse(labelled_case.sources, [
+        calcium.Decision("L000-000-000", "reject", "Practitioner/a"),  # not in these images
+        calcium.Decision(lad, "reject", "Practitioner/a")])
+    assert analysis.result is not None
+    assert analysis.result.agatston == pytest.approx(alone(B), abs=0.01)
+    assert [d.lesion_id for d in analysis.decisions] == [lad]
+    assert any(q.startswith("review-not-applied: 1") and "L000-000-000" in q
+               for q in analysis.result.qa)
