@@ -172,13 +172,19 @@ def run_queued(settings: Settings) -> None:
         pass
 
 
-def latest_sr(settings: Settings) -> Dataset:
+def latest_sr(settings: Settings, modality: str = "SR") -> Dataset:
+    """The newest SR (or SEG) the analysis stored with the study."""
     with Session(engine_for(settings.database_url)) as session:
         row = session.exec(select(DicomInstance).where(
-            col(DicomInstance.source) == "derived", col(DicomInstance.modality) == "SR")
+            col(DicomInstance.source) == "derived", col(DicomInstance.modality) == modality)
             .order_by(col(DicomInstance.received_at).desc())).first()
     assert row is not None
     return dcmread(settings.var_dir / row.path)
+
+
+def pdf_of(report: dict[str, Any]) -> str:
+    return str(next(f["url"] for f in report["presentedForm"]
+                    if f["contentType"] == "application/pdf"))
 
 
 # SNOMED CT codes of the arteries, DICOM PS3.16 CID 3016 "Major Coronary Artery".
@@ -293,6 +299,9 @@ def test_reject_and_relabel_change_score_report_and_sr_and_keep_the_history(
     assert (got["total"], got["RCA"], got["cac-drs"]) == (
         pytest.approx(alone(A), abs=0.01), 0, "CAC-DRS A2/N1")
     assert sr_artery_scores(latest_sr(labelled))["RCA"] == 0
+    assert {str(s.SegmentLabel) for s in latest_sr(labelled, "SEG").SegmentSequence} == {
+        "Calcium LAD"}
+    assert pdf_of(after_first) != pdf_of(report)  # a new PDF
 
     relabelled = post_review(client, auth_headers, report["id"], second,
                              change(ids["bone"], "relabel", "LCX"))
