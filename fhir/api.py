@@ -53,7 +53,7 @@ def _base() -> str:
 
 
 def _store() -> Store:
-    return Store(db(), app_settings())
+    return Store(db(), app_settings(), require)
 
 
 @bp.before_request

@@ -89,9 +89,13 @@ def dumps(resource: dict[str, Any]) -> str:
 class Store:
     """Resource persistence over one session."""
 
-    def __init__(self, session: Session, settings: Settings) -> None:
+    def __init__(self, session: Session, settings: Settings,
+                 authorize: Callable[[str, str], object] | None = None) -> None:
         self.session = session
         self.settings = settings
+        # The request's ``fhir.access.Authorize`` (None for the server's own writes): hooks
+        # whose resource names a search (a Subscription's criteria) pass it through the gate.
+        self.authorize = authorize
         # "Type/id" of resources the current transaction writes: local
         # references to them resolve before they exist.
         self.pending: frozenset[str] = frozenset()

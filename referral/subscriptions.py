@@ -22,6 +22,7 @@ import json
 from typing import Any
 
 from core.errors import Unprocessable
+from fhir.access import permit_search
 from fhir.dates import now_utc
 from fhir.search import Params, parse_query, run_search
 from fhir.store import Store, dumps, register_after_write_hook, register_write_hook, spec_for
@@ -92,16 +93,22 @@ def channel_headers(subscription: dict[str, Any]) -> list[tuple[str, str]]:
 
 def watched_search(store: Store, subscription: dict[str, Any]) -> tuple[str, Params]:
     """The criteria as ``(type, params)``: 422 for an unwatched type, 400 for a search
-    the search code refuses (an unknown parameter, a bad value)."""
-    criteria = subscription.get("criteria", "")
-    resource_type, _, query = criteria.partition("?")
+    the search code refuses (an unknown parameter, a bad value), and, when a client
+    writes it, 403 unless that client may search the type (``fhir.access``)."""
+    resource_type, params = _criteria(subscription)
     if resource_type not in WATCHED_TYPES:
         raise Unprocessable(f"Subscription.criteria must search one of "
                             f"{', '.join(WATCHED_TYPES)}", ["Subscription.criteria"])
-    params = parse_query(query)
+    if store.authorize is not None:  # the client may only watch what it may search
+        permit_search(resource_type, params, store.authorize)
     # Built (not run) once, so a criteria that no search would accept is refused now.
     run_search(store.session, spec_for(resource_type), params, count=0, with_total=False)
     return resource_type, params
+
+
+def _criteria(subscription: dict[str, Any]) -> tuple[str, Params]:
+    resource_type, _, query = subscription.get("criteria", "").partition("?")
+    return resource_type, parse_query(query)
 
 
 def queue_notifications(store: Store, resource: dict[str, Any],
@@ -116,11 +123,11 @@ def _subscriptions_on(store: Store, resource_type: str) -> list[dict[str, Any]]:
     found = run_search(store.session, spec_for("Subscription"),
                        [("status", NOTIFIED_STATUSES)], count=_MAX_SUBSCRIPTIONS,
                        with_total=False).matches
-    return [s for s in found if s.get("criteria", "").partition("?")[0] == resource_type]
+    return [s for s in found if _criteria(s)[0] == resource_type]
 
 
 def _matches(store: Store, subscription: dict[str, Any], resource: dict[str, Any]) -> bool:
-    resource_type, params = watched_search(store, subscription)
+    resource_type, params = _criteria(subscription)  # checked when it was written
     return bool(run_search(store.session, spec_for(resource_type),
                            [*params, ("_id", resource["id"])], count=1,
                            with_total=False).matches)

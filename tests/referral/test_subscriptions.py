@@ -281,3 +281,22 @@ def test_a_subscription_scanpath_cannot_honour_is_refused(
     outcome = response.get_json()
     assert outcome["resourceType"] == "OperationOutcome"
     assert names in json.dumps(outcome)
+
+
+def test_a_client_may_only_watch_what_it_may_search(
+        client: FlaskClient, auth_headers: Headers, subscriber: Subscriber,
+        db: Session) -> None:
+    from auth.clients import register_client
+
+    register_client(db, "gp-orders-only", "A GP system that sees its orders only",
+                    "system/Subscription.cruds system/ServiceRequest.rs",
+                    jwks_uri="https://gp.example/jwks", replace=True)
+    db.commit()
+    endpoint = f"{subscriber.url}/gp/fhir"
+    refused = client.post("/fhir/Subscription", headers=auth_headers("gp-orders-only"),
+                          json=_subscription(endpoint, "Task?status=ready"))
+    assert refused.status_code == 403
+    assert refused.get_json()["resourceType"] == "OperationOutcome"
+    allowed = client.post("/fhir/Subscription", headers=auth_headers("gp-orders-only"),
+                          json=_subscription(endpoint, "ServiceRequest?status=active"))
+    assert allowed.status_code == 201
