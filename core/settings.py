@@ -113,6 +113,16 @@ class Settings(BaseSettings):
                                  "http(s) URL prefix with a host")
         return value
 
+    @field_validator("notify_hmac_secret")
+    @classmethod
+    def _hmac_key_length(cls, value: str | None) -> str | None:
+        """RFC 2104 §3: a key shorter than the hash output (32 bytes for SHA-256)
+        weakens the HMAC; an empty one means no signature."""
+        if value and len(value.encode()) < MIN_SECRET_LENGTH:
+            raise ValueError(f"SCANPATH_NOTIFY_HMAC_SECRET must be at least "
+                             f"{MIN_SECRET_LENGTH} bytes (RFC 2104 §3)")
+        return value or None
+
     @model_validator(mode="after")
     def _signing_secret(self) -> Settings:
         """Refuse a public or short secret in every environment; make one when unset."""

@@ -162,12 +162,15 @@ def _subscription_status(store: Store, subscription_id: str, error: str | None,
         subscription = store.read("Subscription", subscription_id)
     except FhirError:
         return  # deleted since: its queued notifications are still delivered
-    if subscription.get("status") not in ("active", "error"):
+    status = subscription.get("status")
+    if status not in ("active", "error"):
         return
-    wanted = {"status": "error", "error": f"{instant(now)}: {error}"} if error else \
+    # A new version only when the state or the reason changes, not on every retry.
+    if (status == "active" and error is None) or \
+            (status == "error" and error and str(subscription.get("error")).startswith(error)):
+        return
+    wanted = {"status": "error", "error": f"{error} (since {instant(now)})"} if error else \
         {"status": "active"}
-    if error is None and subscription.get("status") == "active":
-        return
     updated = {k: v for k, v in subscription.items() if k not in ("error", "meta")}
     try:
         store.update("Subscription", subscription_id, {**updated, **wanted})

@@ -19,6 +19,7 @@ As R4 defines the channel (subscription.html "rest-hook"): with no
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from core.errors import Unprocessable
@@ -123,7 +124,14 @@ def _subscriptions_on(store: Store, resource_type: str) -> list[dict[str, Any]]:
     found = run_search(store.session, spec_for("Subscription"),
                        [("status", NOTIFIED_STATUSES)], count=_MAX_SUBSCRIPTIONS,
                        with_total=False).matches
-    return [s for s in found if _criteria(s)[0] == resource_type]
+    now = now_utc()
+    return [s for s in found if _criteria(s)[0] == resource_type and not _ended(s, now)]
+
+
+def _ended(subscription: dict[str, Any], now: datetime) -> bool:
+    """Whether the Subscription's ``end`` (R4: when it should end) has passed."""
+    end = subscription.get("end")
+    return isinstance(end, str) and datetime.fromisoformat(end) <= now
 
 
 def _matches(store: Store, subscription: dict[str, Any], resource: dict[str, Any]) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from flask.testing import FlaskClient
 from sqlmodel import Session, select
 
@@ -28,6 +30,7 @@ from referral.models import Notification
 from referral.notify import deliver_due, listed
 from tests import factories
 from tests.conftest import free_port
+from tests.test_cli import _run
 
 SECRET = "a-shared-secret-for-the-gp-system"  # noqa: S105
 Headers = Callable[..., dict[str, str]]
@@ -191,6 +194,10 @@ def test_a_subscriber_down_past_the_give_up_time_ends_dead_and_listed(
     assert [(n.resource_id, n.attempts) for n in dead] == [(order["id"], 3)]
     assert "ConnectionError" in (dead[0].last_error or "")
     db.rollback()  # SQLite: let the API below write
+    listing = _run("notifications", "--dead", env={
+        **os.environ, "SCANPATH_DATABASE_URL": settings.database_url,
+        "SCANPATH_VAR_DIR": str(settings.var_dir)})
+    assert f"ServiceRequest/{order['id']}/_history/1" in listing and "\tdead\t" in listing
     status = client.get(f"/fhir/Subscription/{subscription['id']}",
                         headers=auth_headers()).get_json()
     assert status["status"] == "error" and "ConnectionError" in status["error"]
@@ -300,3 +307,24 @@ def test_a_client_may_only_watch_what_it_may_search(
     allowed = client.post("/fhir/Subscription", headers=auth_headers("gp-orders-only"),
                           json=_subscription(endpoint, "ServiceRequest?status=active"))
     assert allowed.status_code == 201
+
+
+def test_a_subscription_past_its_end_is_not_notified(
+        client: FlaskClient, auth_headers: Headers, settings: Settings,
+        subscriber: Subscriber) -> None:
+    patient = _patient(client, auth_headers)
+    _post(client, auth_headers, {**_subscription(
+        f"{subscriber.url}/gp/fhir", f"ServiceRequest?subject={patient}"),
+        "end": "2020-01-01T00:00:00Z"})
+    _post(client, auth_headers, factories.service_request(patient))
+    assert _deliver(settings, now_utc()) == 0
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("subscription_endpoints", "ftp://gp.example/"),
+    ("subscription_endpoints", "https://"),
+    ("notify_hmac_secret", "short"),
+])
+def test_notification_settings_are_checked_at_start_up(variable: str, value: str) -> None:
+    with pytest.raises(ValidationError, match=f"SCANPATH_{variable.upper()}"):
+        Settings(**{variable: value})  # type: ignore[arg-type]
