@@ -30,7 +30,6 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -41,6 +40,7 @@ from sqlmodel import Session, col, select
 
 from core.db import engine_for
 from core.errors import FhirError
+from core.polling import Poller
 from core.settings import Settings
 from fhir.dates import instant, now_utc
 from fhir.store import Store
@@ -197,22 +197,13 @@ def broker_due(session: Session, settings: Settings,
     return list(session.exec(select(Notification).where(_due(now), resend)).all())
 
 
-class NotificationWorker(threading.Thread):
+class NotificationWorker(Poller):
     """Delivers due notifications here, or hands their ids to the broker."""
 
     def __init__(self, settings: Settings, worker: str,
                  enqueue: Callable[[int], None] | None = None) -> None:
-        super().__init__(name="scanpath-notify", daemon=True)
+        super().__init__("scanpath-notify", settings.job_poll_seconds)
         self.settings, self.worker, self.enqueue = settings, worker, enqueue
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                self.tick()
-            except Exception:  # the worker outlives any one failure
-                log.exception("notification worker tick failed")
-            self.stopping.wait(self.settings.job_poll_seconds)
 
     def tick(self) -> None:
         """One round: deliver what is due, or hand it to the broker."""
@@ -225,6 +216,3 @@ class NotificationWorker(threading.Thread):
                 row.enqueued_at = now_utc()
                 session.add(row)
             session.commit()
-
-    def stop(self) -> None:
-        self.stopping.set()

@@ -19,15 +19,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 from flask.testing import FlaskClient
+from pydantic import ValidationError
 from sqlmodel import Session, select
 
 from core.db import engine_for
 from core.settings import Settings
 from fhir.dates import now_utc
 from referral.models import Notification
-from referral.notify import deliver_due, listed
+from referral.notify import NotificationWorker, deliver_due, listed
 from tests import factories
 from tests.conftest import free_port
 from tests.test_cli import _run
@@ -126,6 +126,15 @@ def _put(client: FlaskClient, auth_headers: Headers, resource: dict[str, Any]) -
 
 def _patient(client: FlaskClient, auth_headers: Headers) -> str:
     return "Patient/" + _post(client, auth_headers, factories.patient())["id"]
+
+
+def _watch_orders(client: FlaskClient, auth_headers: Headers, subscriber: Subscriber,
+                  **extra: Any) -> str:
+    """A new patient, and a full-payload Subscription to their orders; the patient."""
+    patient = _patient(client, auth_headers)
+    _post(client, auth_headers, {**_subscription(
+        f"{subscriber.url}/gp/fhir", f"ServiceRequest?subject={patient}"), **extra})
+    return patient
 
 
 def _deliver(settings: Settings, at: datetime, worker: str = "worker-1") -> int:
@@ -228,9 +237,7 @@ def test_ping_and_full_payload_channels_as_r4_defines_them(
 def test_the_hmac_signature_header_verifies_with_the_shared_secret(
         client: FlaskClient, auth_headers: Headers, settings: Settings,
         subscriber: Subscriber) -> None:
-    patient = _patient(client, auth_headers)
-    _post(client, auth_headers, _subscription(f"{subscriber.url}/gp/fhir",
-                                              f"ServiceRequest?subject={patient}"))
+    patient = _watch_orders(client, auth_headers, subscriber)
     _post(client, auth_headers, factories.service_request(patient))
     _deliver(settings, now_utc())
     [request] = subscriber.delivered()
@@ -259,9 +266,7 @@ def test_criteria_select_which_reports_are_notified(
 def test_a_change_that_is_rolled_back_notifies_nobody(
         client: FlaskClient, auth_headers: Headers, subscriber: Subscriber,
         db: Session) -> None:
-    patient = _patient(client, auth_headers)
-    _post(client, auth_headers, _subscription(f"{subscriber.url}/gp/fhir",
-                                              f"ServiceRequest?subject={patient}"))
+    patient = _watch_orders(client, auth_headers, subscriber)
     bundle = factories.transaction(
         factories.post_entry(factories.service_request(patient)),
         factories.post_entry(factories.service_request("Patient/not-here")))
@@ -312,10 +317,7 @@ def test_a_client_may_only_watch_what_it_may_search(
 def test_a_subscription_past_its_end_is_not_notified(
         client: FlaskClient, auth_headers: Headers, settings: Settings,
         subscriber: Subscriber) -> None:
-    patient = _patient(client, auth_headers)
-    _post(client, auth_headers, {**_subscription(
-        f"{subscriber.url}/gp/fhir", f"ServiceRequest?subject={patient}"),
-        "end": "2020-01-01T00:00:00Z"})
+    patient = _watch_orders(client, auth_headers, subscriber, end="2020-01-01T00:00:00Z")
     _post(client, auth_headers, factories.service_request(patient))
     assert _deliver(settings, now_utc()) == 0
 
@@ -328,3 +330,22 @@ def test_a_subscription_past_its_end_is_not_notified(
 def test_notification_settings_are_checked_at_start_up(variable: str, value: str) -> None:
     with pytest.raises(ValidationError, match=f"SCANPATH_{variable.upper()}"):
         Settings(**{variable: value})  # type: ignore[arg-type]
+
+
+def test_the_worker_thread_of_scanpath_serve_delivers_on_its_own(
+        client: FlaskClient, auth_headers: Headers, settings: Settings,
+        subscriber: Subscriber) -> None:
+    patient = _watch_orders(client, auth_headers, subscriber)
+    order = _post(client, auth_headers, factories.service_request(patient))
+    worker = NotificationWorker(settings.model_copy(update={"job_poll_seconds": 0.05}),
+                                "thread-1")
+    worker.start()
+    try:
+        for _ in range(400):  # up to 20 s on a loaded machine; not a timing assertion
+            if subscriber.delivered():
+                break
+            threading.Event().wait(0.05)
+    finally:
+        worker.stop()
+        worker.join()
+    assert [json.loads(r.body)["id"] for r in subscriber.delivered()] == [order["id"]]
