@@ -25,7 +25,7 @@ from typing import Any
 from core.errors import Unprocessable
 from fhir.access import permit_search
 from fhir.dates import now_utc
-from fhir.search import Params, parse_query, run_search
+from fhir.search import Params, matching, parse_query, run_search
 from fhir.store import Store, dumps, register_after_write_hook, register_write_hook, spec_for
 from referral.models import Notification
 
@@ -114,9 +114,13 @@ def _criteria(subscription: dict[str, Any]) -> tuple[str, Params]:
 
 def queue_notifications(store: Store, resource: dict[str, Any],
                         _previous: dict[str, Any] | None) -> None:
-    """Add an outbox row for each active Subscription whose criteria match ``resource``."""
-    for subscription in _subscriptions_on(store, resource["resourceType"]):
-        if _matches(store, subscription, resource):
+    """Add an outbox row for each active Subscription whose criteria match ``resource``
+    (all matched in one query: the criteria were checked when each was written)."""
+    watching = _subscriptions_on(store, resource["resourceType"])
+    found = matching(store.session, spec_for(resource["resourceType"]),
+                     [_criteria(s)[1] for s in watching], resource["id"])
+    for subscription, matched in zip(watching, found, strict=True):
+        if matched:
             store.session.add(_notification(subscription, resource))
 
 
@@ -132,13 +136,6 @@ def _ended(subscription: dict[str, Any], now: datetime) -> bool:
     """Whether the Subscription's ``end`` (R4: when it should end) has passed."""
     end = subscription.get("end")
     return isinstance(end, str) and datetime.fromisoformat(end) <= now
-
-
-def _matches(store: Store, subscription: dict[str, Any], resource: dict[str, Any]) -> bool:
-    resource_type, params = _criteria(subscription)  # checked when it was written
-    return bool(run_search(store.session, spec_for(resource_type),
-                           [*params, ("_id", resource["id"])], count=1,
-                           with_total=False).matches)
 
 
 def _notification(subscription: dict[str, Any], resource: dict[str, Any]) -> Notification:
