@@ -27,7 +27,7 @@ from core.db import engine_for
 from core.settings import Settings
 from fhir.dates import now_utc
 from referral.models import Notification
-from referral.notify import NotificationWorker, deliver_due, listed
+from referral.notify import NotificationWorker, deliver, deliver_due, listed
 from tests import factories
 from tests.conftest import free_port
 from tests.test_cli import _run
@@ -348,4 +348,18 @@ def test_the_worker_thread_of_scanpath_serve_delivers_on_its_own(
     finally:
         worker.stop()
         worker.join()
+    assert [json.loads(r.body)["id"] for r in subscriber.delivered()] == [order["id"]]
+
+
+def test_with_a_broker_the_worker_hands_each_due_id_over_once_per_lease(
+        client: FlaskClient, auth_headers: Headers, settings: Settings,
+        subscriber: Subscriber) -> None:
+    patient = _watch_orders(client, auth_headers, subscriber)
+    order = _post(client, auth_headers, factories.service_request(patient))
+    handed: list[int] = []
+    scheduler = NotificationWorker(settings, "scheduler", handed.append)
+    scheduler.tick()
+    scheduler.tick()  # still within the lease: not sent to the broker again
+    assert len(handed) == 1
+    assert deliver(settings, "celery-worker", handed[0]) is not None  # the Celery task's call
     assert [json.loads(r.body)["id"] for r in subscriber.delivered()] == [order["id"]]
