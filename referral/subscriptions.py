@@ -71,12 +71,20 @@ def check_subscription(store: Store, subscription: dict[str, Any],
 
 def _check_endpoint(store: Store, endpoint: Any) -> None:
     allowed = store.settings.subscription_endpoints
-    if not isinstance(endpoint, str) or not any(endpoint.startswith(p) for p in allowed):
+    if not isinstance(endpoint, str) or not any(_under(endpoint, p) for p in allowed):
         raise Unprocessable(
             f"Subscription.channel.endpoint must start with one of the prefixes in "
             f"{ENDPOINTS_SETTING} (an operator setting); "
             + ("none is set, so no endpoint is accepted" if not allowed else
                "this endpoint is not under any of them"), ["Subscription.channel.endpoint"])
+
+
+def _under(endpoint: str, prefix: str) -> bool:
+    """``endpoint`` starts with ``prefix`` at a URL boundary: the prefix
+    ``https://gp.example`` admits ``https://gp.example/hook``, never
+    ``https://gp.example.attacker.test/``."""
+    rest = endpoint.removeprefix(prefix)
+    return rest != endpoint and (prefix.endswith("/") or rest[:1] in ("", "/", "?", "#"))
 
 
 def channel_headers(subscription: dict[str, Any]) -> list[tuple[str, str]]:

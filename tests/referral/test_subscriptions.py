@@ -94,7 +94,7 @@ def nobody() -> str:
 @pytest.fixture
 def settings(settings: Settings, subscriber: Subscriber, nobody: str) -> Settings:
     return settings.model_copy(update={
-        "subscription_endpoints": [f"{subscriber.url}/gp/", nobody],
+        "subscription_endpoints": [f"{subscriber.url}/gp", nobody],
         "notify_hmac_secret": SECRET})
 
 
@@ -278,6 +278,9 @@ def test_a_change_that_is_rolled_back_notifies_nobody(
 @pytest.mark.parametrize(("change", "status", "names"), [
     ({"channel": {"type": "rest-hook", "endpoint": "https://elsewhere.example/hook"}},
      422, "SCANPATH_SUBSCRIPTION_ENDPOINTS"),
+    # The prefix .../gp admits .../gp/hook, never .../gpattacker (a URL boundary).
+    ({"channel": {"type": "rest-hook", "endpoint": "{subscriber}/gpattacker/hook"}},
+     422, "SCANPATH_SUBSCRIPTION_ENDPOINTS"),
     ({"criteria": "Patient?name=smith"}, 422, "Subscription.criteria"),
     ({"criteria": "ServiceRequest?colour=blue"}, 400, "colour"),
     ({"channel": {"type": "email", "endpoint": "mailto:gp@example.org"}}, 422,
@@ -287,7 +290,7 @@ def test_a_subscription_scanpath_cannot_honour_is_refused(
         client: FlaskClient, auth_headers: Headers, subscriber: Subscriber,
         change: dict[str, Any], status: int, names: str) -> None:
     resource = {**_subscription(f"{subscriber.url}/gp/fhir", "ServiceRequest?status=active"),
-                **change}
+                **json.loads(json.dumps(change).replace("{subscriber}", subscriber.url))}
     response = client.post("/fhir/Subscription", json=resource, headers=auth_headers())
     assert response.status_code == status
     outcome = response.get_json()
