@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -71,6 +72,14 @@ class Settings(BaseSettings):
     # Browser origins allowed to call the API cross-origin (CORS), comma-separated;
     # empty sends no Access-Control-Allow-Origin at all.
     cors_origins: Annotated[list[str], NoDecode] = []
+    # Subscriptions (README "Notifications"): URL prefixes a rest-hook endpoint must
+    # start with, comma-separated; empty refuses every Subscription.
+    subscription_endpoints: Annotated[list[str], NoDecode] = []
+    # A notification still failing this long after the change is marked dead (kept).
+    notify_give_up_hours: float = Field(72.0, gt=0)
+    # Optional key for the X-ScanPath-Signature header (HMAC-SHA256 over the body).
+    notify_hmac_secret: str | None = None
+    notify_timeout_seconds: float = Field(10.0, gt=0)
 
     @field_validator("dicom_allowed_aes", mode="before")
     @classmethod
@@ -86,12 +95,33 @@ class Settings(BaseSettings):
             return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
         return value
 
-    @field_validator("cds_fhir_servers", mode="before")
+    @field_validator("cds_fhir_servers", "subscription_endpoints", mode="before")
     @classmethod
     def _split_servers(cls, value: object) -> object:
         if isinstance(value, str):
             return [url.strip() for url in value.split(",") if url.strip()]
         return value
+
+    @field_validator("subscription_endpoints")
+    @classmethod
+    def _http_prefixes(cls, value: list[str]) -> list[str]:
+        """Each prefix an http(s) URL with a host, so no prefix admits every endpoint."""
+        for prefix in value:
+            parts = urlsplit(prefix)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"SCANPATH_SUBSCRIPTION_ENDPOINTS: {prefix!r} is not an "
+                                 "http(s) URL prefix with a host")
+        return value
+
+    @field_validator("notify_hmac_secret")
+    @classmethod
+    def _hmac_key_length(cls, value: str | None) -> str | None:
+        """RFC 2104 §3: a key shorter than the hash output (32 bytes for SHA-256)
+        weakens the HMAC; an empty one means no signature."""
+        if value and len(value.encode()) < MIN_SECRET_LENGTH:
+            raise ValueError(f"SCANPATH_NOTIFY_HMAC_SECRET must be at least "
+                             f"{MIN_SECRET_LENGTH} bytes (RFC 2104 §3)")
+        return value or None
 
     @model_validator(mode="after")
     def _signing_secret(self) -> Settings:

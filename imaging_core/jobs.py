@@ -38,6 +38,7 @@ from sqlmodel import Session, col, select
 
 from core.db import engine_for
 from core.errors import FhirError
+from core.polling import Poller
 from core.settings import Settings
 from fhir.dates import now_utc
 from fhir.store import Store
@@ -259,23 +260,14 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{threading.get_native_id()}"
 
 
-class Worker(threading.Thread):
+class Worker(Poller):
     """Schedules complete studies and runs (or, with a broker, enqueues) their jobs."""
 
     def __init__(self, settings: Settings, enqueue: Callable[[int], None] | None = None) -> None:
-        super().__init__(name="scanpath-analysis", daemon=True)
+        super().__init__("scanpath-analysis", settings.job_poll_seconds)
         self.settings = settings
         self.enqueue = enqueue
-        self.stopping = threading.Event()
         self.started = now_utc()
-
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                self.tick()
-            except Exception:  # the worker outlives any one failure
-                log.exception("analysis worker tick failed")
-            self.stopping.wait(self.settings.job_poll_seconds)
 
     def tick(self) -> None:
         """One round: schedule, then run jobs here or hand their ids to the broker."""
@@ -298,6 +290,3 @@ class Worker(threading.Thread):
                 job.enqueued_at = now_utc()
                 session.add(job)
             session.commit()
-
-    def stop(self) -> None:
-        self.stopping.set()
