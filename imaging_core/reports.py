@@ -68,11 +68,11 @@ import numpy as np
 from fpdf import FPDF
 from fpdf.fonts import FontFace
 from PIL import Image
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.tag import Tag
-from pydicom.uid import EncapsulatedPDFStorage, generate_uid
+from pydicom.uid import EncapsulatedPDFStorage, ExplicitVRLittleEndian, generate_uid
 
 from imaging_core.calcium import (
     AGATSTON_1990,
@@ -446,6 +446,10 @@ def build_encapsulated_pdf(source_datasets: Sequence[Dataset], pdf: bytes, *,
     ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
     ds.EncapsulatedDocumentLength = len(pdf)  # before the pad byte (C.24.2)
     ds.EncapsulatedDocument = pdf + b"\0" * (len(pdf) % 2)  # even length (PS3.5 7.1.1)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     return ds
 
 

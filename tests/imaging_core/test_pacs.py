@@ -47,7 +47,7 @@ from tests.imaging_core.test_completion import (  # noqa: F401
     series,
 )
 
-ORTHANC = shutil.which("Orthanc")
+ORTHANC = shutil.which("Orthanc") or shutil.which("Orthanc", path="/usr/sbin")
 pytestmark = pytest.mark.skipif(ORTHANC is None and os.environ.get("CI") != "true",
                                 reason="Orthanc not installed (make system-deps)")
 Headers = Callable[..., dict[str, str]]
