@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -180,13 +180,20 @@ def test_orthanc_receives_the_sr_seg_and_pdf_after_analysis(
     assert [(row.status, row.attempts) for row in deliveries(sending)] == [("sent", 1)] * 3
 
 
+def tried_while_down(settings: Settings, orthanc: Orthanc, client: FlaskClient,
+                     auth_headers: Headers) -> datetime:
+    """With Orthanc stopped, a study analysed and its first delivery tried; when."""
+    orthanc.stop()
+    analysed(settings, client, auth_headers)
+    start = now_utc()
+    pacs.deliver_due(settings, start)
+    return start
+
+
 def test_a_destination_down_at_first_gets_the_results_once_it_is_back(
         sending: Settings, orthanc: Orthanc, client: FlaskClient,
         auth_headers: Headers) -> None:
-    orthanc.stop()
-    analysed(sending, client, auth_headers)
-    start = now_utc()
-    pacs.deliver_due(sending, start)
+    start = tried_while_down(sending, orthanc, client, auth_headers)
     first = deliveries(sending)
     assert [(row.status, row.attempts) for row in first] == [("pending", 1)] * 3
     assert all("no association" in (row.last_error or "") for row in first)
@@ -226,10 +233,7 @@ def test_a_refusing_destination_is_recorded_and_not_retried(
 def test_a_restart_between_attempts_loses_nothing(
         sending: Settings, orthanc: Orthanc, client: FlaskClient,
         auth_headers: Headers) -> None:
-    orthanc.stop()
-    analysed(sending, client, auth_headers)
-    start = now_utc()
-    pacs.deliver_due(sending, start)
+    start = tried_while_down(sending, orthanc, client, auth_headers)
     engine_for(sending.database_url).dispose()  # ScanPath stops: nothing held in memory
     orthanc.start()
     restarted = sending.model_copy()
