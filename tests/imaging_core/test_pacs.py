@@ -5,7 +5,8 @@ each test on free loopback ports with a configuration and storage folder in
 ``tmp_path``, never the package's own service. What arrived is read back
 through Orthanc's REST API. Retries are driven by calling
 ``pacs.deliver_due`` with a controlled clock: no test waits for a backoff.
-Jobs run in process, over SQLite and PostgreSQL.
+The first test sends the study in with dcmtk's storescu to the listener; the others
+use `storage.receive` (the same path). Jobs run in process, over SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -38,13 +40,22 @@ from fhir.dates import now_utc
 from imaging_core import jobs, pacs
 from imaging_core.models import DicomInstance, PacsDelivery
 from tests.conftest import children, free_port
-from tests.imaging_core.conftest import rows
+from tests.imaging_core import phantoms
+from tests.imaging_core.conftest import needs_dcmtk, rows, storescu
 from tests.imaging_core.test_completion import (  # noqa: F401
     analyse,
     placed,
     quick,
     send,
     series,
+)
+from tests.imaging_core.test_review import (  # noqa: F401
+    change,
+    listing,
+    parts,
+    post_review,
+    practitioner,
+    run_queued,
 )
 
 ORTHANC = shutil.which("Orthanc") or shutil.which("Orthanc", path="/usr/sbin")
@@ -113,12 +124,15 @@ class Orthanc:
             return json.loads(answer.read()) if "json" in answer.headers["Content-Type"] \
                 else answer.read()
 
+    def tags(self) -> list[dict[str, Any]]:
+        """The simplified tags of every instance stored here, with Orthanc's id."""
+        return [{**self.get(f"/instances/{instance_id}/tags?simplify"),
+                 "orthanc_id": instance_id} for instance_id in self.get("/instances")]
+
     def instances(self) -> dict[str, dict[str, Any]]:
-        """SOP Class UID -> the simplified tags of the instance of that class stored here."""
-        found = {}
-        for instance_id in self.get("/instances"):
-            tags = self.get(f"/instances/{instance_id}/tags?simplify")
-            found[tags["SOPClassUID"]] = {**tags, "orthanc_id": instance_id}
+        """SOP Class UID -> the tags of the one instance of that class stored here."""
+        found = {tags["SOPClassUID"]: tags for tags in self.tags()}
+        assert len(found) == len(self.get("/instances")), "two instances of one class"
         return found
 
 
@@ -152,12 +166,14 @@ def analysed(settings: Settings, client: FlaskClient, auth_headers: Headers) -> 
     return str(study[0].StudyInstanceUID)
 
 
+@needs_dcmtk
 def test_orthanc_receives_the_sr_seg_and_pdf_after_analysis(
-        sending: Settings, orthanc: Orthanc, client: FlaskClient, auth_headers: Headers,
-        tmp_path: Path) -> None:
+        sending: Settings, orthanc: Orthanc, scp: int, client: FlaskClient,
+        auth_headers: Headers, tmp_path: Path) -> None:
     _, accession = placed(client, auth_headers)
     study = series(accession)
-    send(sending, study)
+    sent = storescu(scp, phantoms.write(study, tmp_path / "study"))  # C-STORE in
+    assert sent.returncode == 0, sent.stderr
     worker = jobs.Worker(sending)  # the worker's own round: analyse, then deliver
     time.sleep(sending.study_idle_seconds * 1.5)
     worker.tick()
@@ -255,6 +271,26 @@ def test_queueing_again_sends_only_what_is_not_already_owed(
     with Session(engine_for(sending.database_url)) as session:
         assert pacs.queue_results_to_pacs(session, report_id, sending) == []  # sent
     assert len(orthanc.get("/instances")) == 3
+
+
+def test_a_review_sends_the_regenerated_results_too(
+        sending: Settings, orthanc: Orthanc, client: FlaskClient, auth_headers: Headers,
+        practitioner: Callable[[str], str]) -> None:  # noqa: F811
+    analysed(sending, client, auth_headers)
+    pacs.deliver_due(sending)
+    [report_id] = {row.diagnostic_report_id for row in deliveries(sending)}
+    [lesion] = [parts(p) for p in listing(client, auth_headers, report_id)["parameter"]
+                if p["name"] == "lesion"]  # the phantom's one calcified disc
+    reviewed = post_review(client, auth_headers, report_id, practitioner("Reviewer"),
+                           change(lesion["id"], "reject"))
+    assert reviewed.status_code == 200, reviewed.get_json()
+    run_queued(sending)
+    pacs.deliver_due(sending)
+    classes = Counter(tags["SOPClassUID"] for tags in orthanc.tags())
+    # A new SR and PDF; with the only lesion rejected the score is 0, so no second SEG.
+    assert classes == {Comprehensive3DSRStorage: 2, EncapsulatedPDFStorage: 2,
+                       SegmentationStorage: 1}
+    assert {row.status for row in deliveries(sending)} == {"sent"}
 
 
 def test_nothing_is_owed_without_a_destination(quick: Settings, client: FlaskClient,  # noqa: F811
