@@ -246,6 +246,24 @@ def test_a_refusing_destination_is_recorded_and_not_retried(
     assert orthanc.get("/instances") == []
 
 
+def test_a_destination_that_drops_every_store_is_given_up_after_the_last_attempt(
+        sending: Settings, orthanc: Orthanc, client: FlaskClient,
+        auth_headers: Headers) -> None:
+    # Orthanc stores only from the AEs it knows, and aborts the association when
+    # another one sends (no status): that may be a crash, so it is retried, but not forever.
+    stranger = sending.model_copy(update={"dicom_ae_title": "STRANGER", "pacs_max_attempts": 2,
+                                          "pacs_timeout_seconds": 5.0})
+    analysed(stranger, client, auth_headers)
+    start = now_utc()
+    pacs.deliver_due(stranger, start)
+    assert [(row.status, row.attempts) for row in deliveries(stranger)] == [("pending", 1)] * 3
+    pacs.deliver_due(stranger, start + timedelta(seconds=stranger.pacs_retry_base_seconds))
+    given_up = deliveries(stranger)
+    assert [(row.status, row.attempts) for row in given_up] == [("failed", 2)] * 3
+    assert all((row.last_error or "").startswith("gave up after 2 attempts") for row in given_up)
+    assert orthanc.get("/instances") == []
+
+
 def test_a_restart_between_attempts_loses_nothing(
         sending: Settings, orthanc: Orthanc, client: FlaskClient,
         auth_headers: Headers) -> None:
