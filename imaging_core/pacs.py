@@ -44,6 +44,7 @@ from typing import Literal
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 from pydicom.uid import (
     Comprehensive3DSRStorage,
     ComprehensiveSRStorage,
@@ -173,6 +174,8 @@ def deliver_due(settings: Settings, now: datetime | None = None) -> list[PacsDel
     engine = engine_for(settings.database_url)
     with Session(engine, expire_on_commit=False) as session:
         claimed = _claim(session, settings, now)
+    if not claimed:
+        return []
     by_destination: dict[str, list[tuple[PacsDelivery, ResultObject]]] = {}
     for pair in claimed:
         by_destination.setdefault(pair[0].destination, []).append(pair)
@@ -234,7 +237,7 @@ def _send(settings: Settings, destination: str,
     for row, obj in pairs:
         try:
             datasets[row.id or 0] = dcmread(settings.var_dir / obj.path)
-        except OSError as error:  # the file is gone: no retry brings it back
+        except (OSError, InvalidDicomError) as error:  # gone or damaged: no retry mends it
             outcomes[row.id or 0] = Outcome("failed", None, f"result file unreadable: {error}")
     if not datasets:
         return outcomes
