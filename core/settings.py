@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import re
 import secrets
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NamedTuple
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -21,6 +22,41 @@ PLACEHOLDER_SECRET = "dev-only-placeholder-secret-change-me-now"  # noqa: S105
 MIN_SECRET_LENGTH = 32
 # Where the generated signing secret is kept, under var_dir (mode 0600).
 SECRET_FILE = "secret_key"
+# AE titles: 1 to 16 characters of the default repertoire, no backslash or control
+# characters, not all spaces (VR AE, PS3.5 6.2).
+AE_TITLE_MAX = 16
+_AE_TITLE = re.compile(r"[\x20-\x5b\x5d-\x7e]{1,16}")
+
+
+class DicomDestination(NamedTuple):
+    """A DICOM peer results are sent to: ``AE@host:port``."""
+
+    ae_title: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.ae_title}@{host}:{self.port}"
+
+
+def parse_destination(text: str) -> DicomDestination:
+    """``AE@host:port`` as a :class:`DicomDestination`; ValueError naming what is wrong.
+
+    The host may be a name, an IPv4 address or a bracketed IPv6 address
+    (``[::1]``); the port is 1-65535.
+    """
+    ae, at, address = text.strip().partition("@")
+    host, colon, port = address.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not (at and colon and host and port.isascii() and port.isdigit()):
+        raise ValueError(f"{text.strip()!r} is not AE@host:port")
+    if not _AE_TITLE.fullmatch(ae) or not ae.strip():
+        raise ValueError(f"{ae!r} is not an AE title (1-{AE_TITLE_MAX} characters, "
+                         "no backslash, not all spaces; PS3.5 6.2)")
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"port {port} of {text.strip()!r} is not 1-65535")
+    return DicomDestination(ae.strip(), host, int(port))
 
 
 class Settings(BaseSettings):
@@ -80,6 +116,17 @@ class Settings(BaseSettings):
     # Optional key for the X-ScanPath-Signature header (HMAC-SHA256 over the body).
     notify_hmac_secret: str | None = None
     notify_timeout_seconds: float = Field(10.0, gt=0)
+    # PACS (or other DICOM peers) that receive every report's SR, SEG and
+    # Encapsulated PDF by C-STORE, comma-separated ``AE@host:port``; empty sends
+    # nothing. Delivery is retried with exponential backoff from
+    # ``pacs_retry_base_seconds``, doubling up to ``pacs_retry_max_seconds``, for
+    # ``pacs_max_attempts`` attempts (the defaults: about three days).
+    dicom_destinations: Annotated[list[DicomDestination], NoDecode] = []
+    pacs_retry_base_seconds: float = Field(30.0, gt=0)
+    pacs_retry_max_seconds: float = Field(3600.0, gt=0)
+    pacs_max_attempts: int = Field(80, ge=1)
+    # Seconds to wait for a destination to connect and answer (pynetdicom timeouts).
+    pacs_timeout_seconds: float = Field(30.0, gt=0)
 
     @field_validator("dicom_allowed_aes", mode="before")
     @classmethod
@@ -122,6 +169,13 @@ class Settings(BaseSettings):
             raise ValueError(f"SCANPATH_NOTIFY_HMAC_SECRET must be at least "
                              f"{MIN_SECRET_LENGTH} bytes (RFC 2104 §3)")
         return value or None
+
+    @field_validator("dicom_destinations", mode="before")
+    @classmethod
+    def _split_destinations(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [parse_destination(item) for item in value.split(",") if item.strip()]
+        return value
 
     @model_validator(mode="after")
     def _signing_secret(self) -> Settings:

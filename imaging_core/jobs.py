@@ -42,6 +42,7 @@ from core.polling import Poller
 from core.settings import Settings
 from fhir.dates import now_utc
 from fhir.store import Store
+from imaging_core import pacs
 from imaging_core.models import AnalysisJob, DicomInstance, ReceivedStudy
 from imaging_core.studies import refresh_complete_studies
 
@@ -270,7 +271,8 @@ class Worker(Poller):
         self.started = now_utc()
 
     def tick(self) -> None:
-        """One round: schedule, then run jobs here or hand their ids to the broker."""
+        """One round: schedule, run jobs here or hand their ids to the broker, then send
+        the results due to PACS (``imaging_core.pacs``)."""
         with Session(engine_for(self.settings.database_url)) as session:
             cutoff = now_utc() - timedelta(seconds=self.settings.study_idle_seconds)
             refresh_complete_studies(Store(session, self.settings), cutoff)
@@ -279,9 +281,10 @@ class Worker(Poller):
             session.commit()
         if self.enqueue is not None:
             self._hand_to_broker(self.enqueue)
-            return
-        while not self.stopping.is_set() and run_job(self.settings, worker_name()):
-            pass
+        else:
+            while not self.stopping.is_set() and run_job(self.settings, worker_name()):
+                pass
+        pacs.deliver_due(self.settings)
 
     def _hand_to_broker(self, enqueue: Callable[[int], None]) -> None:
         with Session(engine_for(self.settings.database_url)) as session:
