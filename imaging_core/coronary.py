@@ -1,0 +1,226 @@
+"""Which artery, or which non-coronary structure, a calcium candidate belongs to.
+
+:func:`labeller` turns an :class:`~imaging_core.anatomy.Anatomy` into a
+:data:`~imaging_core.calcium.Labeller`. Each candidate lesion gets, in this
+order, the first label whose rule holds:
+
+1. ``bone``: half or more of its voxels in the bone mask;
+2. ``aortic-valve``: half or more in the aortic root (sinuses and valve);
+3. ``aortic-wall``: half or more within ``AORTIC_WALL_MM`` of the aorta;
+4. ``outside-heart``: less than half inside the heart region (pericardial
+   contents);
+5. deep in the heart, not in the epicardial fat (less than
+   ``EPICARDIAL_SHARE`` of a shell around it is fat): ``aortic-valve`` within
+   ``VALVE_REACH_MM`` of the root, otherwise ``mitral-annulus``. The coronary
+   arteries run in the epicardial fat of the atrioventricular and
+   interventricular grooves; valve and annular calcium sit in the fibrous
+   skeleton, surrounded by myocardium and blood;
+6. an artery, from the candidate's place in a heart-centred frame. ``LM``
+   within ``LM_REACH_MM`` of the aortic root's surface on its left side (the
+   left main leaves the left coronary sinus and divides within about 1 cm).
+   Otherwise the frame: origin at the atrioventricular-plane centre, axis the
+   long axis (base to apex); ``t`` is the distance along it and ``phi`` the
+   angle around it, 0 deg anterior and +90 deg to the patient's left. In the
+   atrioventricular groove (``t`` < ``AV_GROOVE_MM``) the right side is the
+   ``RCA`` and the left side the ``LCX``, except the anterior left sector
+   where the ``LAD`` leaves the bifurcation; on the ventricles the anterior
+   interventricular groove (``LAD_SECTOR_DEG``) is the ``LAD``, the left
+   lateral wall (``LCX_SECTOR_DEG``) the ``LCX`` (obtuse marginals), and the
+   right and inferior walls with the posterior interventricular groove the
+   ``RCA`` (acute marginal, posterior descending: right dominance, the usual
+   case).
+
+Artery territories follow the AHA coronary segment model (Austen WG, Edwards
+JE, Frye RL, et al. A reporting system on patients evaluated for coronary
+artery disease. Circulation 1975;51(4 Suppl):5-40: RCA segments 1-4, LM 5,
+LAD 6-10, LCX 11-15) as the SCCT model keeps it (Leipsic J, Abbara S,
+Achenbach S, et al. SCCT guidelines for the interpretation and reporting of
+coronary CT angiography. J Cardiovasc Comput Tomogr 2014;8:342-358). The
+sector bounds are this project's reading of those courses, not published
+thresholds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from imaging_core.anatomy import FAT_HU, Anatomy
+from imaging_core.calcium import UNASSIGNED, Labeller, Lesion
+from imaging_core.volume import Volume
+
+AUSTEN_1975 = "Austen WG et al. Circulation 1975;51(4 Suppl):5-40 (AHA segment model)"
+LEIPSIC_2014 = "Leipsic J et al. J Cardiovasc Comput Tomogr 2014;8:342-358 (SCCT segments)"
+
+MAJORITY = 0.5  # share of a candidate's voxels that puts it in a structure
+AORTIC_WALL_MM = 3.0  # wall calcium sits on the outline the Hough circles trace
+SHELL_MM = (1.5, 5.0)  # shell around a candidate read for its surroundings
+EPICARDIAL_SHARE = 0.25  # a coronary plaque's shell is at least this much fat
+VALVE_REACH_MM = 10.0  # deep calcium this close to the root is valvular
+LM_REACH_MM = 12.0  # left main length ~10 mm (Austen 1975 segment 5), from the root surface
+AV_GROOVE_MM = 20.0  # half-width of the atrioventricular-groove band along the long axis
+LAD_SECTOR_DEG = (-30.0, 75.0)  # anterior interventricular groove, around anterior
+LCX_SECTOR_DEG = (75.0, 160.0)  # left lateral (obtuse marginal) wall
+
+
+@dataclass(frozen=True)
+class HeartFrame:
+    """A heart-centred frame: origin (AV-plane centre), long axis, anterior and left units."""
+
+    origin: np.ndarray
+    axis: np.ndarray
+    anterior: np.ndarray
+    left: np.ndarray
+
+    @classmethod
+    def from_landmarks(cls, landmarks: dict[str, tuple[float, float, float]]) -> HeartFrame:
+        """The frame from ``av_plane_centre`` and ``long_axis`` (LPS).
+
+        Raises
+        ------
+        KeyError
+            A landmark is missing.
+        """
+        origin = np.asarray(landmarks["av_plane_centre"], dtype=np.float64)
+        axis = np.asarray(landmarks["long_axis"], dtype=np.float64)
+        axis /= np.linalg.norm(axis)
+        front = np.array([0.0, -1.0, 0.0])  # LPS anterior
+        anterior = _unit(front - (front @ axis) * axis)
+        left = np.cross(axis, anterior)
+        left = left if left[0] > 0 else -left
+        return cls(origin, axis, anterior, left)
+
+    def place(self, point: np.ndarray) -> tuple[float, float]:
+        """(t mm along the long axis from the AV plane, phi deg from anterior towards left)."""
+        offset = np.asarray(point, dtype=np.float64) - self.origin
+        t = float(offset @ self.axis)
+        phi = float(np.degrees(np.arctan2(offset @ self.left, offset @ self.anterior)))
+        return t, phi
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return np.asarray(vector / np.linalg.norm(vector))
+
+
+def labeller(anatomy: Anatomy) -> Labeller:
+    """A :data:`~imaging_core.calcium.Labeller` for ``anatomy`` (rules in the module docstring).
+
+    A candidate no rule can place (the frame's landmarks missing) stays
+    ``unassigned``, which counts: the chest pipeline refuses before that
+    happens when the heart or the root is missing.
+    """
+
+    def label(volume: Volume, lesion_map: np.ndarray, lesions: Sequence[Lesion]) -> list[str]:
+        return label_candidates(anatomy, volume, lesion_map, lesions)
+
+    return label
+
+
+def label_candidates(anatomy: Anatomy, volume: Volume, lesion_map: np.ndarray,
+                     lesions: Sequence[Lesion]) -> list[str]:
+    """One label per candidate, in ``lesions`` order (see the module docstring)."""
+    count = len(lesions) + 1
+    sizes = np.maximum(np.bincount(lesion_map.ravel(), minlength=count), 1)
+
+    def share(mask: np.ndarray) -> np.ndarray:
+        return np.asarray(np.bincount(lesion_map[mask], minlength=count) / sizes)
+
+    wall = _near(anatomy.aorta, volume, AORTIC_WALL_MM)
+    shares = {"bone": share(anatomy.bone), "aortic-valve": share(anatomy.aortic_root),
+              "aortic-wall": share(wall), "heart": share(anatomy.heart)}
+    fat = _fat_around(volume, lesion_map, count)
+    frame = _frame(anatomy)
+    root = _root(anatomy, volume)
+    out = []
+    for i, lesion in enumerate(lesions, start=1):
+        named = next((name for name in ("bone", "aortic-valve", "aortic-wall")
+                      if shares[name][i] >= MAJORITY), None)
+        if named is None and shares["heart"][i] < MAJORITY:
+            named = "outside-heart"
+        point = np.asarray(lesion.centre_mm)
+        if named is None and fat[i] < EPICARDIAL_SHARE:
+            named = ("aortic-valve" if root is not None and root.distance(point) <= VALVE_REACH_MM
+                     else "mitral-annulus")
+        out.append(named or artery(point, frame, root))
+    return out
+
+
+@dataclass(frozen=True)
+class Root:
+    """The aortic root as a centre and a radius (mm, LPS)."""
+
+    centre: np.ndarray
+    radius: float
+
+    def distance(self, point: np.ndarray) -> float:
+        """Distance from the root's surface (negative inside)."""
+        return float(np.linalg.norm(point - self.centre)) - self.radius
+
+
+def _root(anatomy: Anatomy, volume: Volume) -> Root | None:
+    if "aortic_root" not in anatomy.landmarks or not anatomy.aortic_root.any():
+        return None
+    per_slice = anatomy.aortic_root.sum(axis=(1, 2))
+    area = float(per_slice.max()) * volume.spacing[1] * volume.spacing[2]
+    return Root(np.asarray(anatomy.landmarks["aortic_root"]), float(np.sqrt(area / np.pi)))
+
+
+def _frame(anatomy: Anatomy) -> HeartFrame | None:
+    try:
+        return HeartFrame.from_landmarks(anatomy.landmarks)
+    except KeyError:
+        return None
+
+
+def artery(point: np.ndarray, frame: HeartFrame | None, root: Root | None) -> str:
+    """LM, LAD, LCX or RCA for an epicardial candidate at ``point`` (LPS mm).
+
+    ``unassigned`` without a frame.
+    """
+    if frame is None:
+        return UNASSIGNED
+    if root is not None and root.distance(point) <= LM_REACH_MM and point[0] > root.centre[0]:
+        return "LM"
+    t, phi = frame.place(point)
+    if t < AV_GROOVE_MM:
+        if phi < 0:
+            return "RCA"
+        return "LAD" if phi < LAD_SECTOR_DEG[1] / 2 else "LCX"
+    if LAD_SECTOR_DEG[0] <= phi < LAD_SECTOR_DEG[1]:
+        return "LAD"
+    if LCX_SECTOR_DEG[0] <= phi < LCX_SECTOR_DEG[1]:
+        return "LCX"
+    return "RCA"
+
+
+def _near(mask: np.ndarray, volume: Volume, mm: float) -> np.ndarray:
+    """Voxels within ``mm`` of ``mask`` in-plane (a disc dilation per slice)."""
+    if not mask.any():
+        return mask
+    box = ndimage.find_objects(mask.astype(np.int8))[0]
+    pad = [0, *(int(np.ceil(mm / s)) + 1 for s in volume.spacing[1:])]
+    box = tuple(slice(max(b.start - p, 0), b.stop + p) for b, p in zip(box, pad, strict=True))
+    out = np.zeros_like(mask)
+    out[box] = ndimage.distance_transform_edt(
+        ~mask[box], sampling=(1e6, volume.spacing[1], volume.spacing[2])) <= mm
+    return out
+
+
+def _fat_around(volume: Volume, lesion_map: np.ndarray, count: int) -> np.ndarray:
+    """Per candidate, the share of fat (``FAT_HU``) in a shell ``SHELL_MM`` around it."""
+    out = np.ones(count)
+    sampling = volume.spacing
+    for index, box in enumerate(ndimage.find_objects(lesion_map), start=1):
+        if box is None:
+            continue
+        grown = tuple(slice(max(b.start - int(np.ceil(SHELL_MM[1] / s)) - 1, 0),
+                            b.stop + int(np.ceil(SHELL_MM[1] / s)) + 1)
+                      for b, s in zip(box, sampling, strict=True))
+        distance = ndimage.distance_transform_edt(lesion_map[grown] != index, sampling=sampling)
+        shell = (distance >= SHELL_MM[0]) & (distance <= SHELL_MM[1])
+        hu = volume.hu[grown][shell]
+        out[index] = float(np.mean((hu >= FAT_HU[0]) & (hu <= FAT_HU[1]))) if hu.size else 0.0
+    return out
