@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -72,6 +72,7 @@ class Phantom:
     col_dir: tuple[float, float, float] = (0.0, 1.0, 0.0)
     inserts: tuple[Insert, ...] = ()
     background_hu: float = 40.0
+    intercept: float = INTERCEPT
     noise_sigma: float = 0.0
     seed: int = 0
     kvp: float | None = 120.0
@@ -84,6 +85,13 @@ class Phantom:
     name: str = "phantom"
     study_uid: str = field(default_factory=lambda: generate_uid(entropy_srcs=["study"]))
     series_number: int = 1
+    # Optional tags a real scanner writes (absent when None).
+    padding_value: int | None = None  # PixelPaddingValue (0028,0120), stored domain
+    padding_range_limit: int | None = None  # PixelPaddingRangeLimit (0028,0121)
+    convolution_kernel: str | None = None  # (0018,1210)
+    gantry_tilt: float | None = None  # GantryDetectorTilt (0018,1120), degrees
+    reconstruction_diameter: float | None = None  # (0018,1100), mm
+    body_part: str = "HEART"
 
     @property
     def normal(self) -> np.ndarray:
@@ -178,8 +186,29 @@ def _nearest_centre(phantom: Phantom, insert: Insert) -> tuple[int, int]:
 
 
 def _stored(phantom: Phantom, hu: np.ndarray) -> np.ndarray:
-    stored = np.round((hu - INTERCEPT) / phantom.rescale_slope)
+    """Stored values of HU; NaN pixels (not reconstructed) get the pixel padding.
+
+    With a PixelPaddingRangeLimit the padded pixels cycle through the whole
+    inclusive range between the value and the limit (PS3.3 C.7.5.1.1.2), so a
+    reader that honours only the value misses most of them.
+    """
+    padded = np.isnan(hu)
+    stored = np.round((np.where(padded, 0.0, hu) - phantom.intercept) / phantom.rescale_slope)
+    info = np.iinfo(np.int16 if phantom.signed else np.uint16)
+    stored = np.clip(stored, info.min, info.max)  # a scanner clips, never wraps
+    if padded.any():
+        if phantom.padding_value is None:
+            raise ValueError("NaN pixels need a padding_value")
+        stored[padded] = _padding_values(phantom, int(padded.sum()))
     return stored.astype(np.int16 if phantom.signed else np.uint16)
+
+
+def _padding_values(phantom: Phantom, n: int) -> np.ndarray:
+    assert phantom.padding_value is not None
+    low = phantom.padding_value
+    high = low if phantom.padding_range_limit is None else phantom.padding_range_limit
+    low, high = min(low, high), max(low, high)
+    return low + np.arange(n) % (high - low + 1)
 
 
 # --- single-frame CT Image IOD (PS3.3 A.3) ----------------------------------------
@@ -187,10 +216,20 @@ def _stored(phantom: Phantom, hu: np.ndarray) -> np.ndarray:
 def datasets(phantom: Phantom) -> list[Dataset]:
     """One CT Image Storage instance per written slice, in acquisition order."""
     rng = np.random.default_rng(phantom.seed)
+    return series(phantom, lambda k: hu_slice(phantom, k, rng))
+
+
+def series(phantom: Phantom, hu_of: Callable[[int], np.ndarray]) -> list[Dataset]:
+    """The CT Image instances of ``phantom``'s grid and tags with pixels from ``hu_of``.
+
+    ``hu_of(k)`` gives slice k's HU as a (rows, cols) float array, NaN where
+    the pixel is padding; it is called for every slice in acquisition order,
+    written or missing, so seeded noise does not depend on which are missing.
+    """
     order = range(phantom.n_slices - 1, -1, -1) if phantom.reversed_z else range(phantom.n_slices)
     out = []
     for number, k in enumerate(order, start=1):
-        hu = hu_slice(phantom, k, rng)  # noise drawn for every slice, written or not
+        hu = hu_of(k)
         if k not in phantom.missing:
             out.append(_ct_slice(phantom, k, number, hu))
     return out
@@ -215,10 +254,26 @@ def _ct_slice(phantom: Phantom, k: int, number: int, hu: np.ndarray) -> Dataset:
     ds.PixelSpacing = [_ds(x) for x in phantom.pixel_spacing]
     _contrast(ds, phantom)
     _image_pixel(ds, phantom, _stored(phantom, hu))
-    ds.RescaleIntercept, ds.RescaleSlope = _ds(INTERCEPT), _ds(phantom.rescale_slope)
+    ds.RescaleIntercept, ds.RescaleSlope = _ds(phantom.intercept), _ds(phantom.rescale_slope)
     ds.RescaleType = "HU"
     ds.WindowCenter, ds.WindowWidth = "40", "400"
+    _scanner_tags(ds, phantom)
     return ds
+
+
+def _scanner_tags(ds: Dataset, phantom: Phantom) -> None:
+    """Optional CT Image (C.8.2.1) and General Equipment (C.7.5.1) attributes."""
+    if phantom.convolution_kernel is not None:
+        ds.ConvolutionKernel = phantom.convolution_kernel
+    if phantom.gantry_tilt is not None:
+        ds.GantryDetectorTilt = _ds(phantom.gantry_tilt)
+    if phantom.reconstruction_diameter is not None:
+        ds.ReconstructionDiameter = _ds(phantom.reconstruction_diameter)
+    vr = "SS" if phantom.signed else "US"
+    if phantom.padding_value is not None:
+        ds.add_new(0x00280120, vr, phantom.padding_value)  # PixelPaddingValue
+    if phantom.padding_range_limit is not None:
+        ds.add_new(0x00280121, vr, phantom.padding_range_limit)  # PixelPaddingRangeLimit
 
 
 def _ds(value: float) -> str:
@@ -261,7 +316,7 @@ def _patient_study_series(ds: Dataset, phantom: Phantom) -> None:
     ds.PatientPosition = "HFS"
     ds.FrameOfReferenceUID = generate_uid(entropy_srcs=[phantom.study_uid, "for"])
     ds.PositionReferenceIndicator = ""
-    ds.BodyPartExamined = "HEART"
+    ds.BodyPartExamined = phantom.body_part
     ds.Manufacturer = "ScanPath"
     ds.ManufacturerModelName = "Analytic phantom"
     ds.DeviceSerialNumber = "0001"
@@ -372,7 +427,7 @@ def _shared_groups(phantom: Phantom) -> Dataset:
     shared.PlaneOrientationSequence = _item(
         ImageOrientationPatient=[_ds(x) for x in (*phantom.row_dir, *phantom.col_dir)])
     shared.PixelValueTransformationSequence = _item(
-        RescaleIntercept=_ds(INTERCEPT), RescaleSlope=_ds(phantom.rescale_slope),
+        RescaleIntercept=_ds(phantom.intercept), RescaleSlope=_ds(phantom.rescale_slope),
         RescaleType="HU")
     shared.FrameVOILUTSequence = _item(WindowCenter="40", WindowWidth="400")
     shared.CTImageFrameTypeSequence = _item(
