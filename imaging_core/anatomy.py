@@ -14,10 +14,10 @@ noise; the masks are brought back to the full grid by nearest-neighbour
 sampling. Where a step needs a calcium-level detail (bone) it refines on the
 full grid. The steps, in order, each with its source:
 
-1. body: air/tissue threshold, largest connected component, holes filled
-   per slice (Hu S, Hoffman EA, Reinhardt JM. Automatic lung segmentation for
-   accurate quantitation of volumetric X-ray CT images. IEEE Trans Med Imaging
-   2001;20:490-498, section II-A);
+1. body: air/tissue threshold, largest connected component (Hu S, Hoffman
+   EA, Reinhardt JM. Automatic lung segmentation for accurate quantitation of
+   volumetric X-ray CT images. IEEE Trans Med Imaging 2001;20:490-498,
+   section II-A), closed per slice by its convex hull;
 2. lungs: the optimal (iterative) threshold of Hu et al. 2001 (section II-B),
    inside the body, the large air components;
 3. bone: components of block-mean HU >= the Agatston calcium threshold that
@@ -78,15 +78,17 @@ MIN_BONE_ML = 1.5  # bone components are larger than any coronary plaque (projec
 FAT_HU = (-190.0, -30.0)  # adipose tissue window (Dey et al. 2010)
 SOFT_TISSUE_MIN_HU = -30.0  # above the fat window: myocardium, blood, vessel wall
 MIN_HEART_ML = 100.0  # the heart's chambers and myocardium hold several hundred ml
-HEART_OPENING_MM = 16.0  # disc radius: wider than the descending aorta, narrower than the heart
+HEART_OPENING_MM = 16.0
+HEART_REGROW_MM = 10.0  # what the opening shaved off the heart's narrow ends, given back  # disc radius: wider than the descending aorta, narrower than the heart
 # Heart core grown by this into the surrounding fat: epicardial fat and coronary arteries
 # lie within a few mm of the myocardium (project choice, 3-6 mm fat layer in adults).
-PERICARDIAL_MARGIN_MM = 6.0
+PERICARDIAL_MARGIN_MM = 5.0
 AORTA_RADII_MM = (9.0, 21.0)  # thoracic aortic radius range, adult (Hough search range)
 HOUGH_MIN_SCORE = 0.35  # share of a circle's circumference on edges to accept it
 HOUGH_PEAKS = 6  # circles kept per slice
 AORTA_STEP_MM = 8.0  # a tracked aortic centre moves less than this between slices
-AORTA_GAP_SLICES = 3  # slices without a circle bridged while tracking (calcium, a rib)
+TRACK_SEEDS = 8  # best circles each tried as the start of a vessel's chain
+AORTA_GAP_MM = 15.0  # a stretch without a circle bridged while tracking (wall calcium, contact)
 ROOT_HEIGHT_MM = 21.0  # the sinus portion below the sinotubular junction (~2 cm)
 BLOOD_POOL_EROSION_MM = 5.0  # keep the measurement away from walls and fat
 
@@ -158,8 +160,25 @@ def working_grid(volume: Volume) -> Grid:
 
 def to_full(grid: Grid, mask: np.ndarray) -> np.ndarray:
     """A working-grid mask on the volume's grid (nearest neighbour; edge blocks repeated)."""
+    return _repeated(mask, grid.factors, grid.full_shape)
+
+
+def grown(mask: np.ndarray, spacing: tuple[float, float, float], mm: float) -> np.ndarray:
+    """``mask`` (volume grid) grown by ``mm`` in 3-D, measured on a ``WORKING_MM`` sampling.
+
+    The distance is taken from every ``factor``-th pixel, so the margin is
+    right to about ``WORKING_MM``; ``mask`` itself is always kept.
+    """
+    factor = max(1, int(round(WORKING_MM / min(spacing[1], spacing[2]))))
+    coarse = (spacing[0], spacing[1] * factor, spacing[2] * factor)
+    near = _within(mask[:, ::factor, ::factor], coarse, mm)
+    return np.asarray(_repeated(near, (1, factor, factor), mask.shape) | mask)
+
+
+def _repeated(mask: np.ndarray, factors: tuple[int, int, int],
+              shape: tuple[int, ...]) -> np.ndarray:
     index = [np.minimum(np.arange(n) // f, m - 1)
-             for n, f, m in zip(grid.full_shape, grid.factors, mask.shape, strict=True)]
+             for n, f, m in zip(shape, factors, mask.shape, strict=True)]
     out = mask
     for axis, rows in enumerate(index):  # one axis at a time: 20 x faster than one gather
         out = np.take(out, rows, axis=axis)
@@ -188,11 +207,12 @@ def largest(mask: np.ndarray) -> np.ndarray:
     return np.asarray(labels == sizes.argmax())
 
 
-def _within(mask: np.ndarray, grid: Grid, mm: float, *, in_plane: bool = False) -> np.ndarray:
+def _within(mask: np.ndarray, spacing: tuple[float, float, float], mm: float, *,
+            in_plane: bool = False) -> np.ndarray:
     """Voxels within ``mm`` of ``mask`` (a Euclidean dilation in mm), cropped to work fast."""
     if not mask.any():
         return mask.copy()
-    sampling = (1e6 if in_plane else grid.spacing[0], grid.spacing[1], grid.spacing[2])
+    sampling = (1e6 if in_plane else spacing[0], spacing[1], spacing[2])
     pad = [int(np.ceil(mm / s)) + 1 for s in sampling]
     box = _box(mask, pad)
     out = np.zeros_like(mask)
@@ -200,11 +220,12 @@ def _within(mask: np.ndarray, grid: Grid, mm: float, *, in_plane: bool = False) 
     return out
 
 
-def _eroded(mask: np.ndarray, grid: Grid, mm: float, *, in_plane: bool = False) -> np.ndarray:
+def _eroded(mask: np.ndarray, spacing: tuple[float, float, float], mm: float, *,
+            in_plane: bool = False) -> np.ndarray:
     """Voxels of ``mask`` deeper than ``mm`` inside it."""
     if not mask.any():
         return mask.copy()
-    sampling = (1e6 if in_plane else grid.spacing[0], grid.spacing[1], grid.spacing[2])
+    sampling = (1e6 if in_plane else spacing[0], spacing[1], spacing[2])
     box = _box(mask, [1, 1, 1])
     out = np.zeros_like(mask)
     inside = np.pad(mask[box], 1)  # the array's edge counts as outside
@@ -223,9 +244,11 @@ def _box(mask: np.ndarray, pad: list[int]) -> tuple[slice, ...]:
 
 
 def segment_body(grid: Grid) -> np.ndarray:
-    """The body: tissue above ``BODY_HU``, its largest component, holes filled per slice.
+    """The body: tissue above ``BODY_HU``, its largest component, per slice its convex hull.
 
-    Returns a working-grid bool mask. Source: Hu et al. 2001, section II-A.
+    Returns a working-grid bool mask. The hull, rather than a hole fill
+    (Hu et al. 2001, section II-A), also closes the lungs where a cardiac
+    field of view cuts the chest wall and the lungs reach the image edge.
 
     Raises
     ------
@@ -235,7 +258,7 @@ def segment_body(grid: Grid) -> np.ndarray:
     body = largest(grid.hu > BODY_HU)
     if not body.any():
         raise StepFailed(f"no tissue above {BODY_HU:g} HU")
-    return np.asarray(ndimage.binary_fill_holes(body, structure=_IN_PLANE))
+    return slice_hulls(body)
 
 
 def lung_threshold(hu: np.ndarray) -> float:
@@ -322,18 +345,18 @@ def segment_bone(grid: Grid, candidates: np.ndarray, heart: np.ndarray,
     return np.asarray(keep[labels])
 
 
-def lung_hull(lungs: np.ndarray) -> np.ndarray:
-    """Per slice, the convex hull of the lungs: the chest's inner cavity.
+def slice_hulls(mask: np.ndarray) -> np.ndarray:
+    """Per slice, the convex hull of ``mask`` (the lungs' hull is the chest's inner cavity).
 
     The hull is drawn at half the working resolution (it bounds organs, not
-    edges) and sampled back, which quarters its cost.
+    edges) and sampled back, which quarters its cost; ``mask`` itself is kept.
     """
-    half = lungs[:, ::2, ::2]
+    half = mask[:, ::2, ::2]
     hull = np.zeros_like(half)
     for k in np.flatnonzero(half.any(axis=(1, 2))):
         hull[k] = convex_hull_image(half[k])
     full = np.repeat(np.repeat(hull, 2, axis=1), 2, axis=2)
-    return np.asarray(full[:, :lungs.shape[1], :lungs.shape[2]] | lungs)
+    return np.asarray(full[:, :mask.shape[1], :mask.shape[2]] | mask)
 
 
 @dataclass(frozen=True)
@@ -401,17 +424,18 @@ def track(circles: list[Circle], seed: Circle, grid: Grid) -> list[Circle]:
     """The chain of circles through ``seed``: each slice's circle nearest the last one.
 
     A slice without a circle within ``AORTA_STEP_MM`` of the last one is
-    bridged (the last circle carried over) for up to ``AORTA_GAP_SLICES``
-    slices; a longer gap ends the chain on that side.
+    bridged (the last circle carried over) for up to ``AORTA_GAP_MM``; a
+    longer gap ends the chain on that side.
     """
     by_slice: dict[int, list[Circle]] = {}
     for c in circles:
         by_slice.setdefault(c.k, []).append(c)
     chain = [seed]
+    gap = int(AORTA_GAP_MM / grid.spacing[0])
     for direction in (1, -1):
         last, bridged = seed, []
         k = seed.k + direction
-        while 0 <= k < grid.hu.shape[0] and len(bridged) <= AORTA_GAP_SLICES:
+        while 0 <= k < grid.hu.shape[0] and len(bridged) <= gap:
             near = min(by_slice.get(k, []), key=lambda c: _step_mm(c, last, grid), default=None)
             if near is None or _step_mm(near, last, grid) > AORTA_STEP_MM:
                 bridged.append(replace(last, k=k))
@@ -441,10 +465,10 @@ def find_aorta(grid: Grid, circles: list[Circle], bone: np.ndarray, locate: Loca
                middle: np.ndarray) -> Aorta:
     """Pick and track the descending and ascending aorta among the Hough circles.
 
-    The descending aorta is the best circle behind ``middle`` (LPS mm, the
-    centre of the chest cavity) and not over bone; the ascending aorta the best circle at least
-    ``3 x`` its radius in front of it and to the patient's right of it; each is
-    tracked through the slices (Kurkure et al. 2008).
+    The descending aorta is the longest chain of circles behind ``middle``
+    (LPS mm, the centre of the chest cavity) and not over bone; the ascending
+    aorta the longest chain of circles well in front of it and to the
+    patient's right of it (Kurkure et al. 2008 track the aorta the same way).
 
     Raises
     ------
@@ -458,18 +482,30 @@ def find_aorta(grid: Grid, circles: list[Circle], bone: np.ndarray, locate: Loca
     back = [c for c in usable if where[c][1] > middle[1]]
     if not back:
         raise StepFailed("no descending aorta: no circle behind the heart")
-    descending = track(usable, max(back, key=lambda c: c.score), grid)
-    seed_mm = where[descending[0]]
+    descending = longest_chain(back, grid)
+    behind = np.median(np.array([where[c] for c in descending if c in where]), axis=0)
     gap = 3 * AORTA_RADII_MM[0]
-    front = [c for c in usable if where[c][1] < seed_mm[1] - gap and where[c][0] < seed_mm[0]
+    front = [c for c in usable if where[c][1] < behind[1] - gap and where[c][0] < behind[0]
              and c not in descending]
     if not front:
         raise StepFailed("no ascending aorta: no circle in front of the descending aorta")
-    return Aorta(descending, track(front, max(front, key=lambda c: c.score), grid))
+    return Aorta(descending, longest_chain(front, grid))
+
+
+def longest_chain(circles: list[Circle], grid: Grid) -> list[Circle]:
+    """Of the chains tracked from the ``TRACK_SEEDS`` best circles, the one of most circles.
+
+    A vessel runs through many slices; a chance circle (the apex of the heart
+    in cross-section, a rib's curve) does not, however well it scores.
+    """
+    seeds = sorted(circles, key=lambda c: -c.score)[:TRACK_SEEDS]
+    found = set(circles)
+    chains = [track(circles, seed, grid) for seed in seeds]
+    return max(chains, key=lambda chain: sum(c in found for c in chain))
 
 
 def aorta_masks(grid: Grid, aorta: Aorta) -> tuple[np.ndarray, np.ndarray]:
-    """Working-grid masks of the aorta (both chains, wall included) and of its root.
+    """Working-grid masks of the aorta (both chains and the root, wall included) and of its root.
 
     The root is the sinus portion under the lowest ascending circle, where the
     aorta enters the heart's silhouette and no edge is left to track it:
@@ -479,11 +515,11 @@ def aorta_masks(grid: Grid, aorta: Aorta) -> tuple[np.ndarray, np.ndarray]:
     """
     vessel = np.zeros(grid.hu.shape, dtype=bool)
     for c in [*aorta.descending, *aorta.ascending]:
-        vessel[c.k] |= _disc(grid.hu.shape[1:], c, 1.0 + 1.0 / c.radius)
+        vessel[c.k] |= _disc(grid.hu.shape[1:], c)
     root = np.zeros_like(vessel)
     for c in root_circles(grid, aorta.ascending):
         root[c.k] |= _disc(grid.hu.shape[1:], c)
-    return vessel, root
+    return vessel | root, root
 
 
 def root_circles(grid: Grid, ascending: list[Circle]) -> list[Circle]:
@@ -514,12 +550,13 @@ def segment_heart(grid: Grid, lungs: np.ndarray, hull: np.ndarray, bone: np.ndar
     StepFailed
         No soft tissue wide enough to be the heart.
     """
-    cavity = hull & ~lungs & ~_within(bone, grid, 2.0) & ~(vessel & ~root)
+    cavity = hull & ~lungs & ~ndimage.binary_dilation(bone) & ~(vessel & ~root)
     tissue = cavity & (grid.hu > SOFT_TISSUE_MIN_HU)
     core = heart_core(_opened(tissue, grid, HEART_OPENING_MM), root, grid)
+    core = _within(core, grid.spacing, HEART_REGROW_MM) & tissue
     if not core.any():
         raise StepFailed(f"no soft tissue {2 * HEART_OPENING_MM:g} mm wide between the lungs")
-    region = _within(core, grid, PERICARDIAL_MARGIN_MM) & (cavity | core)
+    region = _within(core, grid.spacing, PERICARDIAL_MARGIN_MM) & (cavity | core)
     return np.asarray(ndimage.binary_fill_holes(region, structure=_IN_PLANE)), core
 
 
@@ -547,17 +584,31 @@ def heart_core(pieces: np.ndarray, root: np.ndarray, grid: Grid) -> np.ndarray:
 
 def _opened(mask: np.ndarray, grid: Grid, mm: float) -> np.ndarray:
     """In-plane morphological opening with a disc of radius ``mm`` (by distance transforms)."""
-    return _within(_eroded(mask, grid, mm, in_plane=True), grid, mm, in_plane=True) & mask
+    inner = _eroded(mask, grid.spacing, mm, in_plane=True)
+    return _within(inner, grid.spacing, mm, in_plane=True) & mask
 
 
 def segment_epicardial_fat(hu: np.ndarray, heart: np.ndarray) -> np.ndarray:
     """Fat (``FAT_HU``, Dey et al. 2010) inside the heart region, on the volume's grid."""
-    return heart & (hu >= FAT_HU[0]) & (hu <= FAT_HU[1])
+    out = np.zeros_like(heart)
+    if heart.any():
+        box = _box(heart, [0, 0, 0])
+        out[box] = heart[box] & (hu[box] >= FAT_HU[0]) & (hu[box] <= FAT_HU[1])
+    return out
+
+
+def bone_on(volume: Volume, near: np.ndarray) -> np.ndarray:
+    """Voxels at or above ``CALCIUM_HU`` where the working-grid bone (grown a block) lies."""
+    out = np.zeros_like(near)
+    if near.any():
+        box = _box(near, [0, 0, 0])
+        out[box] = near[box] & (volume.hu[box] >= CALCIUM_HU)
+    return out
 
 
 def segment_blood_pool(grid: Grid, core: np.ndarray, vessel: np.ndarray) -> np.ndarray:
     """The heart's core and the aortic lumen, ``BLOOD_POOL_EROSION_MM`` away from their edges."""
-    pool = _eroded(core, grid, BLOOD_POOL_EROSION_MM) | _eroded(vessel, grid, 3.0, in_plane=True)
+    pool = _eroded(core, grid.spacing, BLOOD_POOL_EROSION_MM) | _eroded(vessel, grid.spacing, 3.0, in_plane=True)
     if not pool.any():
         raise StepFailed("heart and aorta too thin to hold a blood-pool sample")
     return pool
@@ -604,7 +655,8 @@ def _mm_of(volume: Volume, grid: Grid) -> Callable[[np.ndarray], np.ndarray]:
 
 
 METHODS = {
-    "body": f"air/tissue threshold {BODY_HU:g} HU, largest component, holes filled ({HU_2001})",
+    "body": f"air/tissue threshold {BODY_HU:g} HU, largest component ({HU_2001}), "
+            "convex hull per slice",
     "lungs": f"iterative optimal threshold, components >= {MIN_LUNG_ML:g} ml ({HU_2001})",
     "bone": f">= {CALCIUM_HU:g} HU components >= {MIN_BONE_ML:g} ml with a cortical peak "
             f">= {CORTICAL_HU:g} HU, outside heart and aorta (project method)",
@@ -646,7 +698,7 @@ def segment(volume: Volume) -> Anatomy:
 
     body = attempt("body", lambda: segment_body(grid))
     lungs = attempt("lungs", lambda: segment_lungs(grid, body), body)
-    hull = lung_hull(lungs)
+    hull = slice_hulls(lungs)
     candidates = bone_candidates(grid)
     aorta = _aorta(grid, hull & ~lungs, candidates, to_mm, missing) if lungs.any() else None
     vessel, root = aorta_masks(grid, aorta) if aorta else (empty, empty)
@@ -665,7 +717,7 @@ def segment(volume: Volume) -> Anatomy:
     heart_full = to_full(grid, heart)
     return Anatomy(
         body=to_full(grid, body), lungs=to_full(grid, lungs),
-        bone=to_full(grid, _within(bone, grid, 2.0)) & (volume.hu >= CALCIUM_HU),
+        bone=bone_on(volume, to_full(grid, ndimage.binary_dilation(bone))),
         aorta=to_full(grid, vessel), aortic_root=to_full(grid, root), heart=heart_full,
         epicardial_fat=segment_epicardial_fat(volume.hu, heart_full),
         blood_pool=to_full(grid, pool), landmarks=landmarks,

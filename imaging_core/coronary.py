@@ -5,16 +5,17 @@
 order, the first label whose rule holds:
 
 1. ``bone``: half or more of its voxels in the bone mask;
-2. ``aortic-valve``: half or more in the aortic root (sinuses and valve);
-3. ``aortic-wall``: half or more within ``AORTIC_WALL_MM`` of the aorta;
-4. ``outside-heart``: less than half inside the heart region (pericardial
+2. in the heart (half or more of its voxels in the heart region) but not in
+   the epicardial fat (less than ``EPICARDIAL_SHARE`` of a shell around it is
+   fat): ``aortic-valve`` within ``VALVE_REACH_MM`` of the root, otherwise
+   ``mitral-annulus``. The coronary arteries run in the epicardial fat of the
+   atrioventricular and interventricular grooves; valve and annular calcium
+   sit in the fibrous skeleton, surrounded by myocardium and blood;
+3. ``aortic-valve``: half or more in the aortic root (sinuses and valve);
+4. ``aortic-wall``: half or more within ``AORTIC_WALL_MM`` of the aorta
+   above the root;
+5. ``outside-heart``: less than half inside the heart region (pericardial
    contents);
-5. deep in the heart, not in the epicardial fat (less than
-   ``EPICARDIAL_SHARE`` of a shell around it is fat): ``aortic-valve`` within
-   ``VALVE_REACH_MM`` of the root, otherwise ``mitral-annulus``. The coronary
-   arteries run in the epicardial fat of the atrioventricular and
-   interventricular grooves; valve and annular calcium sit in the fibrous
-   skeleton, surrounded by myocardium and blood;
 6. an artery, from the candidate's place in a heart-centred frame. ``LM``
    within ``LM_REACH_MM`` of the aortic root's surface on its left side (the
    left main leaves the left coronary sinus and divides within about 1 cm).
@@ -48,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from imaging_core.anatomy import FAT_HU, Anatomy
+from imaging_core.anatomy import FAT_HU, Anatomy, grown
 from imaging_core.calcium import UNASSIGNED, Labeller, Lesion
 from imaging_core.volume import Volume
 
@@ -123,12 +124,14 @@ def label_candidates(anatomy: Anatomy, volume: Volume, lesion_map: np.ndarray,
                      lesions: Sequence[Lesion]) -> list[str]:
     """One label per candidate, in ``lesions`` order (see the module docstring)."""
     count = len(lesions) + 1
-    sizes = np.maximum(np.bincount(lesion_map.ravel(), minlength=count), 1)
+    where = np.nonzero(lesion_map)
+    owner = lesion_map[where]
+    sizes = np.maximum(np.bincount(owner, minlength=count), 1)
 
     def share(mask: np.ndarray) -> np.ndarray:
-        return np.asarray(np.bincount(lesion_map[mask], minlength=count) / sizes)
+        return np.asarray(np.bincount(owner[mask[where]], minlength=count) / sizes)
 
-    wall = _near(anatomy.aorta, volume, AORTIC_WALL_MM)
+    wall = grown(anatomy.aorta & ~anatomy.aortic_root, volume.spacing, AORTIC_WALL_MM)
     shares = {"bone": share(anatomy.bone), "aortic-valve": share(anatomy.aortic_root),
               "aortic-wall": share(wall), "heart": share(anatomy.heart)}
     fat = _fat_around(volume, lesion_map, count)
@@ -136,14 +139,15 @@ def label_candidates(anatomy: Anatomy, volume: Volume, lesion_map: np.ndarray,
     root = _root(anatomy, volume)
     out = []
     for i, lesion in enumerate(lesions, start=1):
-        named = next((name for name in ("bone", "aortic-valve", "aortic-wall")
-                      if shares[name][i] >= MAJORITY), None)
-        if named is None and shares["heart"][i] < MAJORITY:
-            named = "outside-heart"
         point = np.asarray(lesion.centre_mm)
-        if named is None and fat[i] < EPICARDIAL_SHARE:
+        named = "bone" if shares["bone"][i] >= MAJORITY else None
+        if named is None and shares["heart"][i] >= MAJORITY and fat[i] < EPICARDIAL_SHARE:
             named = ("aortic-valve" if root is not None and root.distance(point) <= VALVE_REACH_MM
                      else "mitral-annulus")
+        named = named or next((name for name in ("aortic-valve", "aortic-wall")
+                               if shares[name][i] >= MAJORITY), None)
+        if named is None and shares["heart"][i] < MAJORITY:
+            named = "outside-heart"
         out.append(named or artery(point, frame, root))
     return out
 
@@ -194,19 +198,6 @@ def artery(point: np.ndarray, frame: HeartFrame | None, root: Root | None) -> st
     if LCX_SECTOR_DEG[0] <= phi < LCX_SECTOR_DEG[1]:
         return "LCX"
     return "RCA"
-
-
-def _near(mask: np.ndarray, volume: Volume, mm: float) -> np.ndarray:
-    """Voxels within ``mm`` of ``mask`` in-plane (a disc dilation per slice)."""
-    if not mask.any():
-        return mask
-    box = ndimage.find_objects(mask.astype(np.int8))[0]
-    pad = [0, *(int(np.ceil(mm / s)) + 1 for s in volume.spacing[1:])]
-    box = tuple(slice(max(b.start - p, 0), b.stop + p) for b, p in zip(box, pad, strict=True))
-    out = np.zeros_like(mask)
-    out[box] = ndimage.distance_transform_edt(
-        ~mask[box], sampling=(1e6, volume.spacing[1], volume.spacing[2])) <= mm
-    return out
 
 
 def _fat_around(volume: Volume, lesion_map: np.ndarray, count: int) -> np.ndarray:
