@@ -95,7 +95,7 @@ VENTRICLE_SEMI = (80.0, 45.0)  # AV plane to apex, transverse radius at the AV p
 ATRIA_SEMI = (35.0, 45.0)  # AV plane to the roof of the atria, transverse radius
 PERICARDIUM_MM, EPI_FAT_MM = 1.5, 3.0
 LV_WALL_MM, ATRIAL_WALL_MM, SEPTUM_MM = 10.0, 6.0, 10.0
-ARTERY_DEPTH_MM = 5.5  # centreline below the heart's outer surface
+ARTERY_DEPTH_MM = 6.5  # centreline below the heart's outer surface
 ARTERY_RADIUS_MM = {"LM": 2.2, "LAD": 1.75, "LCX": 1.75, "RCA": 1.75}
 GROOVE_RADIUS_MM = 5.5  # fat-filled groove round each artery
 ASCENDING_RADIUS, DESCENDING_RADIUS, AORTIC_WALL_MM = 16.0, 12.5, 2.0
@@ -443,12 +443,25 @@ class ThoraxImage:
             "blood_pool": np.isin(lab, BLOOD),
         }
 
-    def plaque_mask(self, i: int) -> np.ndarray:
-        """Plaque ``i``'s voxels as a volume-shaped bool mask."""
+    def plaque_mask(self, i: int, margin: int | None = None) -> np.ndarray:
+        """Plaque ``i``'s voxels: volume-shaped, or over ``near(i, margin)`` when given."""
         box, mask = self.plaque_boxes[i]
-        out = np.zeros(self.labels.shape, dtype=bool)
-        out[box] = mask
+        if margin is None:
+            out = np.zeros(self.labels.shape, dtype=bool)
+            out[box] = mask
+            return out
+        around = self.near(i, margin)
+        out = np.zeros(tuple(s.stop - s.start for s in around), dtype=bool)
+        out[tuple(slice(b.start - a.start, b.stop - a.start)
+                  for a, b in zip(around, box, strict=True))] = mask
         return out
+
+    def near(self, i: int, margin: int) -> tuple[slice, slice, slice]:
+        """Plaque ``i``'s box grown by ``margin`` voxels each way (clipped to the volume)."""
+        box = self.plaque_boxes[i][0]
+        out = [slice(max(0, s.start - margin), min(n, s.stop + margin))
+               for s, n in zip(box, self.labels.shape, strict=True)]
+        return out[0], out[1], out[2]
 
     @cached_property
     def plaque_truths(self) -> list[PlaqueTruth]:
@@ -641,7 +654,7 @@ def _paint_aorta(painter: Painter, root: Root, grid: Grid) -> None:
     painter.prism(_ellipse2d(grid, cx, cy, r - AORTIC_WALL_MM, r - AORTIC_WALL_MM), AORTA_LUMEN)
 
 
-DESCENDING_CENTRE = (22.0, 28.0)  # left-anterior of the vertebral body
+DESCENDING_CENTRE = (26.0, 38.0)  # left-anterior of the vertebral body
 VERTEBRA_CENTRE, VERTEBRA_SEMI = (0.0, 58.0), (21.0, 16.0)
 CANAL_CENTRE, CANAL_RADIUS, ARCH_RADIUS = (0.0, 86.0), 8.0, 14.0
 STERNUM_CENTRE, STERNUM_SEMI = (0.0, -94.0), (16.0, 6.0)
@@ -659,9 +672,15 @@ def _paint_bone(painter: Painter) -> None:
     painter.prism(_ellipse2d(grid, cx, cy, ARCH_RADIUS - 3, ARCH_RADIUS - 3), CANCELLOUS)
     painter.prism(_ellipse2d(grid, cx, cy, CANAL_RADIUS, CANAL_RADIUS), CANAL)
     body = _ellipse2d(grid, *VERTEBRA_CENTRE, *VERTEBRA_SEMI)
-    for z in np.arange(-600.0, 600.0, VERTEBRA_PITCH_MM):
+    for z in _levels(grid, VERTEBRA_PITCH_MM):
         painter.prism(body, DISC, z, z + DISC_MM)
     _paint_ribs(painter)
+
+
+def _levels(grid: Grid, pitch: float, above: float = 0.0) -> np.ndarray:
+    """Every ``pitch`` mm from z = 0, over the scan's z range (and ``above`` it)."""
+    first = math.floor((grid.z.min() - pitch) / pitch) * pitch
+    return np.arange(first, grid.z.max() + above + pitch, pitch)
 
 
 def _paint_ribs(painter: Painter) -> None:
@@ -677,7 +696,7 @@ def _paint_ribs(painter: Painter) -> None:
     rows, cols = np.nonzero(band)
     radial, psi = radial[rows, cols], psi[rows, cols]
     semi_r, semi_z, drop = 4.0, 6.0, 40.0
-    for z_back in np.arange(-600.0, 600.0, RIB_PITCH_MM):
+    for z_back in _levels(grid, RIB_PITCH_MM, above=drop + semi_z):
         z_rib = z_back - drop * psi
         for k in np.nonzero((grid.z >= z_back - drop - semi_z) & (grid.z <= z_back + semi_z))[0]:
             dz = grid.z[k] - z_rib
@@ -774,23 +793,16 @@ def _check_plaques(image: ThoraxImage) -> None:
     calcium = image.hu >= THRESHOLD_HU
     if image.thorax.contrast_hu is not None:
         calcium &= ~np.isin(image.labels, BLOOD)
-    for i, (box, mask) in enumerate(image.plaque_boxes):
+    for i, (_, mask) in enumerate(image.plaque_boxes):
         plaque = image.thorax.plaques[i]
         gap = min(abs(plaque.hu - b) for b in WEIGHT_BOUNDS_HU)
         assert gap >= PLAQUE_MARGIN_SIGMA * sigma, f"plaque {i} HU {plaque.hu} too near a bound"
         assert mask.any(), f"plaque {i} covers no voxel centre"
-        near = _grown(box, image.labels.shape, 2)
-        own = image.plaque_mask(i)[near]
+        near = image.near(i, 2)
+        own = image.plaque_mask(i, 2)
         grown = ndimage.binary_dilation(own, structure=np.ones((3, 5, 5), bool))
         others = calcium[near] & ~own
         assert not (grown & others).any(), f"plaque {i} ({plaque.artery}) touches other calcium"
-
-
-def _grown(box: tuple[slice, slice, slice], shape: tuple[int, ...],
-           margin: int) -> tuple[slice, slice, slice]:
-    out = [slice(max(0, s.start - margin), min(n, s.stop + margin)) for s, n in zip(box, shape,
-                                                                                    strict=True)]
-    return out[0], out[1], out[2]
 
 
 def datasets(image: ThoraxImage) -> list[Dataset]:
@@ -870,8 +882,10 @@ def with_plaques(thorax: Thorax, count: int) -> Thorax:
     return replace(thorax, plaques=(PLAQUES_311 + MORE_PLAQUES)[:count])
 
 
-def benchmark_thorax(n_slices: int = 300) -> Thorax:
-    """``n_slices`` of 3 mm over the 64-slice range (overlapping reconstruction), 512 x 512."""
-    increment = 63 * 3.0 / (n_slices - 1)
-    return scan_changed(thorax_311(), n_slices=n_slices, increment=round(increment, 4),
-                        noise_sigma=5.0)
+def benchmark_thorax(n_slices: int = 300, increment: float = 3.0) -> Thorax:
+    """thorax_311 with ``n_slices`` of 3 mm every ``increment`` mm and 5 HU noise, 512 x 512.
+
+    At 3 mm the z range grows with the count (the chest prism is long enough);
+    a smaller increment is an overlapping reconstruction of the same range.
+    """
+    return scan_changed(thorax_311(), n_slices=n_slices, increment=increment, noise_sigma=5.0)
