@@ -74,6 +74,7 @@ CALCIUM_HU = 130.0  # Agatston 1990 calcium threshold; bone is found above it
 # A bone holds cortex: cortical bone is ~700-1900 HU; averaged with marrow over a
 # working block it stays above this, which contrast-filled blood (~300 HU) does not reach.
 CORTICAL_HU = 450.0
+CORTICAL_SHARE = 0.05  # share of a bone's blocks that are cortex (ribs ~30 %, vertebrae ~10 %)
 MIN_BONE_ML = 1.5  # bone components are larger than any coronary plaque (project choice)
 FAT_HU = (-190.0, -30.0)  # adipose tissue window (Dey et al. 2010)
 SOFT_TISSUE_MIN_HU = -30.0  # above the fat window: myocardium, blood, vessel wall
@@ -311,16 +312,16 @@ def segment_lungs(grid: Grid, body: np.ndarray) -> np.ndarray:
 def bone_candidates(grid: Grid) -> np.ndarray:
     """Components at or above ``CALCIUM_HU`` (block mean), >= ``MIN_BONE_ML``, with cortex.
 
-    A coronary plaque is far smaller than ``MIN_BONE_ML``; contrast-filled
-    blood reaches neither the cortical peak nor, with it, this mask. Returns
+    A coronary plaque is far smaller than ``MIN_BONE_ML``. Contrast-filled
+    blood (~300 HU) is as large as bone but has no cortex: even with calcified
+    plaque in its wall, less than ``CORTICAL_SHARE`` of it reaches ``CORTICAL_HU``. Returns
     a working-grid bool mask; calcium inside the heart or the aorta (a
     calcified valve or annulus) is taken out by :func:`segment_bone`.
     """
     dense = grid.hu >= CALCIUM_HU
     labels, sizes = _components(dense, np.ones((3, 3, 3), dtype=bool))
-    peaks = np.zeros(len(sizes), dtype=np.float32)
-    np.maximum.at(peaks, labels[dense], grid.hu[dense])
-    keep = (sizes * grid.voxel_ml >= MIN_BONE_ML) & (peaks >= CORTICAL_HU)
+    cortex = np.bincount(labels[grid.hu >= CORTICAL_HU], minlength=len(sizes))
+    keep = (sizes * grid.voxel_ml >= MIN_BONE_ML) & (cortex >= CORTICAL_SHARE * sizes)
     keep[0] = False
     return np.asarray(keep[labels])
 
@@ -420,18 +421,19 @@ def _lumen_hu(grid: Grid, circle: Circle) -> float:
     return float(np.median(grid.hu[circle.k][inner]))
 
 
-def track(circles: list[Circle], seed: Circle, grid: Grid) -> list[Circle]:
+def track(circles: list[Circle], seed: Circle, grid: Grid, gap_mm: float = AORTA_GAP_MM
+          ) -> list[Circle]:
     """The chain of circles through ``seed``: each slice's circle nearest the last one.
 
     A slice without a circle within ``AORTA_STEP_MM`` of the last one is
-    bridged (the last circle carried over) for up to ``AORTA_GAP_MM``; a
-    longer gap ends the chain on that side.
+    bridged (the last circle carried over) for up to ``gap_mm``; a longer
+    gap ends the chain on that side.
     """
     by_slice: dict[int, list[Circle]] = {}
     for c in circles:
         by_slice.setdefault(c.k, []).append(c)
     chain = [seed]
-    gap = int(AORTA_GAP_MM / grid.spacing[0])
+    gap = int(min(gap_mm / grid.spacing[0], grid.hu.shape[0]))
     for direction in (1, -1):
         last, bridged = seed, []
         k = seed.k + direction
@@ -466,7 +468,8 @@ def find_aorta(grid: Grid, circles: list[Circle], bone: np.ndarray, locate: Loca
     """Pick and track the descending and ascending aorta among the Hough circles.
 
     The descending aorta is the longest chain of circles behind ``middle``
-    (LPS mm, the centre of the chest cavity) and not over bone; the ascending
+    (LPS mm, the centre of the chest cavity) and not over bone, carried
+    through every slice (below the arch it runs the whole chest); the ascending
     aorta the longest chain of circles well in front of it and to the
     patient's right of it (Kurkure et al. 2008 track the aorta the same way).
 
@@ -482,7 +485,7 @@ def find_aorta(grid: Grid, circles: list[Circle], bone: np.ndarray, locate: Loca
     back = [c for c in usable if where[c][1] > middle[1]]
     if not back:
         raise StepFailed("no descending aorta: no circle behind the heart")
-    descending = longest_chain(back, grid)
+    descending = longest_chain(back, grid, gap_mm=np.inf)
     behind = np.median(np.array([where[c] for c in descending if c in where]), axis=0)
     gap = 3 * AORTA_RADII_MM[0]
     front = [c for c in usable if where[c][1] < behind[1] - gap and where[c][0] < behind[0]
@@ -492,7 +495,8 @@ def find_aorta(grid: Grid, circles: list[Circle], bone: np.ndarray, locate: Loca
     return Aorta(descending, longest_chain(front, grid))
 
 
-def longest_chain(circles: list[Circle], grid: Grid) -> list[Circle]:
+def longest_chain(circles: list[Circle], grid: Grid, gap_mm: float = AORTA_GAP_MM
+                  ) -> list[Circle]:
     """Of the chains tracked from the ``TRACK_SEEDS`` best circles, the one of most circles.
 
     A vessel runs through many slices; a chance circle (the apex of the heart
@@ -500,7 +504,7 @@ def longest_chain(circles: list[Circle], grid: Grid) -> list[Circle]:
     """
     seeds = sorted(circles, key=lambda c: -c.score)[:TRACK_SEEDS]
     found = set(circles)
-    chains = [track(circles, seed, grid) for seed in seeds]
+    chains = [track(circles, seed, grid, gap_mm) for seed in seeds]
     return max(chains, key=lambda chain: sum(c in found for c in chain))
 
 

@@ -5,18 +5,20 @@
 order, the first label whose rule holds:
 
 1. ``bone``: half or more of its voxels in the bone mask;
-2. in the heart (half or more of its voxels in the heart region) but not in
+2. in the heart or the aortic root (half or more of its voxels) but not in
    the epicardial fat (less than ``EPICARDIAL_SHARE`` of a shell around it is
-   fat): ``aortic-valve`` within ``VALVE_REACH_MM`` of the root, otherwise
-   ``mitral-annulus``. The coronary arteries run in the epicardial fat of the
-   atrioventricular and interventricular grooves; valve and annular calcium
-   sit in the fibrous skeleton, surrounded by myocardium and blood;
-3. ``aortic-valve``: half or more in the aortic root (sinuses and valve);
-4. ``aortic-wall``: half or more within ``AORTIC_WALL_MM`` of the aorta
+   fat): ``aortic-valve`` when half of it is in the root or it lies within
+   ``VALVE_REACH_MM`` of the root, otherwise ``mitral-annulus``. The coronary
+   arteries run in the epicardial fat of the atrioventricular and
+   interventricular grooves; valve and annular calcium sit in the fibrous
+   skeleton, surrounded by myocardium and blood. Fat, not the root mask,
+   decides, because the root is only estimated under a non-contrast heart's
+   silhouette and a left main plaque at the ostium may fall inside it;
+3. ``aortic-wall``: half or more within ``AORTIC_WALL_MM`` of the aorta
    above the root;
-5. ``outside-heart``: less than half inside the heart region (pericardial
+4. ``outside-heart``: less than half inside the heart region (pericardial
    contents);
-6. an artery, from the candidate's place in a heart-centred frame. ``LM``
+5. an artery, from the candidate's place in a heart-centred frame. ``LM``
    within ``LM_REACH_MM`` of the aortic root's surface on its left side (the
    left main leaves the left coronary sinus and divides within about 1 cm).
    Otherwise the frame: origin at the atrioventricular-plane centre, axis the
@@ -59,7 +61,7 @@ LEIPSIC_2014 = "Leipsic J et al. J Cardiovasc Comput Tomogr 2014;8:342-358 (SCCT
 MAJORITY = 0.5  # share of a candidate's voxels that puts it in a structure
 AORTIC_WALL_MM = 3.0  # wall calcium sits on the outline the Hough circles trace
 SHELL_MM = (1.5, 5.0)  # shell around a candidate read for its surroundings
-EPICARDIAL_SHARE = 0.25  # a coronary plaque's shell is at least this much fat
+EPICARDIAL_SHARE = 0.4  # a coronary plaque's shell is at least this much fat (project choice)
 VALVE_REACH_MM = 10.0  # deep calcium this close to the root is valvular
 LM_REACH_MM = 12.0  # left main length ~10 mm (Austen 1975 segment 5), from the root surface
 AV_GROOVE_MM = 20.0  # half-width of the atrioventricular-groove band along the long axis
@@ -141,11 +143,13 @@ def label_candidates(anatomy: Anatomy, volume: Volume, lesion_map: np.ndarray,
     for i, lesion in enumerate(lesions, start=1):
         point = np.asarray(lesion.centre_mm)
         named = "bone" if shares["bone"][i] >= MAJORITY else None
-        if named is None and shares["heart"][i] >= MAJORITY and fat[i] < EPICARDIAL_SHARE:
-            named = ("aortic-valve" if root is not None and root.distance(point) <= VALVE_REACH_MM
-                     else "mitral-annulus")
-        named = named or next((name for name in ("aortic-valve", "aortic-wall")
-                               if shares[name][i] >= MAJORITY), None)
+        inside = max(shares["heart"][i], shares["aortic-valve"][i]) >= MAJORITY
+        if named is None and inside and fat[i] < EPICARDIAL_SHARE:
+            valvular = shares["aortic-valve"][i] >= MAJORITY or (
+                root is not None and root.distance(point) <= VALVE_REACH_MM)
+            named = "aortic-valve" if valvular else "mitral-annulus"
+        if named is None and shares["aortic-wall"][i] >= MAJORITY:
+            named = "aortic-wall"
         if named is None and shares["heart"][i] < MAJORITY:
             named = "outside-heart"
         out.append(named or artery(point, frame, root))
