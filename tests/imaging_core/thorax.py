@@ -362,14 +362,18 @@ class Painter:
 
     def prism(self, mask2d: np.ndarray, label: int, z0: float = -np.inf,
               z1: float = np.inf, where: tuple[int, ...] | None = None) -> None:
-        """Paint a z-constant cross-section over slices z0..z1."""
-        k = (self.grid.z >= z0) & (self.grid.z <= z1)
-        view = self.labels[k]
-        paint = np.broadcast_to(mask2d, view.shape)
-        if where is not None:
-            paint = paint & np.isin(view, where)
-        view[paint] = label
-        self.labels[k] = view
+        """Paint a z-constant cross-section over slices z0..z1 (within its bounding box)."""
+        k0 = np.searchsorted(self.grid.z, z0, side="left")
+        k1 = np.searchsorted(self.grid.z, z1, side="right")
+        present_rows, present_cols = np.flatnonzero(mask2d.any(axis=1)), np.flatnonzero(
+            mask2d.any(axis=0))
+        if k1 <= k0 or not len(present_rows):
+            return
+        rows = slice(int(present_rows[0]), int(present_rows[-1]) + 1)
+        cols = slice(int(present_cols[0]), int(present_cols[-1]) + 1)
+        view = self.labels[int(k0):int(k1), rows, cols]
+        mask = np.broadcast_to(mask2d[rows, cols], view.shape)
+        view[mask & _allowed(view, where)] = label
 
     def region(self, lo: np.ndarray, hi: np.ndarray, inside: _Inside, label: int,
                where: tuple[int, ...] | None = None) -> None:
@@ -378,17 +382,23 @@ class Painter:
         for slab in _slabs(box):
             view = self.labels[slab]
             paint = np.broadcast_to(inside(*self.grid.points(slab)), view.shape)
-            if where is not None:
-                paint = paint & np.isin(view, where)
-            view[paint] = label
+            view[paint & _allowed(view, where)] = label
 
     def tube(self, line: np.ndarray, radius: float, label: int,
              where: tuple[int, ...] | None = None) -> None:
         """Paint every voxel within ``radius`` mm of a dense centreline."""
         for k, rows, cols, mask in tube_slices(self.grid, line, radius):
             view = self.labels[k, rows, cols]
-            paint = mask & np.isin(view, where) if where is not None else mask
-            view[paint] = label
+            view[mask & _allowed(view, where)] = label
+
+
+def _allowed(view: np.ndarray, where: tuple[int, ...] | None) -> np.ndarray | bool:
+    """Voxels of ``view`` whose label is in ``where`` (all when None), by table look-up."""
+    if where is None:
+        return True
+    table = np.zeros(256, dtype=bool)
+    table[list(where)] = True
+    return np.asarray(table[view])
 
 
 def _slabs(box: tuple[slice, slice, slice], size: int = 8) -> Iterator[tuple[slice, slice, slice]]:
@@ -543,9 +553,9 @@ class ThoraxImage:
 
     def slice_hu(self, k: int, rng: np.random.Generator | None = None) -> np.ndarray:
         """Slice k's HU with the thorax's noise, NaN outside the FOV where padding is set."""
-        image = self.hu[k].astype(np.float64)
+        image = self.hu[k].astype(np.float32)
         if self.scan.noise_sigma > 0 and rng is not None:
-            image += rng.normal(0.0, self.scan.noise_sigma, image.shape)
+            image += self.scan.noise_sigma * rng.standard_normal(image.shape, dtype=np.float32)
         image = np.round(image)
         outside = self.outside_fov
         if outside is not None:
@@ -834,9 +844,9 @@ def _paint_metal(painter: Painter, hu: np.ndarray, metal: Metal, frame: HeartFra
 
 def _check_plaques(image: ThoraxImage) -> None:
     sigma = image.scan.noise_sigma
-    calcium = image.hu >= THRESHOLD_HU
+    blood = np.zeros(256, dtype=bool)
     if image.thorax.contrast_hu is not None:
-        calcium &= ~np.isin(image.labels, BLOOD)
+        blood[list(BLOOD)] = True  # enhanced blood is refused by the QA gate, not calcium
     for i, (_, mask) in enumerate(image.plaque_boxes):
         plaque = image.thorax.plaques[i]
         gap = min(abs(plaque.hu - b) for b in WEIGHT_BOUNDS_HU)
@@ -845,7 +855,7 @@ def _check_plaques(image: ThoraxImage) -> None:
         near = image.near(i, 2)
         own = image.plaque_mask(i, 2)
         grown = ndimage.binary_dilation(own, structure=np.ones((3, 5, 5), bool))
-        others = calcium[near] & ~own
+        others = (image.hu[near] >= THRESHOLD_HU) & ~blood[image.labels[near]] & ~own
         assert not (grown & others).any(), f"plaque {i} ({plaque.artery}) touches other calcium"
 
 
