@@ -29,6 +29,7 @@ from tests.imaging_core.thorax import (
     build,
     contrast,
     datasets,
+    fov_cut,
     padded,
     scan_changed,
     thorax_42,
@@ -295,3 +296,32 @@ def test_scan_tags_and_geometry_load(chest: ThoraxImage) -> None:
     heart = image.masks["heart"].any(axis=0)
     assert not (heart[0].any() or heart[-1].any() or heart[:, 0].any() or heart[:, -1].any())
     assert replace(image.scan).n_slices == volume.shape[0]
+
+
+@pytest.mark.parametrize(("fov_mm", "cuts_heart"), [(280.0, False), (120.0, True)])
+def test_a_small_reconstruction_circle_cuts_the_body(fov_mm: float, cuts_heart: bool) -> None:
+    image = build(scan_changed(fov_cut(thorax_42(), fov_mm), n_slices=40))
+    outside = image.outside_fov
+    assert outside is not None
+    body, heart = image.masks["body"].any(axis=0), image.masks["heart"].any(axis=0)
+    assert (body & outside).any()  # the circle is smaller than the chest
+    assert bool((heart & outside).any()) is cuts_heart
+    instances = datasets(image)
+    ds = instances[len(instances) // 2]
+    assert float(ds.ReconstructionDiameter) == fov_mm
+    hu = ds.pixel_array.astype(float) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    assert (hu[outside] == -1024).all()
+
+
+def test_landmarks_sit_on_the_anatomy(chest: ThoraxImage) -> None:
+    marks = chest.landmarks
+    root = np.asarray(marks["aortic_root"])
+    # The root centre lies in the root's lumen, above the AV plane centre, right of the apex.
+    dy, dx = chest.scan.pixel_spacing
+    k = _slice_of(chest, root[2])
+    r = int(round((root[1] - chest.scan.origin[1]) / dy))
+    c = int(round((root[0] - chest.scan.origin[0]) / dx))
+    assert chest.masks["aortic_root"][k, r, c]
+    assert root[2] > marks["av_plane_centre"][2] > marks["apex"][2]
+    assert marks["apex"][0] > root[0]
+    assert np.linalg.norm(marks["long_axis"]) == pytest.approx(1.0)

@@ -27,11 +27,34 @@ shapes cover earlier ones), then mapped to HU:
   non-coronary kind a calcium-scoring CT also shows (aortic wall plaques,
   aortic valve nodules, mitral annulus calcification).
 
-Sizes follow adult anatomy: heart about 12 x 9 x 9 cm, ascending aorta
-32 mm and descending aorta 25 mm across, coronary arteries 3.5-4.5 mm (Dodge
-JT et al. Circulation 1992;86:232-246), ribs about 25 mm apart. Tissue HU
-are the usual unenhanced values (fat -100, soft tissue and blood 40, lung
--850, air -1000; cortical bone 800, cancellous bone 250).
+Sizes follow adult anatomy:
+
+- heart about 12 cm from base to apex and 9 cm across (Standring S, ed.
+  Gray's Anatomy, 41st ed., Elsevier 2016, chapter 57, gives about 12 x 8-9
+  x 6 cm; the 9 cm depth is the issue's specification, a rounder heart);
+- ascending aorta 32 mm and descending aorta 25 mm across (Hager A et al.
+  Diameters of the thoracic aorta throughout life as measured with helical
+  CT. J Thorac Cardiovasc Surg 2002;123:1060-1066: adult means about 3.2
+  and 2.5 cm);
+- coronary arteries: LM 4.4 mm, LAD, LCX and RCA 3.5 mm across (Dodge JT et
+  al. Lumen diameter of normal human coronary arteries. Circulation
+  1992;86:232-246: proximal lumens 3.4-4.5 mm);
+- courses after the AHA segment model (Austen WG et al. A reporting system
+  on patients evaluated for coronary artery disease. Circulation
+  1975;51:5-40): LM from the left coronary sinus to its bifurcation, LAD in
+  the anterior interventricular groove, LCX in the left AV groove, RCA in
+  the right AV groove to the crux and on as the posterior descending artery
+  in the inferior interventricular groove (right dominance);
+- ribs every 25 mm along z and vertebrae every 28 mm with 6 mm discs:
+  approximate adult values, unverified against one source.
+
+Tissue HU are phantom design values inside the usual unenhanced ranges (fat
+-100, soft tissue and blood 40, lung -850, air -1000; cortical bone 800 and
+cancellous bone 250 per the issue's ranges); the enhanced blood pool is 300
+HU. Metal streaks are a caricature of the alternating bright and dark
+streaks of beam hardening and photon starvation (Barrett JF, Keat N.
+Artifacts in CT: recognition and avoidance. RadioGraphics 2004;24:1679-1691):
+a cosine in angle round the metal, fading with distance.
 
 Each voxel takes the value of the last shape containing its centre; there is
 no partial-volume blur, so the truth below is exact. **Truth** per plaque
@@ -220,6 +243,7 @@ class HeartFrame:
     left: np.ndarray
 
     def direction(self, degrees: float) -> np.ndarray:
+        """Unit vector (LPS) at ``degrees`` round the long axis, 0 anterior, 90 left."""
         a = math.radians(degrees)
         return np.asarray(math.cos(a) * self.anterior + math.sin(a) * self.left)
 
@@ -338,14 +362,18 @@ class Painter:
 
     def prism(self, mask2d: np.ndarray, label: int, z0: float = -np.inf,
               z1: float = np.inf, where: tuple[int, ...] | None = None) -> None:
-        """Paint a z-constant cross-section over slices z0..z1."""
-        k = (self.grid.z >= z0) & (self.grid.z <= z1)
-        view = self.labels[k]
-        paint = np.broadcast_to(mask2d, view.shape)
-        if where is not None:
-            paint = paint & np.isin(view, where)
-        view[paint] = label
-        self.labels[k] = view
+        """Paint a z-constant cross-section over slices z0..z1 (within its bounding box)."""
+        k0 = np.searchsorted(self.grid.z, z0, side="left")
+        k1 = np.searchsorted(self.grid.z, z1, side="right")
+        present_rows, present_cols = np.flatnonzero(mask2d.any(axis=1)), np.flatnonzero(
+            mask2d.any(axis=0))
+        if k1 <= k0 or not len(present_rows):
+            return
+        rows = slice(int(present_rows[0]), int(present_rows[-1]) + 1)
+        cols = slice(int(present_cols[0]), int(present_cols[-1]) + 1)
+        view = self.labels[int(k0):int(k1), rows, cols]
+        mask = np.broadcast_to(mask2d[rows, cols], view.shape)
+        view[mask & _allowed(view, where)] = label
 
     def region(self, lo: np.ndarray, hi: np.ndarray, inside: _Inside, label: int,
                where: tuple[int, ...] | None = None) -> None:
@@ -354,17 +382,23 @@ class Painter:
         for slab in _slabs(box):
             view = self.labels[slab]
             paint = np.broadcast_to(inside(*self.grid.points(slab)), view.shape)
-            if where is not None:
-                paint = paint & np.isin(view, where)
-            view[paint] = label
+            view[paint & _allowed(view, where)] = label
 
     def tube(self, line: np.ndarray, radius: float, label: int,
              where: tuple[int, ...] | None = None) -> None:
         """Paint every voxel within ``radius`` mm of a dense centreline."""
         for k, rows, cols, mask in tube_slices(self.grid, line, radius):
             view = self.labels[k, rows, cols]
-            paint = mask & np.isin(view, where) if where is not None else mask
-            view[paint] = label
+            view[mask & _allowed(view, where)] = label
+
+
+def _allowed(view: np.ndarray, where: tuple[int, ...] | None) -> np.ndarray | bool:
+    """Voxels of ``view`` whose label is in ``where`` (all when None), by table look-up."""
+    if where is None:
+        return True
+    table = np.zeros(256, dtype=bool)
+    table[list(where)] = True
+    return np.asarray(table[view])
 
 
 def _slabs(box: tuple[slice, slice, slice], size: int = 8) -> Iterator[tuple[slice, slice, slice]]:
@@ -443,6 +477,25 @@ class ThoraxImage:
             "blood_pool": np.isin(lab, BLOOD),
         }
 
+    @property
+    def landmarks(self) -> dict[str, tuple[float, float, float]]:
+        """Geometric landmarks (LPS mm) named as the anatomy step names them.
+
+        ``aortic_root``: the centre of the sinuses, 8 mm above the valve on the
+        root axis; ``av_plane_centre``: the heart frame's origin; ``long_axis``:
+        the unit vector from base to apex; ``apex``; ``heart_centre``: the
+        centre of the ventricles' half-ellipsoid's bounding length.
+        """
+        f = self.frame
+        points = {
+            "aortic_root": self.root.valve + 8.0 * self.root.axis,
+            "av_plane_centre": f.origin,
+            "long_axis": f.axis,
+            "apex": f.origin + VENTRICLE_SEMI[0] * f.axis,
+            "heart_centre": f.origin + (VENTRICLE_SEMI[0] - ATRIA_SEMI[0]) / 2 * f.axis,
+        }
+        return {k: (float(v[0]), float(v[1]), float(v[2])) for k, v in points.items()}
+
     def plaque_mask(self, i: int, margin: int | None = None) -> np.ndarray:
         """Plaque ``i``'s voxels: volume-shaped, or over ``near(i, margin)`` when given."""
         box, mask = self.plaque_boxes[i]
@@ -465,6 +518,7 @@ class ThoraxImage:
 
     @cached_property
     def plaque_truths(self) -> list[PlaqueTruth]:
+        """Each plaque's expected share, in ``thorax.plaques`` order."""
         return [self._plaque_truth(i) for i in range(len(self.thorax.plaques))]
 
     def _plaque_truth(self, i: int) -> PlaqueTruth:
@@ -499,9 +553,9 @@ class ThoraxImage:
 
     def slice_hu(self, k: int, rng: np.random.Generator | None = None) -> np.ndarray:
         """Slice k's HU with the thorax's noise, NaN outside the FOV where padding is set."""
-        image = self.hu[k].astype(np.float64)
+        image = self.hu[k].astype(np.float32)
         if self.scan.noise_sigma > 0 and rng is not None:
-            image += rng.normal(0.0, self.scan.noise_sigma, image.shape)
+            image += self.scan.noise_sigma * rng.standard_normal(image.shape, dtype=np.float32)
         image = np.round(image)
         outside = self.outside_fov
         if outside is not None:
@@ -790,9 +844,9 @@ def _paint_metal(painter: Painter, hu: np.ndarray, metal: Metal, frame: HeartFra
 
 def _check_plaques(image: ThoraxImage) -> None:
     sigma = image.scan.noise_sigma
-    calcium = image.hu >= THRESHOLD_HU
+    blood = np.zeros(256, dtype=bool)
     if image.thorax.contrast_hu is not None:
-        calcium &= ~np.isin(image.labels, BLOOD)
+        blood[list(BLOOD)] = True  # enhanced blood is refused by the QA gate, not calcium
     for i, (_, mask) in enumerate(image.plaque_boxes):
         plaque = image.thorax.plaques[i]
         gap = min(abs(plaque.hu - b) for b in WEIGHT_BOUNDS_HU)
@@ -801,7 +855,7 @@ def _check_plaques(image: ThoraxImage) -> None:
         near = image.near(i, 2)
         own = image.plaque_mask(i, 2)
         grown = ndimage.binary_dilation(own, structure=np.ones((3, 5, 5), bool))
-        others = calcium[near] & ~own
+        others = (image.hu[near] >= THRESHOLD_HU) & ~blood[image.labels[near]] & ~own
         assert not (grown & others).any(), f"plaque {i} ({plaque.artery}) touches other calcium"
 
 
@@ -813,26 +867,26 @@ def datasets(image: ThoraxImage) -> list[Dataset]:
 
 # --- presets (the issue's cases) ----------------------------------------------------
 
-# Plaques at anatomical positions: proximal LM, proximal and mid LAD, proximal LCX,
-# proximal and distal RCA, one of each density weight. Truth about 312 at 0.7 mm (A3, N4).
-PLAQUES_311 = (
+# Plaques at anatomical positions, apart from each other and from other calcium. The
+# first six (proximal LM, proximal and mid LAD, proximal LCX, proximal and distal RCA,
+# every density weight) score about 312 at 0.7 mm (A3, N4); the rest are for
+# plaque-count variants.
+PLAQUES = (
     Plaque("LM", 0.5, 5.0, 2.2, 350.0),
     Plaque("LAD", 0.15, 8.0, 2.2, 450.0),
     Plaque("LAD", 0.45, 6.0, 2.0, 250.0),
     Plaque("LCX", 0.35, 6.0, 2.0, 350.0),
     Plaque("RCA", 0.3, 6.0, 2.2, 450.0),
     Plaque("RCA", 0.65, 5.0, 1.7, 165.0),
-)
-# One proximal LAD plaque: truth about 42 (CAC-DRS A1, N1).
-PLAQUES_42 = (Plaque("LAD", 0.2, 7.0, 2.1, 250.0),)
-# Further separated positions for plaque-count variants (appended to PLAQUES_311).
-MORE_PLAQUES = (
     Plaque("LAD", 0.7, 5.0, 1.8, 350.0),
     Plaque("LCX", 0.7, 5.0, 1.8, 250.0),
     Plaque("RCA", 0.1, 5.0, 2.0, 350.0),
     Plaque("RCA", 0.9, 5.0, 1.7, 450.0),
     Plaque("LAD", 0.3, 4.0, 1.6, 165.0),
 )
+PLAQUES_311 = PLAQUES[:6]
+# One proximal LAD plaque: truth about 42 (CAC-DRS A1, N1).
+PLAQUES_42 = (Plaque("LAD", 0.2, 7.0, 2.1, 250.0),)
 UNSIGNED_PADDING = 63536  # the issue's unsigned PixelPaddingValue
 SIGNED_PADDING = -2000  # stored -2000 = -3024 HU with the -1024 intercept
 CONTRAST_HU = 300.0  # iodinated blood pool at a calcium-scoring tube voltage
@@ -878,8 +932,18 @@ def with_metal(thorax: Thorax, *, streaks: bool = True) -> Thorax:
 
 
 def with_plaques(thorax: Thorax, count: int) -> Thorax:
-    """The first ``count`` of PLAQUES_311 then MORE_PLAQUES."""
-    return replace(thorax, plaques=(PLAQUES_311 + MORE_PLAQUES)[:count])
+    """``thorax`` with the first ``count`` (at most 11) of PLAQUES."""
+    if not 0 <= count <= len(PLAQUES):
+        raise ValueError(f"count {count} outside 0-{len(PLAQUES)}")
+    return replace(thorax, plaques=PLAQUES[:count])
+
+
+def fov_cut(thorax: Thorax, fov_mm: float = 280.0) -> Thorax:
+    """A reconstruction circle of ``fov_mm`` (air, -1024 HU, outside) that cuts the body.
+
+    280 mm cuts the chest wall at the sides but keeps the heart; 120 mm cuts the heart.
+    """
+    return replace(thorax, fov_diameter_mm=fov_mm)
 
 
 def benchmark_thorax(n_slices: int = 300, increment: float = 3.0) -> Thorax:
