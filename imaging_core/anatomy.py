@@ -618,7 +618,7 @@ def segment_blood_pool(grid: Grid, core: np.ndarray, vessel: np.ndarray) -> np.n
     return pool
 
 
-def heart_landmarks(core: np.ndarray, region: np.ndarray, root_mm: np.ndarray | None,
+def heart_landmarks(core: np.ndarray, region: np.ndarray, root: np.ndarray | None,
                     to_mm: Callable[[np.ndarray], np.ndarray]
                     ) -> dict[str, tuple[float, float, float]]:
     """Heart centre, apex and the atrioventricular-plane centre, LPS mm.
@@ -626,9 +626,11 @@ def heart_landmarks(core: np.ndarray, region: np.ndarray, root_mm: np.ndarray | 
     The long axis is the first principal axis of the core's voxels (PCA),
     pointed so it runs anterior, left and inferior (base to apex); the apex is
     the region's farthest point along it. The AV plane is normal to the long
-    axis through the aortic root (the aortic valve sits in the cardiac base);
-    its centre is where it cuts the long axis. ``to_mm`` maps working-grid
-    (k, row, column) rows to LPS mm.
+    axis through the aortic valve, the root's most apical point (the valve
+    sits in the fibrous skeleton of the cardiac base with the AV valves);
+    its centre is where it cuts the long axis. ``root`` are the root's points
+    (LPS mm, or None); ``to_mm`` maps working-grid (k, row, column) rows to
+    LPS mm.
     """
     points = to_mm(np.argwhere(core).astype(np.float64))
     centre = points.mean(axis=0)
@@ -638,8 +640,9 @@ def heart_landmarks(core: np.ndarray, region: np.ndarray, root_mm: np.ndarray | 
     out = {"heart_centre": _triple(centre),
            "apex": _triple(centre + axis * float(((outline - centre) @ axis).max())),
            "long_axis": _triple(axis)}
-    if root_mm is not None:
-        out["av_plane_centre"] = _triple(centre + axis * float((root_mm - centre) @ axis))
+    if root is not None and len(root):
+        valve = float(((root - centre) @ axis).max())  # the root's most apical point
+        out["av_plane_centre"] = _triple(centre + axis * valve)
     return out
 
 
@@ -758,7 +761,8 @@ def _landmarks(core: np.ndarray, heart: np.ndarray, root: np.ndarray,
     if not core.any():
         missing.append("landmarks heart_centre, apex, long_axis, av_plane_centre: no heart")
         return out
-    out.update(heart_landmarks(core, heart, root_mm, to_mm))
+    points = to_mm(np.argwhere(root).astype(np.float64)) if root_mm is not None else None
+    out.update(heart_landmarks(core, heart, points, to_mm))
     if root_mm is None:
         missing.append("landmark av_plane_centre: no aortic root")
     return out

@@ -36,6 +36,7 @@ from fhir.dates import instant, now_utc
 from fhir.search import run_search
 from fhir.store import Store, spec_for
 from imaging_core import calcium, jobs
+from imaging_core.chest import score_chest
 from imaging_core import reports as reports
 from imaging_core.errors import ImagingError
 from imaging_core.holds import hold_for_person
@@ -88,13 +89,19 @@ def _datasets(session: Session, settings: Settings, study_uid: str) -> list[Data
 
 
 def analyse(sources: list[Dataset]) -> Analysis:
-    """Load, score and render; a study that cannot be read gives a failure to report."""
+    """Load, score the chest's coronary calcium and render.
+
+    Scoring is :func:`imaging_core.chest.score_chest`: anatomy, image QA,
+    coronary candidates labelled by artery. A study that cannot be read gives
+    a failure to report; a heart that cannot be found, a result that is not
+    scorable with that reason.
+    """
     try:
         volume = max(load_volumes(sources), key=lambda v: v.shape[0])
     except (ImagingError, ValueError) as error:
         return Analysis(None, None, f"The images could not be analysed: {error}. "
                         "A radiologist will review them.", failure=str(error))
-    result = calcium.score(volume)
+    result = score_chest(volume)
     analysis = Analysis(volume, result, reports.conclusion_text(result))
     if result.scorable and result.weight_map is not None:
         analysis.glb = to_glb([calcium_mesh(volume, result.weight_map),
