@@ -85,13 +85,15 @@ HEART_REGROW_MM = 10.0  # what the opening shaved off the heart's narrow ends, g
 # lie within a few mm of the myocardium (project choice, 3-6 mm fat layer in adults).
 PERICARDIAL_MARGIN_MM = 5.0
 AORTA_RADII_MM = (9.0, 21.0)  # thoracic aortic radius range, adult (Hough search range)
-HOUGH_MIN_SCORE = 0.35  # share of a circle's circumference on edges to accept it
+HOUGH_MIN_SCORE = 0.35  # share of a circle's circumference on edges to start a vessel there
+HOUGH_TRACK_SCORE = 0.2  # ... and to follow a vessel already tracked (a partial outline)
+AORTA_RADIUS_CHANGE = 0.2  # a tracked circle's radius stays within this share of the seed's
 HOUGH_PEAKS = 6  # circles kept per slice
 AORTA_STEP_MM = 8.0  # a tracked aortic centre moves less than this between slices
 TRACK_SEEDS = 8  # best circles each tried as the start of a vessel's chain
 AORTA_GAP_MM = 15.0  # a stretch without a circle bridged while tracking (wall calcium, contact)
 ROOT_HEIGHT_MM = 21.0  # the sinus portion below the sinotubular junction (~2 cm)
-BLOOD_POOL_EROSION_MM = 5.0  # keep the measurement away from walls and fat
+BLOOD_POOL_EROSION_MM = 8.0  # keep the measurement away from walls and fat
 
 STEPS = ("body", "lungs", "bone", "aorta", "aortic_root", "heart", "epicardial_fat",
          "blood_pool")
@@ -402,7 +404,8 @@ def _peaks(accumulator: np.ndarray, radii: np.ndarray, k: int,
     score = accumulator.max(axis=0)
     radius = radii[accumulator.argmax(axis=0)]
     spread = max(int(radii[0]), 1)
-    local = (score == ndimage.maximum_filter(score, size=2 * spread + 1)) & (score >= HOUGH_MIN_SCORE)
+    peak = score == ndimage.maximum_filter(score, size=2 * spread + 1)
+    local = peak & (score >= HOUGH_TRACK_SCORE)
     rows, cols = np.nonzero(local)
     order = np.argsort(-score[rows, cols])[:HOUGH_PEAKS]
     return [Circle(k, float(rows[i] + offset[0]), float(cols[i] + offset[1]),
@@ -438,7 +441,9 @@ def track(circles: list[Circle], seed: Circle, grid: Grid, gap_mm: float = AORTA
         last, bridged = seed, []
         k = seed.k + direction
         while 0 <= k < grid.hu.shape[0] and len(bridged) <= gap:
-            near = min(by_slice.get(k, []), key=lambda c: _step_mm(c, last, grid), default=None)
+            alike = [c for c in by_slice.get(k, [])
+                     if abs(c.radius - seed.radius) <= AORTA_RADIUS_CHANGE * seed.radius]
+            near = min(alike, key=lambda c: _step_mm(c, last, grid), default=None)
             if near is None or _step_mm(near, last, grid) > AORTA_STEP_MM:
                 bridged.append(replace(last, k=k))
             else:
@@ -501,8 +506,16 @@ def longest_chain(circles: list[Circle], grid: Grid, gap_mm: float = AORTA_GAP_M
 
     A vessel runs through many slices; a chance circle (the apex of the heart
     in cross-section, a rib's curve) does not, however well it scores.
+
+    Raises
+    ------
+    StepFailed
+        No circle is strong enough to start from.
     """
-    seeds = sorted(circles, key=lambda c: -c.score)[:TRACK_SEEDS]
+    strong = [c for c in circles if c.score >= HOUGH_MIN_SCORE]
+    if not strong:
+        raise StepFailed(f"no circle with {HOUGH_MIN_SCORE:.0%} of its outline on edges")
+    seeds = sorted(strong, key=lambda c: -c.score)[:TRACK_SEEDS]
     found = set(circles)
     chains = [track(circles, seed, grid, gap_mm) for seed in seeds]
     return max(chains, key=lambda chain: sum(c in found for c in chain))

@@ -1,37 +1,37 @@
 """Which artery, or which non-coronary structure, a calcium candidate belongs to.
 
 :func:`labeller` turns an :class:`~imaging_core.anatomy.Anatomy` into a
-:data:`~imaging_core.calcium.Labeller`. Each candidate lesion gets, in this
-order, the first label whose rule holds:
+:data:`~imaging_core.calcium.Labeller`. The coronary arteries run in the
+epicardial fat of the atrioventricular and interventricular grooves; wall,
+valve and annular calcium do not (aortic wall and lumen, the fibrous
+skeleton, myocardium and blood surround them). So the share of fat
+(``FAT_HU``) in a shell ``SHELL_MM`` around a candidate decides first, and
+the masks second, because a non-contrast image shows the aortic root only as
+an estimate under the heart's silhouette. Each candidate gets:
 
 1. ``bone``: half or more of its voxels in the bone mask;
-2. in the heart or the aortic root (half or more of its voxels) but not in
-   the epicardial fat (less than ``EPICARDIAL_SHARE`` of a shell around it is
-   fat): ``aortic-valve`` when half of it is in the root or it lies within
-   ``VALVE_REACH_MM`` of the root, otherwise ``mitral-annulus``. The coronary
-   arteries run in the epicardial fat of the atrioventricular and
-   interventricular grooves; valve and annular calcium sit in the fibrous
-   skeleton, surrounded by myocardium and blood. Fat, not the root mask,
-   decides, because the root is only estimated under a non-contrast heart's
-   silhouette and a left main plaque at the ostium may fall inside it;
-3. ``aortic-wall``: half or more within ``AORTIC_WALL_MM`` of the aorta
-   above the root;
-4. ``outside-heart``: less than half inside the heart region (pericardial
-   contents);
-5. an artery, from the candidate's place in a heart-centred frame. ``LM``
-   within ``LM_REACH_MM`` of the aortic root's surface on its left side (the
-   left main leaves the left coronary sinus and divides within about 1 cm).
-   Otherwise the frame: origin at the atrioventricular-plane centre, axis the
-   long axis (base to apex); ``t`` is the distance along it and ``phi`` the
-   angle around it, 0 deg anterior and +90 deg to the patient's left. In the
-   atrioventricular groove (``t`` < ``AV_GROOVE_MM``) the right side is the
-   ``RCA`` and the left side the ``LCX``, except the anterior left sector
-   where the ``LAD`` leaves the bifurcation; on the ventricles the anterior
-   interventricular groove (``LAD_SECTOR_DEG``) is the ``LAD``, the left
-   lateral wall (``LCX_SECTOR_DEG``) the ``LCX`` (obtuse marginals), and the
-   right and inferior walls with the posterior interventricular groove the
-   ``RCA`` (acute marginal, posterior descending: right dominance, the usual
-   case).
+2. not in fat (less than ``EPICARDIAL_SHARE`` of its shell): ``aortic-wall``
+   when half of it is within ``AORTIC_WALL_MM`` of the aorta above the root;
+   else, in the heart or the root, ``aortic-valve`` when half of it is in the
+   root or it lies within ``VALVE_REACH_MM`` of it, otherwise
+   ``mitral-annulus``; else ``outside-heart``;
+3. in fat but less than half inside the heart region: ``aortic-wall`` on the
+   aorta, otherwise ``outside-heart``;
+4. in fat in the heart: an artery (below).
+
+Arteries, from the candidate's place in a heart-centred frame: origin at the
+atrioventricular-plane centre, axis the long axis (base to apex); ``t`` is
+the distance along it and ``phi`` the angle around it, 0 deg anterior and
++90 deg to the patient's left. ``LM`` within ``LM_REACH_MM`` of the aortic
+root's surface, on its left and above the AV plane (the left main leaves the
+left coronary sinus and divides at the AV groove within about 1 cm). In the
+atrioventricular groove (``t`` < ``AV_GROOVE_MM``) the right side is the
+``RCA`` and the left side the ``LCX``, except the anterior left sector where
+the ``LAD`` leaves the bifurcation; on the ventricles the anterior
+interventricular groove (``LAD_SECTOR_DEG``) is the ``LAD``, the left lateral
+wall (``LCX_SECTOR_DEG``) the ``LCX`` (obtuse marginals), and the right and
+inferior walls with the posterior interventricular groove the ``RCA`` (acute
+marginal, posterior descending: right dominance, the usual case).
 
 Artery territories follow the AHA coronary segment model (Austen WG, Edwards
 JE, Frye RL, et al. A reporting system on patients evaluated for coronary
@@ -61,9 +61,9 @@ LEIPSIC_2014 = "Leipsic J et al. J Cardiovasc Comput Tomogr 2014;8:342-358 (SCCT
 MAJORITY = 0.5  # share of a candidate's voxels that puts it in a structure
 AORTIC_WALL_MM = 3.0  # wall calcium sits on the outline the Hough circles trace
 SHELL_MM = (1.5, 5.0)  # shell around a candidate read for its surroundings
-EPICARDIAL_SHARE = 0.4  # a coronary plaque's shell is at least this much fat (project choice)
+EPICARDIAL_SHARE = 0.5  # a coronary plaque's shell is at least half fat (project choice)
 VALVE_REACH_MM = 10.0  # deep calcium this close to the root is valvular
-LM_REACH_MM = 12.0  # left main length ~10 mm (Austen 1975 segment 5), from the root surface
+LM_REACH_MM = 10.0  # left main length ~10 mm (Austen 1975 segment 5), from the root surface
 AV_GROOVE_MM = 20.0  # half-width of the atrioventricular-groove band along the long axis
 LAD_SECTOR_DEG = (-30.0, 75.0)  # anterior interventricular groove, around anterior
 LCX_SECTOR_DEG = (75.0, 160.0)  # left lateral (obtuse marginal) wall
@@ -141,19 +141,29 @@ def label_candidates(anatomy: Anatomy, volume: Volume, lesion_map: np.ndarray,
     root = _root(anatomy, volume)
     out = []
     for i, lesion in enumerate(lesions, start=1):
-        point = np.asarray(lesion.centre_mm)
-        named = "bone" if shares["bone"][i] >= MAJORITY else None
-        inside = max(shares["heart"][i], shares["aortic-valve"][i]) >= MAJORITY
-        if named is None and inside and fat[i] < EPICARDIAL_SHARE:
-            valvular = shares["aortic-valve"][i] >= MAJORITY or (
-                root is not None and root.distance(point) <= VALVE_REACH_MM)
-            named = "aortic-valve" if valvular else "mitral-annulus"
-        if named is None and shares["aortic-wall"][i] >= MAJORITY:
-            named = "aortic-wall"
-        if named is None and shares["heart"][i] < MAJORITY:
-            named = "outside-heart"
-        out.append(named or artery(point, frame, root))
+        out.append(_label(np.asarray(lesion.centre_mm), {k: v[i] for k, v in shares.items()},
+                          float(fat[i]), frame, root))
     return out
+
+
+def _label(point: np.ndarray, share: dict[str, float], fat: float,
+           frame: HeartFrame | None, root: Root | None) -> str:
+    """One candidate's label from its shares of each structure and of fat around it."""
+    if share["bone"] >= MAJORITY:
+        return "bone"
+    on_aorta = share["aortic-wall"] >= MAJORITY
+    in_heart = share["heart"] >= MAJORITY
+    if fat < EPICARDIAL_SHARE:  # not in the epicardial fat: wall, valve or annulus
+        if on_aorta:
+            return "aortic-wall"
+        if in_heart or share["aortic-valve"] >= MAJORITY:
+            valvular = share["aortic-valve"] >= MAJORITY or (
+                root is not None and root.distance(point) <= VALVE_REACH_MM)
+            return "aortic-valve" if valvular else "mitral-annulus"
+        return "outside-heart"
+    if not in_heart:
+        return "aortic-wall" if on_aorta else "outside-heart"
+    return artery(point, frame, root)
 
 
 @dataclass(frozen=True)
@@ -190,9 +200,10 @@ def artery(point: np.ndarray, frame: HeartFrame | None, root: Root | None) -> st
     """
     if frame is None:
         return UNASSIGNED
-    if root is not None and root.distance(point) <= LM_REACH_MM and point[0] > root.centre[0]:
-        return "LM"
     t, phi = frame.place(point)
+    if (root is not None and root.distance(point) <= LM_REACH_MM and point[0] > root.centre[0]
+            and t <= 0):
+        return "LM"
     if t < AV_GROOVE_MM:
         if phi < 0:
             return "RCA"
