@@ -79,8 +79,8 @@ MIN_BONE_ML = 1.5  # bone components are larger than any coronary plaque (projec
 FAT_HU = (-190.0, -30.0)  # adipose tissue window (Dey et al. 2010)
 SOFT_TISSUE_MIN_HU = -30.0  # above the fat window: myocardium, blood, vessel wall
 MIN_HEART_ML = 100.0  # the heart's chambers and myocardium hold several hundred ml
-HEART_OPENING_MM = 16.0
-HEART_REGROW_MM = 10.0  # what the opening shaved off the heart's narrow ends, given back  # disc radius: wider than the descending aorta, narrower than the heart
+HEART_OPENING_MM = 16.0  # disc radius: wider than the descending aorta, narrower than the heart
+HEART_REGROW_MM = 10.0  # what the opening shaved off the heart's narrow ends, given back
 # Heart core grown by this into the surrounding fat: epicardial fat and coronary arteries
 # lie within a few mm of the myocardium (project choice, 3-6 mm fat layer in adults).
 PERICARDIAL_MARGIN_MM = 5.0
@@ -93,7 +93,8 @@ AORTA_STEP_MM = 8.0  # a tracked aortic centre moves less than this between slic
 TRACK_SEEDS = 8  # best circles each tried as the start of a vessel's chain
 AORTA_GAP_MM = 15.0  # a stretch without a circle bridged while tracking (wall calcium, contact)
 ROOT_HEIGHT_MM = 21.0  # the sinus portion below the sinotubular junction (~2 cm)
-BLOOD_POOL_EROSION_MM = 8.0  # keep the measurement away from walls and fat
+BLOOD_POOL_EROSION_MM = 8.0  # keep the measurement away from walls and fat (myocardium ~10 mm)
+AORTIC_WALL_MM = 3.0  # the aortic lumen starts this far inside the outline (wall ~2 mm)
 
 STEPS = ("body", "lungs", "bone", "aorta", "aortic_root", "heart", "epicardial_fat",
          "blood_pool")
@@ -364,7 +365,7 @@ def slice_hulls(mask: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Circle:
-    """An aortic cross-section on slice ``k`` of the working grid (row, column, radius in voxels)."""
+    """An aortic cross-section on working slice ``k``: row, column and radius in voxels."""
 
     k: int
     row: float
@@ -438,7 +439,7 @@ def track(circles: list[Circle], seed: Circle, grid: Grid, gap_mm: float = AORTA
     chain = [seed]
     gap = int(min(gap_mm / grid.spacing[0], grid.hu.shape[0]))
     for direction in (1, -1):
-        last, bridged = seed, []
+        last, bridged = seed, list[Circle]()
         k = seed.k + direction
         while 0 <= k < grid.hu.shape[0] and len(bridged) <= gap:
             alike = [c for c in by_slice.get(k, [])
@@ -625,7 +626,8 @@ def bone_on(volume: Volume, near: np.ndarray) -> np.ndarray:
 
 def segment_blood_pool(grid: Grid, core: np.ndarray, vessel: np.ndarray) -> np.ndarray:
     """The heart's core and the aortic lumen, ``BLOOD_POOL_EROSION_MM`` away from their edges."""
-    pool = _eroded(core, grid.spacing, BLOOD_POOL_EROSION_MM) | _eroded(vessel, grid.spacing, 3.0, in_plane=True)
+    pool = (_eroded(core, grid.spacing, BLOOD_POOL_EROSION_MM)
+            | _eroded(vessel, grid.spacing, AORTIC_WALL_MM, in_plane=True))
     if not pool.any():
         raise StepFailed("heart and aorta too thin to hold a blood-pool sample")
     return pool

@@ -36,8 +36,8 @@ from fhir.dates import instant, now_utc
 from fhir.search import run_search
 from fhir.store import Store, spec_for
 from imaging_core import calcium, jobs
-from imaging_core.chest import score_chest
 from imaging_core import reports as reports
+from imaging_core.chest import score_chest
 from imaging_core.errors import ImagingError
 from imaging_core.holds import hold_for_person
 from imaging_core.keyimages import KeyImage, key_images
