@@ -50,12 +50,16 @@ def _slice_of(image: ThoraxImage, z: float) -> int:
                                 * image.scan.increment - z)))
 
 
+def _pixel(image: ThoraxImage, x: float, y: float) -> tuple[int, int]:
+    """(row, col) of the pixel nearest patient (x, y) mm."""
+    dy, dx = image.scan.pixel_spacing
+    return (int(round((y - image.scan.origin[1]) / dy)),
+            int(round((x - image.scan.origin[0]) / dx)))
+
+
 def _at(image: ThoraxImage, k: int, x: float, y: float) -> int:
     """Noise-free HU at patient (x, y) mm on slice k."""
-    dy, dx = image.scan.pixel_spacing
-    col = int(round((x - image.scan.origin[0]) / dx))
-    row = int(round((y - image.scan.origin[1]) / dy))
-    return int(image.hu[k, row, col])
+    return int(image.hu[k][_pixel(image, x, y)])
 
 
 def _diameter_mm(mask2d: np.ndarray, image: ThoraxImage) -> float:
@@ -70,6 +74,10 @@ def test_tissues_have_their_unenhanced_hu(chest: ThoraxImage) -> None:
     assert _at(chest, k, -110, 0) == -850  # right lung
     assert _at(chest, k, 110, 0) == -850  # left lung
     assert 700 <= chest.hu[k][chest.masks["bone"][k]].max() <= 1000  # cortical bone
+    # The trachea: air in the mediastinum, part of the body but not of the lungs.
+    trachea = _pixel(chest, -3, 12)
+    assert chest.hu[k][trachea] == -1000 and chest.masks["body"][k][trachea]
+    assert not chest.masks["lungs"][k][trachea]
     lumen = chest.labels == CORONARY
     assert set(np.unique(chest.hu[lumen])) == {40}
     assert set(np.unique(chest.hu[chest.masks["epicardial_fat"]])) == {-100}
@@ -317,11 +325,7 @@ def test_landmarks_sit_on_the_anatomy(chest: ThoraxImage) -> None:
     marks = chest.landmarks
     root = np.asarray(marks["aortic_root"])
     # The root centre lies in the root's lumen, above the AV plane centre, right of the apex.
-    dy, dx = chest.scan.pixel_spacing
-    k = _slice_of(chest, root[2])
-    r = int(round((root[1] - chest.scan.origin[1]) / dy))
-    c = int(round((root[0] - chest.scan.origin[0]) / dx))
-    assert chest.masks["aortic_root"][k, r, c]
+    assert chest.masks["aortic_root"][_slice_of(chest, root[2])][_pixel(chest, root[0], root[1])]
     assert root[2] > marks["av_plane_centre"][2] > marks["apex"][2]
     assert marks["apex"][0] > root[0]
     assert np.linalg.norm(marks["long_axis"]) == pytest.approx(1.0)
