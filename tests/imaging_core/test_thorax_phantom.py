@@ -25,6 +25,7 @@ from tests.imaging_core.thorax import (
     EPICARDIAL_FAT,
     THRESHOLD_HU,
     Plaque,
+    Thorax,
     ThoraxImage,
     build,
     contrast,
@@ -170,8 +171,8 @@ def test_coronary_arteries_are_3_to_5_mm_tubes_from_the_sinuses(chest: ThoraxIma
                                     thorax_311(heart_offset_mm=(10.0, -5.0, 8.0),
                                                heart_rotation_deg=(8.0, -5.0, 10.0))],
                          ids=["311", "11-plaques", "moved-heart"])
-def test_plaques_lie_in_epicardial_fat_round_their_artery(thorax: object) -> None:
-    image = build(thorax)  # type: ignore[arg-type]
+def test_plaques_lie_in_epicardial_fat_round_their_artery(thorax: Thorax) -> None:
+    image = build(thorax)
     for i in range(len(image.thorax.plaques)):
         own, labels = image.plaque_mask(i, 2), image.labels[image.near(i, 2)]
         # In-plane neighbours and the voxels straight above and below.
@@ -206,10 +207,13 @@ def test_a_plaque_truth_is_its_area_times_weight_per_slice() -> None:
     assert 30 <= truth.agatston <= 60  # the "about 42", CAC-DRS A1
 
 
-def test_noise_cannot_move_the_truth() -> None:
+@pytest.mark.parametrize("thorax", [thorax_311(), scan_changed(with_plaques(thorax_311(), 11),
+                                                                pixel_spacing=(0.45, 0.45))],
+                         ids=["311", "11-plaques-0.45mm"])
+def test_noise_cannot_move_the_truth(thorax: Thorax) -> None:
     # With sigma = 5 HU every plaque voxel stays in its weight band and nothing else
     # near it reaches 130 HU, so thresholding the noisy image gives the plaque mask.
-    image = build(scan_changed(thorax_311(), noise_sigma=5.0))
+    image = build(scan_changed(thorax, noise_sigma=5.0))
     volume = load_volume(datasets(image))
     for i, plaque in enumerate(image.thorax.plaques):
         own, hu = image.plaque_mask(i, 3), volume.hu[image.near(i, 3)]
