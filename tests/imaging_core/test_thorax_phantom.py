@@ -25,6 +25,7 @@ from tests.imaging_core.thorax import (
     EPICARDIAL_FAT,
     THRESHOLD_HU,
     Plaque,
+    Thorax,
     ThoraxImage,
     build,
     contrast,
@@ -50,12 +51,16 @@ def _slice_of(image: ThoraxImage, z: float) -> int:
                                 * image.scan.increment - z)))
 
 
+def _pixel(image: ThoraxImage, x: float, y: float) -> tuple[int, int]:
+    """(row, col) of the pixel nearest patient (x, y) mm."""
+    dy, dx = image.scan.pixel_spacing
+    return (int(round((y - image.scan.origin[1]) / dy)),
+            int(round((x - image.scan.origin[0]) / dx)))
+
+
 def _at(image: ThoraxImage, k: int, x: float, y: float) -> int:
     """Noise-free HU at patient (x, y) mm on slice k."""
-    dy, dx = image.scan.pixel_spacing
-    col = int(round((x - image.scan.origin[0]) / dx))
-    row = int(round((y - image.scan.origin[1]) / dy))
-    return int(image.hu[k, row, col])
+    return int(image.hu[k][_pixel(image, x, y)])
 
 
 def _diameter_mm(mask2d: np.ndarray, image: ThoraxImage) -> float:
@@ -70,6 +75,10 @@ def test_tissues_have_their_unenhanced_hu(chest: ThoraxImage) -> None:
     assert _at(chest, k, -110, 0) == -850  # right lung
     assert _at(chest, k, 110, 0) == -850  # left lung
     assert 700 <= chest.hu[k][chest.masks["bone"][k]].max() <= 1000  # cortical bone
+    # The trachea: air in the mediastinum, part of the body but not of the lungs.
+    trachea = _pixel(chest, -3, 12)
+    assert chest.hu[k][trachea] == -1000 and chest.masks["body"][k][trachea]
+    assert not chest.masks["lungs"][k][trachea]
     lumen = chest.labels == CORONARY
     assert set(np.unique(chest.hu[lumen])) == {40}
     assert set(np.unique(chest.hu[chest.masks["epicardial_fat"]])) == {-100}
@@ -162,8 +171,8 @@ def test_coronary_arteries_are_3_to_5_mm_tubes_from_the_sinuses(chest: ThoraxIma
                                     thorax_311(heart_offset_mm=(10.0, -5.0, 8.0),
                                                heart_rotation_deg=(8.0, -5.0, 10.0))],
                          ids=["311", "11-plaques", "moved-heart"])
-def test_plaques_lie_in_epicardial_fat_round_their_artery(thorax: object) -> None:
-    image = build(thorax)  # type: ignore[arg-type]
+def test_plaques_lie_in_epicardial_fat_round_their_artery(thorax: Thorax) -> None:
+    image = build(thorax)
     for i in range(len(image.thorax.plaques)):
         own, labels = image.plaque_mask(i, 2), image.labels[image.near(i, 2)]
         # In-plane neighbours and the voxels straight above and below.
@@ -198,10 +207,13 @@ def test_a_plaque_truth_is_its_area_times_weight_per_slice() -> None:
     assert 30 <= truth.agatston <= 60  # the issue's "about 42", CAC-DRS A1
 
 
-def test_noise_cannot_move_the_truth() -> None:
+@pytest.mark.parametrize("thorax", [thorax_311(), scan_changed(with_plaques(thorax_311(), 11),
+                                                                pixel_spacing=(0.45, 0.45))],
+                         ids=["311", "11-plaques-0.45mm"])
+def test_noise_cannot_move_the_truth(thorax: Thorax) -> None:
     # With sigma = 5 HU every plaque voxel stays in its weight band and nothing else
     # near it reaches 130 HU, so thresholding the noisy image gives the plaque mask.
-    image = build(scan_changed(thorax_311(), noise_sigma=5.0))
+    image = build(scan_changed(thorax, noise_sigma=5.0))
     volume = load_volume(datasets(image))
     for i, plaque in enumerate(image.thorax.plaques):
         own, hu = image.plaque_mask(i, 3), volume.hu[image.near(i, 3)]
@@ -317,11 +329,7 @@ def test_landmarks_sit_on_the_anatomy(chest: ThoraxImage) -> None:
     marks = chest.landmarks
     root = np.asarray(marks["aortic_root"])
     # The root centre lies in the root's lumen, above the AV plane centre, right of the apex.
-    dy, dx = chest.scan.pixel_spacing
-    k = _slice_of(chest, root[2])
-    r = int(round((root[1] - chest.scan.origin[1]) / dy))
-    c = int(round((root[0] - chest.scan.origin[0]) / dx))
-    assert chest.masks["aortic_root"][k, r, c]
+    assert chest.masks["aortic_root"][_slice_of(chest, root[2])][_pixel(chest, root[0], root[1])]
     assert root[2] > marks["av_plane_centre"][2] > marks["apex"][2]
     assert marks["apex"][0] > root[0]
     assert np.linalg.norm(marks["long_axis"]) == pytest.approx(1.0)

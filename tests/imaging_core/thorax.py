@@ -6,7 +6,8 @@ Structures are analytic shapes painted in order onto a label map (later
 shapes cover earlier ones), then mapped to HU:
 
 - chest wall: skin and subcutaneous fat, a muscle layer, the thoracic cavity
-  filled with lung; mediastinal fat between the lungs;
+  filled with lung; mediastinal fat between the lungs; the trachea and the
+  main bronchi from the carina;
 - bone: ribs every ``RIB_PITCH_MM`` (cortical rim, cancellous core) running
   round the chest wall and descending anteriorly, the sternum in the anterior
   midline, a vertebral body (cortex, cancellous bone, discs) with its
@@ -96,13 +97,14 @@ PERICARDIUM, EPICARDIAL_FAT, MYOCARDIUM, CHAMBER, CORONARY = 6, 7, 8, 9, 10
 AORTA_WALL, AORTA_LUMEN, ROOT_WALL, ROOT_LUMEN = 11, 12, 13, 14
 CORTICAL, CANCELLOUS, CANAL, DISC = 15, 16, 17, 18
 AORTIC_PLAQUE, VALVE_CALCIUM, MITRAL_CALCIUM, CORONARY_PLAQUE, METAL = 19, 20, 21, 22, 23
+AIRWAY, AIRWAY_WALL = 24, 25
 TISSUE_HU = {
     AIR: -1000, SUBCUT_FAT: -100, MUSCLE: 50, LUNG: -850, MEDIASTINAL_FAT: -100, LIVER: 55,
     PERICARDIUM: 40, EPICARDIAL_FAT: -100, MYOCARDIUM: 40, CHAMBER: 40, CORONARY: 40,
     AORTA_WALL: 40, AORTA_LUMEN: 40, ROOT_WALL: 40, ROOT_LUMEN: 40,
     CORTICAL: 800, CANCELLOUS: 250, CANAL: 10, DISC: 80,
     AORTIC_PLAQUE: 550, VALVE_CALCIUM: 600, MITRAL_CALCIUM: 500, CORONARY_PLAQUE: 0,
-    METAL: 3000,
+    METAL: 3000, AIRWAY: -1000, AIRWAY_WALL: 40,
 }
 BONE = (CORTICAL, CANCELLOUS)
 HEART = (PERICARDIUM, EPICARDIAL_FAT, MYOCARDIUM, CHAMBER, CORONARY, CORONARY_PLAQUE,
@@ -626,11 +628,29 @@ def _paint_chest(painter: Painter, frame: HeartFrame) -> None:
     painter.prism(_ellipse2d(grid, 0, 0, ax - wall, ay - wall), LUNG)
     painter.prism(_ellipse2d(grid, 5, -15, 40, 80), MEDIASTINAL_FAT, where=(LUNG,))
     painter.prism(_ellipse2d(grid, 0, 80, 45, 35), MUSCLE, where=(LUNG,))  # paraspinal
+    _paint_airways(painter, float(aortic_root(frame).valve[2]) + CARINA_ABOVE_VALVE_MM)
     apex = frame.origin + VENTRICLE_SEMI[0] * frame.axis
     liver = np.array([-50.0, 10.0, float(apex[2]) - 55.0])
     semi = np.array([110.0, 85.0, 70.0])
     painter.region(liver - semi, liver + semi, _ellipsoid(liver, np.eye(3), semi), LIVER,
                    where=(LUNG, MEDIASTINAL_FAT))
+
+
+TRACHEA_CENTRE, TRACHEA_RADIUS, BRONCHUS_RADIUS = (-3.0, 12.0), 9.0, 6.5
+CARINA_ABOVE_VALVE_MM = 35.0  # approximate adult value, unverified against one source
+
+
+def _paint_airways(painter: Painter, carina_z: float) -> None:
+    """Trachea down to the carina, then the right and left main bronchi (wall 2 mm)."""
+    cx, cy = TRACHEA_CENTRE
+    carina = np.array([cx, cy, carina_z])
+    grid = painter.grid
+    for radius, label in ((TRACHEA_RADIUS, AIRWAY_WALL), (TRACHEA_RADIUS - 2, AIRWAY)):
+        painter.prism(_ellipse2d(grid, cx, cy, radius, radius), label, z0=carina_z)
+    for end in ((-45.0, 18.0, carina_z - 20.0), (45.0, 15.0, carina_z - 35.0)):
+        line = _polyline([carina, np.asarray(end)])
+        painter.tube(line, BRONCHUS_RADIUS, AIRWAY_WALL, where=(LUNG, MEDIASTINAL_FAT))
+        painter.tube(line, BRONCHUS_RADIUS - 2, AIRWAY, where=(AIRWAY_WALL, AIRWAY))
 
 
 def _heart_inside(frame: HeartFrame, inset: float, part: str) -> _Inside:
