@@ -14,10 +14,11 @@ noise; the masks are brought back to the full grid by nearest-neighbour
 sampling. Where a step needs a calcium-level detail (bone) it refines on the
 full grid. The steps, in order, each with its source:
 
-1. body: air/tissue threshold, largest connected component (Hu S, Hoffman
-   EA, Reinhardt JM. Automatic lung segmentation for accurate quantitation of
-   volumetric X-ray CT images. IEEE Trans Med Imaging 2001;20:490-498,
-   section II-A), closed per slice by its convex hull;
+1. body: air/tissue threshold, largest connected component, holes filled
+   per slice (Hu S, Hoffman EA, Reinhardt JM. Automatic lung segmentation for
+   accurate quantitation of volumetric X-ray CT images. IEEE Trans Med
+   Imaging 2001;20:490-498, section II-A); where a small field of view cuts
+   the chest wall, the slice's convex hull;
 2. lungs: the optimal (iterative) threshold of Hu et al. 2001 (section II-B),
    inside the body, the large air components;
 3. bone: components of block-mean HU >= the Agatston calcium threshold that
@@ -67,6 +68,7 @@ AGATSTON_1990 = "Agatston AS et al. J Am Coll Cardiol 1990;15:827-832"
 
 WORKING_MM = 2.0  # in-plane sampling of the working grid (project choice: organ scale)
 WORKING_SLICE_MM = 3.0  # slice sampling of the working grid (Agatston's 3 mm slices)
+BODY_FILL_SHARE = 0.6  # an ellipse fills pi/4 of its box; a chest with open lungs far less
 BODY_HU = -500.0  # air vs body; Hu 2001's starting threshold between air and tissue
 LUNG_START_HU = -500.0  # Hu 2001: initial threshold of the iterative selection
 MIN_LUNG_ML = 20.0  # smaller air pockets (bowel gas, trachea pieces) are not lung
@@ -181,12 +183,32 @@ def grown(mask: np.ndarray, spacing: tuple[float, float, float], mm: float) -> n
 
 def _repeated(mask: np.ndarray, factors: tuple[int, int, int],
               shape: tuple[int, ...]) -> np.ndarray:
-    index = [np.minimum(np.arange(n) // f, m - 1)
-             for n, f, m in zip(shape, factors, mask.shape, strict=True)]
-    out = mask
-    for axis, rows in enumerate(index):  # one axis at a time: 20 x faster than one gather
-        out = np.take(out, rows, axis=axis)
-    return np.asarray(out)
+    """Each working voxel repeated ``factors`` times (the last block's row repeated to fill).
+
+    Only the slices that hold something are expanded; the rest stay an
+    untouched (lazily zeroed) allocation.
+    """
+    out = np.zeros(shape, dtype=bool)
+    present = np.flatnonzero(mask.any(axis=(1, 2)))
+    if not len(present):
+        return out
+    k0, k1 = int(present[0]), int(present[-1]) + 1
+    fz, fy, fx = factors
+    block = np.repeat(mask[k0:k1], fx, axis=2) if fx > 1 else mask[k0:k1]
+    z0 = k0 * fz
+    z1 = min(z0 + block.shape[0] * fz, shape[0])
+    h, w = min(block.shape[1] * fy, shape[1]), min(block.shape[2], shape[2])
+    for dz in range(fz):  # strided writes: each output voxel is written once
+        for dy in range(fy):
+            rows = block[:len(range(z0 + dz, z1, fz)), :len(range(dy, h, fy)), :w]
+            out[z0 + dz:z1:fz, dy:h:fy, :w] = rows
+    if h < shape[1]:
+        out[z0:z1, h:, :w] = out[z0:z1, h - 1:h, :w]
+    if w < shape[2]:
+        out[z0:z1, :, w:] = out[z0:z1, :, w - 1:w]
+    if k1 == mask.shape[0] and z1 < shape[0]:
+        out[z1:] = out[z1 - 1:z1]
+    return out
 
 
 # In-plane 4-connectivity: fills and labels that must stay within one slice.
@@ -248,11 +270,13 @@ def _box(mask: np.ndarray, pad: list[int]) -> tuple[slice, ...]:
 
 
 def segment_body(grid: Grid) -> np.ndarray:
-    """The body: tissue above ``BODY_HU``, its largest component, per slice its convex hull.
+    """The body: tissue above ``BODY_HU``, its largest component, holes filled per slice.
 
-    Returns a working-grid bool mask. The hull, rather than a hole fill
-    (Hu et al. 2001, section II-A), also closes the lungs where a cardiac
-    field of view cuts the chest wall and the lungs reach the image edge.
+    Returns a working-grid bool mask (Hu et al. 2001, section II-A). Where a
+    field of view cuts the chest wall the lungs open onto the image edge or
+    the air outside the reconstruction circle and no fill closes them: a
+    slice whose body touches the edge, or fills less than
+    ``BODY_FILL_SHARE`` of its bounding box, takes the body's convex hull.
 
     Raises
     ------
@@ -262,7 +286,15 @@ def segment_body(grid: Grid) -> np.ndarray:
     body = largest(grid.hu > BODY_HU)
     if not body.any():
         raise StepFailed(f"no tissue above {BODY_HU:g} HU")
-    return slice_hulls(body)
+    filled = np.asarray(ndimage.binary_fill_holes(body, structure=_IN_PLANE))
+    edge = (body[:, 0, :].any(axis=1) | body[:, -1, :].any(axis=1)
+            | body[:, :, 0].any(axis=1) | body[:, :, -1].any(axis=1))
+    rows, cols = filled.any(axis=2).sum(axis=1), filled.any(axis=1).sum(axis=1)
+    open_lungs = filled.sum(axis=(1, 2)) < BODY_FILL_SHARE * rows * cols
+    cut = edge | open_lungs
+    if cut.any():
+        filled[cut] = slice_hulls(body[cut])
+    return filled
 
 
 def lung_threshold(hu: np.ndarray) -> float:
@@ -387,11 +419,12 @@ def aortic_circles(grid: Grid, region: np.ndarray) -> list[Circle]:
                       max(1.0, 1.0 / grid.spacing[2]))
     rmax = int(np.ceil(radii[-1])) + 2
     found = []
+    grown_region = ndimage.binary_dilation(region, structure=_IN_PLANE, iterations=2)
     for k in np.flatnonzero(region.any(axis=(1, 2))):
         box = _box(region[k][None], [0, rmax, rmax])[1:]
-        near = ndimage.binary_dilation(region[k][box], iterations=2)
+        near = grown_region[k][box]
         edges = canny(np.clip(grid.hu[k][box], -200, 200), sigma=1.0, low_threshold=25,
-                      high_threshold=50, mask=near)
+                      high_threshold=50) & near
         if edges.any():
             best = hough_circle(edges, radii)
             found += _peaks(best, radii, int(k), (box[0].start, box[1].start))
@@ -608,7 +641,7 @@ def _opened(mask: np.ndarray, grid: Grid, mm: float) -> np.ndarray:
 
 def segment_epicardial_fat(hu: np.ndarray, heart: np.ndarray) -> np.ndarray:
     """Fat (``FAT_HU``, Dey et al. 2010) inside the heart region, on the volume's grid."""
-    out = np.zeros_like(heart)
+    out = np.zeros(heart.shape, dtype=bool)
     if heart.any():
         box = _box(heart, [0, 0, 0])
         out[box] = heart[box] & (hu[box] >= FAT_HU[0]) & (hu[box] <= FAT_HU[1])
@@ -617,7 +650,7 @@ def segment_epicardial_fat(hu: np.ndarray, heart: np.ndarray) -> np.ndarray:
 
 def bone_on(volume: Volume, near: np.ndarray) -> np.ndarray:
     """Voxels at or above ``CALCIUM_HU`` where the working-grid bone (grown a block) lies."""
-    out = np.zeros_like(near)
+    out = np.zeros(near.shape, dtype=bool)
     if near.any():
         box = _box(near, [0, 0, 0])
         out[box] = near[box] & (volume.hu[box] >= CALCIUM_HU)
@@ -677,8 +710,8 @@ def _mm_of(volume: Volume, grid: Grid) -> Callable[[np.ndarray], np.ndarray]:
 
 
 METHODS = {
-    "body": f"air/tissue threshold {BODY_HU:g} HU, largest component ({HU_2001}), "
-            "convex hull per slice",
+    "body": f"air/tissue threshold {BODY_HU:g} HU, largest component, holes filled "
+            f"({HU_2001}); convex hull where the field of view cuts the chest",
     "lungs": f"iterative optimal threshold, components >= {MIN_LUNG_ML:g} ml ({HU_2001})",
     "bone": f">= {CALCIUM_HU:g} HU components >= {MIN_BONE_ML:g} ml with a cortical peak "
             f">= {CORTICAL_HU:g} HU, outside heart and aorta (project method)",
