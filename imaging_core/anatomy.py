@@ -464,7 +464,8 @@ def track(circles: list[Circle], seed: Circle, grid: Grid, gap_mm: float = AORTA
 
     A slice without a circle within ``AORTA_STEP_MM`` of the last one is
     bridged (the last circle carried over) for up to ``gap_mm``; a longer
-    gap ends the chain on that side.
+    gap ends the chain on that side. An infinite ``gap_mm`` carries the last
+    circle on to the first and last slices.
     """
     by_slice: dict[int, list[Circle]] = {}
     for c in circles:
@@ -484,6 +485,8 @@ def track(circles: list[Circle], seed: Circle, grid: Grid, gap_mm: float = AORTA
                 chain += [*bridged, near]
                 last, bridged = near, []
             k += direction
+        if np.isinf(gap_mm):  # carried to the end: the vessel runs through every slice
+            chain += bridged
     return sorted(chain, key=lambda c: c.k)
 
 
