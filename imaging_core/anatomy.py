@@ -56,6 +56,7 @@ from skimage.feature import canny
 from skimage.morphology import convex_hull_image
 from skimage.transform import hough_circle
 
+from imaging_core.errors import SegmentationError
 from imaging_core.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -121,10 +122,6 @@ class Anatomy:
     landmarks: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     method: dict[str, str] = field(default_factory=dict)  # step -> method and source
-
-
-class StepFailed(Exception):
-    """A segmentation step found nothing it could trust; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -280,12 +277,12 @@ def segment_body(grid: Grid) -> np.ndarray:
 
     Raises
     ------
-    StepFailed
+    SegmentationError
         Nothing in the volume is denser than air.
     """
     body = largest(grid.hu > BODY_HU)
     if not body.any():
-        raise StepFailed(f"no tissue above {BODY_HU:g} HU")
+        raise SegmentationError(f"no tissue above {BODY_HU:g} HU")
     filled = np.asarray(ndimage.binary_fill_holes(body, structure=_IN_PLANE))
     edge = (body[:, 0, :].any(axis=1) | body[:, -1, :].any(axis=1)
             | body[:, :, 0].any(axis=1) | body[:, :, -1].any(axis=1))
@@ -305,7 +302,7 @@ def lung_threshold(hu: np.ndarray) -> float:
 
     Raises
     ------
-    StepFailed
+    SegmentationError
         No air, or no tissue, in the body.
     """
     counts, edges = np.histogram(np.clip(hu, -1100, 1100), bins=2200, range=(-1100, 1100))
@@ -315,7 +312,7 @@ def lung_threshold(hu: np.ndarray) -> float:
         below = centres < threshold
         n_low, n_high = counts[below].sum(), counts[~below].sum()
         if n_low == 0 or n_high == 0:
-            raise StepFailed("no air or no tissue inside the body")
+            raise SegmentationError("no air or no tissue inside the body")
         mean_low = (counts[below] * centres[below]).sum() / n_low
         mean_high = (counts[~below] * centres[~below]).sum() / n_high
         new = float(mean_low + mean_high) / 2
@@ -333,14 +330,14 @@ def segment_lungs(grid: Grid, body: np.ndarray) -> np.ndarray:
 
     Raises
     ------
-    StepFailed
+    SegmentationError
         No air component inside the body is large enough to be lung.
     """
     threshold = lung_threshold(grid.hu[body])
     labels, sizes = _components(body & (grid.hu < threshold))
     keep = sizes * grid.voxel_ml >= MIN_LUNG_ML
     if not keep.any():
-        raise StepFailed(f"no air volume of {MIN_LUNG_ML:g} ml inside the body")
+        raise SegmentationError(f"no air volume of {MIN_LUNG_ML:g} ml inside the body")
     return np.asarray(keep[labels])
 
 
@@ -369,7 +366,7 @@ def segment_bone(grid: Grid, candidates: np.ndarray, heart: np.ndarray,
 
     Raises
     ------
-    StepFailed
+    SegmentationError
         No bone found (a chest CT always shows ribs and vertebrae).
     """
     labels, sizes = _components(candidates, np.ones((3, 3, 3), dtype=bool))
@@ -377,7 +374,7 @@ def segment_bone(grid: Grid, candidates: np.ndarray, heart: np.ndarray,
     keep = (sizes > 0) & (inside < sizes / 2)
     keep[0] = False
     if not keep.any():
-        raise StepFailed("no dense component with cortical bone")
+        raise SegmentationError("no dense component with cortical bone")
     return np.asarray(keep[labels])
 
 
@@ -517,23 +514,23 @@ def find_aorta(grid: Grid, circles: list[Circle], bone: np.ndarray, locate: Loca
 
     Raises
     ------
-    StepFailed
+    SegmentationError
         Either vessel has no circle.
     """
     usable = [c for c in circles if bone[c.k][_disc(bone.shape[1:], c)].mean() < 0.2]
     if not usable:
-        raise StepFailed("no aortic cross-section (Hough circle) between the lungs")
+        raise SegmentationError("no aortic cross-section (Hough circle) between the lungs")
     where = {c: locate(c.k, c.row, c.col) for c in usable}
     back = [c for c in usable if where[c][1] > middle[1]]
     if not back:
-        raise StepFailed("no descending aorta: no circle behind the heart")
+        raise SegmentationError("no descending aorta: no circle behind the heart")
     descending = longest_chain(back, grid, gap_mm=np.inf)
     behind = np.median(np.array([where[c] for c in descending if c in where]), axis=0)
     gap = 3 * AORTA_RADII_MM[0]
     front = [c for c in usable if where[c][1] < behind[1] - gap and where[c][0] < behind[0]
              and c not in descending]
     if not front:
-        raise StepFailed("no ascending aorta: no circle in front of the descending aorta")
+        raise SegmentationError("no ascending aorta: no circle in front of the descending aorta")
     return Aorta(descending, longest_chain(front, grid))
 
 
@@ -546,12 +543,12 @@ def longest_chain(circles: list[Circle], grid: Grid, gap_mm: float = AORTA_GAP_M
 
     Raises
     ------
-    StepFailed
+    SegmentationError
         No circle is strong enough to start from.
     """
     strong = [c for c in circles if c.score >= HOUGH_MIN_SCORE]
     if not strong:
-        raise StepFailed(f"no circle with {HOUGH_MIN_SCORE:.0%} of its outline on edges")
+        raise SegmentationError(f"no circle with {HOUGH_MIN_SCORE:.0%} of its outline on edges")
     seeds = sorted(strong, key=lambda c: -c.score)[:TRACK_SEEDS]
     found = set(circles)
     chains = [track(circles, seed, grid, gap_mm) for seed in seeds]
@@ -601,7 +598,7 @@ def segment_heart(grid: Grid, lungs: np.ndarray, hull: np.ndarray, bone: np.ndar
 
     Raises
     ------
-    StepFailed
+    SegmentationError
         No soft tissue wide enough to be the heart.
     """
     cavity = hull & ~lungs & ~ndimage.binary_dilation(bone) & ~(vessel & ~root)
@@ -609,7 +606,8 @@ def segment_heart(grid: Grid, lungs: np.ndarray, hull: np.ndarray, bone: np.ndar
     core = heart_core(_opened(tissue, grid, HEART_OPENING_MM), root, grid)
     core = _within(core, grid.spacing, HEART_REGROW_MM) & tissue
     if not core.any():
-        raise StepFailed(f"no soft tissue {2 * HEART_OPENING_MM:g} mm wide between the lungs")
+        wide = 2 * HEART_OPENING_MM
+        raise SegmentationError(f"no soft tissue {wide:g} mm wide between the lungs")
     region = _within(core, grid.spacing, PERICARDIAL_MARGIN_MM) & (cavity | core)
     return np.asarray(ndimage.binary_fill_holes(region, structure=_IN_PLANE)), core
 
@@ -665,7 +663,7 @@ def segment_blood_pool(grid: Grid, core: np.ndarray, vessel: np.ndarray) -> np.n
     pool = (_eroded(core, grid.spacing, BLOOD_POOL_EROSION_MM)
             | _eroded(vessel, grid.spacing, AORTIC_WALL_MM, in_plane=True))
     if not pool.any():
-        raise StepFailed("heart and aorta too thin to hold a blood-pool sample")
+        raise SegmentationError("heart and aorta too thin to hold a blood-pool sample")
     return pool
 
 
@@ -749,7 +747,7 @@ def segment(volume: Volume) -> Anatomy:
             return empty
         try:
             return run()
-        except StepFailed as failure:
+        except SegmentationError as failure:
             missing.append(f"{step}: {failure}")
             log.info("anatomy step failed", extra={"step": step, "reason": str(failure)})
             return empty
@@ -794,7 +792,7 @@ def _aorta(grid: Grid, mediastinum: np.ndarray, candidates: np.ndarray,
         middle = to_mm(np.argwhere(mediastinum).mean(axis=0))[0]
         return find_aorta(grid, aortic_circles(grid, mediastinum), candidates,
                           lambda k, r, c: to_mm(np.array([k, r, c]))[0], middle)
-    except StepFailed as failure:
+    except SegmentationError as failure:
         missing.append(f"aorta: {failure}")
         return None
 

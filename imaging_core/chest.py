@@ -68,8 +68,9 @@ def analyse_chest(volume: Volume, params: CalciumParams | None = None,
                   decisions: Sequence[Decision] = ()) -> ChestScore:
     """:func:`score_chest` with the anatomy kept (for overlays and review)."""
     params = params or CalciumParams()
-    if calcium.protocol_refusal(volume, params) is not None:
-        return ChestScore(calcium.score(volume, params), None)  # refused with the reason
+    refusal = calcium.protocol_refusal(volume, params)
+    if refusal is not None:
+        return ChestScore(calcium.not_scorable(volume, params, REGION, refusal), None)
     anatomy = anatomy_steps.segment(volume)
     why = unlabelable(anatomy)
     if why is not None:
