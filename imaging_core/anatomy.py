@@ -40,8 +40,9 @@ full grid. The steps, in order, each with its source:
 7. blood pool: the aortic lumen and the heart's soft-tissue core, eroded away
    from walls and fat, where contrast would show;
 8. landmarks: aortic root centre, heart centre, apex and the long axis
-   (principal axis of the heart region, Jolliffe's PCA), and the centre of
-   the atrioventricular plane (through the root, normal to the long axis).
+   (principal axis of the heart region), and the centre of the
+   atrioventricular plane (normal to the long axis, ``AV_FRACTION`` of the
+   heart's length from its base).
 """
 
 from __future__ import annotations
@@ -96,6 +97,10 @@ AORTA_STEP_MM = 8.0  # a tracked aortic centre moves less than this between slic
 TRACK_SEEDS = 8  # best circles each tried as the start of a vessel's chain
 AORTA_GAP_MM = 15.0  # a stretch without a circle bridged while tracking (wall calcium, contact)
 ROOT_HEIGHT_MM = 21.0  # the sinus portion below the sinotubular junction (~2 cm)
+# The AV plane sits this far from the heart's base along its long axis: the atria take
+# about 35-45 mm and the ventricles 80-90 mm of an adult heart's long axis (chamber
+# sizes of Lang RM et al. J Am Soc Echocardiogr 2015;28:1-39; the fraction is ours).
+AV_FRACTION = 0.3
 BLOOD_POOL_EROSION_MM = 8.0  # keep the measurement away from walls and fat (myocardium ~10 mm)
 AORTIC_WALL_MM = 3.0  # the aortic lumen starts this far inside the outline (wall ~2 mm)
 
@@ -667,32 +672,27 @@ def segment_blood_pool(grid: Grid, core: np.ndarray, vessel: np.ndarray) -> np.n
     return pool
 
 
-def heart_landmarks(core: np.ndarray, region: np.ndarray, root: np.ndarray | None,
+def heart_landmarks(core: np.ndarray, region: np.ndarray,
                     to_mm: Callable[[np.ndarray], np.ndarray]
                     ) -> dict[str, tuple[float, float, float]]:
-    """Heart centre, apex and the atrioventricular-plane centre, LPS mm.
+    """Heart centre, long axis, apex and the atrioventricular-plane centre, LPS mm.
 
     The long axis is the first principal axis of the core's voxels (PCA),
-    pointed so it runs anterior, left and inferior (base to apex); the apex is
-    the region's farthest point along it. The AV plane is normal to the long
-    axis through the aortic valve, the root's most apical point (the valve
-    sits in the fibrous skeleton of the cardiac base with the AV valves);
-    its centre is where it cuts the long axis. ``root`` are the root's points
-    (LPS mm, or None); ``to_mm`` maps working-grid (k, row, column) rows to
-    LPS mm.
+    pointed so it runs anterior, left and inferior (base to apex). Along it
+    the heart region spans from its base (the atrial roof) to the apex (1st
+    and 99th percentiles); the AV plane, normal to the axis, lies
+    ``AV_FRACTION`` of that span from the base. ``to_mm`` maps working-grid
+    (k, row, column) rows to LPS mm.
     """
     points = to_mm(np.argwhere(core).astype(np.float64))
     centre = points.mean(axis=0)
     _, _, axes = np.linalg.svd(points - centre, full_matrices=False)
     axis = axes[0] if axes[0] @ np.array([1.0, -1.0, -1.0]) > 0 else -axes[0]
-    outline = to_mm(np.argwhere(region).astype(np.float64))
-    out = {"heart_centre": _triple(centre),
-           "apex": _triple(centre + axis * float(((outline - centre) @ axis).max())),
-           "long_axis": _triple(axis)}
-    if root is not None and len(root):
-        valve = float(((root - centre) @ axis).max())  # the root's most apical point
-        out["av_plane_centre"] = _triple(centre + axis * valve)
-    return out
+    along = (to_mm(np.argwhere(region).astype(np.float64)) - centre) @ axis
+    base, apex = np.percentile(along, (1.0, 99.0))
+    return {"heart_centre": _triple(centre), "long_axis": _triple(axis),
+            "apex": _triple(centre + axis * float(along.max())),
+            "av_plane_centre": _triple(centre + axis * float(base + AV_FRACTION * (apex - base)))}
 
 
 def _triple(point: np.ndarray) -> tuple[float, float, float]:
@@ -724,7 +724,8 @@ METHODS = {
              f"{PERICARDIAL_MARGIN_MM:g} mm ({DEY_2010})",
     "epicardial_fat": f"{FAT_HU[0]:g}..{FAT_HU[1]:g} HU inside the heart region ({DEY_2010})",
     "blood_pool": f"heart core and aortic lumen eroded by {BLOOD_POOL_EROSION_MM:g} mm",
-    "landmarks": "principal axis of the heart (long axis, apex); AV plane through the root",
+    "landmarks": "principal axis of the heart (long axis, apex); AV plane "
+                 f"{AV_FRACTION:g} of the heart's length from its base",
 }
 
 
@@ -801,17 +802,12 @@ def _landmarks(core: np.ndarray, heart: np.ndarray, root: np.ndarray,
                to_mm: Callable[[np.ndarray], np.ndarray], missing: list[str]
                ) -> dict[str, tuple[float, float, float]]:
     out: dict[str, tuple[float, float, float]] = {}
-    root_mm = None
     if root.any():
-        root_mm = to_mm(np.argwhere(root).astype(np.float64)).mean(axis=0)
-        out["aortic_root"] = _triple(root_mm)
+        out["aortic_root"] = _triple(to_mm(np.argwhere(root).astype(np.float64)).mean(axis=0))
     else:
         missing.append("landmark aortic_root: no aortic root")
     if not core.any():
         missing.append("landmarks heart_centre, apex, long_axis, av_plane_centre: no heart")
         return out
-    points = to_mm(np.argwhere(root).astype(np.float64)) if root_mm is not None else None
-    out.update(heart_landmarks(core, heart, points, to_mm))
-    if root_mm is None:
-        missing.append("landmark av_plane_centre: no aortic root")
+    out.update(heart_landmarks(core, heart, to_mm))
     return out

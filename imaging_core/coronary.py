@@ -11,20 +11,23 @@ an estimate under the heart's silhouette. Each candidate gets:
 
 1. ``bone``: half or more of its voxels in the bone mask;
 2. not in fat (less than ``EPICARDIAL_SHARE`` of its shell): ``aortic-wall``
-   when half of it is within ``AORTIC_WALL_MM`` of the aorta above the root;
-   else, in the heart or the root, ``aortic-valve`` when half of it is in the
-   root or it lies within ``VALVE_REACH_MM`` of it, otherwise
-   ``mitral-annulus``; else ``outside-heart``;
-3. in fat but less than half inside the heart region: ``aortic-wall`` on the
-   aorta, otherwise ``outside-heart``;
-4. in fat in the heart: an artery (below).
+   when half of it, and no less than lies in the heart region, is within
+   ``AORTIC_WALL_MM`` of the aorta above the root; else, in the heart or the
+   root, ``aortic-valve`` when half of it is in the root or it lies within
+   ``VALVE_REACH_MM`` of it, otherwise ``mitral-annulus``; else
+   ``outside-heart``;
+3. in fat, with half of it within ``NEAR_HEART_MM`` of the heart region: an
+   artery (below);
+4. in fat, further out: ``aortic-wall`` within ``AORTIC_WALL_MM`` of the
+   aorta, otherwise ``outside-heart``.
 
 Arteries, from the candidate's place in a heart-centred frame: origin at the
 atrioventricular-plane centre, axis the long axis (base to apex); ``t`` is
 the distance along it and ``phi`` the angle around it, 0 deg anterior and
 +90 deg to the patient's left. ``LM`` within ``LM_REACH_MM`` of the aortic
-root's surface, on its left and above the AV plane (the left main leaves the
-left coronary sinus and divides at the AV groove within about 1 cm). In the
+root's surface, on its left, in the anterior sector and no further than
+``LM_SPLIT_MM`` past the AV plane (the left main leaves the left coronary
+sinus and divides at the AV groove within about 1 cm). In the
 atrioventricular groove (``t`` < ``AV_GROOVE_MM``) the right side is the
 ``RCA`` and the left side the ``LCX``, except the anterior left sector where
 the ``LAD`` leaves the bifurcation; on the ventricles the anterior
@@ -59,11 +62,15 @@ AUSTEN_1975 = "Austen WG et al. Circulation 1975;51(4 Suppl):5-40 (AHA segment m
 LEIPSIC_2014 = "Leipsic J et al. J Cardiovasc Comput Tomogr 2014;8:342-358 (SCCT segments)"
 
 MAJORITY = 0.5  # share of a candidate's voxels that puts it in a structure
+NEAR_HEART_MM = 4.0  # epicardial calcium this close to the heart region is on the heart
 AORTIC_WALL_MM = 3.0  # wall calcium sits on the outline the Hough circles trace
 SHELL_MM = (1.5, 5.0)  # shell around a candidate read for its surroundings
 EPICARDIAL_SHARE = 0.5  # a coronary plaque's shell is at least half fat (project choice)
 VALVE_REACH_MM = 10.0  # deep calcium this close to the root is valvular
-LM_REACH_MM = 10.0  # left main length ~10 mm (Austen 1975 segment 5), from the root surface
+# The left main: from the left sinus, ~10 mm long (Austen 1975 segment 5), to its split
+# at the AV groove. Reach from the estimated root surface allows for the root's error.
+LM_REACH_MM = 15.0
+LM_SPLIT_MM = 5.0  # the split lies at the AV plane: past this towards the apex it is the LAD
 AV_GROOVE_MM = 20.0  # half-width of the atrioventricular-groove band along the long axis
 LAD_SECTOR_DEG = (-30.0, 75.0)  # anterior interventricular groove, around anterior
 LCX_SECTOR_DEG = (75.0, 160.0)  # left lateral (obtuse marginal) wall
@@ -133,9 +140,11 @@ def label_candidates(anatomy: Anatomy, volume: Volume, lesion_map: np.ndarray,
     def share(mask: np.ndarray) -> np.ndarray:
         return np.asarray(np.bincount(owner[mask[where]], minlength=count) / sizes)
 
-    wall = grown(anatomy.aorta & ~anatomy.aortic_root, volume.spacing, AORTIC_WALL_MM)
+    vessel = anatomy.aorta & ~anatomy.aortic_root
     shares = {"bone": share(anatomy.bone), "aortic-valve": share(anatomy.aortic_root),
-              "aortic-wall": share(wall), "heart": share(anatomy.heart)}
+              "aortic-wall": share(grown(vessel, volume.spacing, AORTIC_WALL_MM)),
+              "heart": share(anatomy.heart),
+              "near-heart": share(grown(anatomy.heart, volume.spacing, NEAR_HEART_MM))}
     fat = _fat_around(volume, lesion_map, count)
     frame = _frame(anatomy)
     root = _root(anatomy, volume)
@@ -151,19 +160,22 @@ def _label(point: np.ndarray, share: dict[str, float], fat: float,
     """One candidate's label from its shares of each structure and of fat around it."""
     if share["bone"] >= MAJORITY:
         return "bone"
-    on_aorta = share["aortic-wall"] >= MAJORITY
-    in_heart = share["heart"] >= MAJORITY
     if fat < EPICARDIAL_SHARE:  # not in the epicardial fat: wall, valve or annulus
-        if on_aorta:
-            return "aortic-wall"
-        if in_heart or share["aortic-valve"] >= MAJORITY:
-            valvular = share["aortic-valve"] >= MAJORITY or (
-                root is not None and root.distance(point) <= VALVE_REACH_MM)
-            return "aortic-valve" if valvular else "mitral-annulus"
-        return "outside-heart"
-    if not in_heart:
-        return "aortic-wall" if on_aorta else "outside-heart"
-    return artery(point, frame, root)
+        return _not_coronary(point, share, root)
+    if share["near-heart"] >= MAJORITY:
+        return artery(point, frame, root)
+    return "aortic-wall" if share["aortic-wall"] >= MAJORITY else "outside-heart"
+
+
+def _not_coronary(point: np.ndarray, share: dict[str, float], root: Root | None) -> str:
+    """Calcium outside the epicardial fat: in the aorta, the valve, the annulus or elsewhere."""
+    if share["aortic-wall"] >= max(MAJORITY, share["heart"]):
+        return "aortic-wall"
+    if max(share["heart"], share["aortic-valve"]) >= MAJORITY:
+        valvular = share["aortic-valve"] >= MAJORITY or (
+            root is not None and root.distance(point) <= VALVE_REACH_MM)
+        return "aortic-valve" if valvular else "mitral-annulus"
+    return "outside-heart"
 
 
 @dataclass(frozen=True)
@@ -202,7 +214,7 @@ def artery(point: np.ndarray, frame: HeartFrame | None, root: Root | None) -> st
         return UNASSIGNED
     t, phi = frame.place(point)
     if (root is not None and root.distance(point) <= LM_REACH_MM and point[0] > root.centre[0]
-            and t <= 0):
+            and t <= LM_SPLIT_MM and LAD_SECTOR_DEG[0] <= phi < LAD_SECTOR_DEG[1]):
         return "LM"
     if t < AV_GROOVE_MM:
         if phi < 0:

@@ -40,6 +40,9 @@ CASES = {
     "eleven plaques, heart moved and turned": with_plaques(
         thorax_311(heart_offset_mm=(8.0, -6.0, 10.0), heart_rotation_deg=(8.0, 5.0, 0.0)), 11),
     "unsigned padding 63536 outside the circle": padded(thorax_311()),
+    "seven plaques, heart moved and turned, 0.53 mm": scan_changed(with_plaques(thorax_311(
+        heart_offset_mm=(-7.3, -7.4, 0.2), heart_rotation_deg=(-0.5, 6.7, 2.1)), 7),
+        pixel_spacing=(0.53, 0.53)),
 }
 
 
