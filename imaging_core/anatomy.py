@@ -656,10 +656,8 @@ def segment_epicardial_fat(hu: np.ndarray, heart: np.ndarray) -> np.ndarray:
 
 def bone_on(volume: Volume, near: np.ndarray) -> np.ndarray:
     """Voxels at or above ``CALCIUM_HU`` where the working-grid bone (grown a block) lies."""
-    out = np.zeros(near.shape, dtype=bool)
-    if near.any():
-        box = _box(near, [0, 0, 0])
-        out[box] = near[box] & (volume.hu[box] >= CALCIUM_HU)
+    out = volume.hu >= CALCIUM_HU
+    out &= near
     return out
 
 

@@ -54,7 +54,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from imaging_core.anatomy import FAT_HU, Anatomy, grown
+from imaging_core.anatomy import FAT_HU, Anatomy
 from imaging_core.calcium import UNASSIGNED, Labeller, Lesion
 from imaging_core.volume import Volume
 
@@ -141,11 +141,14 @@ def label_candidates(anatomy: Anatomy, volume: Volume, lesion_map: np.ndarray,
         return np.asarray(np.bincount(owner[mask[where]], minlength=count) / sizes)
 
     vessel = anatomy.aorta & ~anatomy.aortic_root
+    boxes = _boxes(lesion_map, where, volume.spacing, max(SHELL_MM[1], NEAR_HEART_MM,
+                                                          AORTIC_WALL_MM))
     shares = {"bone": share(anatomy.bone), "aortic-valve": share(anatomy.aortic_root),
-              "aortic-wall": share(grown(vessel, volume.spacing, AORTIC_WALL_MM)),
+              "aortic-wall": _near_share(vessel, volume, lesion_map, boxes, AORTIC_WALL_MM),
               "heart": share(anatomy.heart),
-              "near-heart": share(grown(anatomy.heart, volume.spacing, NEAR_HEART_MM))}
-    fat = _fat_around(volume, lesion_map, count)
+              "near-heart": _near_share(anatomy.heart, volume, lesion_map, boxes,
+                                        NEAR_HEART_MM)}
+    fat = _fat_around(volume, lesion_map, count, boxes)
     frame = _frame(anatomy)
     root = _root(anatomy, volume)
     out = []
@@ -227,18 +230,50 @@ def artery(point: np.ndarray, frame: HeartFrame | None, root: Root | None) -> st
     return "RCA"
 
 
-def _fat_around(volume: Volume, lesion_map: np.ndarray, count: int) -> np.ndarray:
+Boxes = list[tuple[int, tuple[slice, ...]]]
+
+
+def _fat_around(volume: Volume, lesion_map: np.ndarray, count: int, boxes: Boxes) -> np.ndarray:
     """Per candidate, the share of fat (``FAT_HU``) in a shell ``SHELL_MM`` around it."""
     out = np.ones(count)
-    sampling = volume.spacing
-    for index, box in enumerate(ndimage.find_objects(lesion_map), start=1):
-        if box is None:
-            continue
-        grown = tuple(slice(max(b.start - int(np.ceil(SHELL_MM[1] / s)) - 1, 0),
-                            b.stop + int(np.ceil(SHELL_MM[1] / s)) + 1)
-                      for b, s in zip(box, sampling, strict=True))
-        distance = ndimage.distance_transform_edt(lesion_map[grown] != index, sampling=sampling)
+    for index, box in boxes:
+        distance = ndimage.distance_transform_edt(lesion_map[box] != index,
+                                                  sampling=volume.spacing)
         shell = (distance >= SHELL_MM[0]) & (distance <= SHELL_MM[1])
-        hu = volume.hu[grown][shell]
+        hu = volume.hu[box][shell]
         out[index] = float(np.mean((hu >= FAT_HU[0]) & (hu <= FAT_HU[1]))) if hu.size else 0.0
     return out
+
+
+def _near_share(mask: np.ndarray, volume: Volume, lesion_map: np.ndarray, boxes: Boxes,
+                mm: float) -> np.ndarray:
+    """Per candidate, the share of its voxels within ``mm`` of ``mask`` (0 for none)."""
+    out = np.zeros(max((index for index, _ in boxes), default=0) + 1)
+    for index, box in boxes:
+        local = mask[box]
+        if not local.any():
+            continue
+        near = ndimage.distance_transform_edt(~local, sampling=volume.spacing) <= mm
+        out[index] = float(near[lesion_map[box] == index].mean())
+    return out
+
+
+def _boxes(lesion_map: np.ndarray, where: tuple[np.ndarray, ...],
+           spacing: tuple[float, float, float], mm: float) -> Boxes:
+    """Each candidate's bounding box grown by ``mm`` (clipped to the volume).
+
+    ``where`` are the candidates' voxel indices (``np.nonzero(lesion_map)``);
+    the boxes come from them, not from a pass over the whole map.
+    """
+    owner = lesion_map[where]
+    count = int(owner.max(initial=0))
+    low = np.full((count + 1, 3), np.iinfo(np.int64).max)
+    high = np.full((count + 1, 3), -1)
+    for axis in range(3):
+        np.minimum.at(low[:, axis], owner, where[axis])
+        np.maximum.at(high[:, axis], owner, where[axis])
+    pad = [int(np.ceil(mm / s)) + 1 for s in spacing]
+    return [(index, tuple(slice(max(int(low[index, a]) - pad[a], 0),
+                                min(int(high[index, a]) + 1 + pad[a], lesion_map.shape[a]))
+                          for a in range(3)))
+            for index in range(1, count + 1) if high[index, 0] >= 0]
