@@ -579,11 +579,15 @@ class ThoraxImage:
 def build(thorax: Thorax) -> ThoraxImage:
     """Paint the thorax and check its plaques are apart from all other calcium.
 
-    Raises AssertionError when a plaque's HU is within ``PLAQUE_MARGIN_SIGMA``
+    Raises ValueError for a plaque on an unknown artery or off its ends, and
+    AssertionError when a plaque's HU is within ``PLAQUE_MARGIN_SIGMA``
     noise sigmas of a weight bound, when a plaque touches other calcium, or
     when anything but epicardial fat and its artery borders it (in-plane or
     straight above or below).
     """
+    for plaque in thorax.plaques:
+        if plaque.artery not in ARTERIES or not 0.0 <= plaque.at <= 1.0:
+            raise ValueError(f"plaque {plaque}: artery must be one of {ARTERIES}, at in 0-1")
     scan = _placed_scan(thorax)
     grid = Grid(scan)
     frame = heart_frame(thorax)
