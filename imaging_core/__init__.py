@@ -20,6 +20,11 @@ DICOM in:
 - ``studies``: matching by accession number, the FHIR ImagingStudy;
 - ``scp``: the C-STORE/C-ECHO listener (pynetdicom);
 - ``dicomweb``: STOW-RS and WADO-RS, the only Flask module here.
+
+Results out: ``results`` (the calcium analyser and its FHIR report),
+``reports`` (SR, SEG, PDF), ``terminology`` (the local CodeSystems) and
+``review`` (a radiologist's ``$lesions`` and ``$review`` operations on the
+report, and the decisions they keep).
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ def init_app(app: Flask) -> None:
     Call after ``referral.init_app``: the order hook needs the accession
     number that referral's hook assigns.
     """
-    from imaging_core import dicomweb, studies
+    from imaging_core import dicomweb, review, studies
 
     dicomweb.init_app(app)
     studies.register()
+    review.register()

@@ -17,11 +17,15 @@ Choices this module makes, each a parameter recorded in every result:
   neighbourhood that ``scipy.ndimage.generate_binary_structure(2, 2)`` gives,
   so a thin oblique calcification counts as one lesion rather than as
   several sub-threshold fragments. The 3-D lesion count uses 26-connectivity.
-- **Slice increment.** Agatston's protocol used contiguous 3 mm slices. For
-  any other increment the per-slice scores are multiplied by increment / 3 mm
-  (e.g. 0.5 for 3 mm slices reconstructed every 1.5 mm), so that an
-  overlapping reconstruction, which images each lesion about
-  thickness / increment times, is not counted that many times over.
+- **Slice increment.** Agatston's protocol used contiguous 3 mm slices. The
+  increment must lie in the accepted 2.5-3.0 mm range as the thickness does
+  (below); within it the per-slice scores are multiplied by increment / 3 mm
+  (e.g. 2.5 / 3 for 3 mm slices reconstructed every 2.5 mm), so that a
+  slightly overlapping reconstruction, which images each lesion about
+  thickness / increment times, is not counted that many times over. A finer
+  increment (1.5 mm) is refused, not scaled: the scaling is exact only for
+  lesions much taller than a slice, and the published thresholds and
+  CAC-DRS categories were set on 2.5-3 mm slices.
 - **Volume score.** Voxels of accepted lesions x pixel area x slice increment
   (the increment, not the thickness, so overlap is not counted twice).
 - **Mass score.** mass = c x mean HU x volume, summed over voxels (McCollough
@@ -46,11 +50,14 @@ wrong number: contrast-enhanced images (iodine exceeds 130 HU), a tube
 voltage other than 120 kVp (calcium's HU rises as kVp falls, so the fixed
 130 HU threshold and weights only transfer at the standard voltage; 120 kVp is
 the multidetector-CT standard of McCollough 2007, Agatston's own electron-beam
-scanner predating it), a slice thickness outside
-2.5-3.0 mm (Agatston's 3 mm, plus the 2.5 mm reconstruction that some
-vendors use for the same protocol; thinner slices raise the score
-materially), and sampling defects reported by the volume loader (gaps,
-irregular or non-contiguous slices).
+scanner predating it), a slice thickness or a
+slice increment outside 2.5-3.0 mm (Agatston's 3 mm, plus the 2.5 mm
+reconstruction that some vendors use for the same protocol; thinner slices
+raise the score materially), and sampling defects reported by the volume
+loader (gaps, irregular or non-contiguous slices). This is the one place the
+thickness and increment rule lives; the image-based gate
+(``imaging_core.scanqa``: contrast in the blood pool, metal, gantry tilt, a
+field of view that cuts the heart, the kernel) does not repeat it.
 
 CAC-DRS (Hecht HS, Blaha MJ, Kazerooni EA, et al. CAC-DRS: Coronary Artery
 Calcium Data and Reporting System. An expert consensus document of the
@@ -113,7 +120,8 @@ class CalciumParams:
         "density_weights": AGATSTON_1990,
         "reference_increment_mm": AGATSTON_1990 + " (3 mm slices)",
         "required_kvp": MCCOLLOUGH_2007 + " (multidetector-CT standard protocol)",
-        "thickness_range_mm": "project choice around Agatston's 3 mm; see module docstring",
+        "thickness_range_mm": "slice thickness and increment; project choice around "
+                              "Agatston's 3 mm; see module docstring",
         "mass_calibration": MCCOLLOUGH_2007 + " (scanner-specific, measured)",
         "cac_drs": HECHT_2018,
         "connectivity_2d": "project choice; not stated by Agatston 1990",
@@ -210,10 +218,15 @@ class CalciumResult:
 
     @property
     def cac_drs_label(self) -> str | None:
-        """``CAC-DRS A2/N3`` (Hecht 2018; CONTRACT §5), or None when not scored."""
+        """``CAC-DRS A2/N3`` (Hecht 2018; CONTRACT §5), or None when not scored.
+
+        Without N (``CAC-DRS A2``) when counted calcium is not attributed to an
+        artery: N is then unknown, never 0.
+        """
         if self.cac_drs is None:
             return None
-        return f"CAC-DRS A{self.cac_drs}/N{self.cac_vessels or 0}"
+        vessels = "" if self.cac_vessels is None else f"/N{self.cac_vessels}"
+        return f"CAC-DRS A{self.cac_drs}{vessels}"
 
     def as_dict(self) -> dict[str, Any]:
         """Everything but the voxel maps, as plain JSON-ready values."""
@@ -293,7 +306,12 @@ def protocol_refusal(volume: Volume, params: CalciumParams) -> str | None:
     if not low - 1e-3 <= thickness <= high + 1e-3:
         return f"slice thickness {thickness:g} mm outside the accepted {low:g}-{high:g} mm"
     defects = [item for item in volume.qa if item.split(":", 1)[0] in _REFUSING_QA]
-    return f"slice sampling defect: {defects[0]}" if defects else None
+    if defects:
+        return f"slice sampling defect: {defects[0]}"
+    increment = volume.spacing[0]
+    if volume.shape[0] > 1 and not low - 1e-3 <= increment <= high + 1e-3:
+        return f"slice increment {increment:g} mm outside the accepted {low:g}-{high:g} mm"
+    return None
 
 
 def find_lesions(hu: np.ndarray, spacing: tuple[float, float, float],
@@ -393,7 +411,7 @@ def _scored(volume: Volume, params: CalciumParams, region: str, lesions: _Lesion
         series_uid=volume.series_uid, region=region,
         inputs=_inputs(volume), params=_params(params, factor),
         qa=list(volume.qa) + _mass_qa(params), lesions=candidates, arteries=arteries,
-        cac_vessels=sum(1 for a in arteries.values() if a.agatston > 0),
+        cac_vessels=cac_vessels(candidates),
         weight_map=weight_map, lesion_map=lesion_map,
     )
 
@@ -481,6 +499,14 @@ def artery_scores(candidates: Sequence[Lesion]) -> dict[str, ArteryScore]:
                 m for m in masses if m is not None)),
             lesion_count=len(mine))
     return out
+
+
+def cac_vessels(candidates: Sequence[Lesion]) -> int | None:
+    """CAC-DRS N: arteries with counted calcium (Hecht 2018); None (unknown) when some
+    counted calcium is ``unassigned`` to an artery."""
+    if any(c.counted and c.label == UNASSIGNED for c in candidates):
+        return None
+    return sum(1 for a in artery_scores(candidates).values() if a.agatston > 0)
 
 
 def _sum_or_none(values: Sequence[float | None], calibration: float | None) -> float | None:

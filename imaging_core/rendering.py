@@ -5,7 +5,9 @@ Pure functions over a pydicom ``Dataset``; the DICOMweb views call them.
 - :func:`rendered` turns one frame into an 8-bit PNG or JPEG: the Modality
   LUT (rescale), then the VOI window asked for with ``window=center,width,
   function`` (PS3.18 §8.3.5.1.4; functions as PS3.3 C.11.2.1.2), else the
-  instance's own window, else its full range; MONOCHROME1 is inverted; a
+  instance's own window, else its full range; MONOCHROME1 is inverted; pixel
+  padding (PS3.3 C.7.5.1.1.2, read by :func:`imaging_core.volume.padding_mask`)
+  is not image: it is left out of the full range and shown black; a
   ``viewport=width,height`` scales it to fit (Pillow). Colour images are
   passed through.
 - :func:`frame_bytes` gives frames in their native (uncompressed) encoding,
@@ -28,6 +30,7 @@ from pydicom.pixels import apply_modality_lut, apply_windowing
 
 from core.errors import BadRequest
 from core.params import whole_number
+from imaging_core.volume import padding_mask
 
 FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG"}
 # Largest rendered width or height in pixels: a larger viewport would only spend the
@@ -119,7 +122,8 @@ def rendered(ds: Dataset, number: int, media: str, window: Window | None,
 
 def _grey(ds: Dataset, pixels: np.ndarray, window: Window | None) -> np.ndarray:
     """Stored values to 0-255 grey: Modality LUT, then the VOI window (pydicom), else
-    the full range; MONOCHROME1 inverted."""
+    the full range of the unpadded pixels; MONOCHROME1 inverted; padding black."""
+    padding = padding_mask(ds, pixels)
     values = apply_modality_lut(pixels, ds).astype(np.float64)
     chosen = window or _own_window(ds)
     if chosen is not None:
@@ -129,10 +133,12 @@ def _grey(ds: Dataset, pixels: np.ndarray, window: Window | None) -> np.ndarray:
         voi.PhotometricInterpretation = "MONOCHROME2"
         scaled = apply_windowing(values, voi)
     else:
-        low, high = float(values.min()), float(values.max())
+        image = values[~padding]
+        low, high = (float(image.min()), float(image.max())) if image.size else (0.0, 1.0)
         scaled = (values - low) / max(high - low, 1e-9) * 255.0
     if ds.get("PhotometricInterpretation") == "MONOCHROME1":
         scaled = 255.0 - scaled
+    scaled[padding] = 0.0
     return np.clip(np.rint(scaled), 0, 255)
 
 

@@ -11,7 +11,19 @@ the ``QA_*`` constants below, so a consumer (the calcium QA gate) can refuse.
 
 Compressed transfer syntaxes decode through pydicom's pixel handlers: RLE
 Lossless natively, JPEG 2000 through ``pylibjpeg`` + ``pylibjpeg-openjpeg``
-(both MIT). Pixel padding (PS3.3 C.7.5.1.1.2) is left as stored.
+(both MIT).
+
+Pixel padding is never tissue (PS3.3 C.7.5.1.1.2): Pixel Padding Value
+(0028,0120) alone marks one stored value, and with Pixel Padding Range Limit
+(0028,0121) every stored value between the two, inclusive, in either order.
+Both are in the stored-value domain, before the Modality LUT, and are US or SS
+as Pixel Representation (0028,0103) says (PS3.3 C.7.6.3.1.2); a file whose tag
+was written or read with the other VR is reinterpreted as 16-bit two's
+complement or unsigned to match the pixels. Padded voxels become
+:data:`PADDING_HU` in ``Volume.hu`` before anything downstream can threshold
+them, and ``Volume.padding`` keeps where they were (the reconstruction circle
+for QA). :func:`padding_mask` is the one reading of these tags; rendered
+images use it too.
 """
 
 from __future__ import annotations
@@ -20,14 +32,15 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.pixels import get_decoder
-from pydicom.uid import JPEG2000, JPEG2000Lossless
+from pydicom.uid import JPEG2000, ExplicitVRBigEndian, JPEG2000Lossless
 
 from imaging_core.errors import MixedSeriesError, PixelDataError, VolumeError
 
@@ -42,6 +55,10 @@ QA_NONCONTIGUOUS = "non-contiguous-slices"
 QA_SHEAR = "shear-or-gantry-tilt"
 QA_THICKNESS = "slice-thickness-varies"
 QA_SINGLE = "single-slice"
+
+# HU given to padded voxels: air (-1000 HU by the definition of the scale) at the
+# usual -1024 floor of CT images, below any tissue, so no threshold takes it.
+PADDING_HU = -1024
 
 _IOP_ATOL = 1e-3  # direction cosines equal to this are one orientation
 _POS_ATOL_MM = 0.01  # positions closer than this along the normal are duplicates
@@ -58,6 +75,14 @@ class Volume:
     spacing) in mm; ``slice_positions`` are the true positions of the slices
     along the normal, relative to ``origin``, so geometry stays right even
     where ``qa`` reports a gap.
+
+    ``padding`` is True where the stored value was pixel padding (those
+    voxels hold :data:`PADDING_HU` in ``hu``); all False when the series
+    declares none. ``gantry_tilt_deg`` is Gantry/Detector Tilt (0018,1120),
+    ``convolution_kernel`` Convolution Kernel (0018,1210, values joined by
+    ``\\``), ``manufacturer`` Manufacturer (0008,0070) and
+    ``reconstruction_diameter_mm`` Reconstruction Diameter (0018,1100); None
+    or "" when not recorded.
     """
 
     hu: np.ndarray
@@ -75,6 +100,18 @@ class Volume:
     contrast: bool
     sop_instance_uids: list[str]
     qa: list[str] = field(default_factory=list)
+    padding: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0), dtype=bool))
+    gantry_tilt_deg: float | None = None
+    convolution_kernel: str | None = None
+    manufacturer: str = ""
+    reconstruction_diameter_mm: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.padding.shape != self.hu.shape:
+            if self.padding.size:
+                raise VolumeError(f"padding mask {self.padding.shape} is not shaped like the "
+                                  f"volume {self.hu.shape}")
+            self.padding = np.zeros(self.hu.shape, dtype=bool)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -269,8 +306,9 @@ def _build(frames: list[_Frame]) -> Volume:
     spacing_z, qa = _slice_spacing(along, first.thickness)
     qa += _shear_qa(frames, normal, along) + _thickness_qa(frames)
     ds = first.dataset
+    hu, padding = _hounsfield(frames)
     return Volume(
-        hu=_hounsfield(frames),
+        hu=hu,
         spacing=(spacing_z, first.pixel_spacing[0], first.pixel_spacing[1]),
         origin=frames[0].position.copy(),
         orientation=np.stack([row_dir, col_dir, normal]),
@@ -285,6 +323,13 @@ def _build(frames: list[_Frame]) -> Volume:
         contrast=_contrast(ds),
         sop_instance_uids=_unique([str(f.dataset.get("SOPInstanceUID", "")) for f in frames]),
         qa=qa,
+        padding=padding,
+        gantry_tilt_deg=_optional_float(_acquisition_tag(ds, "CTAcquisitionDetailsSequence",
+                                                         "GantryDetectorTilt")),
+        convolution_kernel=_kernel(ds),
+        manufacturer=str(ds.get("Manufacturer", "") or ""),
+        reconstruction_diameter_mm=_optional_float(_acquisition_tag(
+            ds, "CTReconstructionSequence", "ReconstructionDiameter")),
     )
 
 
@@ -369,34 +414,109 @@ def _thickness_qa(frames: Sequence[_Frame]) -> list[str]:
     return []
 
 
-def _hounsfield(frames: Sequence[_Frame]) -> np.ndarray:
-    """Stored values to HU (PS3.3 C.11.1.1.2): int16 when exact, else float32."""
+def _hounsfield(frames: Sequence[_Frame]) -> tuple[np.ndarray, np.ndarray]:
+    """Stored values to HU (PS3.3 C.11.1.1.2), padding set to PADDING_HU, and the padding mask.
+
+    HU are int16 when exact (slope 1, whole intercept, every unpadded value in
+    range), else float32.
+    """
     exact = all(f.slope == 1.0 and float(f.intercept).is_integer() for f in frames)
     rows, cols = int(frames[0].dataset.Rows), int(frames[0].dataset.Columns)
     out = np.empty((len(frames), rows, cols), dtype=np.int16 if exact else np.float32)
+    padding = np.zeros(out.shape, dtype=bool)
     cache: dict[int, np.ndarray] = {}
     for k, f in enumerate(frames):
         stored = _stored_pixels(f, cache)
-        if exact and not _fits_int16(stored, int(f.intercept)):
-            return _hounsfield_float(frames)
-        if exact:  # range checked above, so the unsafe cast cannot wrap
-            np.add(stored, np.int32(f.intercept), out=out[k], dtype=np.int32, casting="unsafe")
-        else:
-            out[k] = stored.astype(np.float32) * np.float32(f.slope) + np.float32(f.intercept)
-    return out
+        padding[k] = padding_mask(f.dataset, stored)
+        values: np.ndarray = (stored.astype(np.int32) + np.int32(f.intercept) if exact else
+                              stored.astype(np.float32) * np.float32(f.slope)
+                              + np.float32(f.intercept))
+        values[padding[k]] = PADDING_HU
+        if exact and not _fits_int16(values):
+            return _hounsfield_float(frames, cache)
+        out[k] = values  # int16 only when the range check above passed
+    return out, padding
 
 
-def _fits_int16(stored: np.ndarray, intercept: int) -> bool:
+def _fits_int16(values: np.ndarray) -> bool:
     info = np.iinfo(np.int16)
-    return bool(info.min <= int(stored.min()) + intercept and
-                int(stored.max()) + intercept <= info.max)
+    return bool(info.min <= int(values.min()) and int(values.max()) <= info.max)
 
 
-def _hounsfield_float(frames: Sequence[_Frame]) -> np.ndarray:
-    cache: dict[int, np.ndarray] = {}
-    stack = [_stored_pixels(f, cache).astype(np.float32) * np.float32(f.slope)
-             + np.float32(f.intercept) for f in frames]
-    return np.stack(stack)
+def _hounsfield_float(frames: Sequence[_Frame],
+                      cache: dict[int, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    stored = [_stored_pixels(f, cache) for f in frames]
+    padding = np.stack([padding_mask(f.dataset, s) for f, s in zip(frames, stored, strict=True)])
+    out = np.stack([s.astype(np.float32) * np.float32(f.slope) + np.float32(f.intercept)
+                    for f, s in zip(frames, stored, strict=True)])
+    out[padding] = PADDING_HU
+    return out, padding
+
+
+def padding_mask(ds: Dataset, stored: np.ndarray) -> np.ndarray:
+    """Where ``stored`` (stored values of one or more frames of ``ds``) is pixel padding.
+
+    Parameters
+    ----------
+    ds : Dataset
+        The instance: Pixel Padding Value (0028,0120), Pixel Padding Range
+        Limit (0028,0121), Pixel Representation and Bits Allocated are read
+        from its top level (General Equipment and Image Pixel modules, for
+        single-frame and Enhanced CT alike).
+    stored : int array, any shape
+        Stored pixel values as decoded (before the Modality LUT).
+
+    Returns
+    -------
+    bool array shaped like ``stored``; all False when no padding is declared.
+    Method: PS3.3 C.7.5.1.1.2 (the range is inclusive, either order; a Range
+    Limit without a Padding Value is ignored, as the standard makes it
+    conditional on one).
+    """
+    bounds = padding_range(ds)
+    if bounds is None:
+        return np.zeros(stored.shape, dtype=bool)
+    values = stored.astype(np.int64, copy=False)
+    return np.asarray((values >= bounds[0]) & (values <= bounds[1]))
+
+
+def padding_range(ds: Dataset) -> tuple[int, int] | None:
+    """The inclusive (low, high) stored-value range of pixel padding, or None.
+
+    Values are read as Pixel Representation says (US for 0, SS for 1;
+    PS3.3 C.7.6.3.1.2), whatever VR the file or pydicom gave them: a raw
+    value, or one decoded with the other VR, is reinterpreted in 16 bits.
+    """
+    value = _padding_tag(ds, "PixelPaddingValue")
+    if value is None:
+        return None
+    limit = _padding_tag(ds, "PixelPaddingRangeLimit")
+    if limit is None:
+        return value, value
+    return min(value, limit), max(value, limit)
+
+
+def _padding_tag(ds: Dataset, keyword: str) -> int | None:
+    element = ds.get(keyword)  # a DataElement only through ds[...]; .get gives the value
+    if element is None or element == b"" or element == "":
+        return None
+    if isinstance(element, bytes):
+        order: Literal["little", "big"] = "little" if _little_endian(ds) else "big"
+        raw = int.from_bytes(element[:2], order)
+    else:
+        try:
+            raw = int(element)
+        except (TypeError, ValueError) as exc:
+            raise VolumeError(f"{keyword} {element!r} is not an integer") from exc
+    raw &= 0xFFFF
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+    return raw - 0x10000 if signed and raw >= 0x8000 else raw
+
+
+def _little_endian(ds: Dataset) -> bool:
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    return syntax is None or syntax != ExplicitVRBigEndian
 
 
 def _stored_pixels(frame: _Frame, cache: dict[int, np.ndarray]) -> np.ndarray:
@@ -435,13 +555,29 @@ def _preferred_plugin(syntax: str) -> str:
 
 def _kvp(ds: Dataset) -> float | None:
     """KVP (0018,0060); for Enhanced CT it sits in the CT X-Ray Details functional group."""
-    if "KVP" in ds:
-        return _optional_float(ds.KVP)
+    return _optional_float(_acquisition_tag(ds, "CTXRayDetailsSequence", "KVP"))
+
+
+def _kernel(ds: Dataset) -> str | None:
+    """Convolution Kernel (0018,1210), several values joined by a backslash; Enhanced CT
+    keeps it in the CT Reconstruction functional group (PS3.3 C.8.15.3.8)."""
+    value = _acquisition_tag(ds, "CTReconstructionSequence", "ConvolutionKernel")
+    if value is None or value == "":
+        return None
+    values = [str(v).strip() for v in (value if isinstance(value, MultiValue) else [value])]
+    return "\\".join(v for v in values if v) or None
+
+
+def _acquisition_tag(ds: Dataset, group: str, keyword: str) -> Any:
+    """An acquisition attribute: top level (CT Image), else the Enhanced CT functional
+    group ``group``, shared first, then the first frame's."""
+    if keyword in ds:
+        return ds.get(keyword)
     shared = _first(ds.get("SharedFunctionalGroupsSequence"))
-    details = _first(shared.get("CTXRayDetailsSequence")) if shared is not None else None
-    if details is None and "PerFrameFunctionalGroupsSequence" in ds:
-        details = _first(ds.PerFrameFunctionalGroupsSequence[0].get("CTXRayDetailsSequence"))
-    return _optional_float(details.get("KVP")) if details is not None else None
+    item = _first(shared.get(group)) if shared is not None else None
+    if item is None and "PerFrameFunctionalGroupsSequence" in ds:
+        item = _first(ds.PerFrameFunctionalGroupsSequence[0].get(group))
+    return item.get(keyword) if item is not None else None
 
 
 def _contrast(ds: Dataset) -> bool:

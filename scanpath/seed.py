@@ -8,7 +8,7 @@ from auth.clients import disable_demo_clients, seed_demo_clients
 from core.settings import Settings
 from fhir.store import Store
 from fhir.terminology import put_if_changed
-from imaging_core.terminology import measure_code_system
+from imaging_core.terminology import code_systems
 from rules import service as rules_service
 
 
@@ -28,5 +28,6 @@ def seed_all(session: Session, settings: Settings, *,
         disabled = disable_demo_clients(session)
     store = Store(session, settings)
     rules_service.seed(store)
-    put_if_changed(store, measure_code_system(settings.canonical_base))
+    for system in code_systems(settings.canonical_base):
+        put_if_changed(store, system)
     return disabled

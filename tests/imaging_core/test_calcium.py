@@ -90,13 +90,20 @@ def cac_drs_from_table(agatston: float) -> int:
     return 0 if agatston == 0 else 1 if agatston < 100 else 2 if agatston < 300 else 3
 
 
-def test_overlapping_1p5mm_slices_are_weighted_by_half() -> None:
-    phantom = replace(THREE_INSERTS, increment=1.5, thickness=3.0, n_slices=27)
+def test_overlapping_2p5mm_increment_is_weighted_by_increment_over_3mm() -> None:
+    phantom = replace(THREE_INSERTS, increment=2.5, thickness=3.0, n_slices=16)
     result = _score(phantom)
     assert result.scorable
-    assert result.params["increment_factor"] == pytest.approx(0.5)
+    assert result.params["increment_factor"] == pytest.approx(2.5 / 3.0)
     assert result.agatston == pytest.approx(expected_agatston(phantom))
     assert result.volume_mm3 == pytest.approx(expected_volume_mm3(phantom))
+
+
+def test_overlapping_1p5mm_increment_is_refused_not_scaled() -> None:
+    result = _score(replace(THREE_INSERTS, increment=1.5, thickness=3.0, n_slices=27))
+    assert not result.scorable
+    assert result.reason == "slice increment 1.5 mm outside the accepted 2.5-3 mm"
+    assert result.agatston is None
 
 
 def test_reversed_z_order_scores_the_same() -> None:
