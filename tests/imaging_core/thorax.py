@@ -169,7 +169,10 @@ class Thorax:
     The scan's ``origin`` and ``w_start`` are replaced: the image is centred
     on x = y = 0 and the first slice lies ``below_heart_mm`` under the heart
     unless ``z_start`` is given. Its ``inserts`` and ``background_hu`` are
-    not used.
+    not used. Tag-only variants go through the scan (``scan_changed``):
+    ``gantry_tilt`` (the geometry stays axial, as a scanner that corrected the
+    tilt would write it), ``convolution_kernel``, ``kvp``, ``thickness``,
+    ``contrast_agent``, ``signed``, ``padding_value`` and ``padding_range_limit``.
     """
 
     scan: Phantom = field(default_factory=default_scan)
