@@ -53,7 +53,8 @@ def _base() -> str:
 
 
 def _store() -> Store:
-    return Store(db(), app_settings())
+    what = g.get("interaction")
+    return Store(db(), app_settings(), actor=what.client_id if what is not None else None)
 
 
 @bp.before_request

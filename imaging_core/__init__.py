@@ -1,9 +1,9 @@
 """The embedded imaging core: DICOM in, analysis jobs, results back as FHIR.
 
 Analysis code here knows nothing about Flask. May import ``core``, ``fhir``
-and ``referral`` (for the accession number's identifier type); must not
-import ``scanpath``. The pure analysis modules import nothing of the
-project's at all:
+and ``referral`` (the accession number's identifier type, and the order
+workflow that images and results move); must not import ``scanpath``. The
+pure analysis modules import nothing of the project's at all:
 
 - ``volume``: DICOM instances to a HU volume with patient geometry and QA;
 - ``calcium``: Agatston, volume and mass scores, lesion count, CAC-DRS, QA gate;

@@ -5,7 +5,8 @@ the 3D model (GLB), key images, a PDF, a DICOM Comprehensive 3D SR (TID 1500)
 and a SEG, stores the SR and SEG with the study, and writes in one
 transaction: Binary and Media resources, the measure Observations, the
 ``preliminary`` DiagnosticReport (``basedOn`` the order), its Provenance
-(analyser version and parameters) and the order's Task moved to ``analysed``.
+(analyser version and parameters) and the order moved to ``analysed`` by the
+order workflow (``referral.orders``).
 The report carries the job's idempotency key as an identifier and is created
 conditionally, so running a job again never makes a second report.
 
@@ -55,6 +56,7 @@ from imaging_core.models import DicomInstance, ReceivedStudy
 from imaging_core.storage import store_instance
 from imaging_core.terminology import CAC_DRS_CATEGORIES, MEASURES, vessel_concept
 from imaging_core.volume import Volume, load_volumes
+from referral import orders
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +203,8 @@ def publish(store: Store, job: jobs.AnalysisJob, analysis: Analysis) -> str:
     review.save_candidates(store.session, str(report["id"]), job, analysis.result,
                            analysis.applied_through)
     _provenance(context, report, analysis)
-    _move_task(context, "analysed")
+    study_ref = f"ImagingStudy/{context.imaging_study_id}" if context.imaging_study_id else None
+    orders.analysed(store, order, study_ref)
     return str(report["id"])
 
 
@@ -472,21 +475,3 @@ def _reviewers(decisions: Sequence[calcium.Decision]) -> list[dict[str, Any]]:
         "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
         "code": "author", "display": "Author"}]}, "who": {"reference": reviewer}}
         for reviewer in dict.fromkeys(d.reviewer for d in decisions)]
-
-
-def _move_task(ctx: _Context, state: str) -> None:
-    """The order's Task, created if missing, shows the analysis is done."""
-    found = run_search(ctx.store.session, spec_for("Task"),
-                       [("focus", f"ServiceRequest/{ctx.order['id']}")], count=1).matches
-    status = {"system": f"{ctx.base}/CodeSystem/order-state", "code": state,
-              "display": state.replace("-", " ")}
-    if found:
-        task = {**found[0], "status": "in-progress", "businessStatus": {"coding": [status]}}
-        ctx.store.update("Task", task["id"], task)
-        return
-    ctx.create({"resourceType": "Task", "status": "in-progress", "intent": "order",
-                "focus": ctx.order_ref, "for": ctx.subject, "authoredOn": instant(now_utc()),
-                "businessStatus": {"coding": [status]}})
-
-
-
