@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import itertools
 import json
 import math
@@ -461,13 +462,17 @@ def _seed(session: Any, settings: Any) -> None:
     from auth.clients import seed_demo_clients
 
     # The servers run as production, where ``scanpath seed`` installs no demo clients
-    # (issue 9), so the benchmark installs its own; older trees take them either way.
+    # and disables those it finds (issue 9), so the benchmark asks for them; older
+    # trees take them either way.
     seed_demo_clients(session, settings)
     try:
         from scanpath.seed import seed_all
     except ImportError:  # the FHIR spine before the rules engine: clients only
         return
-    seed_all(session, settings)
+    if "demo_clients" in inspect.signature(seed_all).parameters:
+        seed_all(session, settings, demo_clients=True)
+    else:
+        seed_all(session, settings)
 
 
 def fresh_postgres(base: str) -> str:

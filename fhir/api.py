@@ -17,6 +17,7 @@ from core.errors import (
     Conflict,
     FhirError,
     MalformedJson,
+    MethodNotAllowed,
     NotAcceptable,
     NotFound,
     Unprocessable,
@@ -29,7 +30,7 @@ from fhir import audit, transaction
 from fhir.access import permit, permit_search
 from fhir.capability import capability_statement
 from fhir.dates import DateFormatError, date_range
-from fhir.registry import OPERATIONS, REGISTRY, ResourceSpec
+from fhir.registry import OPERATIONS, REGISTRY, Invocation, ResourceSpec
 from fhir.search import SearchResult, parse_query, run_search
 from fhir.store import Store, Written
 from fhir.validation import mandatory_elements, valid_id, validate_resource
@@ -52,7 +53,8 @@ def _base() -> str:
 
 
 def _store() -> Store:
-    return Store(db(), app_settings())
+    what = g.get("interaction")
+    return Store(db(), app_settings(), actor=what.client_id if what is not None else None)
 
 
 @bp.before_request
@@ -520,15 +522,24 @@ def validate(resource_type: str, resource_id: str | None = None) -> Response:
     return fhir_response(outcome)
 
 
+@bp.get("/<resource_type>/<resource_id>/$<operation>")
 @bp.post("/<resource_type>/<resource_id>/$<operation>")
 def instance_operation(resource_type: str, resource_id: str, operation: str) -> Response:
     spec = _allow(resource_type, "operation")
     found = OPERATIONS.get((spec.type, operation))
     if found is None:
         raise NotFound(f"${operation} is not an operation on {spec.type}")
-    body = _body() if request.get_data() else None
+    if request.method == "GET" and found.affects_state:
+        error = MethodNotAllowed(f"${operation} changes data; POST it")
+        error.headers["Allow"] = "POST"
+        raise error
+    for interaction in found.interactions:
+        permit(spec.type, interaction, require)
+    body = _body() if request.method == "POST" and request.get_data() else None
     g.interaction.entities = [f"{spec.type}/{resource_id}"]
-    result = found.handler(_store(), resource_id, body)
+    call = Invocation(_store(), resource_id, body, g.interaction.client_id)
+    result = found.handler(call)
+    g.interaction.agents += call.agents
     _commit()
     return fhir_response(result)
 

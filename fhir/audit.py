@@ -49,6 +49,8 @@ class Interaction:
     entities: list[str] = field(default_factory=list)
     query: str | None = None
     event_type: dict[str, str] = field(default_factory=lambda: dict(REST_EVENT))
+    # People the client acted for (``Practitioner/...``), each another agent.
+    agents: list[str] = field(default_factory=list)
 
 
 def audit_event(what: Interaction, outcome: str, description: str | None = None,
@@ -60,7 +62,8 @@ def audit_event(what: Interaction, outcome: str, description: str | None = None,
         "action": ACTIONS.get(what.interaction, "E"),
         "recorded": instant(now_utc()),
         "outcome": outcome,
-        "agent": [_agent(what)],
+        "agent": [_agent(what), *({"who": {"reference": who}, "requestor": True}
+                                  for who in what.agents)],
         "source": {"site": site, "observer": {"display": f"{site} FHIR server"},
                    "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type",
                              "code": "4", "display": "Application Server"}]},

@@ -172,19 +172,40 @@ CONTROL_PARAMS = {"_count", "_offset", "_sort", "_include", "_revinclude", "_sum
                   "_totalMethod"}
 
 
+@dataclass
+class Invocation:
+    """One call of an instance operation, as its handler sees it.
+
+    ``store`` is the request's ``fhir.store.Store``; ``client_id`` the caller.
+    A handler that acts for a person appends that person's reference
+    (``Practitioner/...``) to ``agents``: the interaction's AuditEvent names them.
+    """
+
+    store: Any
+    resource_id: str
+    body: Any
+    client_id: str
+    agents: list[str] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class Operation:
     """An instance-level operation served at ``POST /fhir/{type}/{id}/${name}``.
 
-    ``handler(store, resource_id, body)`` returns the response resource; it is
-    registered by the package that owns the operation (``rules`` for
-    ``$replay``) so that ``fhir`` needs no import of it.
+    ``handler(invocation)`` returns the response resource; it is registered by
+    the package that owns the operation (``rules`` for ``$replay``) so that
+    ``fhir`` needs no import of it. ``interactions`` are what the token must
+    also be allowed on the type besides ``operation`` (a read), e.g.
+    ``("update",)`` for one that changes the resource. ``affects_state``
+    False also serves it on GET (operations.html#request).
     """
 
     resource_type: str
     name: str
     definition: str
-    handler: Callable[..., dict[str, Any]]
+    handler: Callable[[Invocation], dict[str, Any]]
+    interactions: tuple[str, ...] = ()
+    affects_state: bool = True
 
 
 OPERATIONS: dict[tuple[str, str], Operation] = {}
@@ -192,5 +213,7 @@ VALIDATE_DEFINITION = "http://hl7.org/fhir/OperationDefinition/Resource-validate
 
 
 def register_operation(resource_type: str, name: str, definition: str,
-                       handler: Callable[..., dict[str, Any]]) -> None:
-    OPERATIONS[(resource_type, name)] = Operation(resource_type, name, definition, handler)
+                       handler: Callable[[Invocation], dict[str, Any]], *,
+                       interactions: tuple[str, ...] = (), affects_state: bool = True) -> None:
+    OPERATIONS[(resource_type, name)] = Operation(resource_type, name, definition, handler,
+                                                  interactions, affects_state)

@@ -76,9 +76,11 @@ def dumps(resource: dict[str, Any]) -> str:
 class Store:
     """Resource persistence over one session."""
 
-    def __init__(self, session: Session, settings: Settings) -> None:
+    def __init__(self, session: Session, settings: Settings, actor: str | None = None) -> None:
         self.session = session
         self.settings = settings
+        # The client writing, when a request writes: hooks that audit name it.
+        self.actor = actor
         # "Type/id" of resources the current transaction writes: local
         # references to them resolve before they exist.
         self.pending: frozenset[str] = frozenset()

@@ -1,9 +1,9 @@
 """The embedded imaging core: DICOM in, analysis jobs, results back as FHIR.
 
 Analysis code here knows nothing about Flask. May import ``core``, ``fhir``
-and ``referral`` (for the accession number's identifier type); must not
-import ``scanpath``. The pure analysis modules import nothing of the
-project's at all:
+and ``referral`` (the accession number's identifier type, and the order
+workflow that images and results move); must not import ``scanpath``. The
+pure analysis modules import nothing of the project's at all:
 
 - ``volume``: DICOM instances to a HU volume with patient geometry and QA;
 - ``calcium``: Agatston, volume and mass scores, lesion count, CAC-DRS, QA gate;
@@ -24,6 +24,11 @@ DICOM in:
 - ``studies``: matching by accession number, the FHIR ImagingStudy;
 - ``scp``: the C-STORE/C-ECHO listener (pynetdicom);
 - ``dicomweb``: STOW-RS and WADO-RS, the only Flask module here.
+
+Results out: ``results`` (the calcium analyser and its FHIR report),
+``reports`` (SR, SEG, PDF), ``terminology`` (the local CodeSystems) and
+``review`` (a radiologist's ``$lesions`` and ``$review`` operations on the
+report, and the decisions they keep).
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ def init_app(app: Flask) -> None:
     Call after ``referral.init_app``: the order hook needs the accession
     number that referral's hook assigns.
     """
-    from imaging_core import dicomweb, studies
+    from imaging_core import dicomweb, review, studies
 
     dicomweb.init_app(app)
     studies.register()
+    review.register()

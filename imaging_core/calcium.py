@@ -218,10 +218,15 @@ class CalciumResult:
 
     @property
     def cac_drs_label(self) -> str | None:
-        """``CAC-DRS A2/N3`` (Hecht 2018; CONTRACT §5), or None when not scored."""
+        """``CAC-DRS A2/N3`` (Hecht 2018; CONTRACT §5), or None when not scored.
+
+        Without N (``CAC-DRS A2``) when counted calcium is not attributed to an
+        artery: N is then unknown, never 0.
+        """
         if self.cac_drs is None:
             return None
-        return f"CAC-DRS A{self.cac_drs}/N{self.cac_vessels or 0}"
+        vessels = "" if self.cac_vessels is None else f"/N{self.cac_vessels}"
+        return f"CAC-DRS A{self.cac_drs}{vessels}"
 
     def as_dict(self) -> dict[str, Any]:
         """Everything but the voxel maps, as plain JSON-ready values."""
@@ -406,7 +411,7 @@ def _scored(volume: Volume, params: CalciumParams, region: str, lesions: _Lesion
         series_uid=volume.series_uid, region=region,
         inputs=_inputs(volume), params=_params(params, factor),
         qa=list(volume.qa) + _mass_qa(params), lesions=candidates, arteries=arteries,
-        cac_vessels=sum(1 for a in arteries.values() if a.agatston > 0),
+        cac_vessels=cac_vessels(candidates),
         weight_map=weight_map, lesion_map=lesion_map,
     )
 
@@ -494,6 +499,14 @@ def artery_scores(candidates: Sequence[Lesion]) -> dict[str, ArteryScore]:
                 m for m in masses if m is not None)),
             lesion_count=len(mine))
     return out
+
+
+def cac_vessels(candidates: Sequence[Lesion]) -> int | None:
+    """CAC-DRS N: arteries with counted calcium (Hecht 2018); None (unknown) when some
+    counted calcium is ``unassigned`` to an artery."""
+    if any(c.counted and c.label == UNASSIGNED for c in candidates):
+        return None
+    return sum(1 for a in artery_scores(candidates).values() if a.agatston > 0)
 
 
 def _sum_or_none(values: Sequence[float | None], calibration: float | None) -> float | None:

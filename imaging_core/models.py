@@ -126,3 +126,44 @@ class AnalysisJob(SQLModel, table=True):
     instance_count: int | None = None
     created_at: datetime
     updated_at: datetime
+
+
+class LesionDecision(SQLModel, table=True):
+    """A radiologist's change to one candidate calcium lesion of an order's report.
+
+    Decisions are kept in order (``id``) and never changed or deleted: the
+    analysis applies all of them, in order, every time it scores the study
+    again (lesion ids are stable for the same images, ``calcium.Lesion``).
+    ``job_id`` is the analysis job that regenerates the report for it.
+    """
+
+    __tablename__ = "lesion_decision"
+    id: int | None = Field(default=None, primary_key=True)
+    service_request_id: str = Field(max_length=64, index=True)
+    diagnostic_report_id: str = Field(max_length=64, index=True)
+    study_uid: str = Field(max_length=64)
+    lesion_id: str = Field(max_length=64)
+    action: str = Field(max_length=16)  # reject | accept | relabel
+    label: str | None = Field(default=None, max_length=32)
+    reviewer: str = Field(max_length=128)  # Practitioner/{id}
+    client_id: str = Field(max_length=128)  # the system that sent it
+    recorded_at: datetime
+    job_id: int | None = Field(default=None, index=True)
+
+
+class CalciumCandidates(SQLModel, table=True):
+    """The candidate lesions of a report's latest analysis, for review without pixels.
+
+    ``lesions`` is the JSON list of ``calcium.Lesion`` as scored, with every
+    decision up to ``applied_through`` (a ``LesionDecision.id``; 0: none)
+    already applied.
+    """
+
+    __tablename__ = "calcium_candidates"
+    diagnostic_report_id: str = Field(primary_key=True, max_length=64)
+    service_request_id: str = Field(max_length=64, index=True)
+    study_uid: str = Field(max_length=64)
+    job_id: int
+    applied_through: int = 0
+    lesions: str = Field(sa_column=Column(Text, nullable=False))
+    updated_at: datetime

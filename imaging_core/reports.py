@@ -6,13 +6,17 @@ bytes. No Flask, no database, no network; fonts are the PDF core fonts.
 
 - :func:`build_sr`: Comprehensive 3D SR (PS3.3 A.35.13) whose content tree is DICOM
   PS3.16 TID 1500 "Measurement Report", built with highdicom. One TID 1501 "Measurement
-  and Qualitative Evaluation Group" holds the numbers; TID 4019 "Algorithm
+  and Qualitative Evaluation Group" holds the totals, and one per coronary artery (its
+  finding site the artery) holds that artery's share when calcium is attributed; TID 4019 "Algorithm
   Identification" names the analyser, its version and every parameter; TID 1600 "Image
   Library" and the evidence sequence reference every source image.
-- :func:`build_seg`: Segmentation (PS3.3 A.51), BINARY, one segment "Calcium": the
-  voxels that counted in the Agatston score.
-- :func:`build_pdf`: a one- or two-page report for the GP and the patient.
-- :func:`conclusion_text`: the plain-words conclusion, CAC-DRS per Hecht 2018.
+- :func:`build_seg`: Segmentation (PS3.3 A.51), BINARY: the voxels that counted in the
+  Agatston score, one segment per artery with calcium ("Calcium LAD"), or one segment
+  "Calcium" when the calcium is not attributed to arteries.
+- :func:`build_pdf`: a one- or two-page report for the GP and the patient, with a table
+  per artery and CAC-DRS A/N.
+- :func:`conclusion_text`: the plain-words conclusion, CAC-DRS A/N per Hecht 2018,
+  naming the arteries with calcium.
 
 Every output says PRELIMINARY: the SR's PreliminaryFlag and VerificationFlag, the PDF's
 banner. A radiologist's sign-off (CONTRACT §5) is what makes a result final.
@@ -38,6 +42,8 @@ Algorithm family       DCM 123101 "Neighborhood Analysis"              CID 7162
 Text evaluations       DCM 121106 "Comment", DCM 121077 "Conclusion"   codedict
 Root evaluations box   UMLS C0034375 "Qualitative Evaluations"         TID 1500 row (HL7
                                                                        DICOM SR-to-FHIR IG)
+Finding site, SEG      SCT 3227004 LM, 59438005 LAD, 57396003 LCX,       CID 3016 "Major
+anatomic region        13647002 RCA                                    Coronary Artery"
 Units                  UCUM 1, mm3 (CID 7181), mg                      codedict; mg is UCUM
 =====================  ==============================================  =====================
 
@@ -66,7 +72,14 @@ from pydicom.sr.coding import Code
 from pydicom.tag import Tag
 from pydicom.uid import generate_uid
 
-from imaging_core.calcium import AGATSTON_1990, HECHT_2018, MCCOLLOUGH_2007, CalciumResult
+from imaging_core.calcium import (
+    AGATSTON_1990,
+    CORONARY_ARTERIES,
+    HECHT_2018,
+    MCCOLLOUGH_2007,
+    ArteryScore,
+    CalciumResult,
+)
 from imaging_core.errors import ReportError
 from imaging_core.volume import Volume
 
@@ -94,6 +107,14 @@ ALGORITHM_FAMILY = codes.cid7162.NeighborhoodAnalysis  # DCM 123101
 COMMENT = codes.DCM.Comment  # DCM 121106
 CONCLUSION = codes.DCM.Conclusion  # DCM 121077
 QUALITATIVE_EVALUATIONS = Code("C0034375", "UMLS", "Qualitative Evaluations")
+# The arteries as finding sites and SEG anatomic regions: DICOM PS3.16 CID 3016 "Major
+# Coronary Artery" (SNOMED CT), the same concepts as imaging_core.terminology.
+ARTERY_CODES: dict[str, Code] = {
+    "LM": codes.cid3016.LeftMainCoronaryArtery,  # SCT 3227004
+    "LAD": codes.cid3016.LeftAnteriorDescendingCoronaryArtery,  # SCT 59438005
+    "LCX": codes.cid3016.CircumflexCoronaryArtery,  # SCT 57396003
+    "RCA": codes.cid3016.RightCoronaryArtery,  # SCT 13647002
+}
 NO_UNITS = codes.UCUM.NoUnits  # UCUM "1"
 CUBIC_MM = codes.UCUM.CubicMillimeter  # UCUM "mm3"
 MILLIGRAM = Code("mg", "UCUM", "milligram")
@@ -118,19 +139,40 @@ def conclusion_text(result: CalciumResult) -> str:
 
     Categories and wording follow CAC-DRS (Hecht HS et al., J Cardiovasc Comput Tomogr
     2018;12:185-191): Agatston 0 -> A0 no plaque, 1-99 -> A1 mild, 100-299 -> A2
-    moderate, >= 300 -> A3 severe. No vessel count ("N") is given: the score is not
-    attributed to vessels.
+    moderate, >= 300 -> A3 severe; N is the number of coronary arteries with calcium,
+    named. Without attribution to arteries no N is given (unknown, not none).
     """
     if not result.scorable or result.agatston is None or result.cac_drs is None:
         reason = (result.reason or "reason not recorded").rstrip(".")
         return f"The scan could not be scored: {reason}. A radiologist will review it."
     burden = CAC_DRS_MEANING[result.cac_drs][1]
     text = (f"Coronary calcium score (Agatston) {format_agatston(result.agatston)}: "
-            f"{burden} (CAC-DRS A{result.cac_drs}).")
+            f"{burden} ({result.cac_drs_label}).{vessels_text(result)}")
     if result.region.startswith("whole field of view"):
         text += (" The whole scan was measured, so calcium outside the coronary arteries "
                  "(for example in the aortic valve or aorta) may be included.")
     return text + " This is a preliminary result until a radiologist has checked it."
+
+
+ARTERY_NAMES = {"LM": "left main (LM)", "LAD": "left anterior descending (LAD)",
+                "LCX": "left circumflex (LCX)", "RCA": "right coronary artery (RCA)"}
+
+
+def vessels_text(result: CalciumResult) -> str:
+    """" Calcium in 2 of the 4 coronary arteries scored: ..." in plain words."""
+    if result.cac_vessels is None:
+        return (" Which coronary arteries hold the calcium was not determined."
+                if result.agatston else "")
+    with_calcium = [ARTERY_NAMES[a] for a in CORONARY_ARTERIES
+                    if result.arteries.get(a) and result.arteries[a].agatston > 0]
+    if not with_calcium:
+        return ""
+    return (f" Calcium in {result.cac_vessels} of the 4 coronary arteries scored: "
+            f"{_and_list(with_calcium)}.")
+
+
+def _and_list(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def format_agatston(value: float) -> str:
@@ -198,8 +240,9 @@ def build_sr(source_datasets: list[Dataset], volume: Volume, result: CalciumResu
     report = hd.sr.MeasurementReport(
         observation_context=_observation_context(result),
         procedure_reported=CAC_PROCEDURE,
-        imaging_measurements=[_measurement_group(
-            result, [ds for ds in sources if _is_multiframe(ds)])],
+        imaging_measurements=[
+            _measurement_group(result, [ds for ds in sources if _is_multiframe(ds)]),
+            *_artery_groups(result)],
         referenced_images=_library(sources, result) or None,
     )
     report[0].ContentSequence.append(_conclusion_container(result))
@@ -294,20 +337,40 @@ def _measurement_group(
 
 
 def _measurements(result: CalciumResult) -> list[hd.sr.Measurement]:
-    """TID 300 measurements; mass only when a scanner calibration made it measurable."""
+    """TID 300 measurements of the total; mass only when a calibration made it measurable."""
     agatston, volume_mm3, _ = _scores(result)
+    return _score_measurements(ArteryScore(agatston, volume_mm3, result.mass_mg,
+                                           result.lesion_count or 0))
+
+
+def _score_measurements(scores: ArteryScore) -> list[hd.sr.Measurement]:
+    """Agatston, volume, mass (when calibrated) and lesion count, as TID 300 items."""
     items = [
-        hd.sr.Measurement(name=CALCIUM_SCORE, value=agatston, unit=NO_UNITS,
+        hd.sr.Measurement(name=CALCIUM_SCORE, value=scores.agatston, unit=NO_UNITS,
                           method=AGATSTON_METHOD),
-        hd.sr.Measurement(name=CALCIUM_VOLUME, value=volume_mm3, unit=CUBIC_MM),
+        hd.sr.Measurement(name=CALCIUM_VOLUME, value=scores.volume_mm3, unit=CUBIC_MM),
     ]
-    if result.mass_mg is not None:
-        items.append(hd.sr.Measurement(name=CALCIUM_MASS, value=result.mass_mg,
+    if scores.mass_mg is not None:
+        items.append(hd.sr.Measurement(name=CALCIUM_MASS, value=scores.mass_mg,
                                        unit=MILLIGRAM))
-    if result.lesion_count is not None:
-        items.append(hd.sr.Measurement(name=NUMBER_OF_CALCIFICATIONS,
-                                       value=result.lesion_count, unit=NO_UNITS))
+    items.append(hd.sr.Measurement(name=NUMBER_OF_CALCIFICATIONS,
+                                   value=scores.lesion_count, unit=NO_UNITS))
     return items
+
+
+def _artery_groups(result: CalciumResult) -> list[hd.sr.MeasurementsAndQualitativeEvaluations]:
+    """One TID 1501 group per coronary artery (zeros included), its finding site the
+    artery (CID 3016); none when calcium is not attributed to arteries (unknown, not 0)."""
+    if not result.scorable or result.cac_vessels is None:
+        return []
+    return [hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=hd.UID(), identifier=f"Calcium score {artery}"),
+        finding_type=CALCIFICATION,
+        finding_sites=[hd.sr.FindingSite(anatomic_location=ARTERY_CODES[artery])],
+        algorithm_id=_algorithm(result),
+        measurements=_score_measurements(result.arteries[artery]),
+    ) for artery in CORONARY_ARTERIES]
 
 
 def _scores(result: CalciumResult) -> tuple[float, float, int]:
@@ -321,8 +384,8 @@ def _comments(result: CalciumResult) -> list[str]:
     """The refusal reason, the scored region and the QA notes, each a TEXT item."""
     lines = [] if result.scorable else [f"Not scored: {result.reason or 'no reason recorded'}"]
     lines.append(f"Region scored: {result.region}")
-    if result.cac_drs is not None:
-        lines.append(f"CAC-DRS A{result.cac_drs} ({CAC_DRS_SOURCE})")
+    if result.cac_drs_label is not None:
+        lines.append(f"{result.cac_drs_label} ({CAC_DRS_SOURCE})")
     return lines + [f"QA: {item}" for item in result.qa]
 
 
@@ -345,6 +408,10 @@ def build_seg(source_datasets: list[Dataset], volume: Volume, result: CalciumRes
               series_number: int = 901) -> Dataset | None:
     """A BINARY Segmentation of the voxels that counted in the Agatston score.
 
+    With calcium attributed to arteries, one segment per artery that has counted
+    calcium ("Calcium LAD", its anatomic region the artery, CID 3016); otherwise one
+    segment "Calcium" of all counted voxels.
+
     Returns None when there is nothing to segment: a refused scan, or a score of 0. A
     SEG must hold at least one frame, and highdicom would then write every frame empty,
     a "Calcium" segment with no calcium in it; the SR already says the score is 0.
@@ -357,14 +424,18 @@ def build_seg(source_datasets: list[Dataset], volume: Volume, result: CalciumRes
     sources = _ordered_sources(source_datasets, volume, result)
     if not result.scorable or result.weight_map is None:
         return None
-    mask = result.weight_map > 0
-    if not mask.any():
+    segments = _segments(result)
+    if not segments:
         log.info("no calcium: no segmentation built", extra={"series_uid": volume.series_uid})
         return None
+    labels = np.zeros(result.weight_map.shape, dtype=np.uint8)
+    for number, (_, mask) in enumerate(segments, start=1):
+        labels[mask] = number
     seg = hd.seg.Segmentation(
-        source_images=sources, pixel_array=mask.astype(np.uint8),
+        source_images=sources, pixel_array=labels,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[_segment_description(result)],
+        segment_descriptions=[_segment_description(result, number, artery)
+                              for number, (artery, _) in enumerate(segments, start=1)],
         series_instance_uid=hd.UID(), series_number=series_number,
         sop_instance_uid=hd.UID(), instance_number=1,
         manufacturer=MANUFACTURER, manufacturer_model_name=ALGORITHM_NAME,
@@ -377,16 +448,38 @@ def build_seg(source_datasets: list[Dataset], volume: Volume, result: CalciumRes
     return seg
 
 
-def _segment_description(result: CalciumResult) -> hd.seg.SegmentDescription:
+def _segments(result: CalciumResult) -> list[tuple[str | None, np.ndarray]]:
+    """``(artery or None, mask)`` of each non-empty segment, in segment-number order."""
+    if result.weight_map is None:
+        return []
+    counted = result.weight_map > 0
+    if result.cac_vessels is None or result.lesion_map is None:
+        return [(None, counted)] if counted.any() else []
+    out: list[tuple[str | None, np.ndarray]] = []
+    for artery in CORONARY_ARTERIES:
+        mine = [i + 1 for i, c in enumerate(result.lesions) if c.counted and c.label == artery]
+        mask = np.isin(result.lesion_map, mine) & counted
+        if mask.any():
+            out.append((artery, mask))
+    return out
+
+
+def _segment_description(result: CalciumResult, number: int = 1,
+                         artery: str | None = None) -> hd.seg.SegmentDescription:
     algorithm = hd.AlgorithmIdentificationSequence(
         name=ALGORITHM_NAME, family=ALGORITHM_FAMILY, version=result.analyser_version,
         source=MANUFACTURER, parameters=algorithm_parameters(result))
     description = hd.seg.SegmentDescription(
-        segment_number=1, segment_label=SEGMENT_LABEL,
+        segment_number=number,
+        segment_label=SEGMENT_LABEL if artery is None else f"{SEGMENT_LABEL} {artery}",
         segmented_property_category=ABNORMAL_STRUCTURE,
         segmented_property_type=CALCIFICATION,
-        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        # A radiologist's review of the candidates makes it semi-automatic (PS3.3 C.8.20.2).
+        algorithm_type=(hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC
+                        if any(c.reviewed_by for c in result.lesions)
+                        else hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC),
         algorithm_identification=algorithm,
+        anatomic_regions=None if artery is None else [ARTERY_CODES[artery]],
     )
     # Say what the segment is not: without a region mask it includes bone and valves.
     description.SegmentDescription = f"Agatston lesions, {result.region}"[:64]
@@ -447,6 +540,7 @@ def build_pdf(result: CalciumResult, *, patient_name: str | None, accession: str
     _patient_block(pdf, patient_name, accession, study_date)
     _section(pdf, "Conclusion", conclusion)
     _scores_table(pdf, result)
+    _artery_table(pdf, result)
     _cac_drs_table(pdf, result)
     _key_images(pdf, key_images[:3])
     _qa_notes(pdf, result)
@@ -564,8 +658,22 @@ def _score_rows(result: CalciumResult) -> list[tuple[str, str, str]]:
         ("Calcium volume", f"{volume_mm3:.1f} mm\u00b3", "Volume of the calcium found"),
         ("Calcium mass", mass, "Needs a calibration of the scanner (McCollough 2007)"),
         ("Calcified lesions", str(result.lesion_count), "Separate spots of calcium"),
-        ("CAC-DRS", f"A{drs}", CAC_DRS_MEANING[drs][1].capitalize()),
+        ("CAC-DRS", (result.cac_drs_label or f"A{drs}").removeprefix("CAC-DRS "),
+         CAC_DRS_MEANING[drs][1].capitalize() + ("; N: arteries with calcium"
+                                                 if result.cac_vessels is not None else "")),
     ]
+
+
+def _artery_table(pdf: FPDF, result: CalciumResult) -> None:
+    """Agatston, volume and lesions per coronary artery, when calcium is attributed."""
+    if not result.scorable or result.cac_vessels is None:
+        return
+    _subheading(pdf, "By coronary artery")
+    rows = [("Artery", "Agatston score", "Calcium volume", "Lesions")]
+    rows += [(ARTERY_NAMES[a][:1].upper() + ARTERY_NAMES[a][1:], format_agatston(s.agatston),
+              f"{s.volume_mm3:.1f} mm\u00b3", str(s.lesion_count))
+             for a in CORONARY_ARTERIES for s in [result.arteries[a]]]
+    _table(pdf, rows, (70, 35, 45, 30))
 
 
 def _cac_drs_table(pdf: FPDF, result: CalciumResult) -> None:

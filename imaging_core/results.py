@@ -5,9 +5,19 @@ the 3D model (GLB), key images, a PDF, a DICOM Comprehensive 3D SR (TID 1500)
 and a SEG, stores the SR and SEG with the study, and writes in one
 transaction: Binary and Media resources, the measure Observations, the
 ``preliminary`` DiagnosticReport (``basedOn`` the order), its Provenance
-(analyser version and parameters) and the order's Task moved to ``analysed``.
+(analyser version and parameters) and the order moved to ``analysed`` by the
+order workflow (``referral.orders``).
 The report carries the job's idempotency key as an identifier and is created
 conditionally, so running a job again never makes a second report.
+
+The Observations (CONTRACT §5): the total ``agatston-score`` without
+``bodySite``, one ``agatston-score`` per coronary artery with it (unknown, via
+``dataAbsentReason``, when calcium is not attributed to arteries), volume,
+mass, lesion count, and ``cac-drs`` (A coded, N as the ``cac-vessels``
+component). A radiologist's decisions (``imaging_core.review``) are applied
+by every analysis of the order; a job queued by a review writes the report's
+next version without the "Re-analysed" preamble, and its Provenance names the
+reviewers.
 
 An order has one report. When its study is analysed again (more instances
 arrived after the first analysis, shared/CONTRACT.md §5), a ``preliminary``
@@ -23,6 +33,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +46,7 @@ from core.settings import Settings
 from fhir.dates import instant, now_utc
 from fhir.search import run_search
 from fhir.store import Store, spec_for
-from imaging_core import calcium, jobs
+from imaging_core import calcium, jobs, review
 from imaging_core import reports as reports
 from imaging_core.chest import score_chest
 from imaging_core.errors import ImagingError
@@ -44,8 +55,9 @@ from imaging_core.keyimages import KeyImage, key_images
 from imaging_core.mesh import calcium_mesh, context_mesh, to_glb
 from imaging_core.models import DicomInstance, ReceivedStudy
 from imaging_core.storage import store_instance
-from imaging_core.terminology import MEASURES
+from imaging_core.terminology import CAC_DRS_CATEGORIES, MEASURES, vessel_concept
 from imaging_core.volume import Volume, load_volumes
+from referral import orders
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +75,9 @@ class Analysis:
     images: list[KeyImage] = field(default_factory=list)
     pdf: bytes | None = None
     derived: list[Dataset] = field(default_factory=list)
+    # A radiologist's decisions applied, and the id of the last one (0: none).
+    decisions: list[calcium.Decision] = field(default_factory=list)
+    applied_through: int = 0
 
 
 def register() -> None:
@@ -73,7 +88,9 @@ def run_calcium(settings: Settings, job: jobs.AnalysisJob) -> str:
     """Analyse the job's study and publish the results; the report id."""
     with Session(engine_for(settings.database_url)) as session:
         sources = _datasets(session, settings, job.study_uid)
-    analysis = analyse(sources)
+        decided = review.decisions_for(session, job.service_request_id)
+    analysis = analyse(sources, review.as_decisions(decided))
+    analysis.applied_through = max((d.id or 0 for d in decided), default=0)
     with Session(engine_for(settings.database_url), expire_on_commit=False) as session:
         jobs.check_lease(session, job)
         report_id = publish(Store(session, settings), job, analysis)
@@ -88,10 +105,10 @@ def _datasets(session: Session, settings: Settings, study_uid: str) -> list[Data
     return [pydicom.dcmread(settings.var_dir / row.path) for row in rows]
 
 
-def analyse(sources: list[Dataset]) -> Analysis:
-    """Load, score the chest's coronary calcium and render.
+def analyse(sources: list[Dataset], decisions: Sequence[calcium.Decision] = ()) -> Analysis:
+    """Load, score (with a radiologist's ``decisions``, in order) and render.
 
-    Scoring is :func:`imaging_core.chest.score_chest`: anatomy, image QA,
+    Scoring is :func:`score_volume`, the chest pipeline: anatomy, image QA,
     coronary candidates labelled by artery. A study that cannot be read gives
     a failure to report; a heart that cannot be found, a result that is not
     scorable with that reason.
@@ -101,8 +118,9 @@ def analyse(sources: list[Dataset]) -> Analysis:
     except (ImagingError, ValueError) as error:
         return Analysis(None, None, f"The images could not be analysed: {error}. "
                         "A radiologist will review them.", failure=str(error))
-    result = score_chest(volume)
-    analysis = Analysis(volume, result, reports.conclusion_text(result))
+    result, applied = _score(volume, decisions)
+    analysis = Analysis(volume, result, reports.conclusion_text(result) + _reviewed(applied),
+                        decisions=applied)
     if result.scorable and result.weight_map is not None:
         analysis.glb = to_glb([calcium_mesh(volume, result.weight_map),
                                context_mesh(volume, result.weight_map)])
@@ -119,12 +137,50 @@ def analyse(sources: list[Dataset]) -> Analysis:
     return analysis
 
 
+def score_volume(volume: Volume, decisions: Sequence[calcium.Decision]) -> calcium.CalciumResult:
+    """The one scorer the analyser calls: the chest pipeline (:func:`chest.score_chest`).
+
+    Raises ValueError, as ``calcium.score`` does, for a decision naming an
+    unknown lesion or label.
+    """
+    return score_chest(volume, decisions=decisions)
+
+
+def _score(volume: Volume, decisions: Sequence[calcium.Decision]
+           ) -> tuple[calcium.CalciumResult, list[calcium.Decision]]:
+    """The result with every decision whose lesion is still a candidate, and those applied.
+
+    New images can move a lesion (its id names its first voxel): a decision
+    whose lesion is gone is not applied, and the result's QA notes say so.
+    """
+    try:
+        return score_volume(volume, decisions), list(decisions)
+    except ValueError:
+        if not decisions:
+            raise
+    known = {lesion.id for lesion in score_volume(volume, ()).lesions}
+    kept = [d for d in decisions if d.lesion_id in known]
+    result = score_volume(volume, kept)
+    gone = sorted({d.lesion_id for d in decisions if d.lesion_id not in known})
+    result.qa.append(f"review-not-applied: {len(decisions) - len(kept)} review decisions "
+                     f"name lesions this analysis did not find ({', '.join(gone)})")
+    return result, kept
+
+
+def _reviewed(applied: Sequence[calcium.Decision]) -> str:
+    """A sentence saying a radiologist's review is in the result, or nothing."""
+    if not applied:
+        return ""
+    return (f" A radiologist's review of the automatic findings ({len(applied)} "
+            f"change{'s' if len(applied) != 1 else ''}) is applied.")
+
+
 def _first(sources: list[Dataset], keyword: str) -> str | None:
     value = next((getattr(s, keyword, None) for s in sources if getattr(s, keyword, None)), None)
     return str(value) if value else None
 
 
-SIGNED_OFF = ("final", "amended", "corrected")
+SIGNED_OFF = review.SIGNED_OFF
 
 
 def publish(store: Store, job: jobs.AnalysisJob, analysis: Analysis) -> str:
@@ -138,6 +194,10 @@ def publish(store: Store, job: jobs.AnalysisJob, analysis: Analysis) -> str:
     order = store.read("ServiceRequest", job.service_request_id)
     earlier = _order_report(store, order["id"], key["system"])
     if earlier is not None and earlier["status"] in SIGNED_OFF:
+        if review.is_review_job(store.session, job.id):  # signed while the job waited
+            log.warning("review not applied: the report was signed off first", extra={
+                "diagnostic_report_id": earlier["id"], "job_id": job.id})
+            return str(earlier["id"])
         return _hold_result(store, job, order, earlier, analysis)
     for derived in analysis.derived:
         store_instance(store.session, store.settings, derived, "derived")
@@ -146,8 +206,11 @@ def publish(store: Store, job: jobs.AnalysisJob, analysis: Analysis) -> str:
     if earlier is not None:
         _amend(context, job, analysis, earlier)
     report = _report(context, job, analysis, key, earlier)
+    review.save_candidates(store.session, str(report["id"]), job, analysis.result,
+                           analysis.applied_through)
     _provenance(context, report, analysis)
-    _move_task(context, "analysed")
+    study_ref = f"ImagingStudy/{context.imaging_study_id}" if context.imaging_study_id else None
+    orders.analysed(store, order, study_ref)
     return str(report["id"])
 
 
@@ -176,22 +239,35 @@ def _amend(ctx: _Context, job: jobs.AnalysisJob, analysis: Analysis,
            earlier: dict[str, Any]) -> None:
     """Prepare a re-analysis to replace the preliminary report and its Observations."""
     ctx.reuse = _observation_ids(ctx.store, earlier)
-    analysis.conclusion = f"Re-analysed: {_more_images(ctx.store, job, earlier)}. " \
-        + analysis.conclusion
+    if not review.is_review_job(ctx.store.session, job.id):
+        analysis.conclusion = f"Re-analysed: {_more_images(ctx.store, job, earlier)}. " \
+            + analysis.conclusion
     log.info("preliminary report amended by a re-analysis", extra={
         "diagnostic_report_id": earlier["id"], "job_id": job.id})
 
 
 def _observation_ids(store: Store, report: dict[str, Any]) -> dict[str, str]:
-    """The report's Observations by their measure code (the total, without bodySite)."""
+    """The report's Observations by :func:`_reuse_key` (measure code, and artery if any)."""
     ids: dict[str, str] = {}
     for ref in report.get("result", []):
         observation = store.read("Observation", ref["reference"].split("/", 1)[1])
-        codes = [c["code"] for c in observation["code"].get("coding", [])
-                 if c.get("system") == f"{store.settings.canonical_base}/CodeSystem/measure"]
-        if codes and "bodySite" not in observation:
-            ids[codes[0]] = str(observation["id"])
+        key = _reuse_key(store.settings.canonical_base, observation)
+        if key is not None:
+            ids[key] = str(observation["id"])
     return ids
+
+
+def _reuse_key(base: str, observation: dict[str, Any]) -> str | None:
+    """``agatston-score``, or ``agatston-score@LAD`` for an artery's: one Observation each."""
+    def code_in(concept: dict[str, Any], system: str) -> str | None:
+        return next((c["code"] for c in concept.get("coding", [])
+                     if c.get("system") == f"{base}/CodeSystem/{system}"), None)
+
+    measure = code_in(observation.get("code", {}), "measure")
+    if measure is None:
+        return None
+    site = code_in(observation.get("bodySite", {}), "coronary-vessel")
+    return f"{measure}@{site}" if site else measure
 
 
 def _hold_result(store: Store, job: jobs.AnalysisJob, order: dict[str, Any],
@@ -241,9 +317,9 @@ class _Context:
                                  {**resource, "id": resource_id}).resource
 
     def write_observation(self, resource: dict[str, Any]) -> dict[str, Any]:
-        code = resource["code"]["coding"][0]["code"]
-        if code in self.reuse and "bodySite" not in resource:
-            return self.amend(self.reuse[code], resource)
+        key = _reuse_key(self.base, resource)
+        if key is not None and key in self.reuse:
+            return self.amend(self.reuse[key], resource)
         return self.create(resource)
 
 
@@ -272,39 +348,74 @@ def _report(ctx: _Context, job: jobs.AnalysisJob, analysis: Analysis,
 
 
 def _observations(ctx: _Context, result: calcium.CalciumResult | None) -> list[dict[str, Any]]:
+    """The total scores, one ``agatston-score`` per artery (with ``bodySite``) and CAC-DRS."""
     if result is None or not result.scorable:
         return []
-    values: dict[str, dict[str, Any]] = {
-        "agatston-score": {"valueQuantity": _quantity(result.agatston, "1", "{score}")},
-        "cac-volume-mm3": {"valueQuantity": _quantity(result.volume_mm3, "mm3", "mm3")},
-        "cac-lesion-count": {"valueInteger": result.lesion_count},
-        "cac-drs": {"valueCodeableConcept": {"text": f"CAC-DRS A{result.cac_drs}", "coding": [{
-            "system": f"{ctx.base}/CodeSystem/measure", "code": f"cac-drs-{result.cac_drs}",
-            "display": MEASURES[f"cac-drs-{result.cac_drs}"].display}]}},
-        "cac-mass-mg": ({"valueQuantity": _quantity(result.mass_mg, "mg", "mg")}
-                        if result.mass_mg is not None else {"dataAbsentReason": {"coding": [{
-                            "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
-                            "code": "not-performed", "display": "Not Performed"}],
-                            "text": "No scanner calibration factor is configured"}}),
-    }
-    return [ctx.write_observation(_observation(ctx, code, value))
-            for code, value in values.items()]
+    values: list[tuple[str, dict[str, Any]]] = [
+        ("agatston-score", {"valueQuantity": _quantity(result.agatston, "1", "{score}")}),
+        *[("agatston-score", value) for value in _artery_values(ctx, result)],
+        ("cac-volume-mm3", {"valueQuantity": _quantity(result.volume_mm3, "mm3", "mm3")}),
+        ("cac-lesion-count", {"valueInteger": result.lesion_count}),
+        ("cac-drs", _cac_drs_value(ctx, result)),
+        ("cac-mass-mg", ({"valueQuantity": _quantity(result.mass_mg, "mg", "mg")}
+                         if result.mass_mg is not None else _absent(
+                             "not-performed", "No scanner calibration factor is configured"))),
+    ]
+    return [ctx.write_observation(_observation(ctx, code, value)) for code, value in values]
+
+
+def _absent(code: str, text: str) -> dict[str, Any]:
+    """A ``dataAbsentReason`` (http://hl7.org/fhir/R4/valueset-data-absent-reason.html)."""
+    display = {"not-performed": "Not Performed", "unknown": "Unknown"}[code]
+    return {"dataAbsentReason": {"coding": [{
+        "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+        "code": code, "display": display}], "text": text}}
+
+
+UNATTRIBUTED = "Some counted calcium is not attributed to a coronary artery"
+
+
+def _artery_values(ctx: _Context, result: calcium.CalciumResult) -> list[dict[str, Any]]:
+    """Per artery (zeros included): its Agatston score, or unknown when calcium is
+    unattributed (an artery's share is then not known, never 0)."""
+    known = result.cac_vessels is not None
+    return [{"bodySite": vessel_concept(ctx.base, artery), **(
+        {"valueQuantity": _quantity(result.arteries[artery].agatston, "1", "{score}")}
+        if known and artery in result.arteries else _absent("unknown", UNATTRIBUTED))}
+        for artery in calcium.CORONARY_ARTERIES]
+
+
+def _cac_drs_value(ctx: _Context, result: calcium.CalciumResult) -> dict[str, Any]:
+    """CAC-DRS A as a coding, N as the ``cac-vessels`` component (Hecht 2018; CONTRACT §5)."""
+    category = f"A{result.cac_drs}"
+    vessels: dict[str, Any] = ({"valueInteger": result.cac_vessels}
+                               if result.cac_vessels is not None
+                               else _absent("unknown", UNATTRIBUTED))
+    return {"valueCodeableConcept": {
+        "coding": [{"system": f"{ctx.base}/CodeSystem/cac-drs", "code": category,
+                    "display": CAC_DRS_CATEGORIES[category]}],
+        "text": result.cac_drs_label},
+        "component": [{"code": _measure_concept(ctx, "cac-vessels"), **vessels}]}
 
 
 def _quantity(value: float | None, unit: str, code: str) -> dict[str, Any]:
     return {"value": round(float(value or 0), 2), "unit": unit, "system": UCUM, "code": code}
 
 
-def _observation(ctx: _Context, code: str, value: dict[str, Any]) -> dict[str, Any]:
+def _measure_concept(ctx: _Context, code: str) -> dict[str, Any]:
     measure = MEASURES[code]
+    return {"coding": [{"system": f"{ctx.base}/CodeSystem/measure", "code": code,
+                        "display": measure.display}, *measure.standard],
+            "text": measure.display}
+
+
+def _observation(ctx: _Context, code: str, value: dict[str, Any]) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "Observation", "status": "preliminary",
         "category": [{"coding": [{
             "system": "http://terminology.hl7.org/CodeSystem/observation-category",
             "code": "imaging", "display": "Imaging"}]}],
-        "code": {"coding": [{"system": f"{ctx.base}/CodeSystem/measure", "code": code,
-                             "display": measure.display}, *measure.standard],
-                 "text": measure.display},
+        "code": _measure_concept(ctx, code),
         "subject": ctx.subject, "basedOn": [ctx.order_ref],
         "effectiveDateTime": instant(now_utc()), **value}
     if ctx.imaging_study_id:
@@ -343,36 +454,30 @@ def _media(ctx: _Context, image: KeyImage) -> dict[str, Any]:
 def _provenance(ctx: _Context, report: dict[str, Any], analysis: Analysis) -> None:
     result = analysis.result
     params = result.as_dict() if result else {"failure": analysis.failure}
-    targets = [{"reference": f"DiagnosticReport/{report['id']}"}, *report.get("result", [])]
+    targets = [{"reference": f"DiagnosticReport/{report['id']}/_history/"
+                             f"{report['meta']['versionId']}"}, *report.get("result", [])]
     ctx.create({
         "resourceType": "Provenance", "target": targets, "recorded": instant(now_utc()),
         "contained": [{"resourceType": "Parameters", "id": "analysis", "parameter": [
             {"name": "analyser", "valueString": calcium.ANALYSER_VERSION},
             {"name": "parameters", "valueString": json.dumps(params.get("params", params))},
-            {"name": "inputs", "valueString": json.dumps(params.get("inputs", {}))}]}],
+            {"name": "inputs", "valueString": json.dumps(params.get("inputs", {}))},
+            {"name": "review-decisions",
+             "valueString": review.decisions_json(analysis.decisions)}]}],
         "agent": [{"type": {"coding": [{
             "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
             "code": "performer", "display": "Performer"}]},
-            "who": {"display": f"ScanPath imaging core ({calcium.ANALYSER_VERSION})"}}],
+            "who": {"display": f"ScanPath imaging core ({calcium.ANALYSER_VERSION})"}},
+            *_reviewers(analysis.decisions)],
         "entity": [{"role": "source", "what": {"reference": "#analysis"}}] + (
             [{"role": "source", "what": {"reference": f"ImagingStudy/{ctx.imaging_study_id}"}}]
             if ctx.imaging_study_id else []),
     })
 
 
-def _move_task(ctx: _Context, state: str) -> None:
-    """The order's Task, created if missing, shows the analysis is done."""
-    found = run_search(ctx.store.session, spec_for("Task"),
-                       [("focus", f"ServiceRequest/{ctx.order['id']}")], count=1).matches
-    status = {"system": f"{ctx.base}/CodeSystem/order-state", "code": state,
-              "display": state.replace("-", " ")}
-    if found:
-        task = {**found[0], "status": "in-progress", "businessStatus": {"coding": [status]}}
-        ctx.store.update("Task", task["id"], task)
-        return
-    ctx.create({"resourceType": "Task", "status": "in-progress", "intent": "order",
-                "focus": ctx.order_ref, "for": ctx.subject, "authoredOn": instant(now_utc()),
-                "businessStatus": {"coding": [status]}})
-
-
-
+def _reviewers(decisions: Sequence[calcium.Decision]) -> list[dict[str, Any]]:
+    """Each radiologist whose decisions shaped the result, as an ``author`` agent."""
+    return [{"type": {"coding": [{
+        "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+        "code": "author", "display": "Author"}]}, "who": {"reference": reviewer}}
+        for reviewer in dict.fromkeys(d.reviewer for d in decisions)]

@@ -12,9 +12,12 @@ caveat reported beside the score), never silence:
 =====================  ==============================  ==============================
 rule                   refusal                         caveat
 =====================  ==============================  ==============================
-contrast (blood pool)  median HU > CONTRAST_HU in the  median between HIGH_BLOOD_HU
-                       eroded aortic or cardiac pool   and CONTRAST_HU; a pool too
-                       (whatever the tags say)         small or missing: "not checked"
+contrast (blood)       median HU > CONTRAST_HU in the  median between HIGH_BLOOD_HU
+                       eroded blood pool or interior   and CONTRAST_HU; nothing to
+                       of the aorta or the heart       measure: "not checked"; no
+                       (whatever the tags say)         blood pool: "interior only"
+iodine (no anatomy)    a large bright region without
+                       cortex (IODINE_*, CORTEX_*)
 metal                  metal within METAL_NEAR_HEART   metal farther away
                        _MM of the heart, its dark
                        streaks across the heart, or
@@ -22,8 +25,9 @@ metal                  metal within METAL_NEAR_HEART   metal farther away
 gantry tilt            GantryDetectorTilt non-zero,
                        or the loader's shear QA
 field of view          the heart touches padding, the  heart not found: "not checked"
-                       image edge, the first or last
-                       slice
+                       circle of Reconstruction
+                       Diameter, the image edge, the
+                       first or last slice
 kernel                 a known sharp kernel            unknown or unrecorded kernel
 =====================  ==============================  ==============================
 
@@ -46,16 +50,17 @@ from imaging_core.calcium import MCCOLLOUGH_2007
 from imaging_core.volume import QA_SHEAR, Volume
 
 # --- contrast in the blood pool ---------------------------------------------------
-# Unenhanced blood is about 30-50 HU, rising with haematocrit (Buzug TM. Computed
-# Tomography. Springer 2008, p.475: blood 45-65 HU; Di Giandomenico E et al. Radiol
-# Med 1993;85:623-6: attenuation tracks haemoglobin). Coronary CT angiography aims
-# for at least 250 HU in the lumen (Abbara S et al. SCCT guidelines for the
-# performance and acquisition of coronary CT angiography. J Cardiovasc Comput Tomogr
-# 2016;10:435-449). 100 HU sits well above any unenhanced blood and well below a
-# diagnostic bolus: a median above it is iodine. Project choice between the two.
+# Unenhanced blood is about 30-50 HU, rising with haematocrit: HU tables give 30-45 HU
+# and 45-65 HU (the latter after Buzug TM. Computed Tomography. Springer 2008, p.475),
+# and in vivo attenuation tracks haemoglobin (Di Giandomenico E et al. 1993, PubMed
+# 8516469). Coronary CT angiography aims for at least 250 HU in the lumen (Abbara S et
+# al. SCCT guidelines for the performance and acquisition of coronary CT angiography.
+# J Cardiovasc Comput Tomogr 2016;10:435-449; figure as recalled, unverified here).
+# 100 HU sits well above any unenhanced blood and well below a diagnostic bolus: a
+# median above it is iodine. Project choice between the two.
 CONTRAST_HU = 100.0
 # Above this the pool is dense for unenhanced blood (haemoconcentration, or dilute
-# contrast): scored, with a caveat. Top of Buzug's 45-65 HU range plus 5 HU noise margin.
+# contrast): scored, with a caveat. Top of the 45-65 HU table range plus a 5 HU margin.
 HIGH_BLOOD_HU = 70.0
 # The pool is eroded in-plane by this much before measuring, so partial volume with
 # the wall, wall calcium and myocardium does not bias the median (project choice:
@@ -63,13 +68,30 @@ HIGH_BLOOD_HU = 70.0
 BLOOD_POOL_EROSION_MM = 3.0
 # Less eroded pool than this (1 mL) is too little to measure honestly (project choice).
 BLOOD_POOL_MIN_MM3 = 1000.0
+# Fat is left out of a structure's interior: the upper end of the -190 to -30 HU fat
+# window of CT fat quantification (e.g. epicardial fat volume); unverified as a citation.
+FAT_MAX_HU = -30.0
+
+# A backstop that needs no anatomy: a segmentation tuned to unenhanced CT may take
+# iodinated blood for bone, or place the heart elsewhere, and then the medians above
+# never see it. Bone's bright interior sits inside a cortex (dense bone, tabulated to
+# +1000 HU and more), iodinated blood inside soft tissue. So a connected region of
+# IODINE_MIN_HU or more (below METAL_HU), of at least IODINE_MIN_ML, with under
+# CORTEX_FRACTION of its voxels at CORTEX_HU or more and a median of at least
+# IODINE_MEDIAN_HU, is taken as iodinated blood. Project heuristic, unverified: a
+# large osteoporotic bone fragment with no dense cortex could trip it.
+IODINE_MIN_HU = 150.0
+IODINE_MEDIAN_HU = 200.0
+IODINE_MIN_ML = 20.0
+CORTEX_HU = 600.0
+CORTEX_FRACTION = 0.01
 
 # --- metal -----------------------------------------------------------------------
-# Dense cortical bone reaches about +1000 to +2000 HU at 120 kVp (Grainger & Allison's
-# Diagnostic Radiology, 7th ed.: cortical bone +400 to +1000 HU; dense bone is quoted
-# to about +2000 HU). Metal is taken as 2500 HU or more, a margin above bone and below
-# the +3071 HU ceiling where 12-bit reconstructions clip metal. Unverified: no public
-# source states this exact cut-off.
+# Cortical bone is tabulated at up to about +1000 HU, dense bone up to about +2000 HU
+# at 120 kVp (HU tables; Buzug 2008 gives bone as 700-3000 HU, the range of the scale
+# rather than of tissue). Metal is taken as 2500 HU or more, a margin above dense bone
+# and below the +3071 HU ceiling where 12-bit reconstructions clip metal. Unverified:
+# no public source states this exact cut-off.
 METAL_HU = 2500.0
 # A metal object smaller than this is treated as a noise spike (project choice: two
 # voxels of 0.5 x 0.5 x 3 mm make 1.5 mm^3).
@@ -91,13 +113,18 @@ STREAK_FRACTION = 0.005
 TILT_TOLERANCE_DEG = 0.05
 
 # --- reconstruction kernel -------------------------------------------------------
-# The standard calcium-scoring kernels of the multi-manufacturer protocol
-# (McCollough 2007): GE "STANDARD", Philips "B", Siemens "B35f", Toshiba "FC12".
+# The standard calcium-scoring kernels: GE "STANDARD", Philips "B", Siemens "B35f" and
+# Toshiba "FC12" from the multi-manufacturer protocol (McCollough 2007; the list as
+# widely quoted from its protocol table, unverified against the paper here), and
+# Siemens "Qr36" on third-generation scanners (Booij R et al. Eur Radiol 2020,
+# doi:10.1007/s00330-020-06709-9: "the standard reconstruction technique (kernel
+# Qr36)"). A Siemens kernel's sharpness is its number; the letters round it name the
+# family and reconstruction mode (B35f, Qr36d), so only the stem is matched.
 STANDARD_KERNELS = {
-    "GE": ("STANDARD",),
-    "PHILIPS": ("B",),
-    "SIEMENS": ("B35F",),
-    "TOSHIBA": ("FC12",),
+    "GE": re.compile(r"^STANDARD$"),
+    "PHILIPS": re.compile(r"^B$"),
+    "SIEMENS": re.compile(r"^(B35|QR36)[A-Z]?$"),
+    "TOSHIBA": re.compile(r"^FC12$"),
 }
 # Known sharp (bone, lung, edge) kernels by each vendor's naming convention: they
 # raise noise and peak HU, so noise crosses 130 HU and lesions change weight.
@@ -116,13 +143,17 @@ VENDORS = ((re.compile(r"(^|[^A-Z])GE([^A-Z]|$)"), "GE"), (re.compile("PHILIPS")
 
 SOURCES = {
     "contrast": "Buzug 2008 (unenhanced blood); Abbara 2016 (SCCT CCTA enhancement)",
+    "iodine": "project heuristic: bone's bright interior has a cortex, blood has none; "
+              "unverified",
     "metal": "project choice above dense cortical bone; unverified",
     "gantry_tilt": MCCOLLOUGH_2007 + " (axial protocol)",
-    "kernel": MCCOLLOUGH_2007 + " (standard kernels); sharp kernels unverified",
+    "kernel": MCCOLLOUGH_2007 + " and Booij 2020 (standard kernels, unverified against "
+              "McCollough's table); sharp kernels unverified",
     "field_of_view": "project rule: calcium outside the field of view cannot be counted",
 }
 
 QA_CONTRAST_UNCHECKED = "contrast-not-checked"
+QA_POOL_MISSING = "blood-pool-not-found"
 QA_BLOOD_DENSE = "blood-pool-dense"
 QA_METAL_FAR = "metal-away-from-heart"
 QA_FOV_UNCHECKED = "field-of-view-not-checked"
@@ -167,9 +198,9 @@ def image_qa(volume: Volume, anatomy: Anatomy) -> ImageQA:
 
     Returns
     -------
-    ImageQA with the first refusal in rule order (contrast, metal, gantry tilt,
-    field of view, kernel), every caveat, and the measurements. Rules and
-    thresholds: module docstring and constants.
+    ImageQA with the first refusal in rule order (contrast, iodine without
+    anatomy, metal, gantry tilt, field of view, kernel), every caveat, and the
+    measurements. Rules and thresholds: module docstring and constants.
 
     Raises
     ------
@@ -177,8 +208,8 @@ def image_qa(volume: Volume, anatomy: Anatomy) -> ImageQA:
         An anatomy mask not shaped like the volume.
     """
     _check_shapes(volume, anatomy)
-    findings = [contrast_rule(volume, anatomy), metal_rule(volume, anatomy), tilt_rule(volume),
-                field_of_view_rule(volume, anatomy), kernel_rule(volume)]
+    findings = [contrast_rule(volume, anatomy), iodine_rule(volume), metal_rule(volume, anatomy),
+                tilt_rule(volume), field_of_view_rule(volume, anatomy), kernel_rule(volume)]
     refusals = [f.refusal for f in findings if f.refusal is not None]
     return ImageQA(refusal=refusals[0] if refusals else None,
                    caveats=[c for f in findings for c in f.caveats],
@@ -194,68 +225,138 @@ def _check_shapes(volume: Volume, anatomy: Anatomy) -> None:
 
 
 def _found(anatomy: Anatomy, name: str) -> np.ndarray | None:
-    """The mask, or None when the step failed (named in ``missing``) or found nothing."""
+    """The mask, or None when the step failed (``missing`` holds ``name`` or a
+    ``"name: why"`` line) or found nothing."""
     mask: np.ndarray = getattr(anatomy, name)
-    if name in anatomy.missing or not mask.any():
-        return None
-    return mask
+    failed = any(item == name or item.startswith(f"{name}:") for item in anatomy.missing)
+    return None if failed or not mask.any() else mask
 
 
 def contrast_rule(volume: Volume, anatomy: Anatomy) -> _Finding:
-    """Contrast in the blood pool: median HU of the eroded aortic and cardiac pools.
+    """Contrast in the blood: median HU in the aorta and in the heart, two ways each.
 
-    Each pool (blood pool within the aorta, within the heart) is eroded
-    in-plane by BLOOD_POOL_EROSION_MM; a pool with at least BLOOD_POOL_MIN_MM3
-    left is measured by its median (robust to calcium and streaks). Either
-    median above CONTRAST_HU refuses; above HIGH_BLOOD_HU is a caveat; a pool
-    that cannot be measured is a caveat, never a pass.
+    In each of the aorta and the heart, the median (robust to calcium and
+    streaks) is taken over (1) the blood pool, eroded in-plane by
+    BLOOD_POOL_EROSION_MM, and (2) the structure's interior, eroded the same
+    way, fat (FAT_MAX_HU or below) left out: a segmentation tuned to
+    unenhanced blood may leave iodinated blood out of its blood pool, and
+    measuring only there would hide the contrast sought. Padding is never
+    measured; a part needs BLOOD_POOL_MIN_MM3. Any median above CONTRAST_HU
+    refuses; above HIGH_BLOOD_HU is a caveat; a structure with nothing to
+    measure is a caveat, never a pass.
     """
     pool = _found(anatomy, "blood_pool")
-    out = _Finding(measured={"blood_pool_aorta_hu": None, "blood_pool_heart_hu": None})
-    if pool is None:
-        out.caveats.append(f"{QA_CONTRAST_UNCHECKED}: the blood pool was not found, so "
-                           "contrast in it could not be checked")
+    regions = {where: _found(anatomy, where) for where in ("aorta", "heart")}
+    out = _Finding(measured={f"{kind}_{where}_hu": None for kind in ("blood_pool", "interior")
+                             for where in regions})
+    present = [mask for mask in (pool, *regions.values()) if mask is not None]
+    if not present:
+        out.caveats.append(f"{QA_CONTRAST_UNCHECKED}: neither the blood pool, the aorta nor "
+                           "the heart was found, so contrast could not be checked")
         return out
-    for where, region in (("aorta", anatomy.aorta), ("heart", anatomy.heart)):
-        median = _pool_median(volume, pool & region)
-        out.measured[f"blood_pool_{where}_hu"] = median
-        if median is None:
-            out.caveats.append(f"{QA_CONTRAST_UNCHECKED}: too little blood pool in the {where} "
-                               f"to measure (under {BLOOD_POOL_MIN_MM3:g} mm^3 after erosion)")
-        elif median > CONTRAST_HU and out.refusal is None:
-            out.refusal = (f"contrast in the blood pool: median {median:.0f} HU in the {where} "
-                           f"(unenhanced blood is about 30-50 HU; over {CONTRAST_HU:g} HU is "
-                           "iodine), whatever the ContrastBolusAgent tag says")
-        elif median > HIGH_BLOOD_HU:
-            out.caveats.append(f"{QA_BLOOD_DENSE}: median {median:.0f} HU in the {where} blood "
-                               "pool is dense for unenhanced blood (haemoconcentration or "
-                               "dilute contrast)")
+    if pool is None:
+        out.caveats.append(f"{QA_POOL_MISSING}: the blood pool was not found; contrast was "
+                           "measured in the interior of the aorta and the heart only")
+    box = _box(np.logical_or.reduce(present))
+    samples = _contrast_samples(volume, box, pool, [m for m in regions.values() if m is not None])
+    for where, region in regions.items():
+        _judge_contrast(out, where, region, samples, volume, box)
     return out
 
 
-def _pool_median(volume: Volume, pool: np.ndarray) -> float | None:
-    if not pool.any():
+def _contrast_samples(volume: Volume, box: tuple[slice, slice, slice], pool: np.ndarray | None,
+                      regions: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Eroded blood pool and eroded non-fat interior of the structures, within ``box``."""
+    usable = ~volume.padding[box]
+    out = {"interior": _eroded_in_plane(np.logical_or.reduce([r[box] for r in regions]),
+                                        volume.spacing, BLOOD_POOL_EROSION_MM)
+           & usable & (volume.hu[box] > FAT_MAX_HU)}
+    if pool is not None:
+        out["blood_pool"] = _eroded_in_plane(pool[box], volume.spacing,
+                                             BLOOD_POOL_EROSION_MM) & usable
+    return out
+
+
+def _judge_contrast(out: _Finding, where: str, region: np.ndarray | None,
+                    samples: dict[str, np.ndarray], volume: Volume,
+                    box: tuple[slice, slice, slice]) -> None:
+    if region is None:
+        out.caveats.append(f"{QA_CONTRAST_UNCHECKED}: the {where} was not found, so contrast "
+                           "in it could not be checked")
+        return
+    hu = volume.hu[box]
+    medians = {kind: _median(hu, sample & region[box], volume.spacing)
+               for kind, sample in samples.items()}
+    out.measured.update({f"{kind}_{where}_hu": value for kind, value in medians.items()})
+    known = {kind: value for kind, value in medians.items() if value is not None}
+    if not known:
+        out.caveats.append(f"{QA_CONTRAST_UNCHECKED}: too little blood in the {where} to "
+                           f"measure (under {BLOOD_POOL_MIN_MM3:g} mm^3 after erosion)")
+        return
+    kind, worst = max(known.items(), key=lambda item: item[1])
+    what = f"median {worst:.0f} HU in the {where}'s {kind.replace('_', ' ')}"
+    if worst > CONTRAST_HU:
+        out.refusal = out.refusal or (
+            f"contrast in the blood: {what} (unenhanced blood is about 30-50 HU; over "
+            f"{CONTRAST_HU:g} HU is iodine), whatever the ContrastBolusAgent tag says")
+    elif worst > HIGH_BLOOD_HU:
+        out.caveats.append(f"{QA_BLOOD_DENSE}: {what} is dense for unenhanced blood "
+                           "(haemoconcentration or dilute contrast)")
+
+
+def iodine_rule(volume: Volume) -> _Finding:
+    """Iodinated blood seen without anatomy: a large bright region with no cortex.
+
+    Connected regions (6-connectivity, every second row and column) of
+    IODINE_MIN_HU to METAL_HU; one of IODINE_MIN_ML or more whose voxels are
+    under CORTEX_FRACTION at CORTEX_HU or more and whose median is at least
+    IODINE_MEDIAN_HU refuses. The largest such region is recorded.
+    """
+    hu = volume.hu[:, ::2, ::2]
+    bright = (hu >= IODINE_MIN_HU) & (hu < METAL_HU)
+    labels, count = ndimage.label(bright)
+    out = _Finding(measured={"cortex_free_bright_ml": 0.0})
+    if count == 0:
+        return out
+    flat, values = labels[bright], hu[bright]
+    voxel_ml = volume.spacing[0] * 2 * volume.spacing[1] * 2 * volume.spacing[2] / 1000.0
+    voxels = np.bincount(flat, minlength=count + 1)
+    cortex = np.bincount(flat, weights=values >= CORTEX_HU, minlength=count + 1)
+    suspects = np.flatnonzero((voxels * voxel_ml >= IODINE_MIN_ML)
+                              & (cortex < CORTEX_FRACTION * voxels))
+    for label in suspects[np.argsort(-voxels[suspects])]:
+        median = float(np.median(values[flat == label]))
+        if median >= IODINE_MEDIAN_HU:
+            size = float(voxels[label] * voxel_ml)
+            out.measured["cortex_free_bright_ml"] = size
+            out.refusal = (f"contrast: a bright region of {size:.0f} mL at median {median:.0f} "
+                           "HU with no cortical bone in it, i.e. iodinated blood, whatever the "
+                           "ContrastBolusAgent tag and the anatomy say")
+            break
+    return out
+
+
+def _median(hu: np.ndarray, where: np.ndarray, spacing: tuple[float, float, float]
+            ) -> float | None:
+    """Median HU over ``where``, or None when it holds under BLOOD_POOL_MIN_MM3."""
+    if where.sum() * float(np.prod(spacing)) < BLOOD_POOL_MIN_MM3:
         return None
-    eroded = _eroded_in_plane(pool, volume.spacing, BLOOD_POOL_EROSION_MM) & ~volume.padding
-    voxel_mm3 = float(np.prod(volume.spacing))
-    if eroded.sum() * voxel_mm3 < BLOOD_POOL_MIN_MM3:
-        return None
-    return float(np.median(volume.hu[eroded]))
+    return float(np.median(hu[where]))
 
 
 def _eroded_in_plane(mask: np.ndarray, spacing: tuple[float, float, float],
                      margin_mm: float) -> np.ndarray:
     """Voxels of ``mask`` more than ``margin_mm`` from its edge within their own slice.
 
-    The distance transform runs in 3-D with the slice axis made effectively
-    infinite, so only in-plane neighbours count (slices are 2.5-3 mm thick:
-    a 3-D erosion would strip whole slices).
+    Each slice's own 2-D distance transform (slices are 2.5-3 mm thick: a 3-D
+    erosion would strip whole slices); the image edge counts as an edge.
     """
-    box = _box(mask)
-    padded = np.pad(mask[box], ((0, 0), (1, 1), (1, 1)))
-    distance = ndimage.distance_transform_edt(padded, sampling=(1e6, spacing[1], spacing[2]))
     out = np.zeros_like(mask)
-    out[box] = np.asarray(distance)[:, 1:-1, 1:-1] > margin_mm
+    for k in np.flatnonzero(mask.any(axis=(1, 2))):
+        box = _box(mask[k][None])[1:]
+        padded = np.pad(mask[k][box], 1)
+        distance = ndimage.distance_transform_edt(padded, sampling=spacing[1:])
+        out[k][box] = np.asarray(distance)[1:-1, 1:-1] > margin_mm
     return out
 
 
@@ -281,7 +382,7 @@ def metal_rule(volume: Volume, anatomy: Anatomy) -> _Finding:
     """
     metal = _metal(volume)
     out = _Finding(measured={"metal_mm3": float(metal.sum() * np.prod(volume.spacing)),
-                             "metal_to_heart_mm": None})
+                             "metal_to_heart_mm": None, "heart_streak_fraction": None})
     if not metal.any():
         return out
     heart = _found(anatomy, "heart")
@@ -364,8 +465,9 @@ def tilt_rule(volume: Volume) -> _Finding:
 def field_of_view_rule(volume: Volume, anatomy: Anatomy) -> _Finding:
     """The heart must lie wholly inside the field of view.
 
-    Refusal when the heart mask touches pixel padding (the reconstruction
-    circle), the edge of the image, or the first or last slice: coronary
+    Refusal when the heart mask touches pixel padding or the circle of the
+    Reconstruction Diameter (the reconstruction circle, with or without
+    padding tags), the edge of the image, or the first or last slice: coronary
     calcium beyond it cannot be counted, so the score would be a lower bound
     presented as a total. A heart that was not found is a caveat.
     """
@@ -379,10 +481,28 @@ def field_of_view_rule(volume: Volume, anatomy: Anatomy) -> _Finding:
         ("the first slice", heart[0].any()), ("the last slice", heart[-1].any()),
         ("the image edge", _touches_edge(heart)),
         ("the reconstruction circle (pixel padding)", _touches(heart, volume.padding)),
+        ("the reconstruction circle (Reconstruction Diameter)",
+         _touches(heart, _outside_reconstruction(volume))),
     ) if touched]
     if cuts:
         out.refusal = f"the field of view cuts the heart: it reaches {', '.join(cuts)}"
     return out
+
+
+def _outside_reconstruction(volume: Volume) -> np.ndarray:
+    """Pixels outside the circle of Reconstruction Diameter (0018,1100) inscribed in the
+    image, broadcast over the slices; none when the diameter is not recorded.
+
+    The circle is centred on the image: a CT image is the square reconstructed
+    round its reconstruction target (PS3.3 C.8.2.1, C.8.15.3.8).
+    """
+    diameter = volume.reconstruction_diameter_mm
+    _, rows, cols = volume.shape
+    if diameter is None:
+        return np.zeros((1, rows, cols), dtype=bool)
+    y = (np.arange(rows) - (rows - 1) / 2) * volume.spacing[1]
+    x = (np.arange(cols) - (cols - 1) / 2) * volume.spacing[2]
+    return np.asarray(np.hypot(y[:, None], x[None, :]) > diameter / 2)[None]
 
 
 def _touches_edge(mask: np.ndarray) -> bool:
@@ -391,11 +511,15 @@ def _touches_edge(mask: np.ndarray) -> bool:
 
 
 def _touches(mask: np.ndarray, other: np.ndarray) -> bool:
-    """Whether ``mask`` overlaps or is in-plane adjacent to ``other`` (near ``mask`` only)."""
+    """Whether ``mask`` overlaps or is in-plane adjacent to ``other`` (near ``mask`` only).
+
+    ``other`` may have one slice, standing for every slice.
+    """
     box = _box(mask, (0, 1, 1))
-    if not other[box].any():
+    near = other[(slice(None) if other.shape[0] == 1 else box[0], box[1], box[2])]
+    if not near.any():
         return False
-    grown = ndimage.binary_dilation(other[box], structure=np.ones((1, 3, 3), dtype=bool))
+    grown = ndimage.binary_dilation(near, structure=np.ones((1, 3, 3), dtype=bool))
     return bool((grown & mask[box]).any())
 
 
@@ -411,12 +535,12 @@ def kernel_rule(volume: Volume) -> _Finding:
     if not kernel:
         out.caveats.append(f"{QA_KERNEL_UNKNOWN}: no ConvolutionKernel recorded; the "
                            "reconstruction kernel could not be checked")
-    elif vendor is not None and kernel in STANDARD_KERNELS[vendor]:
+    elif vendor is not None and STANDARD_KERNELS[vendor].match(kernel):
         pass
     elif vendor is not None and SHARP_KERNELS[vendor].match(kernel):
         out.refusal = (f"sharp reconstruction kernel {volume.convolution_kernel} "
                        f"({volume.manufacturer}); calcium scoring uses the vendor's standard "
-                       f"kernel ({', '.join(STANDARD_KERNELS[vendor])})")
+                       "kernel")
     else:
         out.caveats.append(f"{QA_KERNEL_UNKNOWN}: kernel {volume.convolution_kernel} "
                            f"({volume.manufacturer or 'manufacturer not recorded'}) is not on "

@@ -21,7 +21,10 @@ a misconfigured modality, a study split in two) still gets its ImagingStudy,
 but is held (``ReceivedStudy.hold_reason = "second-study"``): not analysed,
 and shown to staff and the RIS as a reconcile Task (``imaging_core.holds``)
 until a person decides. Whichever study reached the order first stays
-current; later instances of it still count.
+current; later instances of it still count. The first study of an order moves
+it to ``in-progress`` through the order workflow (``referral.orders``), also
+when the order was not yet scheduled (a walk-in); a study for a rejected or
+cancelled order is held (``hold_reason = "order-closed"``), never refused.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from fhir.store import Store, register_write_hook, spec_for
 from imaging_core.holds import hold_for_person
 from imaging_core.models import DicomInstance, ReceivedStudy
 from referral.accession import ACSN_TYPE
+from referral.orders import images_arrived
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +137,10 @@ def _link_to(store: Store, study: ReceivedStudy, order: dict[str, Any]) -> bool:
         newly_linked = study.service_request_id != order["id"] or not study.matched
         _write_imaging_study(store, study, order)
         if newly_linked and _current_study(store.session, order["id"], study.study_uid):
-            _hold_second_study(store, study, order)
+            _hold_study(store, study, order, "second-study")
+        elif newly_linked and not images_arrived(store, order,
+                                                 f"ImagingStudy/{study.imaging_study_id}"):
+            _hold_study(store, study, order, "order-closed")
     except Conflict:
         raise
     except FhirError:
@@ -165,14 +172,20 @@ def _current_study(session: Session, order_id: str, besides: str) -> ReceivedStu
         ReceivedStudy.study_uid != besides)).first()
 
 
-def _hold_second_study(store: Store, study: ReceivedStudy, order: dict[str, Any]) -> None:
-    study.hold_reason = "second-study"
+# Why a study is held, in the hold Task's description (after "Study {uid} arrived for").
+_HELD = {"second-study": "an order that already has a study",
+         "order-closed": "an order that is rejected, cancelled or completed"}
+
+
+def _hold_study(store: Store, study: ReceivedStudy, order: dict[str, Any], reason: str) -> None:
+    """Keep ``study`` from analysis and show it to a person (``reason`` a key of _HELD)."""
+    study.hold_reason = reason
     store.session.add(study)
-    log.warning("second study for an order held for a person", extra={
-        "study_uid": study.study_uid, "service_request_id": order["id"]})
-    hold_for_person(store, order, f"ImagingStudy/{study.imaging_study_id}", "second-study",
-                    f"Study {study.study_uid} arrived for an order that already has a "
-                    "study; it is stored and not analysed until a person links or rejects it")
+    log.warning("study held for a person", extra={
+        "study_uid": study.study_uid, "service_request_id": order["id"], "reason": reason})
+    hold_for_person(store, order, f"ImagingStudy/{study.imaging_study_id}", reason,
+                    f"Study {study.study_uid} arrived for {_HELD[reason]}; it is stored and "
+                    "not analysed until a person links or rejects it")
 
 
 def _current(store: Store, resource_id: str) -> dict[str, Any] | None:

@@ -80,8 +80,9 @@ class Volume:
     voxels hold :data:`PADDING_HU` in ``hu``); all False when the series
     declares none. ``gantry_tilt_deg`` is Gantry/Detector Tilt (0018,1120),
     ``convolution_kernel`` Convolution Kernel (0018,1210, values joined by
-    ``\\``) and ``manufacturer`` Manufacturer (0008,0070); None or "" when
-    not recorded.
+    ``\\``), ``manufacturer`` Manufacturer (0008,0070) and
+    ``reconstruction_diameter_mm`` Reconstruction Diameter (0018,1100); None
+    or "" when not recorded.
     """
 
     hu: np.ndarray
@@ -103,6 +104,7 @@ class Volume:
     gantry_tilt_deg: float | None = None
     convolution_kernel: str | None = None
     manufacturer: str = ""
+    reconstruction_diameter_mm: float | None = None
 
     def __post_init__(self) -> None:
         if self.padding.shape != self.hu.shape:
@@ -326,6 +328,8 @@ def _build(frames: list[_Frame]) -> Volume:
                                                          "GantryDetectorTilt")),
         convolution_kernel=_kernel(ds),
         manufacturer=str(ds.get("Manufacturer", "") or ""),
+        reconstruction_diameter_mm=_optional_float(_acquisition_tag(
+            ds, "CTReconstructionSequence", "ReconstructionDiameter")),
     )
 
 

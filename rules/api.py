@@ -64,7 +64,8 @@ SERVICES = {
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
-    register_operation("GuidanceResponse", "replay", REPLAY, replay)
+    register_operation("GuidanceResponse", "replay", REPLAY,
+                       lambda call: replay(call.store, call.resource_id, call.body))
 
 
 def _store() -> Store:

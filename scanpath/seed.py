@@ -8,14 +8,16 @@ from auth.clients import disable_demo_clients, seed_demo_clients
 from core.settings import Settings
 from fhir.store import Store
 from fhir.terminology import put_if_changed
-from imaging_core.terminology import measure_code_system
+from imaging_core.terminology import code_systems
+from referral import orders
 from rules import service as rules_service
 
 
 def seed_all(session: Session, settings: Settings, *,
              demo_clients: bool | None = None) -> list[str]:
-    """Idempotently install the rule pack versions, local CodeSystems and, in development
-    only, the demo clients (CONTRACT §1; their keys sit unprotected under ``var/``).
+    """Idempotently install the rule pack versions, local CodeSystems, the radiology
+    Organization and, in development only, the demo clients (CONTRACT §1; their keys
+    sit unprotected under ``var/``).
     Outside development, demo clients a development seed left active are disabled; their
     ids are returned.
 
@@ -28,5 +30,7 @@ def seed_all(session: Session, settings: Settings, *,
         disabled = disable_demo_clients(session)
     store = Store(session, settings)
     rules_service.seed(store)
-    put_if_changed(store, measure_code_system(settings.canonical_base))
+    for system in code_systems(settings.canonical_base):
+        put_if_changed(store, system)
+    orders.seed(store)
     return disabled

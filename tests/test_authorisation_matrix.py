@@ -134,6 +134,11 @@ def rest_probes() -> Iterator[Probe]:
                 "operation")
     yield _fhir("POST", "/fhir/Patient/matrix-none/$replay",
                 "/fhir/<resource_type>/<resource_id>/$<operation>", "Patient", "operation")
+    # A radiologist's lesion review changes the report: it needs update besides the read.
+    for method, name in (("GET", "lesions"), ("POST", "lesions"), ("POST", "review")):
+        yield _fhir(method, f"/fhir/DiagnosticReport/matrix-none/${name}",
+                    "/fhir/<resource_type>/<resource_id>/$<operation>", "DiagnosticReport",
+                    "operation", "update", body={"resourceType": "Parameters"})
 
 
 def bundle_probes() -> Iterator[Probe]:

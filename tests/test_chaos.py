@@ -1,8 +1,8 @@
 """Chaos: orders posted while gunicorn workers are killed with SIGKILL.
 
 Nothing acknowledged may be lost (issue 9): every ``201 Created`` is found
-afterwards with its accession number, its decision (GuidanceResponse) and the
-AuditEvent of its creation. A request cut off by the kill gets no answer; that
+afterwards with its accession number, its decision (GuidanceResponse), its
+one Task and the AuditEvent of its creation. A request cut off by the kill gets no answer; that
 is allowed, a 5xx is not. Bounded: a few seconds of load on loopback.
 """
 
@@ -122,6 +122,8 @@ def _check_order(http: Callable[[str], requests.Response], order_id: str) -> Non
     assert decision and http(decision[0]).status_code == 200, order
     created = http(f"AuditEvent?entity=ServiceRequest/{order_id}&subtype=create").json()
     assert created.get("total", len(created.get("entry", []))) >= 1, order_id
+    task = http(f"Task?focus=ServiceRequest/{order_id}").json()  # issue 11: from intake
+    assert task.get("total") == 1, order_id
 
 
 def test_acknowledged_orders_survive_killed_workers(served: tuple[str, int],

@@ -92,7 +92,7 @@ def test_accession_number_survives_an_update_that_omits_it(client, auth_headers)
     order = _create(client, auth_headers, service_request(f"Patient/{pid}")).get_json()
     number = order["identifier"][0]["value"]
     order.pop("identifier")
-    order["status"] = "on-hold"
+    order["priority"] = "urgent"  # the status follows the order's state (referral.states)
     updated = client.put(f"/fhir/ServiceRequest/{order['id']}", json=order,
                          headers=auth_headers()).get_json()
     assert [i["value"] for i in updated["identifier"]] == [number]

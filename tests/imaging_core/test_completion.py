@@ -28,6 +28,7 @@ from tests.imaging_core import phantoms
 from tests.imaging_core.conftest import accession_of, cac_order, encoded, rows
 from tests.imaging_core.thorax import build, scan_changed, thorax_42
 from tests.imaging_core.thorax import datasets as thorax_datasets
+from tests.referral.moves import audit_descriptions, state, task_of
 
 Headers = Callable[..., dict[str, str]]
 # Studies whose score does not matter: a small cylinder phantom (no chest, so "not scorable").
@@ -203,6 +204,19 @@ def test_a_restart_is_not_quiet_time(quick: Settings, client: FlaskClient,
     worker = jobs.Worker(quick)  # ... and has just started again
     with Session(engine_for(quick.database_url)) as session:
         assert jobs.schedule(session, quick, running_since=worker.started) == []
+
+
+def test_an_analysed_order_has_one_task_moved_by_the_imaging_core(
+        quick: Settings, client: FlaskClient, auth_headers: Headers) -> None:
+    """Issue 11 item 1: the images and the analysis move the order's one Task."""
+    order_id, accession = placed(client, auth_headers)
+    send(quick, series(accession))
+    analyse(quick)
+    task = task_of(client, auth_headers, order_id)  # exactly one
+    assert (state(task), task["status"]) == ("analysed", "in-progress")
+    described = audit_descriptions(client, auth_headers, task["id"])
+    for before, after in [("received", "in-progress"), ("in-progress", "analysed")]:
+        assert any(f"moved from {before} to {after} by imaging" in d for d in described)
 
 
 # --- item 2: a second study on one order ----------------------------------------------

@@ -20,8 +20,11 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ImplicitVRLittleEndian
 
 from imaging_core.calcium import score
+from imaging_core.keyimages import key_images
+from imaging_core.mesh import calcium_mesh
 from imaging_core.rendering import Window, rendered
-from imaging_core.volume import load_volume
+from imaging_core.volume import load_volume, padding_range
+from tests.imaging_core import thorax
 from tests.imaging_core.phantoms import (
     INTERCEPT,
     Insert,
@@ -29,6 +32,8 @@ from tests.imaging_core.phantoms import (
     datasets,
     enhanced_dataset,
     expected_agatston,
+    hu_slice,
+    series,
     write,
 )
 
@@ -48,23 +53,18 @@ def outside_circle(phantom: Phantom) -> np.ndarray:
     return np.asarray(np.hypot(u, v) > 15.0)
 
 
-def padded(phantom: Phantom, values: list[int], tag_value: int, limit: int | None = None,
-           tag_vr: str | None = None) -> list[Dataset]:
-    """The phantom's slices with the pixels outside the circle set to ``values`` in turn."""
-    dtype = "<i2" if phantom.signed else "<u2"
-    out = []
-    for ds in datasets(phantom):
-        stored = np.frombuffer(ds.PixelData, dtype=dtype).reshape(phantom.rows, phantom.cols)
-        stored = stored.copy()
-        outside = outside_circle(phantom)
-        stored[outside] = np.resize(np.asarray(values), int(outside.sum()))
-        ds.PixelData = stored.astype(dtype).tobytes()
-        vr = tag_vr or ("SS" if phantom.signed else "US")
-        ds.add_new(0x00280120, vr, tag_value)  # Pixel Padding Value
-        if limit is not None:
-            ds.add_new(0x00280121, vr, limit)  # Pixel Padding Range Limit
-        out.append(ds)
-    return out
+def padded(phantom: Phantom, value: int, limit: int | None = None) -> list[Dataset]:
+    """The phantom's slices with every pixel outside the circle padding (the shared
+    builder cycles them through the whole range from ``value`` to ``limit``)."""
+    phantom = replace(phantom, padding_value=value, padding_range_limit=limit)
+    outside = outside_circle(phantom)
+
+    def hu_of(k: int) -> np.ndarray:
+        image = hu_slice(phantom, k)
+        image[outside] = np.nan
+        return image
+
+    return series(phantom, hu_of)
 
 
 def reloaded(instances: list[Dataset], directory: Path, implicit: bool = False) -> list[Path]:
@@ -87,12 +87,12 @@ UNSIGNED = replace(PHANTOM, signed=False)
 
 def test_unsigned_padding_63536_outside_the_body_is_masked(tmp_path: Path) -> None:
     """The issue's case: unsigned 63536 (stored 63536 would be 62,512 HU)."""
-    paths = reloaded(padded(UNSIGNED, [63536], 63536), tmp_path)
+    paths = reloaded(padded(UNSIGNED, 63536), tmp_path)
     assert_padding_is_air(UNSIGNED, paths)
 
 
 def test_unsigned_padding_does_not_reach_the_calcium_score(tmp_path: Path) -> None:
-    result = score(load_volume(reloaded(padded(UNSIGNED, [63536], 63536), tmp_path)))
+    result = score(load_volume(reloaded(padded(UNSIGNED, 63536), tmp_path)))
     assert result.scorable
     assert result.agatston == pytest.approx(expected_agatston(UNSIGNED))
     assert result.lesion_count == len(UNSIGNED.inserts)
@@ -100,12 +100,12 @@ def test_unsigned_padding_does_not_reach_the_calcium_score(tmp_path: Path) -> No
 
 def test_signed_padding_value_alone(tmp_path: Path) -> None:
     """Signed padding at a stored value that would read as +31,743 HU, i.e. 'calcium'."""
-    paths = reloaded(padded(PHANTOM, [32767], 32767), tmp_path)
+    paths = reloaded(padded(PHANTOM, 32767), tmp_path)
     assert_padding_is_air(PHANTOM, paths)
 
 
 def test_signed_negative_padding_alone(tmp_path: Path) -> None:
-    paths = reloaded(padded(PHANTOM, [-2000], -2000), tmp_path)
+    paths = reloaded(padded(PHANTOM, -2000), tmp_path)
     assert_padding_is_air(PHANTOM, paths)
 
 
@@ -113,35 +113,45 @@ def test_signed_negative_padding_alone(tmp_path: Path) -> None:
 def test_range_limit_is_inclusive_in_either_order(tmp_path: Path, value: int,
                                                   limit: int) -> None:
     """Padding from 3000 to 3200 stored (1976-2176 HU if read as tissue), both ends included."""
-    paths = reloaded(padded(PHANTOM, [3000, 3100, 3200], value, limit), tmp_path)
+    paths = reloaded(padded(PHANTOM, value, limit), tmp_path)
     assert_padding_is_air(PHANTOM, paths)
 
 
 def test_without_a_range_limit_only_the_value_is_padding(tmp_path: Path) -> None:
     """A stored value one above the Padding Value is image, not padding."""
-    instances = padded(PHANTOM, [3000, 3001], 3000)
-    volume = load_volume(reloaded(instances, tmp_path))
-    outside = outside_circle(PHANTOM)
-    pad_value = np.zeros_like(outside)
-    pad_value[outside] = np.resize(np.array([True, False]), int(outside.sum()))
-    np.testing.assert_array_equal(volume.padding[0], pad_value)
-    assert (volume.hu[0][outside & ~pad_value] == 3001 + INTERCEPT).all()
+    phantom = replace(PHANTOM, padding_value=3000)
+    outside = outside_circle(phantom)
+    pad = np.zeros_like(outside)
+    pad[outside] = np.resize(np.array([True, False]), int(outside.sum()))
+
+    def hu_of(k: int) -> np.ndarray:
+        image = hu_slice(phantom, k)
+        image[outside & ~pad] = 3001 + INTERCEPT
+        image[pad] = np.nan
+        return image
+
+    volume = load_volume(reloaded(series(phantom, hu_of), tmp_path))
+    np.testing.assert_array_equal(volume.padding[0], pad)
+    assert (volume.hu[0][outside & ~pad] == 3001 + INTERCEPT).all()
 
 
 def test_implicit_vr_unsigned_padding(tmp_path: Path) -> None:
-    paths = reloaded(padded(UNSIGNED, [63536], 63536), tmp_path, implicit=True)
+    paths = reloaded(padded(UNSIGNED, 63536), tmp_path, implicit=True)
     assert pydicom.dcmread(paths[0]).file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
     assert_padding_is_air(UNSIGNED, paths)
 
 
 def test_implicit_vr_signed_range(tmp_path: Path) -> None:
-    paths = reloaded(padded(PHANTOM, [-2000, -1500], -2000, -1500), tmp_path, implicit=True)
+    paths = reloaded(padded(PHANTOM, -2000, -1500), tmp_path, implicit=True)
     assert_padding_is_air(PHANTOM, paths)
 
 
 def test_padding_tag_written_with_the_wrong_vr(tmp_path: Path) -> None:
     """Unsigned pixels whose Padding Value was written as SS -2000: it means 63536."""
-    paths = reloaded(padded(UNSIGNED, [63536], -2000, tag_vr="SS"), tmp_path)
+    instances = padded(UNSIGNED, 63536)
+    for ds in instances:
+        ds.add_new(0x00280120, "SS", -2000)
+    paths = reloaded(instances, tmp_path)
     assert pydicom.dcmread(paths[0]).PixelPaddingValue == -2000  # as pydicom hands it back
     assert_padding_is_air(UNSIGNED, paths)
 
@@ -170,7 +180,7 @@ def _grey(png: bytes) -> np.ndarray:
 
 def test_rendered_image_shows_padding_black_and_windows_the_body(tmp_path: Path) -> None:
     """Window W400/L40: padding stored as 32767 (31,743 HU) would otherwise be white."""
-    [path] = reloaded(padded(PHANTOM, [32767], 32767)[:1], tmp_path)
+    [path] = reloaded(padded(PHANTOM, 32767)[:1], tmp_path)
     image = _grey(rendered(pydicom.dcmread(path), 1, "image/png", Window(40, 400), None))
     outside = outside_circle(PHANTOM)
     assert (image[outside] == 0).all()
@@ -179,10 +189,52 @@ def test_rendered_image_shows_padding_black_and_windows_the_body(tmp_path: Path)
 
 def test_rendered_full_range_ignores_padding(tmp_path: Path) -> None:
     """Without a window the grey scale spans the body's own values (40 to 350 HU here)."""
-    instances = padded(UNSIGNED, [63536], 63536)[:1]
+    instances = padded(UNSIGNED, 63536)[:1]
     for ds in instances:
         del ds.WindowCenter, ds.WindowWidth
     [path] = reloaded(instances, tmp_path)
     image = _grey(rendered(pydicom.dcmread(path), 1, "image/png", None, None))
     inside = image[~outside_circle(UNSIGNED)]
     assert inside.min() == 0 and inside.max() == 255
+
+
+def test_padding_changes_nothing_in_a_whole_thorax_score() -> None:
+    """The issue's case on the whole-thorax phantom: unsigned 63536 outside a 340 mm circle.
+
+    Scored over the whole field of view (no coronary attribution), the padded
+    series must score exactly what the same chest scores without padding.
+    """
+    chest = thorax.thorax_42()
+    plain = score(load_volume(thorax.datasets(thorax.build(chest))))
+    padded_thorax = score(load_volume(thorax.datasets(thorax.build(
+        thorax.padded(chest, signed=False)))))
+    assert plain.scorable and padded_thorax.scorable
+    assert padded_thorax.agatston == pytest.approx(plain.agatston)
+    assert padded_thorax.lesion_count == plain.lesion_count
+
+
+def test_key_images_and_mesh_of_a_padded_series_show_only_the_body(tmp_path: Path) -> None:
+    """Downstream of the volume: padding is black in key images and absent from the mesh."""
+    volume = load_volume(reloaded(padded(UNSIGNED, 63536), tmp_path))
+    weights = score(volume).weight_map
+    assert weights is not None
+    outside = outside_circle(UNSIGNED)
+    for key in key_images(volume, weights, count=2):
+        rgb = np.asarray(Image.open(io.BytesIO(key.png)).convert("RGB"))
+        assert (rgb[outside] == 0).all(), key.name
+    mesh = calcium_mesh(volume, weights)
+    assert mesh is not None
+    centre = volume.voxel_to_patient(np.array([[0, (UNSIGNED.rows - 1) / 2,
+                                                (UNSIGNED.cols - 1) / 2]]))[0]
+    in_plane = np.hypot(mesh.vertices[:, 0] - centre[0], mesh.vertices[:, 1] - centre[1])
+    assert in_plane.max() < 15.0  # the inserts lie well inside the 15 mm circle
+
+
+@pytest.mark.parametrize(("representation", "expected"), [(0, 63536), (1, -2000)])
+def test_a_raw_padding_value_is_read_as_pixel_representation_says(
+        representation: int, expected: int) -> None:
+    """Bytes F830 (little endian) left undecoded: 63536 unsigned, -2000 signed."""
+    ds = Dataset()
+    ds.PixelRepresentation = representation
+    ds.add_new(0x00280120, "OB", b"\x30\xf8")  # Pixel Padding Value, VR unresolved
+    assert padding_range(ds) == (expected, expected)

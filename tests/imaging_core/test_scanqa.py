@@ -23,10 +23,12 @@ from imaging_core.scanqa import (
     QA_FOV_UNCHECKED,
     QA_KERNEL_UNKNOWN,
     QA_METAL_FAR,
+    QA_POOL_MISSING,
     ImageQA,
     image_qa,
 )
-from imaging_core.volume import PADDING_HU, QA_SHEAR, Volume
+from imaging_core.volume import PADDING_HU, QA_SHEAR, Volume, load_volume
+from tests.imaging_core import thorax
 
 SPACING = (3.0, 0.7, 0.7)
 SHAPE = (24, 160, 160)
@@ -61,9 +63,9 @@ def outside_circle() -> np.ndarray:
 
 def chest(blood_hu: float = BLOOD_HU, aorta_hu: float | None = None, seed: int = 0,
           centre: tuple[float, float, float] = CENTRE, padding: bool = True,
-          **tags: object) -> tuple[Volume, Anatomy]:
+          pool_mm: float = POOL_MM, **tags: object) -> tuple[Volume, Anatomy]:
     """The synthetic chest (σ = 5 HU noise) and its anatomy, drawn from the same shapes."""
-    heart, pool = ball(centre, HEART_MM), ball(centre, POOL_MM)
+    heart, pool = ball(centre, HEART_MM), ball(centre, pool_mm)
     aorta, lumen = cylinder(AORTA_YX, AORTA_MM), cylinder(AORTA_YX, LUMEN_MM)
     rng = np.random.default_rng(seed)
     hu = TISSUE_HU + rng.normal(0.0, 5.0, SHAPE)
@@ -110,7 +112,7 @@ def test_untagged_contrast_in_the_blood_pool_is_not_scorable() -> None:
     assert not volume.contrast  # the tags say nothing
     qa = image_qa(volume, anatomy)
     assert not qa.scorable
-    assert "contrast in the blood pool" in (qa.refusal or "")
+    assert "contrast in the blood" in (qa.refusal or "")
 
 
 def test_contrast_in_the_aorta_alone_is_enough() -> None:
@@ -125,23 +127,72 @@ def test_just_below_the_contrast_limit_is_scored_with_a_caveat() -> None:
     assert codes(qa) == [QA_BLOOD_DENSE, QA_BLOOD_DENSE]
 
 
-def test_a_missing_blood_pool_is_a_caveat_never_a_pass() -> None:
-    volume, anatomy = chest(blood_hu=300.0)  # contrast there, but the pool was not found
-    anatomy = replace(anatomy, blood_pool=np.zeros(SHAPE, dtype=bool), missing=["blood_pool"])
+def test_a_missing_blood_pool_is_a_caveat_and_the_interior_still_shows_contrast() -> None:
+    volume, anatomy = chest(blood_hu=300.0)
+    anatomy = replace(anatomy, blood_pool=np.zeros(SHAPE, dtype=bool),
+                      missing=["blood_pool: no chamber seed"])
     qa = image_qa(volume, anatomy)
-    assert qa.scorable
-    assert QA_CONTRAST_UNCHECKED in codes(qa)
+    assert QA_POOL_MISSING in codes(qa)
+    assert qa.refusal is not None and "interior" in qa.refusal
     assert qa.measured["blood_pool_heart_hu"] is None
 
 
-def test_a_pool_too_small_to_measure_is_a_caveat() -> None:
+def test_nothing_to_measure_contrast_in_is_a_caveat_never_a_pass() -> None:
+    volume, anatomy = chest()
+    empty = np.zeros(SHAPE, dtype=bool)
+    anatomy = replace(anatomy, blood_pool=empty, aorta=empty, heart=empty,
+                      missing=["blood_pool: x", "aorta: x", "heart: x"])
+    qa = image_qa(volume, anatomy)
+    assert QA_CONTRAST_UNCHECKED in codes(qa)
+
+
+def test_iodine_the_anatomy_missed_is_still_refused() -> None:
+    """A confused segmentation (no pool, aorta or heart) and 300 HU blood in a 20 mm
+    radius pool (33.5 mL, over the 20 mL limit): the cortex-free bright region refuses."""
+    volume, anatomy = chest(blood_hu=300.0, pool_mm=20.0)
+    empty = np.zeros(SHAPE, dtype=bool)
+    anatomy = replace(anatomy, blood_pool=empty, aorta=empty, heart=empty,
+                      missing=["blood_pool: x", "aorta: x", "heart: x"])
+    qa = image_qa(volume, anatomy)
+    assert qa.refusal is not None and "no cortical bone" in qa.refusal
+    assert qa.measured["cortex_free_bright_ml"] == pytest.approx(
+        4 / 3 * np.pi * 20.0 ** 3 / 1000, rel=0.15)
+
+
+def test_bone_with_its_cortex_is_not_taken_for_iodine() -> None:
+    """A vertebral body: 250 HU cancellous core in a 2 mm 800 HU cortex, 51 mL."""
+    volume, anatomy = chest()
+    body, core = cylinder((95.0, 56.0), 15.0), cylinder((95.0, 56.0), 13.0)
+    hu = volume.hu.copy()
+    hu[body] = 800.0
+    hu[core] = 250.0
+    qa = image_qa(replace(volume, hu=hu), replace(anatomy, bone=body))
+    assert qa.scorable and qa.caveats == []
+
+
+def test_a_blood_pool_that_leaves_the_iodinated_blood_out_does_not_hide_it() -> None:
+    """A segmentation tuned to unenhanced blood may draw its pool round 40 HU tissue only."""
+    volume, anatomy = chest(blood_hu=300.0)
+    shell = anatomy.heart & ~ball(CENTRE, POOL_MM)
+    qa = image_qa(volume, replace(anatomy, blood_pool=shell | cylinder(AORTA_YX, LUMEN_MM)))
+    assert qa.refusal is not None and "contrast in the blood" in qa.refusal
+
+
+def test_a_mask_the_anatomy_flags_as_failed_is_not_used() -> None:
+    volume, anatomy = chest()
+    qa = image_qa(volume, replace(anatomy, missing=["blood_pool: seed outside the heart"]))
+    assert qa.scorable and codes(qa) == [QA_POOL_MISSING]
+    assert qa.measured["blood_pool_heart_hu"] is None
+
+
+def test_a_pool_too_small_to_measure_leaves_the_interior_to_judge() -> None:
     """A pool of radius 4 mm is under 1 mL once eroded by 3 mm."""
     volume, anatomy = chest()
     anatomy = replace(anatomy, blood_pool=ball(CENTRE, 4.0) | cylinder(AORTA_YX, LUMEN_MM))
     qa = image_qa(volume, anatomy)
-    assert qa.scorable
-    assert codes(qa) == [QA_CONTRAST_UNCHECKED]
-    assert "heart" in qa.caveats[0]
+    assert qa.scorable and qa.caveats == []
+    assert qa.measured["blood_pool_heart_hu"] is None
+    assert qa.measured["interior_heart_hu"] == pytest.approx(TISSUE_HU, abs=2)
 
 
 def test_3000_hu_metal_near_the_heart_is_not_scorable() -> None:
@@ -222,6 +273,16 @@ def test_a_field_of_view_that_cuts_the_heart_is_not_scorable(
     assert where in qa.refusal
 
 
+def test_the_reconstruction_diameter_marks_the_circle_without_padding() -> None:
+    """No padding tags, but a 110 mm Reconstruction Diameter: the heart at (80, 80) mm
+    reaches 56.4 mm from the image centre, beyond the 55 mm radius."""
+    clear = image_qa(*chest(padding=False, reconstruction_diameter_mm=110.0))
+    assert clear.scorable
+    cut = image_qa(*chest(centre=(36.0, 80.0, 80.0), padding=False,
+                          reconstruction_diameter_mm=110.0))
+    assert cut.refusal is not None and "(Reconstruction Diameter)" in cut.refusal
+
+
 def test_a_heart_that_was_not_found_leaves_the_field_of_view_unchecked() -> None:
     volume, anatomy = chest()
     anatomy = replace(anatomy, heart=np.zeros(SHAPE, dtype=bool), missing=["heart"])
@@ -230,8 +291,8 @@ def test_a_heart_that_was_not_found_leaves_the_field_of_view_unchecked() -> None
 
 
 @pytest.mark.parametrize(("manufacturer", "kernel"), [
-    ("SIEMENS", "B35f"), ("GE MEDICAL SYSTEMS", "STANDARD"), ("Philips", "B"),
-    ("TOSHIBA", "FC12"), ("CANON_MEC", "FC12"),
+    ("SIEMENS", "B35f"), ("SIEMENS", "Qr36d\\3"), ("GE MEDICAL SYSTEMS", "STANDARD"),
+    ("Philips", "B"), ("TOSHIBA", "FC12"), ("CANON_MEC", "FC12"),
 ])
 def test_standard_calcium_kernels_pass(manufacturer: str, kernel: str) -> None:
     qa = image_qa(*chest(manufacturer=manufacturer, convolution_kernel=kernel))
@@ -248,7 +309,7 @@ def test_sharp_kernels_are_not_scorable(manufacturer: str, kernel: str) -> None:
 
 
 @pytest.mark.parametrize(("manufacturer", "kernel"), [
-    ("SIEMENS", "Qr36d"), ("Acme CT", "B35f"), ("SIEMENS", None),
+    ("SIEMENS", "Bv40d"), ("Acme CT", "B35f"), ("SIEMENS", None),
 ])
 def test_unknown_or_unrecorded_kernels_are_a_caveat(manufacturer: str,
                                                     kernel: str | None) -> None:
@@ -261,3 +322,38 @@ def test_anatomy_of_another_shape_is_refused_loudly() -> None:
     volume, anatomy = chest()
     with pytest.raises(ValueError, match="heart"):
         image_qa(volume, replace(anatomy, heart=anatomy.heart[:-1]))
+
+
+# --- the issue's cases on the whole-thorax phantom, with its own structure masks ----
+
+def thorax_qa(chest: thorax.Thorax) -> tuple[ImageQA, Volume, thorax.ThoraxImage]:
+    image = thorax.build(chest)
+    volume = load_volume(thorax.datasets(image))
+    return image_qa(volume, Anatomy(**image.masks)), volume, image
+
+
+def test_an_unenhanced_thorax_is_scorable() -> None:
+    qa, _, _ = thorax_qa(thorax.thorax_311())
+    assert qa.scorable
+    assert codes(qa) == [QA_KERNEL_UNKNOWN]  # the phantom's Manufacturer is "ScanPath"
+
+
+def test_an_untagged_contrast_thorax_is_not_scorable() -> None:
+    qa, volume, _ = thorax_qa(thorax.contrast(thorax.thorax_311(), tagged=False))
+    assert not volume.contrast
+    assert qa.refusal is not None and "contrast in the blood" in qa.refusal
+
+
+@pytest.mark.parametrize("streaks", [True, False])
+def test_a_thorax_with_a_3000_hu_clip_in_front_of_the_heart_is_not_scorable(
+        streaks: bool) -> None:
+    qa, _, _ = thorax_qa(thorax.with_metal(thorax.thorax_311(), streaks=streaks))
+    assert qa.refusal is not None and "metal" in qa.refusal
+
+
+def test_a_padded_thorax_is_scorable_and_its_circle_is_known() -> None:
+    qa, volume, image = thorax_qa(thorax.padded(thorax.thorax_311(), signed=False))
+    assert qa.scorable
+    assert image.outside_fov is not None
+    np.testing.assert_array_equal(volume.padding, np.broadcast_to(image.outside_fov,
+                                                                  volume.shape))

@@ -237,6 +237,8 @@ def test_a_plaque_touching_other_calcium_is_refused() -> None:
     near_twin = (Plaque("LAD", 0.2, 6.0, 2.0, 350.0), Plaque("LAD", 0.22, 6.0, 2.0, 350.0))
     with pytest.raises(AssertionError, match="touches other calcium"):
         build(thorax_42(plaques=near_twin))
+    with pytest.raises(ValueError, match="artery must be one of"):
+        build(thorax_42(plaques=(Plaque("PDA", 0.2, 6.0, 2.0, 350.0),)))
     with pytest.raises(AssertionError, match="too near a bound"):
         build(scan_changed(thorax_42(plaques=(Plaque("LAD", 0.2, 6, 2, 210.0),)),
                            noise_sigma=5.0))

@@ -212,3 +212,24 @@ def test_not_dicom_is_a_volume_error(tmp_path: Path) -> None:
     junk.write_bytes(b"not dicom at all")
     with pytest.raises(VolumeError, match="cannot read DICOM"):
         load_volume([junk])
+
+
+def test_acquisition_tags_for_the_qa_gate_are_read() -> None:
+    """Gantry/Detector Tilt, Convolution Kernel (several values) and Manufacturer."""
+    tagged = replace(PHANTOM, gantry_tilt=-7.5, convolution_kernel="Qr36d\\3",
+                     reconstruction_diameter=32.0)
+    volume = load_volume(datasets(tagged))
+    assert volume.gantry_tilt_deg == -7.5
+    assert volume.reconstruction_diameter_mm == 32.0
+    assert volume.convolution_kernel == "Qr36d\\3"
+    assert volume.manufacturer == "ScanPath"
+    untagged = load_volume(datasets(PHANTOM))
+    assert (untagged.gantry_tilt_deg, untagged.convolution_kernel) == (None, None)
+
+
+def test_enhanced_ct_acquisition_tags_come_from_the_functional_groups() -> None:
+    """The phantom's shared CT Acquisition Details and CT Reconstruction groups."""
+    volume = load_volume([enhanced_dataset(PHANTOM)])
+    assert volume.gantry_tilt_deg == 0.0
+    assert volume.convolution_kernel == "B35f"
+    assert volume.reconstruction_diameter_mm == PHANTOM.cols * PHANTOM.pixel_spacing[1]

@@ -169,11 +169,16 @@ class Thorax:
     The scan's ``origin`` and ``w_start`` are replaced: the image is centred
     on x = y = 0 and the first slice lies ``below_heart_mm`` under the heart
     unless ``z_start`` is given. Its ``inserts`` and ``background_hu`` are
-    not used.
+    not used. Tag-only variants go through the scan (``scan_changed``):
+    ``gantry_tilt`` (the geometry stays axial, as a scanner that corrected the
+    tilt would write it), ``convolution_kernel``, ``kvp``, ``thickness``,
+    ``contrast_agent``, ``signed``, ``padding_value`` and ``padding_range_limit``.
     """
 
     scan: Phantom = field(default_factory=default_scan)
     plaques: tuple[Plaque, ...] = ()
+    # Offsets up to 15 mm each way and rotations up to 10 degrees (roll 15) were
+    # checked with all PLAQUES; ``build`` asserts the plaques still lie apart in fat.
     heart_offset_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
     heart_rotation_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)  # azimuth, elevation, roll
     aortic_calcium: bool = True
@@ -274,7 +279,7 @@ def heart_frame(thorax: Thorax) -> HeartFrame:
     left = left if left[0] > 0 else -left
     c, s = math.cos(roll), math.sin(roll)
     anterior, left = c * anterior + s * left, -s * anterior + c * left
-    ventricle_centre = np.array([20.0, -25.0, 0.0]) + np.asarray(thorax.heart_offset_mm)
+    ventricle_centre = np.array([20.0, -35.0, 0.0]) + np.asarray(thorax.heart_offset_mm)
     return HeartFrame(ventricle_centre - 40.0 * axis, axis, anterior, left)
 
 
@@ -577,9 +582,15 @@ class ThoraxImage:
 def build(thorax: Thorax) -> ThoraxImage:
     """Paint the thorax and check its plaques are apart from all other calcium.
 
-    Raises AssertionError when a plaque's HU is within ``PLAQUE_MARGIN_SIGMA``
-    noise sigmas of a weight bound, or when a plaque touches other calcium.
+    Raises ValueError for a plaque on an unknown artery or off its ends, and
+    AssertionError when a plaque's HU is within ``PLAQUE_MARGIN_SIGMA``
+    noise sigmas of a weight bound, when a plaque touches other calcium, or
+    when anything but epicardial fat and its artery borders it (in-plane or
+    straight above or below).
     """
+    for plaque in thorax.plaques:
+        if plaque.artery not in ARTERIES or not 0.0 <= plaque.at <= 1.0:
+            raise ValueError(f"plaque {plaque}: artery must be one of {ARTERIES}, at in 0-1")
     scan = _placed_scan(thorax)
     grid = Grid(scan)
     frame = heart_frame(thorax)
@@ -877,6 +888,14 @@ def _check_plaques(image: ThoraxImage) -> None:
         grown = ndimage.binary_dilation(own, structure=np.ones((3, 5, 5), bool))
         others = (image.hu[near] >= THRESHOLD_HU) & ~blood[image.labels[near]] & ~own
         assert not (grown & others).any(), f"plaque {i} ({plaque.artery}) touches other calcium"
+        shell = ndimage.binary_dilation(own, structure=_CROSS) & ~own
+        around = set(np.unique(image.labels[near][shell]).tolist())
+        assert around <= {EPICARDIAL_FAT, CORONARY}, f"plaque {i} ({plaque.artery}) not in fat"
+
+
+# In-plane neighbours and the voxels straight above and below.
+_CROSS = np.zeros((3, 3, 3), dtype=bool)
+_CROSS[1], _CROSS[:, 1, 1] = True, True
 
 
 def datasets(image: ThoraxImage) -> list[Dataset]:
@@ -889,12 +908,12 @@ def datasets(image: ThoraxImage) -> list[Dataset]:
 
 # Plaques at anatomical positions, apart from each other and from other calcium. The
 # first six (proximal LM, proximal and mid LAD, proximal LCX, proximal and distal RCA,
-# every density weight) score about 312 at 0.7 mm (A3, N4); the rest are for
+# every density weight) score about 310 at 0.7 mm (A3, N4); the rest are for
 # plaque-count variants.
 PLAQUES = (
     Plaque("LM", 0.5, 5.0, 2.2, 350.0),
     Plaque("LAD", 0.15, 8.0, 2.2, 450.0),
-    Plaque("LAD", 0.45, 6.0, 2.0, 250.0),
+    Plaque("LAD", 0.45, 6.0, 1.9, 250.0),
     Plaque("LCX", 0.35, 6.0, 2.0, 350.0),
     Plaque("RCA", 0.3, 6.0, 2.2, 450.0),
     Plaque("RCA", 0.65, 5.0, 1.7, 165.0),
@@ -906,14 +925,14 @@ PLAQUES = (
 )
 PLAQUES_311 = PLAQUES[:6]
 # One proximal LAD plaque: truth about 42 (CAC-DRS A1, N1).
-PLAQUES_42 = (Plaque("LAD", 0.2, 7.0, 2.1, 250.0),)
+PLAQUES_42 = (Plaque("LAD", 0.22, 7.0, 2.0, 250.0),)
 UNSIGNED_PADDING = 63536  # the issue's unsigned PixelPaddingValue
 SIGNED_PADDING = -2000  # stored -2000 = -3024 HU with the -1024 intercept
 CONTRAST_HU = 300.0  # iodinated blood pool at a calcium-scoring tube voltage
 
 
 def thorax_311(**changes: object) -> Thorax:
-    """Several arteries calcified, about 312 Agatston (A3/N4), aortic, valve and annulus calcium."""
+    """Several arteries calcified, about 310 Agatston (A3/N4), aortic, valve and annulus calcium."""
     return replace(Thorax(plaques=PLAQUES_311), **changes)  # type: ignore[arg-type]
 
 
