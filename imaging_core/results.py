@@ -48,6 +48,7 @@ from fhir.search import run_search
 from fhir.store import Store, spec_for
 from imaging_core import calcium, jobs, review
 from imaging_core import reports as reports
+from imaging_core.chest import score_chest
 from imaging_core.errors import ImagingError
 from imaging_core.holds import hold_for_person
 from imaging_core.keyimages import KeyImage, key_images
@@ -105,8 +106,14 @@ def _datasets(session: Session, settings: Settings, study_uid: str) -> list[Data
 
 
 def analyse(sources: list[Dataset], decisions: Sequence[calcium.Decision] = ()) -> Analysis:
-    """Load, score (with a radiologist's ``decisions``, in order) and render; a study
-    that cannot be read gives a failure to report."""
+    """Load, score the chest's coronary calcium (with a radiologist's ``decisions``, in
+    order) and render.
+
+    Scoring is :func:`score_volume`, that is :func:`imaging_core.chest.score_chest`:
+    anatomy, image QA, coronary candidates labelled by artery. A study that
+    cannot be read gives a failure to report; a heart that cannot be found, a
+    result that is not scorable with that reason.
+    """
     try:
         volume = max(load_volumes(sources), key=lambda v: v.shape[0])
     except (ImagingError, ValueError) as error:
@@ -137,7 +144,7 @@ def score_volume(volume: Volume, decisions: Sequence[calcium.Decision]) -> calci
     Raises ValueError, as ``calcium.score`` does, for a decision naming an
     unknown lesion or label.
     """
-    return calcium.score(volume, decisions=decisions)
+    return score_chest(volume, decisions=decisions)
 
 
 def _score(volume: Volume, decisions: Sequence[calcium.Decision]
