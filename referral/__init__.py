@@ -17,7 +17,8 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     """Register the order workflow's store hooks (the accession number first: the
     order's Task carries it)."""
-    from referral import accession, orders
+    from referral import accession, orders, worklist
 
     accession.register()
     orders.register()
+    worklist.register()
