@@ -26,6 +26,7 @@ are not authentication.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Literal, overload
@@ -92,7 +93,8 @@ def start_scp(settings: Settings, blocking: bool = False) -> ThreadedAssociation
     Non-blocking (the default) returns the server running in its own
     threads, for :func:`stop_scp`; blocking serves until interrupted.
     """
-    handlers: list[EventHandlerType] = [(evt.EVT_C_STORE, on_c_store, [settings]),
+    handlers: list[EventHandlerType] = [(evt.EVT_CONN_OPEN, on_connection_open),
+                                        (evt.EVT_C_STORE, on_c_store, [settings]),
                                         (evt.EVT_C_ECHO, on_c_echo),
                                         (evt.EVT_C_FIND, on_c_find, [settings]),
                                         (evt.EVT_REJECTED, on_rejected, [settings]),
@@ -108,6 +110,15 @@ def start_scp(settings: Settings, blocking: bool = False) -> ThreadedAssociation
 def stop_scp(server: ThreadedAssociationServer) -> None:
     """Stop listening and close the server's associations."""
     server.shutdown()
+
+
+def on_connection_open(event: Event) -> None:
+    """Send each PDU at once (TCP_NODELAY): pynetdicom writes a response's command and its
+    data set separately, and Nagle's algorithm held the second write until the peer's
+    delayed ACK, about 40 ms per C-FIND match (docs/benchmarks.md, worklist)."""
+    raw = event.assoc.dul.socket.socket if event.assoc.dul.socket else None
+    if raw is not None:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def on_c_store(event: Event, settings: Settings) -> int | Dataset:
