@@ -53,6 +53,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -361,63 +362,67 @@ def _range(keyword: str, column: Any, text: str, kind: str) -> list[ColumnElemen
 
 # --- the items ---------------------------------------------------------------------------
 
-def item(row: WorklistStep) -> Dataset:
-    """The whole worklist item of one row (PS3.4 Table K.6-1 attributes ScanPath keeps)."""
-    full = Dataset()
-    full.AccessionNumber = row.accession_number or ""
-    full.PatientName = row.patient_name or ""
-    full.PatientID = row.patient_id or ""
-    full.IssuerOfPatientID = row.issuer_of_patient_id or ""
-    full.PatientBirthDate = row.patient_birth_date or ""
-    full.PatientSex = row.patient_sex or ""
-    full.StudyInstanceUID = row.study_uid
-    full.RequestedProcedureID = row.accession_number or ""
-    full.RequestedProcedureDescription = row.procedure_meaning or ""
-    code = Dataset()
-    if row.procedure_code:
-        code.CodeValue = row.procedure_code
-        code.CodingSchemeDesignator = row.procedure_scheme or LOCAL_SCHEME
-        code.CodeMeaning = row.procedure_meaning or row.procedure_code
-    full.RequestedProcedureCodeSequence = DicomSequence([code] if row.procedure_code else [])
-    step = Dataset()
-    step.Modality = row.modality or ""
-    step.ScheduledStationAETitle = row.station_ae or ""
-    step.ScheduledProcedureStepStartDate = row.start_date or ""
-    step.ScheduledProcedureStepStartTime = row.start_time or ""
-    step.ScheduledPerformingPhysicianName = ""
-    step.ScheduledProcedureStepID = row.accession_number or ""
-    step.ScheduledProcedureStepDescription = row.procedure_meaning or ""
-    full.ScheduledProcedureStepSequence = DicomSequence([step])
-    return full
+Values = dict[str, Any]  # keyword -> value; a sequence is a list of Values
 
 
-def _project(full: Dataset, query: Dataset) -> Dataset:
-    """``full`` cut to the keys of ``query`` (C.2.2.1.2): each asked-for key, empty when
+def item(row: WorklistStep) -> Values:
+    """The whole worklist item of one row (the PS3.4 Table K.6-1 attributes ScanPath keeps),
+    keyword to value, None where ScanPath keeps no value."""
+    code = {"CodeValue": row.procedure_code,
+            "CodingSchemeDesignator": row.procedure_scheme or LOCAL_SCHEME,
+            "CodeMeaning": row.procedure_meaning or row.procedure_code}
+    step = {"Modality": row.modality, "ScheduledStationAETitle": row.station_ae,
+            "ScheduledProcedureStepStartDate": row.start_date,
+            "ScheduledProcedureStepStartTime": row.start_time,
+            "ScheduledPerformingPhysicianName": None,
+            "ScheduledProcedureStepID": row.accession_number,
+            "ScheduledProcedureStepDescription": row.procedure_meaning}
+    return {"AccessionNumber": row.accession_number, "PatientName": row.patient_name,
+            "PatientID": row.patient_id, "IssuerOfPatientID": row.issuer_of_patient_id,
+            "PatientBirthDate": row.patient_birth_date, "PatientSex": row.patient_sex,
+            "StudyInstanceUID": row.study_uid, "RequestedProcedureID": row.accession_number,
+            "RequestedProcedureDescription": row.procedure_meaning,
+            "RequestedProcedureCodeSequence": [code] if row.procedure_code else [],
+            "ScheduledProcedureStepSequence": [step]}
+
+
+def _project(values: Values, query: Dataset) -> Dataset:
+    """``values`` cut to the keys of ``query`` (C.2.2.1.2): each asked-for key, empty when
     there is no value; a sequence key with an item returns its asked-for keys, an empty
     one its whole items. Specific Character Set is ISO_IR 192 when a value needs it."""
-    answer = Dataset()
-    for element in query:
-        keyword = element.keyword
-        if keyword == "SpecificCharacterSet" or element.tag.group < 0x0008:
-            continue
-        have = full.get(element.tag)
-        if element.VR == "SQ":
-            items = list(have.value) if have is not None else []
-            if element.value:
-                items = [_project(i, element.value[0]) for i in items]
-            answer.add_new(element.tag, "SQ", DicomSequence(items))
-        else:
-            answer.add_new(element.tag, element.VR, have.value if have is not None else None)
-    if not _ascii(answer):
+    answer = _cut(values, query)
+    if not _ascii(values):
         answer.SpecificCharacterSet = "ISO_IR 192"
     return answer
 
 
-def _ascii(dataset: Dataset) -> bool:
-    for element in dataset:
+def _cut(values: Values, query: Dataset) -> Dataset:
+    answer = Dataset()
+    for element in query:
+        if element.keyword == "SpecificCharacterSet" or element.tag.group < 0x0008:
+            continue
+        value = values.get(element.keyword or "")
         if element.VR == "SQ":
-            if not all(_ascii(i) for i in element.value):
+            items = [_cut(i, element.value[0]) if element.value else _whole(i)
+                     for i in (value or [])]
+            answer.add_new(element.tag, "SQ", DicomSequence(items))
+        else:
+            answer.add_new(element.tag, element.VR, value)
+    return answer
+
+
+def _whole(values: Values) -> Dataset:
+    answer = Dataset()
+    for keyword, value in values.items():
+        answer.add_new(keyword, dictionary_VR(keyword), value)
+    return answer
+
+
+def _ascii(values: Values) -> bool:
+    for value in values.values():
+        if isinstance(value, list):
+            if not all(_ascii(i) for i in value):
                 return False
-        elif element.value is not None and not str(element.value).isascii():
+        elif isinstance(value, str) and not value.isascii():
             return False
     return True
