@@ -38,7 +38,8 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from _common import DEFAULT_PG, drop_postgres, fresh_postgres, machine, prepare, revision
+from _common import (DEFAULT_PG, drop_postgres, fresh_postgres, machine, prepare, revision,
+                     tail)
 from dicom_ingest import AE_TITLE, scanpath_serve
 from pydicom.dataset import Dataset
 from pynetdicom import AE
@@ -117,6 +118,8 @@ def c_find(assoc: Association, identifier: Dataset) -> int:
     """One C-FIND; the number of matches (raises unless it ends in Success)."""
     matches = 0
     for status, _found in assoc.send_c_find(identifier, WORKLIST_FIND):
+        if "Status" not in status:
+            raise RuntimeError("no C-FIND response (association aborted or DIMSE timeout)")
         if status.Status in (0xFF00, 0xFF01):
             matches += 1
         elif status.Status != 0x0000:
@@ -174,6 +177,9 @@ def run(name: str, url: str, tmp: Path, args: argparse.Namespace) -> bool:
                 ok &= p95(spent) < TARGET_P95_MS
                 print(f"| {label} | {matches} | {statistics.median(spent):.2f} | "
                       f"{p95(spent):.2f} | {p95(spent) / p95(echo):.1f} | {p95(slow):.1f} |")
+        except Exception:
+            print(f"the run failed; the server's log ends:\n{tail(tmp / f'{name}.log')}")
+            raise
         finally:
             fast.release()
             nagle.release()
