@@ -38,8 +38,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from _common import (DEFAULT_PG, drop_postgres, fresh_postgres, machine, prepare, revision,
-                     tail)
+from _common import DEFAULT_PG, drop_postgres, fresh_postgres, machine, prepare, revision, tail
 from dicom_ingest import AE_TITLE, scanpath_serve
 from pydicom.dataset import Dataset
 from pynetdicom import AE
