@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from typing import Literal, overload
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.events import Event, EventHandlerType
 from pynetdicom.transport import ThreadedAssociationServer
 from sqlmodel import Session
@@ -63,6 +63,7 @@ _COMMENT_LENGTH = 64  # Error Comment is LO (PS3.5 6.2)
 
 def build_ae(settings: Settings) -> AE:
     """The application entity: its title, its storage contexts, and who may call."""
+    quiet_pynetdicom()
     ae = AE(ae_title=settings.dicom_ae_title)
     # Accept PDUs as large as the sender likes (0 = no limit, PS3.8 D.3.3.2.1):
     # pynetdicom's 16 KiB default cost a third of each image's receive time.
@@ -75,6 +76,15 @@ def build_ae(settings: Settings) -> AE:
     ae.add_supported_context(VERIFICATION)
     ae.add_supported_context(MODALITY_WORKLIST_FIND)
     return ae
+
+
+def quiet_pynetdicom() -> None:
+    """Keep patient data out of the logs: pynetdicom logs every C-FIND request's
+    identifier (PatientName, PatientID...) at INFO, and a line per response; ScanPath
+    logs its own line per request instead (README, "Logs")."""
+    _config.LOG_REQUEST_IDENTIFIERS = False
+    _config.LOG_RESPONSE_IDENTIFIERS = False
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
 
 
 @overload

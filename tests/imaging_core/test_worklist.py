@@ -7,6 +7,7 @@ Orders are placed and moved through FHIR as a GP system and a RIS would
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -262,3 +263,11 @@ def test_the_ris_sets_the_station_ae_and_a_bad_one_is_refused(
     assert "station AE" in refused(answer, 422)
     too_long = patch(client, auth_headers, task, "scheduled", when, station("X" * 17))
     assert "station AE" in refused(too_long, 422)
+
+
+def test_a_query_leaves_no_patient_data_in_the_logs(scp: int,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    query(scp, PatientName="Zebedee*", PatientID="9434765919")
+    assert "Zebedee" not in caplog.text and "9434765919" not in caplog.text
+    assert any("worklist C-FIND answered" in r.getMessage() for r in caplog.records)
