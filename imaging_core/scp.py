@@ -1,4 +1,5 @@
-"""The DICOM listener: C-STORE of CT images (PS3.4 Annex B) and C-ECHO (Annex A).
+"""The DICOM listener: C-STORE of CT images (PS3.4 Annex B), C-ECHO (Annex A) and
+the Modality Worklist C-FIND (Annex K, answered by ``referral.worklist``).
 
 Each received instance is stored through :func:`imaging_core.storage.receive`
 in a transaction of its own. Success (0000) is answered only after the file
@@ -10,7 +11,8 @@ Every association is audited (PS3.15 A.5, DCM codes of PS3.16 CID 400-403):
 one AuditEvent for the instances it stored and one for those it refused
 (DCM 110104 "DICOM Instances Transferred", outcome 0 or 4, A.5.3.7); one
 for its C-ECHOs (DCM 110100 "Application Activity": PS3.15 has no message of
-its own for Verification, A.5.3.1 is the nearest); and a refused
+its own for Verification, A.5.3.1 is the nearest); one for its worklist
+queries (DCM 110112 "Query", A.5.3.11, outcome 0, or 4 when one failed); and a refused
 association gives DCM 110114 "User Authentication" (A.5.3.12), outcome 4,
 rate-limited per address like every request that names no known client.
 
@@ -24,11 +26,13 @@ are not authentication.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
+from collections.abc import Iterator
 from typing import Literal, overload
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.events import Event, EventHandlerType
 from pynetdicom.transport import ThreadedAssociationServer
 from sqlmodel import Session
@@ -39,20 +43,27 @@ from fhir import audit
 from fhir.store import Store
 from imaging_core.errors import ProcessingFailure, StorageError
 from imaging_core.storage import SOP_CLASSES, TRANSFER_SYNTAXES, receive
+from referral import worklist
 
 log = logging.getLogger(__name__)
 
 VERIFICATION = "1.2.840.10008.1.1"  # Verification SOP Class, C-ECHO (PS3.4 A.4)
+# Modality Worklist Information Model - FIND (PS3.4 K.6.1.2)
+MODALITY_WORKLIST_FIND = "1.2.840.10008.5.1.4.31"
 SUCCESS = 0x0000
+PENDING = 0xFF00  # a match follows (PS3.4 K.4.1.1.4)
+CANCELLED = 0xFE00
 _DCM = "http://dicom.nema.org/resources/ontology/DCM"
 APPLICATION_ACTIVITY_EVENT = {"system": _DCM, "code": "110100",
                               "display": "Application Activity"}
+QUERY_EVENT = {"system": _DCM, "code": "110112", "display": "Query"}
 USER_AUTHENTICATION_EVENT = {"system": _DCM, "code": "110114", "display": "User Authentication"}
 _COMMENT_LENGTH = 64  # Error Comment is LO (PS3.5 6.2)
 
 
 def build_ae(settings: Settings) -> AE:
     """The application entity: its title, its storage contexts, and who may call."""
+    quiet_pynetdicom()
     ae = AE(ae_title=settings.dicom_ae_title)
     # Accept PDUs as large as the sender likes (0 = no limit, PS3.8 D.3.3.2.1):
     # pynetdicom's 16 KiB default cost a third of each image's receive time.
@@ -63,7 +74,17 @@ def build_ae(settings: Settings) -> AE:
     for sop_class in SOP_CLASSES:
         ae.add_supported_context(sop_class, list(TRANSFER_SYNTAXES))
     ae.add_supported_context(VERIFICATION)
+    ae.add_supported_context(MODALITY_WORKLIST_FIND)
     return ae
+
+
+def quiet_pynetdicom() -> None:
+    """Keep patient data out of the logs: pynetdicom logs every C-FIND request's
+    identifier (PatientName, PatientID...) at INFO, and a line per response; ScanPath
+    logs its own line per request instead (README, "Logs")."""
+    _config.LOG_REQUEST_IDENTIFIERS = False
+    _config.LOG_RESPONSE_IDENTIFIERS = False
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
 
 
 @overload
@@ -82,8 +103,10 @@ def start_scp(settings: Settings, blocking: bool = False) -> ThreadedAssociation
     Non-blocking (the default) returns the server running in its own
     threads, for :func:`stop_scp`; blocking serves until interrupted.
     """
-    handlers: list[EventHandlerType] = [(evt.EVT_C_STORE, on_c_store, [settings]),
+    handlers: list[EventHandlerType] = [(evt.EVT_CONN_OPEN, on_connection_open),
+                                        (evt.EVT_C_STORE, on_c_store, [settings]),
                                         (evt.EVT_C_ECHO, on_c_echo),
+                                        (evt.EVT_C_FIND, on_c_find, [settings]),
                                         (evt.EVT_REJECTED, on_rejected, [settings]),
                                         (evt.EVT_RELEASED, on_association_end, [settings]),
                                         (evt.EVT_ABORTED, on_association_end, [settings])]
@@ -97,6 +120,15 @@ def start_scp(settings: Settings, blocking: bool = False) -> ThreadedAssociation
 def stop_scp(server: ThreadedAssociationServer) -> None:
     """Stop listening and close the server's associations."""
     server.shutdown()
+
+
+def on_connection_open(event: Event) -> None:
+    """Send each PDU at once (TCP_NODELAY): pynetdicom writes a response's command and its
+    data set separately, and Nagle's algorithm held the second write until the peer's
+    delayed ACK, about 40 ms per C-FIND match (docs/benchmarks.md, worklist)."""
+    raw = event.assoc.dul.socket.socket if event.assoc.dul.socket else None
+    if raw is not None:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def on_c_store(event: Event, settings: Settings) -> int | Dataset:
@@ -126,6 +158,50 @@ def on_c_echo(event: Event) -> int:
     """Verification (PS3.4 A.4): Success, noted for the association's audit."""
     _note(event, "echo", "C-ECHO")
     return SUCCESS
+
+
+def on_c_find(event: Event, settings: Settings) -> Iterator[tuple[int | Dataset, Dataset | None]]:
+    """Modality Worklist C-FIND (PS3.4 K.4.1): a Pending response per scheduled order that
+    matches, then Success; Cancel (0xFE00) is honoured between matches; an identifier the
+    worklist cannot use ends in its failure status with an Error Comment, never a raise."""
+    calling_ae = str(event.assoc.requestor.ae_title).strip()
+    matched = 0
+    try:
+        with Session(engine_for(settings.database_url)) as session:
+            for found in worklist.find(session, _identifier(event)):
+                if event.is_cancelled:
+                    _note(event, "find", "cancelled")
+                    yield CANCELLED, None
+                    return
+                matched += 1
+                yield PENDING, found
+    except worklist.WorklistQueryError as error:
+        log.warning("worklist C-FIND refused", extra={"calling_ae": calling_ae,
+                                                      "status": f"{error.status:04X}",
+                                                      "reason": str(error)})
+        _note(event, "find", f"failed {error.status:04X}")
+        yield failure(error.status, str(error)), None
+        return
+    except Exception:  # the modality must hear a failure whatever broke
+        log.exception("worklist C-FIND failed", extra={"calling_ae": calling_ae})
+        _note(event, "find", f"failed {ProcessingFailure.status:04X}")
+        yield failure(ProcessingFailure.status, "Processing failure; see the ScanPath log"), None
+        return
+    log.info("worklist C-FIND answered", extra={"calling_ae": calling_ae, "matches": matched})
+    _note(event, "find", "answered")
+    yield SUCCESS, None
+
+
+def _identifier(event: Event) -> Dataset:
+    """The request's identifier, decoded; an undecodable one is 0xC000 (Unable to process)."""
+    try:
+        identifier = event.identifier
+        for _element in identifier:  # decoding is lazy: touch every element now
+            pass
+    except Exception as error:
+        raise worklist.WorklistQueryError(f"The identifier cannot be decoded "
+                                          f"({type(error).__name__})", 0xC000) from error
+    return identifier
 
 
 # What each open association did, by kind ("stored": Study UIDs, "refused": DICOM
@@ -159,6 +235,14 @@ def on_association_end(event: Event, settings: Settings) -> None:
         events.append((_interaction(event, "read", APPLICATION_ACTIVITY_EVENT),
                        audit.OUTCOME_SUCCESS,
                        f"{activity['echo']['C-ECHO']} C-ECHO (Verification) from {calling_ae}"))
+    if "find" in activity:
+        found = activity["find"]
+        failed = sum(n for k, n in found.items() if k.startswith("failed"))
+        events.append((_interaction(event, "search", QUERY_EVENT, "Modality Worklist C-FIND",
+                                    "ServiceRequest"),
+                       audit.OUTCOME_MINOR if failed else audit.OUTCOME_SUCCESS,
+                       f"{sum(found.values())} worklist C-FIND(s) from {calling_ae}: "
+                       + ", ".join(f"{k} x{n}" for k, n in sorted(found.items()))))
     _record(settings, events, calling_ae)
 
 
@@ -174,9 +258,10 @@ def on_rejected(event: Event, settings: Settings) -> None:
 
 
 def _interaction(event: Event, action: str, event_type: dict[str, str],
-                 query: str | None = None) -> audit.Interaction:
+                 query: str | None = None, resource_type: str = "ImagingStudy"
+                 ) -> audit.Interaction:
     calling_ae = str(event.assoc.requestor.ae_title).strip()
-    return audit.Interaction(action, "ImagingStudy", f"AE:{calling_ae}",
+    return audit.Interaction(action, resource_type, f"AE:{calling_ae}",
                              event.assoc.requestor.address, query=query,
                              event_type=dict(event_type))
 
@@ -198,7 +283,7 @@ def _record(settings: Settings, events: list[_Audited], calling_ae: str) -> None
 
 
 def failure(status: int, comment: str) -> Dataset:
-    """A C-STORE response status with its Error Comment."""
+    """A C-STORE or C-FIND response status with its Error Comment."""
     response = Dataset()
     response.Status = status
     response.ErrorComment = comment[:_COMMENT_LENGTH]

@@ -25,8 +25,9 @@ def register_hooks() -> None:
     """Register the order workflow's store hooks (the accession number first: the
     order's Task carries it). Every process that writes resources calls this: the web
     app, ``scanpath serve`` (the analysis worker) and the Celery worker."""
-    from referral import accession, orders, subscriptions
+    from referral import accession, orders, subscriptions, worklist
 
     accession.register()
     orders.register()
+    worklist.register()
     subscriptions.register()

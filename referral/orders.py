@@ -37,6 +37,7 @@ from fhir.dates import instant, now_utc
 from fhir.search import run_search
 from fhir.store import Store, register_write_hook, spec_for
 from fhir.terminology import put_if_changed
+from referral import worklist
 from referral.states import (
     CLOSED,
     MOVES,
@@ -137,7 +138,7 @@ def move(store: Store, order: dict[str, Any], wanted: str, actor: Actor,
     if current == wanted:
         return task
     check_move(current, wanted, actor)
-    task = _entered(store, {**task}, wanted, note)
+    task = _entered(store, {**task}, wanted, note, order)
     with _workflow_write(store, f"Task/{task['id']}"):
         task = store.update("Task", task["id"], task).resource
     _reflect(store, order, wanted)
@@ -244,7 +245,7 @@ def _on_order_write(store: Store, order: dict[str, Any], previous: dict[str, Any
                           f"as {STATES[state].request_status}); its requester can only "
                           "revoke it, before the examination starts", ["ServiceRequest.status"])
     check_move(state, "cancelled", Actor.REQUESTER, "ServiceRequest.status")
-    cancelled = _entered(store, {**task}, "cancelled", None)
+    cancelled = _entered(store, {**task}, "cancelled", None, order)
     with _workflow_write(store, f"Task/{task['id']}"):
         store.update("Task", task["id"], cancelled)
     _audit_move(store, cancelled, order, state, "cancelled", Actor.REQUESTER)
@@ -264,6 +265,7 @@ def _on_task_write(store: Store, task: dict[str, Any], previous: dict[str, Any] 
                               ["Task.businessStatus"])
         return
     _check_kept(task, previous)
+    worklist.station_ae(store, task)  # a malformed station AE title is a 422 in any state
     if after is None or after not in STATES:
         raise Unprocessable("The order's Task keeps a businessStatus coding from "
                             f"{store.settings.canonical_base}/CodeSystem/order-state "
@@ -271,6 +273,8 @@ def _on_task_write(store: Store, task: dict[str, Any], previous: dict[str, Any] 
     _check_status(task, previous, after)
     if after == before:
         task["status"] = STATES[after].task_status
+        if after == "scheduled":  # the RIS may change the station or the time while booked
+            _entered(store, task, after, None, _focus_order(store, task))
         return
     check_move(before, after, Actor.RADIOLOGY)
     order = _focus_order(store, task)
@@ -304,15 +308,18 @@ def _focus_order(store: Store, task: dict[str, Any]) -> dict[str, Any]:
 
 def _entered(store: Store, task: dict[str, Any], state: str, note: str | None,
              order: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``task`` (changed in place) in ``state``: statuses, and what the state needs."""
+    """``task`` (changed in place) in ``state``: statuses, what the state needs, and the
+    order's Modality Worklist entry (``referral.worklist``)."""
+    order = order or _focus_order(store, task)
     if state == "scheduled":
-        _appointment(task, order or _focus_order(store, task))
+        _appointment(task, order)
     if state == "rejected" and not _has_reason(task):
         raise Unprocessable("A rejected order says why: give Task.statusReason (text or a "
                             "coding)", ["Task.statusReason"])
     task["status"] = STATES[state].task_status
     _business_status(store, task, state)
     task["lastModified"] = instant(now_utc())
+    worklist.follow(store, task, order, state)
     if note:
         task["note"] = [*task.get("note", []), {"time": task["lastModified"], "text": note}]
     return task

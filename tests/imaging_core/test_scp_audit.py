@@ -93,3 +93,20 @@ def test_refused_c_stores_are_audited(scp: int, client: FlaskClient, auth_header
     by_outcome = {event["outcome"]: event for event in events}
     assert set(by_outcome) == {"0", "4"}
     assert by_outcome["4"]["outcomeDesc"] == "1 C-STORE(s) refused, status A900 x1"
+
+
+def test_worklist_queries_are_audited(scp: int, client: FlaskClient,
+                                      auth_headers: Headers) -> None:
+    from tests.imaging_core.test_worklist import query
+
+    assert query(scp, AccessionNumber="SP99999999")[1] == 0x0000
+    assert query(scp, ScheduledProcedureStepStartDate="2026-12-01")[1] == 0xA900
+    events = audit_events(client, auth_headers, "110112")  # Query (PS3.15 A.5.3.11)
+    for _ in range(150):  # each association is audited by its own thread when it ends
+        if len(events) >= 2:
+            break
+        time.sleep(0.1)
+        events = audit_events(client, auth_headers, "110112")
+    assert sorted(e["outcome"] for e in events) == ["0", "4"]
+    assert all(e["agent"][0]["name"] == "AE:MODALITY" for e in events)
+    assert any("failed A900" in e["outcomeDesc"] for e in events)
