@@ -41,8 +41,9 @@ def init_app(app: Flask) -> None:
     Call after ``referral.init_app``: the order hook needs the accession
     number that referral's hook assigns.
     """
-    from imaging_core import dicomweb, review, studies
+    from imaging_core import dicomweb, review, signoff, studies
 
     dicomweb.init_app(app)
     studies.register()
     review.register()
+    signoff.register()

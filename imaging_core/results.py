@@ -46,7 +46,7 @@ from core.settings import Settings
 from fhir.dates import instant, now_utc
 from fhir.search import run_search
 from fhir.store import Store, spec_for
-from imaging_core import calcium, jobs, review
+from imaging_core import calcium, jobs, review, signoff
 from imaging_core import reports as reports
 from imaging_core.errors import ImagingError
 from imaging_core.holds import hold_for_person
@@ -88,7 +88,8 @@ def run_calcium(settings: Settings, job: jobs.AnalysisJob) -> str:
     with Session(engine_for(settings.database_url)) as session:
         sources = _datasets(session, settings, job.study_uid)
         decided = review.decisions_for(session, job.service_request_id)
-    analysis = analyse(sources, review.as_decisions(decided))
+        signature = signoff.signature_for(session, settings, job)
+    analysis = analyse(sources, review.as_decisions(decided), signature)
     analysis.applied_through = max((d.id or 0 for d in decided), default=0)
     with Session(engine_for(settings.database_url), expire_on_commit=False) as session:
         jobs.check_lease(session, job)
@@ -104,9 +105,11 @@ def _datasets(session: Session, settings: Settings, study_uid: str) -> list[Data
     return [pydicom.dcmread(settings.var_dir / row.path) for row in rows]
 
 
-def analyse(sources: list[Dataset], decisions: Sequence[calcium.Decision] = ()) -> Analysis:
+def analyse(sources: list[Dataset], decisions: Sequence[calcium.Decision] = (),
+            signature: reports.Signature | None = None) -> Analysis:
     """Load, score (with a radiologist's ``decisions``, in order) and render; a study
-    that cannot be read gives a failure to report."""
+    that cannot be read gives a failure to report. With ``signature`` (a signed-off
+    report issued again) the PDF, SR and SEG say FINAL and who signed, not PRELIMINARY."""
     try:
         volume = max(load_volumes(sources), key=lambda v: v.shape[0])
     except (ImagingError, ValueError) as error:
@@ -123,10 +126,11 @@ def analyse(sources: list[Dataset], decisions: Sequence[calcium.Decision] = ()) 
                                      accession=volume.accession_number,
                                      study_date=_first(sources, "StudyDate"),
                                      key_images=[k.png for k in analysis.images],
-                                     conclusion=analysis.conclusion)
+                                     conclusion=analysis.conclusion, signature=signature)
     series = [s for s in sources if s.SeriesInstanceUID == volume.series_uid]
-    analysis.derived = [reports.build_sr(series, volume, result)]
-    seg = reports.build_seg(series, volume, result) if result.scorable else None
+    analysis.derived = [reports.build_sr(series, volume, result, signature=signature)]
+    seg = reports.build_seg(series, volume, result, signature=signature) \
+        if result.scorable else None
     analysis.derived += [seg] if seg is not None else []
     return analysis
 
@@ -188,6 +192,8 @@ def publish(store: Store, job: jobs.AnalysisJob, analysis: Analysis) -> str:
     order = store.read("ServiceRequest", job.service_request_id)
     earlier = _order_report(store, order["id"], key["system"])
     if earlier is not None and earlier["status"] in SIGNED_OFF:
+        if signoff.is_reissue(job):
+            return _reissue(store, job, analysis, earlier)
         if review.is_review_job(store.session, job.id):  # signed while the job waited
             log.warning("review not applied: the report was signed off first", extra={
                 "diagnostic_report_id": earlier["id"], "job_id": job.id})
@@ -205,6 +211,27 @@ def publish(store: Store, job: jobs.AnalysisJob, analysis: Analysis) -> str:
     _provenance(context, report, analysis)
     study_ref = f"ImagingStudy/{context.imaging_study_id}" if context.imaging_study_id else None
     orders.analysed(store, order, study_ref)
+    return str(report["id"])
+
+
+def _reissue(store: Store, job: jobs.AnalysisJob, analysis: Analysis,
+             report: dict[str, Any]) -> str:
+    """The signed report's PDF, SR and SEG issued again (FINAL, who signed); the report's
+    Observations and conclusion are the signed ones and stay as they are."""
+    for derived in analysis.derived:
+        store_instance(store.session, store.settings, derived, "derived")
+    context = _Context(store, store.read("ServiceRequest", job.service_request_id), None)
+    kept = [f for f in report.get("presentedForm", []) if f.get("contentType") !=
+            "application/pdf"]
+    pdf = [{"contentType": "application/pdf", "title": "Calcium score report",
+            "url": _binary(context, "application/pdf", analysis.pdf)}] if analysis.pdf else []
+    current = {k: v for k, v in report.items() if k != "meta"}
+    with orders.workflow_write(store, f"DiagnosticReport/{report['id']}"):
+        context.amend(str(report["id"]), {**current, "presentedForm": pdf + kept})
+    # PACS (issue 11 item 5): call pacs.queue_results_to_pacs(store.session, report["id"])
+    # here once the pacs branch is on main, so the destinations get the signed SR, SEG, PDF.
+    log.info("signed report's outputs issued again", extra={
+        "diagnostic_report_id": report["id"], "job_id": job.id})
     return str(report["id"])
 
 

@@ -113,7 +113,9 @@ def review_operation(call: Invocation) -> dict[str, Any]:
     report = store.read("DiagnosticReport", call.resource_id)
     if report.get("status") != "preliminary":
         raise Conflict(f"DiagnosticReport/{report['id']} is {report.get('status')}; only a "
-                       "preliminary report is reviewed here (sign-off and amendment: issue 11)")
+                       "preliminary report is reviewed here: after sign-off, change the "
+                       "report by an amendment (PUT or PATCH with status amended and a "
+                       "reason, README)")
     row = _candidates_row(store.session, call.resource_id)
     reviewer, changes = parse_review(call.body)
     if not store.exists("Practitioner", reviewer.split("/", 1)[1]):
@@ -278,17 +280,7 @@ def _queue(session: Session, row: CalciumCandidates, decision_id: int) -> int:
     made_by = session.get(AnalysisJob, row.job_id)
     if made_by is None:
         raise Conflict(f"the analysis job {row.job_id} of this report is gone")
-    instances = jobs.received(session, row.study_uid)
-    now = now_utc()
-    job = AnalysisJob(
-        idempotency_key=f"{row.study_uid}|{made_by.analyser_version}|"
-                        f"{jobs.instance_set_key(instances)}|review-{decision_id}",
-        study_uid=row.study_uid, service_request_id=row.service_request_id,
-        procedure=made_by.procedure, analyser_version=made_by.analyser_version,
-        status="queued", instance_count=len(instances), created_at=now, updated_at=now)
-    session.add(job)
-    session.flush()
-    return job.id or 0
+    return jobs.requeue(session, made_by, f"review-{decision_id}")
 
 
 def _pending_jobs(session: Session, decisions: Sequence[LesionDecision]) -> list[AnalysisJob]:

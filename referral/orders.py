@@ -505,3 +505,8 @@ def _workflow_write(store: Store, reference: str) -> Iterator[None]:
 
 def _is_workflow_write(store: Store, reference: str) -> bool:
     return reference in store.session.info.get(_WORKFLOW_WRITES, set())
+
+
+# The imaging core marks its own writes of a signed report (re-issued outputs) the same way.
+workflow_write = _workflow_write
+is_workflow_write = _is_workflow_write
