@@ -24,7 +24,8 @@ DICOM in:
 Results out: ``results`` (the calcium analyser and its FHIR report),
 ``reports`` (SR, SEG, PDF), ``terminology`` (the local CodeSystems) and
 ``review`` (a radiologist's ``$lesions`` and ``$review`` operations on the
-report, and the decisions they keep).
+report, and the decisions they keep), ``signoff`` (a radiologist's sign-off
+and amendments of the report: the DiagnosticReport write hook).
 """
 
 from __future__ import annotations

@@ -26,6 +26,10 @@ of its Observations, whose conclusion says why. A report a radiologist has
 signed off (``final``, ``amended``, ``corrected``) is never touched by the
 machine: the new result is held for a person as a reconcile Task
 (``imaging_core.holds``) that names the report and carries the new score.
+The one exception is the ``reissue`` job a sign-off or amendment queues
+(``imaging_core.signoff``): it scores the same images again only to issue the
+PDF, SR and SEG anew as the signed version says (FINAL, who signed), and
+changes nothing else of the report.
 """
 
 from __future__ import annotations

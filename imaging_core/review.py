@@ -23,7 +23,8 @@ Both need the token to allow ``update`` on DiagnosticReport (the radiology
 scopes): the candidate list, bone and valve included, is working material for
 those who may change the report, not for readers of it. A report that is not
 ``preliminary`` (signed off: ``final``, ``amended``, ``corrected``) is refused
-with 409; sign-off and amendment are issue 11.
+with 409: after sign-off (``imaging_core.signoff``) the report changes only by
+an amendment, which this operation does not make.
 
 **Design.** Re-scoring from pixels and rebuilding the SR, SEG and PDF is long
 work, so it is a job (CONVENTIONS), never done in the request. The request

@@ -1,14 +1,17 @@
 """Linking received studies to their orders, as FHIR ImagingStudy resources.
 
 A study is linked when its AccessionNumber (0008,0050) equals the ACSN
-identifier of a ServiceRequest (shared/CONTRACT.md §2, §5). Unmatched
-studies stay out of FHIR: R4 requires ``ImagingStudy.subject``, and guessing
-the patient from the DICOM PatientID (a local MRN, not an NHS number) risks
-filing images against the wrong person. A radiology department reconciles
-such studies by hand, as it does for "unverified" studies on a PACS; they are
-kept, flagged ``ReceivedStudy.matched = False`` and logged until an order
-with their accession number appears (``match_pending_studies`` or the
-ServiceRequest write hook).
+identifier of a ServiceRequest (shared/CONTRACT.md §2, §5) and its header
+names the order's Patient (``referral.identity``: PatientID, PatientBirthDate,
+PatientName; a missing value is never a match). Unlinked studies stay out of
+FHIR: R4 requires ``ImagingStudy.subject``, and filing images under a patient
+their header does not name risks the wrong person. They are kept, flagged
+(``ReceivedStudy.matched = False``, ``hold_reason`` ``no-order`` or
+``identity-mismatch``) and shown to staff and the RIS as a reconcile Task
+(``referral.orders.hold_unlinked``) until a person links or rejects them
+through that Task (:func:`decide_hold`). A no-order study links by itself when
+an order with its accession number appears (``match_pending_studies`` or the
+ServiceRequest write hook), if it names that order's patient.
 
 The ImagingStudy follows R4 (https://hl7.org/fhir/R4/imagingstudy.html): the
 Study Instance UID as ``urn:dicom:uid`` identifier, the accession number as
@@ -158,13 +161,14 @@ def _link_to(store: Store, study: ReceivedStudy, order: dict[str, Any]) -> bool:
     savepoint = store.session.begin_nested()
     try:
         newly_linked = study.service_request_id != order["id"] or not study.matched
+        if study.hold_reason == NO_ORDER:  # the order came after its images
+            study.hold_reason = None
+            orders.settle_holds(store, _uid_identifier(study), f"ServiceRequest/{order['id']} "
+                                "with its accession number arrived; the study is linked to "
+                                "it if it names the order's patient")
         if newly_linked and not _same_patient(store, study, order):
             savepoint.commit()
             return False
-        if study.hold_reason == NO_ORDER:  # the order came after its images
-            study.hold_reason = None
-            orders.settle_holds(store, _uid_identifier(study), f"Linked automatically to "
-                                f"ServiceRequest/{order['id']}, which carries its accession")
         _write_imaging_study(store, study, order)
         if newly_linked and _current_study(store.session, order["id"], study.study_uid):
             _hold_study(store, study, order, "second-study")

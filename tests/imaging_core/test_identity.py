@@ -131,28 +131,33 @@ def test_a_study_without_a_birth_date_is_held(
     assert analyse(quick) == []
 
 
-@needs_dcmtk
-def test_an_unknown_accession_is_held_and_a_rejected_hold_stays_stored(
-        quick: Settings, scp: int, tmp_path: Path, client: FlaskClient,  # noqa: F811
-        auth_headers: Headers) -> None:
+@pytest.fixture
+def unknown(quick: Settings, scp: int, tmp_path: Path, client: FlaskClient,  # noqa: F811
+            auth_headers: Headers) -> dict[str, Any]:
+    """The hold Task of a study sent with an accession number that names no order."""
     send(scp, tmp_path, "NOSUCHORDER1")
     [hold] = holds(client, auth_headers)
     assert hold["statusReason"]["text"] == "no-order" and "basedOn" not in hold
-    rejected = decide(client, auth_headers, hold, "rejected")
+    return hold
+
+
+@needs_dcmtk
+def test_an_unknown_accession_is_held_and_a_rejected_hold_stays_stored(
+        quick: Settings, client: FlaskClient, auth_headers: Headers,  # noqa: F811
+        unknown: dict[str, Any]) -> None:
+    rejected = decide(client, auth_headers, unknown, "rejected")
     assert rejected.status_code == 200, rejected.get_json()
     assert [s.hold_reason for s in rows(quick, ReceivedStudy)] == ["rejected"]
     assert len(rows(quick, DicomInstance)) == len(series("x"))  # kept
     assert analyse(quick) == [] and rows(quick, AnalysisJob) == []
-    again = decide(client, auth_headers, {**hold, **rejected.get_json()}, "completed")
+    again = decide(client, auth_headers, {**unknown, **rejected.get_json()}, "completed")
     assert again.status_code == 409  # decided once
 
 
 @needs_dcmtk
 def test_linking_needs_an_existing_order(
-        quick: Settings, scp: int, tmp_path: Path, client: FlaskClient,  # noqa: F811
-        auth_headers: Headers) -> None:
-    send(scp, tmp_path, "NOSUCHORDER2")
-    [hold] = holds(client, auth_headers)
-    assert decide(client, auth_headers, hold, "completed").status_code == 422
-    assert decide(client, auth_headers, hold, "completed", "nope").status_code == 422
+        quick: Settings, client: FlaskClient, auth_headers: Headers,  # noqa: F811
+        unknown: dict[str, Any]) -> None:
+    assert decide(client, auth_headers, unknown, "completed").status_code == 422
+    assert decide(client, auth_headers, unknown, "completed", "nope").status_code == 422
     assert [s.hold_reason for s in rows(quick, ReceivedStudy)] == ["no-order"]
