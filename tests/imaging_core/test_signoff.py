@@ -99,6 +99,16 @@ def test_sign_off_by_put_makes_everything_final(
     assert str(sr.VerifyingObserverSequence[0].VerifyingObserverName) == "Jones^Sam"
     assert "preliminary" not in latest_sr(quick, "SEG").SeriesDescription
 
+    amended = put(client, auth_headers, report, conclusion="Calcium in the LAD.", extension=[
+        {"url": REASON, "valueString": "Artery named"}])
+    assert amended.status_code == 200, amended.get_json()
+    run_queued(quick)  # issued again, as amended
+    [report] = reports(client, auth_headers, order_id)
+    text = pdf_text(client, auth_headers, report, tmp_path)
+    assert "AMENDED - verified by Jones, Sam" in text and "Amended: Artery named" in text
+    assert "Calcium in the LAD." in text and "PRELIMINARY" not in text.upper()
+    assert latest_sr(quick).VerificationFlag == "VERIFIED"
+
 
 def test_sign_off_by_json_patch(
         client: FlaskClient, auth_headers: Headers, analysed: dict[str, Any],
