@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,16 @@ import pytest
 from flask.testing import FlaskClient
 
 from core.settings import Settings
-from imaging_core.reports import PRELIMINARY_BANNER
+from imaging_core.reports import PRELIMINARY_BANNER, Signature, build_seg, build_sr
 from tests.imaging_core.test_completion import analyse, placed, quick, reports, send, series  # noqa: F401
-from tests.imaging_core.test_reports import PDFTOTEXT, _pdf_text
+from tests.imaging_core.test_reports import (  # noqa: F401
+    PDFTOTEXT,
+    Case,
+    _dciodvfy_errors,
+    _pdf_text,
+    needs_dciodvfy,
+    scored,
+)
 from tests.imaging_core.test_review import latest_sr, pdf_of, run_queued
 from tests.referral.moves import GP, RIS, order_status, state, task_of
 
@@ -170,3 +178,19 @@ def test_final_never_returns_to_preliminary_and_changes_are_amendments(
     reasons = [r.get("text") for e in provenance["entry"] for r in e["resource"].get("reason", [])]
     assert "Conclusion reworded after discussion" in reasons
     assert put(client, auth_headers, body, status="preliminary").status_code == 409
+
+
+@needs_dciodvfy
+def test_the_signed_sr_and_seg_are_valid_dicom(scored: Case, tmp_path: Path) -> None:  # noqa: F811
+    """dicom3tools' dciodvfy finds no error in the verified SR (VerifyingObserverSequence,
+    PS3.3 C.17.2) or the final SEG."""
+    signature = Signature("final", "Jones^Sam", "Radiology department",
+                          datetime(2026, 12, 1, 9, 30, tzinfo=UTC), "Calcium score 205.")
+    sr = build_sr(scored.sources, scored.volume, scored.result, signature=signature)
+    observer = sr.VerifyingObserverSequence[0]
+    assert (observer.VerifyingObserverName, observer.VerificationDateTime) == \
+        ("Jones^Sam", "20261201093000")
+    assert _dciodvfy_errors(sr, tmp_path / "sr.dcm") == []
+    seg = build_seg(scored.sources, scored.volume, scored.result, signature=signature)
+    assert seg is not None and seg.SeriesDescription == "Calcium segmentation (final)"
+    assert _dciodvfy_errors(seg, tmp_path / "seg.dcm") == []
