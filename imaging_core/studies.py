@@ -7,11 +7,13 @@ PatientName; a missing value is never a match). Unlinked studies stay out of
 FHIR: R4 requires ``ImagingStudy.subject``, and filing images under a patient
 their header does not name risks the wrong person. They are kept, flagged
 (``ReceivedStudy.matched = False``, ``hold_reason`` ``no-order`` or
-``identity-mismatch``) and shown to staff and the RIS as a reconcile Task
-(``referral.orders.hold_unlinked``) until a person links or rejects them
-through that Task (:func:`decide_hold`). A no-order study links by itself when
-an order with its accession number appears (``match_pending_studies`` or the
-ServiceRequest write hook), if it names that order's patient.
+``identity-mismatch``; an instance naming another patient that arrives after
+the study was linked holds it too, before it is analysed) and shown to staff
+and the RIS as a reconcile Task (``referral.orders.hold_unlinked``) until a
+person links or rejects them through that Task (:func:`decide_hold`). A
+no-order study links by itself when an order with its accession number
+appears (``match_pending_studies`` or the ServiceRequest write hook), if it
+names that order's patient.
 
 The ImagingStudy follows R4 (https://hl7.org/fhir/R4/imagingstudy.html): the
 Study Instance UID as ``urn:dicom:uid`` identifier, the accession number as
@@ -166,7 +168,8 @@ def _link_to(store: Store, study: ReceivedStudy, order: dict[str, Any]) -> bool:
             orders.settle_holds(store, _uid_identifier(study), f"ServiceRequest/{order['id']} "
                                 "with its accession number arrived; the study is linked to "
                                 "it if it names the order's patient")
-        if newly_linked and not _same_patient(store, study, order):
+        checked = newly_linked or study.hold_reason is None  # later images are checked too
+        if checked and not _same_patient(store, study, order):
             savepoint.commit()
             return False
         _write_imaging_study(store, study, order)
@@ -194,12 +197,21 @@ def _same_patient(store: Store, study: ReceivedStudy, order: dict[str, Any]) -> 
         patient = {}
     problems = [p for header in headers(store.session, study.study_uid)
                 for p in identity.check(patient, header)]
-    if not problems:
+    if not problems or (study.matched and _linked_by_person(store, study)):
         return True
     texts = "; ".join(dict.fromkeys(p.text for p in problems))
     _hold_unlinked(store, study, order, MISMATCH, f"its header does not show it is the "
                    f"order's patient ({reference}): {texts}")
     return False
+
+
+def _linked_by_person(store: Store, study: ReceivedStudy) -> bool:
+    """Whether a person linked this study despite its header (a decided hold Task)."""
+    found = run_search(store.session, spec_for("Task"),
+                       [("identifier", _uid_identifier(study))], count=50).matches
+    return any(task.get("status") == "completed" and any(
+        (o.get("type") or {}).get("text") == orders.LINKED_ORDER
+        for o in task.get("output", [])) for task in found)
 
 
 def headers(session: Session, study_uid: str) -> list[identity.Header]:

@@ -13,9 +13,13 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from sqlmodel import Session, select
 
+from core.db import engine_for
 from core.settings import Settings
+from fhir.store import Store
 from imaging_core.models import AnalysisJob, DicomInstance, ReceivedStudy
+from imaging_core.studies import link_study
 from referral.identity import Header, check, normalise
 from tests import factories
 from tests.imaging_core.conftest import accession_of, cac_order, needs_dcmtk, rows, storescu
@@ -119,6 +123,27 @@ def test_another_patients_study_is_held_and_analysed_once_a_person_links_it(
     assert holds(client, auth_headers) == []
     assert any("linked by a person" in d for d in
                audit_descriptions(client, auth_headers, hold["id"]))
+
+
+@needs_dcmtk
+def test_a_later_image_of_another_patient_holds_the_linked_study(
+        quick: Settings, scp: int, tmp_path: Path, client: FlaskClient,  # noqa: F811
+        auth_headers: Headers) -> None:
+    order = cac_order(client, auth_headers)
+    slices = series(accession_of(order))[:4]
+    slices[3].PatientID = "1234567890"  # the 4th image: the listener checks at 1, 2, 4...
+    for number, ds in enumerate(slices):
+        sent = storescu(scp, write([ds], tmp_path / f"send{number}"))
+        assert sent.returncode == 0, sent.stderr
+    assert [s.hold_reason for s in rows(quick, ReceivedStudy)] == ["identity-mismatch"]
+    assert analyse(quick) == []
+    [hold] = holds(client, auth_headers)
+    assert decide(client, auth_headers, hold, "completed", order["id"]).status_code == 200
+    with Session(engine_for(quick.database_url)) as session:  # as the worker's refresh does
+        study = session.exec(select(ReceivedStudy)).one()
+        assert link_study(Store(session, quick), study)  # a person's link stands
+        session.commit()
+    assert len(analyse(quick)) == 1
 
 
 @needs_dcmtk
