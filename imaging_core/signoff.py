@@ -116,7 +116,7 @@ def _after_sign_off(store: Store, report: dict[str, Any], previous: dict[str, An
         raise Conflict(f"DiagnosticReport/{report['id']} is {before}: a signed-off report "
                        f"never returns to {after}; change it by an amendment (status "
                        "amended, with its reason)", ["DiagnosticReport.status"])
-    if _content(report) == _content(previous):
+    if _content(report) == _content(previous) and after in (before, "final"):
         return  # the same report sent again
     reason = _reason(store, report)
     if not reason or reason == _reason(store, previous):
@@ -136,8 +136,7 @@ def _after_sign_off(store: Store, report: dict[str, Any], previous: dict[str, An
 
 
 def _content(report: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in report.items() if k not in ("meta", "status", "issued")} | {
-        "signed": report.get("status") in SIGNED_OFF}
+    return {k: v for k, v in report.items() if k not in ("meta", "status", "issued")}
 
 
 def _reason(store: Store, report: dict[str, Any]) -> str | None:
