@@ -27,7 +27,7 @@ help:
 	@echo "make migrate      upgrade the database to the latest migration"
 	@echo "make seed         migrate, then load the demo clients and rule packs"
 	@echo "make bench        run every bench/*.py (but _*.py helpers)"
-	@echo "make system-deps  apt-get install dcmtk and chromium when missing (root only)"
+	@echo "make system-deps  apt-get install dcmtk, chromium, orthanc... when missing (root only)"
 
 # --- bootstrap -------------------------------------------------------------------
 
@@ -51,13 +51,15 @@ $(NODE_STAMP): package.json $(wildcard package-lock.json)
 	else npm install --no-audit --no-fund; fi
 	touch $@
 
-# dcmtk (storescu, findscu) and Chromium are real peers for the tests.
+# dcmtk (storescu, findscu), Chromium and Orthanc (the PACS results are sent to; the
+# tests start their own, never the package's service) are real peers for the tests.
 system-deps:
 	@missing=""; \
 	command -v storescu >/dev/null || missing="$$missing dcmtk"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v dciodvfy >/dev/null || missing="$$missing dicom3tools"; \
 	command -v pdftotext >/dev/null || missing="$$missing poppler-utils"; \
+	command -v Orthanc >/dev/null || test -x /usr/sbin/Orthanc || missing="$$missing orthanc"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
 		echo "installing:$$missing"; \

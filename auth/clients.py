@@ -58,7 +58,7 @@ DEMO_CLIENTS = (
         "system/ServiceRequest.cruds", "system/Task.rs", "system/ImagingStudy.rs",
         "system/DiagnosticReport.rs", "system/DocumentReference.rs", "system/Binary.r",
         "system/GuidanceResponse.rs", "system/Provenance.crs", "system/CodeSystem.rs",
-        "system/Media.rs",
+        "system/Media.rs", "system/Subscription.cruds",
     ])),
     DemoClient("demo-radiology", "Demo radiology information system", "RS384", " ".join([
         "system/Patient.rs", "system/Practitioner.rs", "system/PractitionerRole.rs",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import difflib
+import re
 import secrets
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NamedTuple
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -20,6 +22,41 @@ PLACEHOLDER_SECRET = "dev-only-placeholder-secret-change-me-now"  # noqa: S105
 MIN_SECRET_LENGTH = 32
 # Where the generated signing secret is kept, under var_dir (mode 0600).
 SECRET_FILE = "secret_key"
+# AE titles: 1 to 16 characters of the default repertoire, no backslash or control
+# characters, not all spaces (VR AE, PS3.5 6.2).
+AE_TITLE_MAX = 16
+_AE_TITLE = re.compile(r"[\x20-\x5b\x5d-\x7e]{1,16}")
+
+
+class DicomDestination(NamedTuple):
+    """A DICOM peer results are sent to: ``AE@host:port``."""
+
+    ae_title: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.ae_title}@{host}:{self.port}"
+
+
+def parse_destination(text: str) -> DicomDestination:
+    """``AE@host:port`` as a :class:`DicomDestination`; ValueError naming what is wrong.
+
+    The host may be a name, an IPv4 address or a bracketed IPv6 address
+    (``[::1]``); the port is 1-65535.
+    """
+    ae, at, address = text.strip().partition("@")
+    host, colon, port = address.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not (at and colon and host and port.isascii() and port.isdigit()):
+        raise ValueError(f"{text.strip()!r} is not AE@host:port")
+    if not _AE_TITLE.fullmatch(ae) or not ae.strip():
+        raise ValueError(f"{ae!r} is not an AE title (1-{AE_TITLE_MAX} characters, "
+                         "no backslash, not all spaces; PS3.5 6.2)")
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"port {port} of {text.strip()!r} is not 1-65535")
+    return DicomDestination(ae.strip(), host, int(port))
 
 
 class Settings(BaseSettings):
@@ -71,6 +108,25 @@ class Settings(BaseSettings):
     # Browser origins allowed to call the API cross-origin (CORS), comma-separated;
     # empty sends no Access-Control-Allow-Origin at all.
     cors_origins: Annotated[list[str], NoDecode] = []
+    # Subscriptions (README "Notifications"): URL prefixes a rest-hook endpoint must
+    # start with, comma-separated; empty refuses every Subscription.
+    subscription_endpoints: Annotated[list[str], NoDecode] = []
+    # A notification still failing this long after the change is marked dead (kept).
+    notify_give_up_hours: float = Field(72.0, gt=0)
+    # Optional key for the X-ScanPath-Signature header (HMAC-SHA256 over the body).
+    notify_hmac_secret: str | None = None
+    notify_timeout_seconds: float = Field(10.0, gt=0)
+    # PACS (or other DICOM peers) that receive every report's SR, SEG and
+    # Encapsulated PDF by C-STORE, comma-separated ``AE@host:port``; empty sends
+    # nothing. Delivery is retried with exponential backoff from
+    # ``pacs_retry_base_seconds``, doubling up to ``pacs_retry_max_seconds``, for
+    # ``pacs_max_attempts`` attempts (the defaults: about three days).
+    dicom_destinations: Annotated[list[DicomDestination], NoDecode] = []
+    pacs_retry_base_seconds: float = Field(30.0, gt=0)
+    pacs_retry_max_seconds: float = Field(3600.0, gt=0)
+    pacs_max_attempts: int = Field(80, ge=1)
+    # Seconds to wait for a destination to connect and answer (pynetdicom timeouts).
+    pacs_timeout_seconds: float = Field(30.0, gt=0)
 
     @field_validator("dicom_allowed_aes", mode="before")
     @classmethod
@@ -86,11 +142,39 @@ class Settings(BaseSettings):
             return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
         return value
 
-    @field_validator("cds_fhir_servers", mode="before")
+    @field_validator("cds_fhir_servers", "subscription_endpoints", mode="before")
     @classmethod
     def _split_servers(cls, value: object) -> object:
         if isinstance(value, str):
             return [url.strip() for url in value.split(",") if url.strip()]
+        return value
+
+    @field_validator("subscription_endpoints")
+    @classmethod
+    def _http_prefixes(cls, value: list[str]) -> list[str]:
+        """Each prefix an http(s) URL with a host, so no prefix admits every endpoint."""
+        for prefix in value:
+            parts = urlsplit(prefix)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"SCANPATH_SUBSCRIPTION_ENDPOINTS: {prefix!r} is not an "
+                                 "http(s) URL prefix with a host")
+        return value
+
+    @field_validator("notify_hmac_secret")
+    @classmethod
+    def _hmac_key_length(cls, value: str | None) -> str | None:
+        """RFC 2104 §3: a key shorter than the hash output (32 bytes for SHA-256)
+        weakens the HMAC; an empty one means no signature."""
+        if value and len(value.encode()) < MIN_SECRET_LENGTH:
+            raise ValueError(f"SCANPATH_NOTIFY_HMAC_SECRET must be at least "
+                             f"{MIN_SECRET_LENGTH} bytes (RFC 2104 §3)")
+        return value or None
+
+    @field_validator("dicom_destinations", mode="before")
+    @classmethod
+    def _split_destinations(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [parse_destination(item) for item in value.split(",") if item.strip()]
         return value
 
     @model_validator(mode="after")

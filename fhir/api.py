@@ -54,7 +54,8 @@ def _base() -> str:
 
 def _store() -> Store:
     what = g.get("interaction")
-    return Store(db(), app_settings(), actor=what.client_id if what is not None else None)
+    return Store(db(), app_settings(), require,
+                 actor=what.client_id if what is not None else None)
 
 
 @bp.before_request

@@ -148,6 +148,12 @@ _SPECS = [
           READ),
     _spec("GuidanceResponse", [IDENTIFIER, *_subject(), STATUS,
                                _p("request", "token", "requestIdentifier")], RECORD),
+    # Notifications (README "Notifications"): R4 Subscription with a rest-hook channel;
+    # ``referral.subscriptions`` checks each one as it is written.
+    _spec("Subscription", [STATUS, _p("url", "token", "channel.endpoint"),
+                           _p("type", "token", "channel.type"),
+                           _p("payload", "token", "channel.payload"),
+                           _p("criteria", "string", "criteria")]),
     _spec("Provenance", [_p("target", "reference", "target"),
                          _p("patient", "reference", "target"),
                          _p("agent", "reference", "agent.who"),

@@ -13,10 +13,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select, true
+from sqlalchemy import ColumnElement, and_, bindparam, exists, func, not_, or_, select, true
 from sqlalchemy.sql import Select
 from sqlmodel import Session
 
@@ -91,6 +92,37 @@ def run_search(session: Session, spec: ResourceSpec, params: Params, *, count: i
     matches = [fhirjson.loads(content) for content in rows]
     included = _includes(session, spec, params, matches)
     return SearchResult(total, matches, included, offset, count, ignored)
+
+
+def matching(session: Session, spec: ResourceSpec, searches: list[Params],
+             resource_id: str) -> list[bool]:
+    """Whether ``spec.type/resource_id`` matches each of ``searches``, in one query.
+
+    The same criteria as :func:`run_search` (control parameters ignored), each
+    an ``EXISTS`` on the one resource, so a write can be matched against many
+    standing searches (Subscription criteria) without a query apiece. The
+    statement is built once per set of searches and reused (building the
+    criteria costs more than running them).
+    """
+    if not searches:
+        return []
+    query = _matching_query(spec.type, tuple(tuple(params) for params in searches))
+    found = session.execute(query, {"resource_id": resource_id}).one()
+    return [bool(value) for value in found]
+
+
+@lru_cache(maxsize=64)
+def _matching_query(resource_type: str,
+                    searches: tuple[tuple[tuple[str, str], ...], ...]) -> Select[Any]:
+    spec = REGISTRY[resource_type]
+    tests = []
+    for params in searches:
+        check_bounds(list(params))
+        where = [_criterion(spec, name, value, True) for name, value in params
+                 if name not in CONTROL_PARAMS]
+        tests.append(exists().where(RESOURCE.resource_type == spec.type,
+                                    RESOURCE.id == bindparam("resource_id"), *where))
+    return select(*tests)  # type: ignore[return-value]  # one bool column per search
 
 
 def check_bounds(params: Params) -> None:

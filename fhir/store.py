@@ -37,6 +37,7 @@ from fhir.validation import check_id, validate_resource
 RECORDS_ABOUT = ("AuditEvent", "Provenance")
 WriteHook = Callable[["Store", dict[str, Any], dict[str, Any] | None], None]
 _WRITE_HOOKS: dict[str, list[WriteHook]] = {}
+_AFTER_WRITE_HOOKS: dict[str, list[WriteHook]] = {}
 
 
 def register_write_hook(resource_type: str, hook: WriteHook) -> None:
@@ -47,6 +48,18 @@ def register_write_hook(resource_type: str, hook: WriteHook) -> None:
     accession numbers this way).
     """
     hooks = _WRITE_HOOKS.setdefault(resource_type, [])
+    if hook not in hooks:
+        hooks.append(hook)
+
+
+def register_after_write_hook(resource_type: str, hook: WriteHook) -> None:
+    """Run ``hook(store, stored, previous)`` after each write of ``resource_type``.
+
+    ``stored`` is the new version as kept (with ``meta``), already searchable in
+    the same transaction, so whatever the hook writes (``referral``'s
+    notification outbox) commits or rolls back with the change itself.
+    """
+    hooks = _AFTER_WRITE_HOOKS.setdefault(resource_type, [])
     if hook not in hooks:
         hooks.append(hook)
 
@@ -76,9 +89,14 @@ def dumps(resource: dict[str, Any]) -> str:
 class Store:
     """Resource persistence over one session."""
 
-    def __init__(self, session: Session, settings: Settings, actor: str | None = None) -> None:
+    def __init__(self, session: Session, settings: Settings,
+                 authorize: Callable[[str, str], object] | None = None,
+                 actor: str | None = None) -> None:
         self.session = session
         self.settings = settings
+        # The request's ``fhir.access.Authorize`` (None for the server's own writes): hooks
+        # whose resource names a search (a Subscription's criteria) pass it through the gate.
+        self.authorize = authorize
         # The client writing, when a request writes: hooks that audit name it.
         self.actor = actor
         # "Type/id" of resources the current transaction writes: local
@@ -311,6 +329,8 @@ class Store:
         except IntegrityError as exc:
             raise Conflict("The resource was written by another request at the same time") \
                 from exc
+        for hook in _AFTER_WRITE_HOOKS.get(spec.type, []):
+            hook(self, stored, previous)
         return stored
 
     def _replace_current(self, row: dict[str, Any]) -> None:

@@ -38,9 +38,11 @@ from sqlmodel import Session, col, select
 
 from core.db import engine_for
 from core.errors import FhirError
+from core.polling import Poller
 from core.settings import Settings
 from fhir.dates import now_utc
 from fhir.store import Store
+from imaging_core import pacs
 from imaging_core.models import AnalysisJob, DicomInstance, ReceivedStudy
 from imaging_core.studies import refresh_complete_studies
 
@@ -281,26 +283,18 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{threading.get_native_id()}"
 
 
-class Worker(threading.Thread):
+class Worker(Poller):
     """Schedules complete studies and runs (or, with a broker, enqueues) their jobs."""
 
     def __init__(self, settings: Settings, enqueue: Callable[[int], None] | None = None) -> None:
-        super().__init__(name="scanpath-analysis", daemon=True)
+        super().__init__("scanpath-analysis", settings.job_poll_seconds)
         self.settings = settings
         self.enqueue = enqueue
-        self.stopping = threading.Event()
         self.started = now_utc()
 
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                self.tick()
-            except Exception:  # the worker outlives any one failure
-                log.exception("analysis worker tick failed")
-            self.stopping.wait(self.settings.job_poll_seconds)
-
     def tick(self) -> None:
-        """One round: schedule, then run jobs here or hand their ids to the broker."""
+        """One round: schedule, run jobs here or hand their ids to the broker, then send
+        the results due to PACS (``imaging_core.pacs``)."""
         with Session(engine_for(self.settings.database_url)) as session:
             cutoff = now_utc() - timedelta(seconds=self.settings.study_idle_seconds)
             refresh_complete_studies(Store(session, self.settings), cutoff)
@@ -309,9 +303,10 @@ class Worker(threading.Thread):
             session.commit()
         if self.enqueue is not None:
             self._hand_to_broker(self.enqueue)
-            return
-        while not self.stopping.is_set() and run_job(self.settings, worker_name()):
-            pass
+        else:
+            while not self.stopping.is_set() and run_job(self.settings, worker_name()):
+                pass
+        pacs.deliver_due(self.settings)
 
     def _hand_to_broker(self, enqueue: Callable[[int], None]) -> None:
         with Session(engine_for(self.settings.database_url)) as session:
@@ -320,6 +315,3 @@ class Worker(threading.Thread):
                 job.enqueued_at = now_utc()
                 session.add(job)
             session.commit()
-
-    def stop(self) -> None:
-        self.stopping.set()

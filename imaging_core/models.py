@@ -167,3 +167,47 @@ class CalciumCandidates(SQLModel, table=True):
     applied_through: int = 0
     lesions: str = Field(sa_column=Column(Text, nullable=False))
     updated_at: datetime
+
+
+class ResultObject(SQLModel, table=True):
+    """A DICOM object a report's analysis produced for PACS: its SR, SEG or Encapsulated PDF.
+
+    Each analysis (``job_id``) of a report adds its own set; the newest set is
+    what :func:`imaging_core.pacs.queue_results_to_pacs` sends. ``path`` is the
+    content-addressed Part 10 file under the var directory.
+    """
+
+    __tablename__ = "result_object"
+    id: int | None = Field(default=None, primary_key=True)
+    diagnostic_report_id: str = Field(max_length=64, index=True)
+    job_id: int
+    kind: str = Field(max_length=8)  # sr | seg | pdf
+    sop_class_uid: str = Field(max_length=64)
+    sop_instance_uid: str = Field(max_length=64)
+    path: str = Field(max_length=255)  # relative to the var directory
+    created_at: datetime
+
+
+class PacsDelivery(SQLModel, table=True):
+    """The outbox: one result object owed to one DICOM destination, until it is sent.
+
+    Written in the transaction that publishes the results, so nothing is owed
+    that was not published and nothing published is forgotten by a restart.
+    ``status`` is ``pending`` (due at ``next_attempt_at``), ``sent`` or
+    ``failed`` (the destination refused it in a way that cannot succeed by
+    waiting; ``last_error`` says how). Rows are never deleted.
+    """
+
+    __tablename__ = "pacs_delivery"
+    id: int | None = Field(default=None, primary_key=True)
+    result_object_id: int = Field(index=True)
+    diagnostic_report_id: str = Field(max_length=64, index=True)
+    destination: str = Field(max_length=300)  # AE@host:port
+    status: str = Field(max_length=16, index=True)  # pending | sent | failed
+    attempts: int = 0
+    next_attempt_at: datetime = Field(index=True)
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    last_status: int | None = None  # the DIMSE status of the last C-STORE response, if any
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None = None

@@ -15,6 +15,8 @@ bytes. No Flask, no database, no network; fonts are the PDF core fonts.
   "Calcium" when the calcium is not attributed to arteries.
 - :func:`build_pdf`: a one- or two-page report for the GP and the patient, with a table
   per artery and CAC-DRS A/N.
+- :func:`build_encapsulated_pdf`: that PDF as a DICOM Encapsulated PDF (PS3.3 A.45.1)
+  in the study, for PACS.
 - :func:`conclusion_text`: the plain-words conclusion, CAC-DRS A/N per Hecht 2018,
   naming the arteries with calcium.
 
@@ -70,11 +72,11 @@ import numpy as np
 from fpdf import FPDF
 from fpdf.fonts import FontFace
 from PIL import Image
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.tag import Tag
-from pydicom.uid import generate_uid
+from pydicom.uid import EncapsulatedPDFStorage, ExplicitVRLittleEndian, generate_uid
 
 from imaging_core.calcium import (
     AGATSTON_1990,
@@ -446,6 +448,64 @@ def _conclusion_container(result: CalciumResult) -> hd.sr.ContainerContentItem:
 
 def _text_item(name: Code, text: str) -> hd.sr.TextContentItem:
     return hd.sr.TextContentItem(name=name, value=text, relationship_type="CONTAINS")
+
+
+# --- DICOM Encapsulated PDF: PS3.3 A.45.1 -------------------------------------------
+
+# Patient (C.7.1.1) and General Study (C.7.2.1) attributes, copied from the sources.
+_PATIENT_AND_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
+                      "StudyInstanceUID", "StudyDate", "StudyTime", "ReferringPhysicianName",
+                      "StudyID", "AccessionNumber")
+PDF_TITLE = "Coronary artery calcium score report (preliminary)"
+
+
+def build_encapsulated_pdf(source_datasets: Sequence[Dataset], pdf: bytes, *,
+                           series_number: int = 902,
+                           signature: Signature | None = None) -> Dataset:
+    """``pdf`` as an Encapsulated PDF instance (PS3.3 A.45.1) in the sources' study.
+
+    Modules: Patient and General Study (copied from the first source),
+    Encapsulated Document Series (C.24.1, Modality DOC), General Equipment,
+    SC Equipment (C.8.6.1, Conversion Type ``SYN``: made by software), Encapsulated
+    Document (C.24.2) and SOP Common. The document is unverified (Verification
+    Flag UNVERIFIED) until a radiologist signs it off (``signature``: VERIFIED, and
+    the series says final, amended or corrected); its key images are burned
+    in, so Burned In Annotation is YES, and Source Instance Sequence names every
+    source image. Raises ReportError without sources or PDF bytes.
+    """
+    if not source_datasets or not pdf:
+        raise ReportError("an Encapsulated PDF needs the source images and the PDF")
+    first, now = source_datasets[0], datetime.now()
+    ds = Dataset()
+    ds.SpecificCharacterSet = first.get("SpecificCharacterSet", "ISO_IR 192")
+    ds.SOPClassUID, ds.SOPInstanceUID = EncapsulatedPDFStorage, generate_uid()
+    for keyword in _PATIENT_AND_STUDY:
+        setattr(ds, keyword, first.get(keyword, ""))
+    ds.Modality, ds.SeriesInstanceUID, ds.SeriesNumber = "DOC", generate_uid(), series_number
+    ds.SeriesDescription = f"Calcium score report ({_status_word(signature)})"
+    ds.Manufacturer, ds.ConversionType = MANUFACTURER, "SYN"
+    ds.InstanceNumber = 1
+    ds.ContentDate, ds.ContentTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    ds.AcquisitionDateTime = now.strftime("%Y%m%d%H%M%S")
+    ds.BurnedInAnnotation, ds.DocumentTitle = "YES", PDF_TITLE
+    ds.ConceptNameCodeSequence = []
+    ds.VerificationFlag = "UNVERIFIED" if signature is None else "VERIFIED"
+    ds.SourceInstanceSequence = [_reference(source) for source in source_datasets]
+    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    ds.EncapsulatedDocumentLength = len(pdf)  # before the pad byte (C.24.2)
+    ds.EncapsulatedDocument = pdf + b"\0" * (len(pdf) % 2)  # even length (PS3.5 7.1.1)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    return ds
+
+
+def _reference(source: Dataset) -> Dataset:
+    item = Dataset()
+    item.ReferencedSOPClassUID = source.SOPClassUID
+    item.ReferencedSOPInstanceUID = source.SOPInstanceUID
+    return item
 
 
 # --- DICOM SEG --------------------------------------------------------------------

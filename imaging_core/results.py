@@ -50,7 +50,7 @@ from core.settings import Settings
 from fhir.dates import instant, now_utc
 from fhir.search import run_search
 from fhir.store import Store, spec_for
-from imaging_core import calcium, jobs, review, signoff
+from imaging_core import calcium, jobs, pacs, review, signoff
 from imaging_core import reports as reports
 from imaging_core.errors import ImagingError
 from imaging_core.holds import hold_for_person
@@ -78,6 +78,8 @@ class Analysis:
     images: list[KeyImage] = field(default_factory=list)
     pdf: bytes | None = None
     derived: list[Dataset] = field(default_factory=list)
+    # The PDF as a DICOM Encapsulated PDF, for PACS (imaging_core.pacs).
+    document: Dataset | None = None
     # A radiologist's decisions applied, and the id of the last one (0: none).
     decisions: list[calcium.Decision] = field(default_factory=list)
     applied_through: int = 0
@@ -136,6 +138,8 @@ def analyse(sources: list[Dataset], decisions: Sequence[calcium.Decision] = (),
     seg = reports.build_seg(series, volume, result, signature=signature) \
         if result.scorable else None
     analysis.derived += [seg] if seg is not None else []
+    analysis.document = reports.build_encapsulated_pdf(series, analysis.pdf,
+                                                       signature=signature)
     return analysis
 
 
@@ -212,6 +216,7 @@ def publish(store: Store, job: jobs.AnalysisJob, analysis: Analysis) -> str:
     report = _report(context, job, analysis, key, earlier)
     review.save_candidates(store.session, str(report["id"]), job, analysis.result,
                            analysis.applied_through)
+    _owe_to_pacs(store, str(report["id"]), job, analysis)
     _provenance(context, report, analysis)
     study_ref = f"ImagingStudy/{context.imaging_study_id}" if context.imaging_study_id else None
     orders.analysed(store, order, study_ref)
@@ -232,11 +237,19 @@ def _reissue(store: Store, job: jobs.AnalysisJob, analysis: Analysis,
     current = {k: v for k, v in report.items() if k != "meta"}
     with orders.workflow_write(store, f"DiagnosticReport/{report['id']}"):
         context.amend(str(report["id"]), {**current, "presentedForm": pdf + kept})
-    # PACS (issue 11 item 5): call pacs.queue_results_to_pacs(store.session, report["id"])
-    # here once the pacs branch is on main, so the destinations get the signed SR, SEG, PDF.
+    _owe_to_pacs(store, str(report["id"]), job, analysis)  # the PACS get the signed ones
     log.info("signed report's outputs issued again", extra={
         "diagnostic_report_id": report["id"], "job_id": job.id})
     return str(report["id"])
+
+
+def _owe_to_pacs(store: Store, report_id: str, job: jobs.AnalysisJob,
+                 analysis: Analysis) -> None:
+    """The SR, SEG and Encapsulated PDF join the PACS outbox in the results' transaction."""
+    objects = [*analysis.derived, *([analysis.document] if analysis.document else [])]
+    if objects:
+        pacs.record_results(store.session, store.settings, report_id, job.id or 0, objects)
+        pacs.queue_results_to_pacs(store.session, report_id, store.settings)
 
 
 def _order_report(store: Store, order_id: str, system: str) -> dict[str, Any] | None:

@@ -1,6 +1,8 @@
-"""Celery on Redis as the engine for analysis jobs (``SCANPATH_BROKER_URL``).
+"""Celery on Redis as the engine for analysis jobs and notification deliveries
+(``SCANPATH_BROKER_URL``).
 
-Messages carry only the job id; the job's state stays in ``analysis_job``.
+Messages carry only the job id; the job's state stays in ``analysis_job`` (a
+notification's in ``notification``).
 ``acks_late`` with ``reject_on_worker_lost`` redelivers a job whose worker
 died, and a prefetch of one keeps long analyses from queueing behind each
 other (Celery docs, "Optimizing: prefetch limits"). Run a worker with
@@ -15,6 +17,7 @@ import core  # noqa: F401  (first: makes the project's ``fhir`` package resolvab
 from core.settings import Settings, get_settings
 
 TASK = "scanpath.analyse_study"
+NOTIFY_TASK = "scanpath.deliver_notification"
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -32,11 +35,26 @@ app = make_celery(get_settings())
 def analyse_study(job_id: int) -> None:
     from imaging_core.jobs import run_job, worker_name
     from imaging_core.results import register as register_analysers
+    from referral import register_hooks
 
     register_analysers()
+    register_hooks()  # a report written here notifies its subscribers
     run_job(get_settings(), f"celery:{worker_name()}", job_id)
 
 
 def enqueue(job_id: int) -> None:
     """Hand a job id to the broker."""
     app.send_task(TASK, args=[job_id])
+
+
+@app.task(name=NOTIFY_TASK)  # type: ignore[misc]
+def deliver_notification(notification_id: int) -> None:
+    from imaging_core.jobs import worker_name
+    from referral.notify import deliver
+
+    deliver(get_settings(), f"celery:{worker_name()}", notification_id)
+
+
+def enqueue_notification(notification_id: int) -> None:
+    """Hand a notification id to the broker (``referral.notify``)."""
+    app.send_task(NOTIFY_TASK, args=[notification_id])

@@ -1,4 +1,6 @@
-"""The order workflow: ServiceRequests, their accession numbers, and radiology's Tasks.
+"""The order workflow: ServiceRequests, their accession numbers, and radiology's Tasks;
+notifications of their changes to GP systems (``subscriptions``: R4 Subscriptions and
+the outbox written with each change; ``notify``: the worker that delivers it).
 
 - ``accession``: the accession number every accepted ServiceRequest carries;
 - ``states``: the order's states and the one table of allowed moves;
@@ -15,9 +17,16 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
+    """Register the order workflow's store hooks in the web process."""
+    register_hooks()
+
+
+def register_hooks() -> None:
     """Register the order workflow's store hooks (the accession number first: the
-    order's Task carries it)."""
-    from referral import accession, orders
+    order's Task carries it). Every process that writes resources calls this: the web
+    app, ``scanpath serve`` (the analysis worker) and the Celery worker."""
+    from referral import accession, orders, subscriptions
 
     accession.register()
     orders.register()
+    subscriptions.register()

@@ -46,6 +46,8 @@ COMMANDS = {
              "the demo clients", DATABASE + ", SCANPATH_ENV"),
     "client": ("register, list, disable or enable the clients allowed to call ScanPath",
                DATABASE),
+    "notifications": ("list Subscription notifications (--dead: those given up on after "
+                      "SCANPATH_NOTIFY_GIVE_UP_HOURS), one a line", DATABASE),
 }
 
 
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = get_settings()
         handlers: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
             "serve": _serve, "token": _token, "db": _upgrade, "seed": _seed,
-            "client": _client}
+            "client": _client, "notifications": _notifications}
         return handlers[args.command](settings, args)
     except CliError as error:
         print(f"scanpath: {error}", file=sys.stderr)
@@ -83,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     sub["token"].add_argument("client_id", help="a registered, active client "
                               "(scanpath client list)")
     sub["db"].add_argument("action", choices=["upgrade"], help="upgrade: migrate to head")
+    sub["notifications"].add_argument("--dead", action="store_true",
+                                      help="only the dead ones (kept, never retried)")
     actions = sub["client"].add_subparsers(dest="action", required=True, metavar="ACTION")
     environment = f"Environment: {DATABASE}."
     add = actions.add_parser("add", help="register a client (--replace: replace its keys "
@@ -190,6 +194,19 @@ def _client(settings: Settings, args: argparse.Namespace) -> int:
         raise CliError(str(error)) from error
 
 
+def _notifications(settings: Settings, args: argparse.Namespace) -> int:
+    """One line per notification: id, status, attempts, resource, endpoint, last error."""
+    from referral.notify import listed
+
+    _ready_database(settings)
+    with session_scope(get_engine()) as session:
+        for row in listed(session, "dead" if args.dead else None):
+            print(f"{row.id}\t{row.status}\t{row.attempts}\tSubscription/{row.subscription_id}"
+                  f"\t{row.resource_type}/{row.resource_id}/_history/{row.version_id}"
+                  f"\t{row.created_at.isoformat()}\t{row.endpoint}\t{row.last_error or ''}")
+    return 0
+
+
 def _jwks_file(path: Path) -> dict[str, object]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -204,9 +221,11 @@ def _jwks_file(path: Path) -> dict[str, object]:
 
 def _serve(settings: Settings, _args: argparse.Namespace) -> int:
     """Web (gunicorn child), DICOM listener and analysis worker, in the foreground."""
-    from imaging_core.jobs import Worker
+    from imaging_core.jobs import Worker, worker_name
     from imaging_core.results import register
     from imaging_core.scp import start_scp, stop_scp
+    from referral import register_hooks
+    from referral.notify import NotificationWorker
     from scanpath.process import die_with_parent
 
     _ready_database(settings)
@@ -215,10 +234,14 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
         _check_free(settings.host, port, name)
     configure_logging(settings.log_level)
     register()
+    register_hooks()  # reports and moves written by the analysis worker: notify, check
     scp = start_scp(settings)
     enqueue = _broker_enqueue(settings)
     worker = Worker(settings, enqueue)
     worker.start()
+    notifier = NotificationWorker(settings, f"notify:{worker_name()}",
+                                  _broker_enqueue(settings, notifications=True))
+    notifier.start()
     _print_urls(settings, enqueue is not None)
     # The gunicorn master dies with this process, as its workers die with it.
     web = subprocess.Popen(_gunicorn_command(settings), env=_web_environment(settings),
@@ -232,6 +255,7 @@ def _serve(settings: Settings, _args: argparse.Namespace) -> int:
         return web.wait()
     finally:
         worker.stop()
+        notifier.stop()
         stop_scp(scp)
 
 
@@ -262,12 +286,13 @@ def _check_free(host: str, port: int, variable: str) -> None:
                            f"that process or choose another {variable}") from error
 
 
-def _broker_enqueue(settings: Settings) -> Callable[[int], None] | None:
+def _broker_enqueue(settings: Settings,
+                    notifications: bool = False) -> Callable[[int], None] | None:
     if not settings.broker_url:
         return None
-    from imaging_core.tasks import enqueue
+    from imaging_core.tasks import enqueue, enqueue_notification
 
-    return enqueue
+    return enqueue_notification if notifications else enqueue
 
 
 def _print_urls(settings: Settings, celery: bool) -> None:

@@ -63,7 +63,8 @@ def test_mistakes_are_one_line_and_exit_2(tmp_path: Path):
     for url in ("foo://", "postgresql://nobody@127.0.0.1:1/none"):  # no traceback
         _fails("db", "upgrade", env={**env, "SCANPATH_DATABASE_URL": url})
     for name, value in (("SCANPATH_PAGE_SIZE_MAX", "-1"), ("SCANPATH_LOG_LEVEL", "LOUD"),
-                        ("SCANPATH_PORT", "70000")):
+                        ("SCANPATH_PORT", "70000"),
+                        ("SCANPATH_DICOM_DESTINATIONS", "ORTHANC@pacs.example")):
         assert name.removeprefix("SCANPATH_").lower() in _fails(
             "db", "upgrade", env={**env, name: value})
     _run("db", "upgrade", env=env)

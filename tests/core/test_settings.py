@@ -1,4 +1,5 @@
-"""The signing secret: never the published placeholder, generated and kept when unset."""
+"""The signing secret: never the published placeholder, generated and kept when unset.
+DICOM destinations: ``AE@host:port``, or a clear start-up error."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from core.settings import PLACEHOLDER_SECRET, Settings
+from core.settings import PLACEHOLDER_SECRET, DicomDestination, Settings
 
 ENVS = ("development", "test", "production")
 
@@ -45,3 +46,30 @@ def test_a_set_secret_is_used_and_nothing_is_written(tmp_path: Path):
 
     assert settings.secret_key == "x" * 40
     assert not (tmp_path / "secret_key").exists()
+
+
+def test_dicom_destinations_are_read_from_a_comma_separated_list(tmp_path: Path):
+    settings = Settings(var_dir=tmp_path, dicom_destinations=(  # type: ignore[arg-type]
+        "ORTHANC@127.0.0.1:4242, MAIN PACS@pacs.example:104,ARCHIVE@[::1]:11112"))
+
+    assert settings.dicom_destinations == [
+        DicomDestination("ORTHANC", "127.0.0.1", 4242),
+        DicomDestination("MAIN PACS", "pacs.example", 104),
+        DicomDestination("ARCHIVE", "::1", 11112)]
+    assert [str(d) for d in settings.dicom_destinations] == [
+        "ORTHANC@127.0.0.1:4242", "MAIN PACS@pacs.example:104", "ARCHIVE@[::1]:11112"]
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    ("pacs.example:104", "is not AE@host:port"),  # no AE title
+    ("ORTHANC@pacs.example", "is not AE@host:port"),  # no port
+    ("ORTHANC@:104", "is not AE@host:port"),  # no host
+    ("ORTHANC@pacs.example:0", "is not 1-65535"),
+    ("ORTHANC@pacs.example:70000", "is not 1-65535"),
+    ("SEVENTEEN-LETTERS@pacs.example:104", "is not an AE title"),  # PS3.5 6.2: 16 at most
+    ("BACK\\SLASH@pacs.example:104", "is not an AE title"),
+    ("   @pacs.example:104", "is not an AE title"),
+])
+def test_a_bad_dicom_destination_is_a_start_up_error(value: str, says: str, tmp_path: Path):
+    with pytest.raises(ValidationError, match=says):
+        Settings(var_dir=tmp_path, dicom_destinations=value)  # type: ignore[arg-type]

@@ -34,6 +34,7 @@ from imaging_core.keyimages import key_images
 from imaging_core.reports import (
     PRELIMINARY_BANNER,
     ReportError,
+    build_encapsulated_pdf,
     build_pdf,
     build_seg,
     build_sr,
@@ -286,6 +287,35 @@ def _seg(case: Case) -> Dataset:
     seg = build_seg(case.sources, case.volume, case.result)
     assert seg is not None
     return seg
+
+
+# --- Encapsulated PDF (PS3.3 A.45.1), for PACS -------------------------------------
+
+def _encapsulated(case: Case, tmp_path: Path) -> tuple[bytes, Dataset]:
+    pdf = build_pdf(case.result, patient_name="Test^Patient", accession="SP1",
+                    study_date="20260101", key_images=[],
+                    conclusion=conclusion_text(case.result))
+    return pdf, _round_trip(build_encapsulated_pdf(case.sources, pdf))
+
+
+def test_encapsulated_pdf_holds_the_report_in_the_patients_study(scored: Case,
+                                                                 tmp_path: Path) -> None:
+    pdf, ds = _encapsulated(scored, tmp_path)
+    source = scored.sources[0]
+    assert (ds.StudyInstanceUID, ds.PatientID, ds.AccessionNumber) == (
+        source.StudyInstanceUID, source.PatientID, source.AccessionNumber)
+    assert ds.SeriesInstanceUID != source.SeriesInstanceUID and ds.Modality == "DOC"
+    assert ds.MIMETypeOfEncapsulatedDocument == "application/pdf"
+    assert ds.EncapsulatedDocument[:ds.EncapsulatedDocumentLength] == pdf
+    assert ds.VerificationFlag == "UNVERIFIED"  # preliminary until signed off
+    assert {ref.ReferencedSOPInstanceUID for ref in ds.SourceInstanceSequence} == {
+        s.SOPInstanceUID for s in scored.sources}
+
+
+@needs_dciodvfy
+def test_encapsulated_pdf_passes_dciodvfy(scored: Case, tmp_path: Path) -> None:
+    _, ds = _encapsulated(scored, tmp_path)
+    assert _dciodvfy_errors(ds, tmp_path / "pdf.dcm") == []
 
 
 # --- conclusion and PDF -----------------------------------------------------------

@@ -19,9 +19,19 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from sqlmodel import Session, col, select
 
-from core.settings import Settings
-from imaging_core.reports import PRELIMINARY_BANNER, Signature, build_seg, build_sr
+from core.db import engine_for
+from core.settings import Settings, parse_destination
+from imaging_core import pacs
+from imaging_core.models import AnalysisJob, PacsDelivery
+from imaging_core.reports import (
+    PRELIMINARY_BANNER,
+    Signature,
+    build_encapsulated_pdf,
+    build_seg,
+    build_sr,
+)
 from tests.imaging_core.test_completion import analyse, placed, quick, reports, send, series  # noqa: F401
 from tests.imaging_core.test_reports import (  # noqa: F401
     PDFTOTEXT,
@@ -73,6 +83,25 @@ def observation_statuses(client: FlaskClient, auth_headers: Headers,
                          report: dict[str, Any]) -> set[str]:
     return {client.get(f"/fhir/{ref['reference']}", headers=auth_headers(RIS))
             .get_json()["status"] for ref in report["result"]}
+
+
+def test_the_signed_outputs_are_owed_to_the_pacs(
+        quick: Settings, client: FlaskClient, auth_headers: Headers,  # noqa: F811
+        analysed: dict[str, Any], practitioner: Callable[[str], str]) -> None:
+    destination = parse_destination("PACS@127.0.0.1:11112")
+    sending = quick.model_copy(update={"dicom_destinations": [destination]})
+    signed = put(client, auth_headers, analysed, status="final",
+                 resultsInterpreter=signer(practitioner("Jones")))
+    assert signed.status_code == 200, signed.get_json()
+    run_queued(sending)  # the reissue job
+    with Session(engine_for(quick.database_url)) as session:
+        newest = pacs.latest_objects(session, analysed["id"])
+        owed = session.exec(select(PacsDelivery).where(
+            col(PacsDelivery.result_object_id).in_([o.id for o in newest]))).all()
+        reissue = session.get(AnalysisJob, newest[0].job_id)
+    assert reissue is not None and "reissue" in reissue.idempotency_key
+    assert sorted(o.kind for o in newest) == ["pdf", "seg", "sr"]
+    assert [(d.destination, d.status) for d in owed] == [(str(destination), "pending")] * 3
 
 
 @pytest.mark.skipif(PDFTOTEXT is None, reason="pdftotext (poppler-utils) not installed")
@@ -183,7 +212,7 @@ def test_final_never_returns_to_preliminary_and_changes_are_amendments(
 @needs_dciodvfy
 def test_the_signed_sr_and_seg_are_valid_dicom(scored: Case, tmp_path: Path) -> None:  # noqa: F811
     """dicom3tools' dciodvfy finds no error in the verified SR (VerifyingObserverSequence,
-    PS3.3 C.17.2) or the final SEG."""
+    PS3.3 C.17.2), the final SEG or the verified Encapsulated PDF."""
     signature = Signature("final", "Jones^Sam", "Radiology department",
                           datetime(2026, 12, 1, 9, 30, tzinfo=UTC), "Calcium score 205.")
     sr = build_sr(scored.sources, scored.volume, scored.result, signature=signature)
@@ -194,3 +223,7 @@ def test_the_signed_sr_and_seg_are_valid_dicom(scored: Case, tmp_path: Path) -> 
     seg = build_seg(scored.sources, scored.volume, scored.result, signature=signature)
     assert seg is not None and seg.SeriesDescription == "Calcium segmentation (final)"
     assert _dciodvfy_errors(seg, tmp_path / "seg.dcm") == []
+    document = build_encapsulated_pdf(scored.sources, b"%PDF-1.4 signed", signature=signature)
+    assert (document.VerificationFlag, document.SeriesDescription) == \
+        ("VERIFIED", "Calcium score report (final)")
+    assert _dciodvfy_errors(document, tmp_path / "pdf.dcm") == []
