@@ -10,6 +10,8 @@ if str(ROOT) not in sys.path:  # so `tests.imaging_core.phantoms` imports when r
     sys.path.insert(0, str(ROOT))
 
 from tests.imaging_core.phantoms import Insert, Phantom, datasets, write  # noqa: E402
+from tests.imaging_core.thorax import Truth, benchmark_thorax, build  # noqa: E402
+from tests.imaging_core.thorax import datasets as thorax_datasets  # noqa: E402
 
 PIXEL_MM = 0.39  # a 200 mm cardiac field of view over 512 pixels
 
@@ -36,3 +38,15 @@ def cardiac_phantom(n_slices: int, noise_sigma: float = 15.0) -> Phantom:
 
 def write_series(phantom: Phantom, directory: Path) -> list[Path]:
     return write(datasets(phantom), directory)
+
+
+def thorax_series(n_slices: int, directory: Path) -> tuple[list[Path], Truth]:
+    """A 512 x 512 whole-thorax phantom of ``n_slices`` 3 mm slices on disk, and its truth.
+
+    The thorax of ``tests.imaging_core.thorax.benchmark_thorax``: coronary
+    plaques of about 312 Agatston on four arteries, ribs, sternum, spine,
+    calcified aorta, valve and mitral annulus, 5 HU noise. Slices are 3 mm
+    apart, so 300 of them reach far above the chest's usual range.
+    """
+    image = build(benchmark_thorax(n_slices))
+    return write(thorax_datasets(image), directory), image.truth()

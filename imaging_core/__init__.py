@@ -7,6 +7,10 @@ pure analysis modules import nothing of the project's at all:
 
 - ``volume``: DICOM instances to a HU volume with patient geometry and QA;
 - ``calcium``: Agatston, volume and mass scores, lesion count, CAC-DRS, QA gate;
+- ``anatomy``: body, lungs, bone, aorta and root, heart, epicardial fat, blood
+  pool and heart landmarks from the CT (classical image analysis);
+- ``coronary``: labels calcium candidates by artery or non-coronary structure;
+- ``chest``: the chest pipeline (anatomy, image QA, candidates, labels, score);
 - ``mesh``: lesion surfaces as binary glTF (GLB) in patient millimetres;
 - ``keyimages``: PNG key images (axial slices with overlay, MIP);
 - ``errors``: their typed errors, and those of DICOM in.

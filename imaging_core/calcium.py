@@ -529,6 +529,12 @@ def _mass_qa(params: CalciumParams) -> list[str]:
     return []
 
 
+def not_scorable(volume: Volume, params: CalciumParams, region: str,
+                 reason: str) -> CalciumResult:
+    """A result that scores nothing and says why (a refusal found outside :func:`score`)."""
+    return _refused(volume, params, region, reason)
+
+
 def _refused(volume: Volume, params: CalciumParams, region: str, reason: str) -> CalciumResult:
     return CalciumResult(
         scorable=False, reason=reason, agatston=None, volume_mm3=None, mass_mg=None,

@@ -30,6 +30,10 @@ class MeshError(ImagingError):
     """A surface mesh cannot be built or written."""
 
 
+class SegmentationError(ImagingError):
+    """An anatomy step found nothing it could trust; ``anatomy.segment`` records it as missing."""
+
+
 # --- DICOM in: instances refused before anything of them is kept ----------------
 
 class StorageError(ImagingError):

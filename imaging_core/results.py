@@ -52,6 +52,7 @@ from fhir.search import run_search
 from fhir.store import Store, spec_for
 from imaging_core import calcium, jobs, pacs, review, signoff
 from imaging_core import reports as reports
+from imaging_core.chest import score_chest
 from imaging_core.errors import ImagingError
 from imaging_core.holds import hold_for_person
 from imaging_core.keyimages import KeyImage, key_images
@@ -113,9 +114,15 @@ def _datasets(session: Session, settings: Settings, study_uid: str) -> list[Data
 
 def analyse(sources: list[Dataset], decisions: Sequence[calcium.Decision] = (),
             signature: reports.Signature | None = None) -> Analysis:
-    """Load, score (with a radiologist's ``decisions``, in order) and render; a study
-    that cannot be read gives a failure to report. With ``signature`` (a signed-off
-    report issued again) the PDF, SR and SEG say FINAL and who signed, not PRELIMINARY."""
+    """Load, score (with a radiologist's ``decisions``, in order) and render.
+
+    Scoring is :func:`score_volume`, the chest pipeline: anatomy, image QA,
+    coronary candidates labelled by artery. A study that cannot be read gives
+    a failure to report; a heart that cannot be found, a result that is not
+    scorable with that reason. With ``signature`` (a signed-off report issued
+    again) the PDF, SR, SEG and Encapsulated PDF say FINAL and who signed, not
+    PRELIMINARY.
+    """
     try:
         volume = max(load_volumes(sources), key=lambda v: v.shape[0])
     except (ImagingError, ValueError) as error:
@@ -144,12 +151,12 @@ def analyse(sources: list[Dataset], decisions: Sequence[calcium.Decision] = (),
 
 
 def score_volume(volume: Volume, decisions: Sequence[calcium.Decision]) -> calcium.CalciumResult:
-    """The one scorer the analyser calls (the chest pipeline belongs here).
+    """The one scorer the analyser calls: the chest pipeline (:func:`chest.score_chest`).
 
     Raises ValueError, as ``calcium.score`` does, for a decision naming an
     unknown lesion or label.
     """
-    return calcium.score(volume, decisions=decisions)
+    return score_chest(volume, decisions=decisions)
 
 
 def _score(volume: Volume, decisions: Sequence[calcium.Decision]

@@ -6,6 +6,7 @@ directory of the test's own, so counting stored files is exact.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import shutil
@@ -23,8 +24,11 @@ from sqlmodel import Session, SQLModel, select
 
 from core.db import engine_for
 from core.settings import Settings
+from imaging_core.volume import Volume, load_volume
 from tests import factories
 from tests.imaging_core.phantoms import Phantom, datasets
+from tests.imaging_core.thorax import Thorax, ThoraxImage, build, scan_changed
+from tests.imaging_core.thorax import datasets as thorax_datasets
 
 STORESCU = shutil.which("storescu")
 needs_dcmtk = pytest.mark.skipif(STORESCU is None, reason="dcmtk (storescu) not installed")
@@ -146,3 +150,18 @@ def storescu(port: int, files: list[Path], *options: str,
     return subprocess.run([STORESCU, "-v", "-aet", calling_ae, "-aec", "SCANPATH", *options,
                            "127.0.0.1", str(port), *map(str, files)],
                           capture_output=True, text=True, timeout=60)
+
+
+@functools.lru_cache(maxsize=4)
+def scanned(thorax: Thorax) -> tuple[ThoraxImage, Volume]:
+    """``thorax`` built, written as CT instances and loaded back (cached: tests only read it)."""
+    image = build(thorax)
+    return image, load_volume(thorax_datasets(image))
+
+
+NOISY_HU = 5.0  # the issue's noise: sigma 5 HU
+
+
+def noisy(thorax: Thorax) -> Thorax:
+    """``thorax`` scanned with ``NOISY_HU`` Gaussian noise."""
+    return scan_changed(thorax, noise_sigma=NOISY_HU)

@@ -271,6 +271,11 @@ def _scanner_tags(ds: Dataset, phantom: Phantom) -> None:
         ds.GantryDetectorTilt = _ds(phantom.gantry_tilt)
     if phantom.reconstruction_diameter is not None:
         ds.ReconstructionDiameter = _ds(phantom.reconstruction_diameter)
+    _padding_tags(ds, phantom)
+
+
+def _padding_tags(ds: Dataset, phantom: Phantom) -> None:
+    """Pixel Padding Value and Range Limit (General Equipment, PS3.3 C.7.5.1), US or SS."""
     vr = "SS" if phantom.signed else "US"
     if phantom.padding_value is not None:
         ds.add_new(0x00280120, vr, phantom.padding_value)  # PixelPaddingValue
@@ -347,9 +352,13 @@ def _image_pixel(ds: Dataset, phantom: Phantom, stored: np.ndarray) -> None:
 
 # --- Enhanced CT IOD (PS3.3 A.38) -------------------------------------------------
 
-def enhanced_dataset(phantom: Phantom) -> Dataset:
-    """The phantom as one Enhanced CT Image Storage instance, one frame per slice."""
-    slices = datasets(phantom)
+def enhanced_dataset(phantom: Phantom, slices: Sequence[Dataset] | None = None) -> Dataset:
+    """The phantom as one Enhanced CT Image Storage instance, one frame per slice.
+
+    ``slices`` are the single-frame instances to pack (default ``datasets(phantom)``),
+    e.g. a thorax's, written on ``phantom``'s grid.
+    """
+    slices = datasets(phantom) if slices is None else slices
     sop_uid = generate_uid(entropy_srcs=[phantom.series_uid, "enhanced"])
     ds = Dataset()
     ds.file_meta = _file_meta(EnhancedCTImageStorage, sop_uid)
@@ -375,6 +384,7 @@ def enhanced_dataset(phantom: Phantom) -> Dataset:
     ds.PerFrameFunctionalGroupsSequence = DicomSequence(
         [_frame_groups(s, i) for i, s in enumerate(slices)])
     _image_pixel(ds, phantom, np.zeros((1,), np.int16 if phantom.signed else np.uint16))
+    _padding_tags(ds, phantom)
     ds.PixelData = b"".join(s.PixelData for s in slices)
     return ds
 

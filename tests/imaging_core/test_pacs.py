@@ -44,10 +44,10 @@ from tests.imaging_core import phantoms
 from tests.imaging_core.conftest import needs_dcmtk, rows, storescu
 from tests.imaging_core.test_completion import (  # noqa: F401
     analyse,
+    chest_series,
     placed,
     quick,
     send,
-    series,
 )
 from tests.imaging_core.test_review import (  # noqa: F401
     change,
@@ -156,10 +156,10 @@ def deliveries(settings: Settings) -> list[PacsDelivery]:
 
 
 def analysed(settings: Settings, client: FlaskClient, auth_headers: Headers) -> str:
-    """An order whose phantom study (one calcified disc) was sent and analysed; the
-    StudyInstanceUID."""
+    """An order whose phantom study (a thorax with one LAD plaque) was sent and analysed;
+    the StudyInstanceUID."""
     _, accession = placed(client, auth_headers)
-    study = series(accession)
+    study, _ = chest_series(accession)
     send(settings, study)
     assert len(analyse(settings)) == 1
     return str(study[0].StudyInstanceUID)
@@ -170,7 +170,7 @@ def test_orthanc_receives_the_sr_seg_and_pdf_after_analysis(
         sending: Settings, orthanc: Orthanc, scp: int, client: FlaskClient,
         auth_headers: Headers, tmp_path: Path) -> None:
     _, accession = placed(client, auth_headers)
-    study = series(accession)
+    study, _ = chest_series(accession)
     sent = storescu(scp, phantoms.write(study, tmp_path / "study"))  # C-STORE in
     assert sent.returncode == 0, sent.stderr
     worker = jobs.Worker(sending)  # the worker's own round: analyse, then deliver
@@ -296,8 +296,9 @@ def test_a_review_sends_the_regenerated_results_too(
     analysed(sending, client, auth_headers)
     pacs.deliver_due(sending)
     [report_id] = {row.diagnostic_report_id for row in deliveries(sending)}
-    [lesion] = [parts(p) for p in listing(client, auth_headers, report_id)["parameter"]
-                if p["name"] == "lesion"]  # the phantom's one calcified disc
+    candidates = [parts(p) for p in listing(client, auth_headers, report_id)["parameter"]
+                  if p["name"] == "lesion"]
+    [lesion] = [c for c in candidates if c["counted"]]  # the thorax's one LAD plaque
     reviewed = post_review(client, auth_headers, report_id, practitioner("Reviewer"),
                            change(lesion["id"], "reject"))
     assert reviewed.status_code == 200, reviewed.get_json()

@@ -22,6 +22,16 @@ from tests.imaging_core.phantoms import (
     enhanced_dataset,
     write,
 )
+from tests.imaging_core.thorax import (
+    build,
+    contrast,
+    padded,
+    scan_changed,
+    thorax_42,
+    thorax_a0,
+    with_metal,
+)
+from tests.imaging_core.thorax import datasets as thorax_datasets
 
 PHANTOM = Phantom(n_slices=3, inserts=(Insert(u=10, v=10, radius=2, w0=0, w1=6, hu=300),))
 DCIODVFY = shutil.which("dciodvfy")
@@ -48,4 +58,26 @@ def test_ct_image_iod(tmp_path: Path, variant: str) -> None:
 @pytest.mark.parametrize("contrast", [None, "Iohexol"])
 def test_enhanced_ct_image_iod(tmp_path: Path, contrast: str | None) -> None:
     path = write([enhanced_dataset(replace(PHANTOM, contrast_agent=contrast))], tmp_path)[0]
+    assert _errors(path) == []
+
+
+THORAX_VARIANTS = {
+    "thorax": lambda: thorax_42(),
+    "unsigned-padding-range": lambda: padded(thorax_42(), range_limit=65535),
+    "signed-padding": lambda: padded(thorax_42(), signed=True),
+    "contrast-tagged-metal": lambda: with_metal(contrast(thorax_42(), tagged=True)),
+}
+
+
+@pytest.mark.parametrize("variant", THORAX_VARIANTS)
+def test_thorax_ct_image_iod(tmp_path: Path, variant: str) -> None:
+    thorax = scan_changed(THORAX_VARIANTS[variant](), noise_sigma=5.0)
+    instances = thorax_datasets(build(thorax))
+    path = write(instances[len(instances) // 2:][:1], tmp_path)[0]
+    assert _errors(path) == []
+
+
+def test_thorax_enhanced_ct_image_iod(tmp_path: Path) -> None:
+    image = build(scan_changed(padded(thorax_a0(), range_limit=65535), n_slices=8))
+    path = write([enhanced_dataset(image.scan, thorax_datasets(image))], tmp_path)[0]
     assert _errors(path) == []

@@ -84,6 +84,14 @@ def labelled(quick: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:  # n
 
 
 @pytest.fixture
+def unlabelled(quick: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:  # noqa: F811
+    """The analyser scores the whole field of view without labels (no chest pipeline)."""
+    monkeypatch.setattr(results, "score_volume", lambda volume, decisions: calcium.score(
+        volume, decisions=decisions))
+    return quick
+
+
+@pytest.fixture
 def report(labelled: Settings, client: FlaskClient, auth_headers: Headers) -> dict[str, Any]:
     """The preliminary report of the phantom, analysed."""
     order_id, accession = placed(client, auth_headers)
@@ -224,10 +232,10 @@ def test_the_report_scores_each_artery_and_cac_drs_a_and_n(
 
 
 def test_calcium_not_attributed_to_arteries_is_unknown_per_artery_never_zero(
-        quick: Settings, client: FlaskClient, auth_headers: Headers) -> None:  # noqa: F811
+        unlabelled: Settings, client: FlaskClient, auth_headers: Headers) -> None:
     order_id, accession = placed(client, auth_headers)  # no labeller: all "unassigned"
-    send(quick, phantoms.datasets(replace(PHANTOM, accession=accession)))
-    analyse(quick)
+    send(unlabelled, phantoms.datasets(replace(PHANTOM, accession=accession)))
+    analyse(unlabelled)
     [found] = reports(client, auth_headers, order_id)
     obs = observations(client, auth_headers, found)
     assert obs["agatston-score"]["valueQuantity"]["value"] == pytest.approx(
@@ -239,7 +247,7 @@ def test_calcium_not_attributed_to_arteries_is_unknown_per_artery_never_zero(
     drs = obs["cac-drs"]
     assert drs["valueCodeableConcept"]["text"] == "CAC-DRS A3"  # 303: A3, N unknown
     assert drs["component"][0]["dataAbsentReason"]["coding"][0]["code"] == "unknown"
-    assert sr_artery_scores(latest_sr(quick)) == {}
+    assert sr_artery_scores(latest_sr(unlabelled)) == {}
 
 
 def test_the_new_code_systems_are_published(client: FlaskClient, auth_headers: Headers) -> None:
