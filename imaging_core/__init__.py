@@ -28,7 +28,8 @@ DICOM in:
 Results out: ``results`` (the calcium analyser and its FHIR report),
 ``reports`` (SR, SEG, PDF), ``terminology`` (the local CodeSystems) and
 ``review`` (a radiologist's ``$lesions`` and ``$review`` operations on the
-report, and the decisions they keep).
+report, and the decisions they keep), ``signoff`` (a radiologist's sign-off
+and amendments of the report: the DiagnosticReport write hook).
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ def init_app(app: Flask) -> None:
     Call after ``referral.init_app``: the order hook needs the accession
     number that referral's hook assigns.
     """
-    from imaging_core import dicomweb, review, studies
+    from imaging_core import dicomweb, review, signoff, studies
 
     dicomweb.init_app(app)
     studies.register()
     review.register()
+    signoff.register()

@@ -136,6 +136,28 @@ def _new_job(session: Session, settings: Settings, study: ReceivedStudy,
     return job.id
 
 
+def requeue(session: Session, made_by: AnalysisJob, suffix: str,
+            report_id: str | None = None) -> int:
+    """A queued job analysing ``made_by``'s study again with the same analyser; its id.
+
+    The idempotency key is the study's current instance set plus ``suffix`` (a
+    review's ``review-{decision}``, a sign-off's ``reissue-...``), so each purpose
+    runs once per image set. ``report_id`` names the report it is for, if known.
+    """
+    instances = received(session, made_by.study_uid)
+    now = now_utc()
+    job = AnalysisJob(
+        idempotency_key=f"{made_by.study_uid}|{made_by.analyser_version}|"
+                        f"{instance_set_key(instances)}|{suffix}",
+        study_uid=made_by.study_uid, service_request_id=made_by.service_request_id,
+        procedure=made_by.procedure, analyser_version=made_by.analyser_version,
+        status="queued", instance_count=len(instances), created_at=now, updated_at=now,
+        diagnostic_report_id=report_id)
+    session.add(job)
+    session.flush()
+    return job.id or 0
+
+
 def _procedure_of(session: Session, settings: Settings, order_id: str) -> str | None:
     """The catalogue key the order carries (``{base}/CodeSystem/procedure``)."""
     try:

@@ -20,8 +20,11 @@ bytes. No Flask, no database, no network; fonts are the PDF core fonts.
 - :func:`conclusion_text`: the plain-words conclusion, CAC-DRS A/N per Hecht 2018,
   naming the arteries with calcium.
 
-Every output says PRELIMINARY: the SR's PreliminaryFlag and VerificationFlag, the PDF's
-banner. A radiologist's sign-off (CONTRACT §5) is what makes a result final.
+Every output says PRELIMINARY (the SR's PreliminaryFlag and VerificationFlag, the SEG's
+series description, the PDF's banner) unless it is built with a :class:`Signature`: a
+radiologist's sign-off (CONTRACT §6) issues them again as FINAL (or AMENDED, CORRECTED),
+the SR VERIFIED with the radiologist in VerifyingObserverSequence (PS3.3 C.17.2.1, SR
+Document General Module).
 
 Codes and where each was verified (pydicom 3.0 ``pydicom.sr.codedict``, generated from
 PS3.16; ``shared/CODES.md``):
@@ -60,6 +63,7 @@ import io
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -91,6 +95,37 @@ PIXEL_DATA = Tag(0x7FE0, 0x0010)
 MANUFACTURER = "ScanPath"
 ALGORITHM_NAME = "ScanPath calcium scoring"
 PRELIMINARY_BANNER = "PRELIMINARY - not yet verified by a radiologist"
+PRELIMINARY_SENTENCE = " This is a preliminary result until a radiologist has checked it."
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A radiologist's sign-off of a report: what the re-issued outputs say.
+
+    ``status`` is the DiagnosticReport's (``final``, ``amended``, ``corrected``);
+    ``verifier`` the radiologist's name as DICOM PN (``Family^Given``);
+    ``organization`` where they verify (SR VerifyingOrganization, Type 1);
+    ``signed_at`` when; ``conclusion`` the signed report's wording; ``reason`` why
+    it was amended or corrected (None at sign-off).
+    """
+
+    status: str
+    verifier: str
+    organization: str
+    signed_at: datetime
+    conclusion: str
+    reason: str | None = None
+
+    @property
+    def banner(self) -> str:
+        """The PDF's banner line, e.g. "FINAL - verified by Jones, Sam on 1 December 2026"."""
+        when = self.signed_at.strftime("%d %B %Y %H:%M").lstrip("0")
+        return f"{self.status.upper()} - verified by {_person_name(self.verifier)} on {when}"
+
+
+def final_conclusion(conclusion: str) -> str:
+    """``conclusion`` without the sentence that calls it preliminary."""
+    return conclusion.replace(PRELIMINARY_SENTENCE, "").strip()
 SEGMENT_LABEL = "Calcium"
 
 CALCIUM_SCORE = codes.DCM.CalciumScore  # DCM 112058
@@ -153,7 +188,7 @@ def conclusion_text(result: CalciumResult) -> str:
     if result.region.startswith("whole field of view"):
         text += (" The whole scan was measured, so calcium outside the coronary arteries "
                  "(for example in the aortic valve or aorta) may be included.")
-    return text + " This is a preliminary result until a radiologist has checked it."
+    return text + PRELIMINARY_SENTENCE
 
 
 ARTERY_NAMES = {"LM": "left main (LM)", "LAD": "left anterior descending (LAD)",
@@ -231,12 +266,14 @@ def _ordered_sources(source_datasets: Sequence[Dataset], volume: Volume,
 # --- DICOM SR: PS3.16 TID 1500 Measurement Report --------------------------------
 
 def build_sr(source_datasets: list[Dataset], volume: Volume, result: CalciumResult, *,
-             series_number: int = 900, instance_number: int = 1) -> Dataset:
+             series_number: int = 900, instance_number: int = 1,
+             signature: Signature | None = None) -> Dataset:
     """A Comprehensive 3D SR (TID 1500) of ``result``, in the source images' study.
 
     Patient, study and accession number are copied from the sources; the series and
     instance UIDs are new. A refused result gives an SR whose measurement group holds
-    the reason as text and no numbers.
+    the reason as text and no numbers. Without ``signature`` the SR is PRELIMINARY and
+    UNVERIFIED; with it FINAL and VERIFIED by ``signature.verifier`` (PS3.3 C.17.2).
     """
     sources = _ordered_sources(source_datasets, volume, result)
     report = hd.sr.MeasurementReport(
@@ -254,11 +291,20 @@ def build_sr(source_datasets: list[Dataset], volume: Volume, result: CalciumResu
         sop_instance_uid=hd.UID(), instance_number=instance_number,
         manufacturer=MANUFACTURER,
         is_complete=True,  # the analysis is whole; verification is a separate flag
-        is_final=False, is_verified=False,  # PRELIMINARY / UNVERIFIED until signed
+        is_final=signature is not None, is_verified=signature is not None,
+        verifying_observer_name=signature.verifier if signature else None,
+        verifying_organization=signature.organization if signature else None,
         performed_procedure_codes=[CAC_PROCEDURE],
     )
-    sr.SeriesDescription = "Calcium score (preliminary)"
+    if signature is not None:  # highdicom stamps "now"; the sign-off time is what counts
+        observer = sr.VerifyingObserverSequence[0]
+        observer.VerificationDateTime = signature.signed_at.strftime("%Y%m%d%H%M%S")
+    sr.SeriesDescription = f"Calcium score ({_status_word(signature)})"
     return sr
+
+
+def _status_word(signature: Signature | None) -> str:
+    return signature.status if signature else "preliminary"
 
 
 def _header(ds: Dataset) -> Dataset:
@@ -414,14 +460,16 @@ PDF_TITLE = "Coronary artery calcium score report (preliminary)"
 
 
 def build_encapsulated_pdf(source_datasets: Sequence[Dataset], pdf: bytes, *,
-                           series_number: int = 902) -> Dataset:
+                           series_number: int = 902,
+                           signature: Signature | None = None) -> Dataset:
     """``pdf`` as an Encapsulated PDF instance (PS3.3 A.45.1) in the sources' study.
 
     Modules: Patient and General Study (copied from the first source),
     Encapsulated Document Series (C.24.1, Modality DOC), General Equipment,
     SC Equipment (C.8.6.1, Conversion Type ``SYN``: made by software), Encapsulated
     Document (C.24.2) and SOP Common. The document is unverified (Verification
-    Flag UNVERIFIED) until a radiologist signs it off; its key images are burned
+    Flag UNVERIFIED) until a radiologist signs it off (``signature``: VERIFIED, and
+    the series says final, amended or corrected); its key images are burned
     in, so Burned In Annotation is YES, and Source Instance Sequence names every
     source image. Raises ReportError without sources or PDF bytes.
     """
@@ -434,14 +482,14 @@ def build_encapsulated_pdf(source_datasets: Sequence[Dataset], pdf: bytes, *,
     for keyword in _PATIENT_AND_STUDY:
         setattr(ds, keyword, first.get(keyword, ""))
     ds.Modality, ds.SeriesInstanceUID, ds.SeriesNumber = "DOC", generate_uid(), series_number
-    ds.SeriesDescription = "Calcium score report (preliminary)"
+    ds.SeriesDescription = f"Calcium score report ({_status_word(signature)})"
     ds.Manufacturer, ds.ConversionType = MANUFACTURER, "SYN"
     ds.InstanceNumber = 1
     ds.ContentDate, ds.ContentTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     ds.AcquisitionDateTime = now.strftime("%Y%m%d%H%M%S")
     ds.BurnedInAnnotation, ds.DocumentTitle = "YES", PDF_TITLE
     ds.ConceptNameCodeSequence = []
-    ds.VerificationFlag = "UNVERIFIED"
+    ds.VerificationFlag = "UNVERIFIED" if signature is None else "VERIFIED"
     ds.SourceInstanceSequence = [_reference(source) for source in source_datasets]
     ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
     ds.EncapsulatedDocumentLength = len(pdf)  # before the pad byte (C.24.2)
@@ -463,7 +511,7 @@ def _reference(source: Dataset) -> Dataset:
 # --- DICOM SEG --------------------------------------------------------------------
 
 def build_seg(source_datasets: list[Dataset], volume: Volume, result: CalciumResult, *,
-              series_number: int = 901) -> Dataset | None:
+              series_number: int = 901, signature: Signature | None = None) -> Dataset | None:
     """A BINARY Segmentation of the voxels that counted in the Agatston score.
 
     With calcium attributed to arteries, one segment per artery that has counted
@@ -502,7 +550,7 @@ def build_seg(source_datasets: list[Dataset], volume: Volume, result: CalciumRes
         pixel_measures=_pixel_measures(volume),
         content_label="CALCIUM", content_description="Voxels counted in the Agatston score",
     )
-    seg.SeriesDescription = "Calcium segmentation (preliminary)"
+    seg.SeriesDescription = f"Calcium segmentation ({_status_word(signature)})"
     return seg
 
 
@@ -577,7 +625,8 @@ _HEADINGS = FontFace(emphasis="BOLD", fill_color=(225, 225, 225))
 
 
 def build_pdf(result: CalciumResult, *, patient_name: str | None, accession: str | None,
-              study_date: str | None, key_images: list[bytes], conclusion: str) -> bytes:
+              study_date: str | None, key_images: list[bytes], conclusion: str,
+              signature: Signature | None = None) -> bytes:
     """A one- or two-page A4 report in plain words, with up to three key images.
 
     Parameters
@@ -591,10 +640,18 @@ def build_pdf(result: CalciumResult, *, patient_name: str | None, accession: str
         The first three are shown; a PNG "Description" text chunk becomes the caption.
     conclusion : str
         Usually :func:`conclusion_text` of ``result``, or a radiologist's wording.
+    signature : Signature or None
+        A radiologist's sign-off: the banner says FINAL (AMENDED, CORRECTED) with
+        who and when, the conclusion is the signed one, and no line says PRELIMINARY.
     """
-    pdf = _ReportPDF()
+    banner = signature.banner if signature else PRELIMINARY_BANNER
+    pdf = _ReportPDF(banner, _status_word(signature))
     pdf.add_page()
-    _heading(pdf)
+    _heading(pdf, banner, signature)
+    if signature is not None:
+        conclusion = signature.conclusion
+        if signature.reason:
+            conclusion += f"\n{signature.status.capitalize()}: {signature.reason}"
     _patient_block(pdf, patient_name, accession, study_date)
     _section(pdf, "Conclusion", conclusion)
     _scores_table(pdf, result)
@@ -602,25 +659,27 @@ def build_pdf(result: CalciumResult, *, patient_name: str | None, accession: str
     _cac_drs_table(pdf, result)
     _key_images(pdf, key_images[:3])
     _qa_notes(pdf, result)
-    _small_print(pdf, result)
+    _small_print(pdf, result, signature)
     return bytes(pdf.output())
 
 
 class _ReportPDF(FPDF):
-    """A4 with the PRELIMINARY line and page numbers on every page."""
+    """A4 with the status line (PRELIMINARY, or FINAL and who signed) and page numbers
+    on every page."""
 
-    def __init__(self) -> None:
+    def __init__(self, banner: str, status: str) -> None:
         super().__init__(orientation="P", unit="mm", format="A4")
+        self.banner = banner
         self.set_margins(15, 15, 15)
         self.set_auto_page_break(auto=True, margin=18)
-        self.set_title("Coronary artery calcium score - preliminary report")
+        self.set_title(f"Coronary artery calcium score - {status} report")
         self.set_creator(ALGORITHM_NAME)
 
     def footer(self) -> None:
         self.set_y(-13)
         self.set_font("Helvetica", "I", 8)
         self.set_text_color(120, 120, 120)
-        self.cell(0, 5, f"{PRELIMINARY_BANNER}  |  page {self.page_no()} of {{nb}}",
+        self.cell(0, 5, _latin1(f"{self.banner}  |  page {self.page_no()} of {{nb}}"),
                   align="C")
         self.set_text_color(0, 0, 0)
 
@@ -630,13 +689,13 @@ def _latin1(text: str) -> str:
     return text.translate(_LATIN1).encode("latin-1", "replace").decode("latin-1")
 
 
-def _heading(pdf: FPDF) -> None:
+def _heading(pdf: FPDF, banner: str, signature: Signature | None) -> None:
     pdf.set_font("Helvetica", "B", 16)
     pdf.cell(0, 9, "Coronary artery calcium score", new_x="LMARGIN", new_y="NEXT")
-    pdf.set_fill_color(200, 30, 30)
+    pdf.set_fill_color(*((200, 30, 30) if signature is None else (30, 110, 60)))
     pdf.set_text_color(255, 255, 255)
     pdf.set_font("Helvetica", "B", 12)
-    pdf.cell(0, 9, PRELIMINARY_BANNER, align="C", fill=True, new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 9, _latin1(banner), align="C", fill=True, new_x="LMARGIN", new_y="NEXT")
     pdf.set_text_color(0, 0, 0)
     pdf.set_fill_color(255, 255, 255)  # tables and cells must not inherit the banner red
     pdf.ln(3)
@@ -788,14 +847,16 @@ def _qa_notes(pdf: FPDF, result: CalciumResult) -> None:
     _section(pdf, "Quality notes", "\n".join(f"- {note}" for note in notes))
 
 
-def _small_print(pdf: FPDF, result: CalciumResult) -> None:
+def _small_print(pdf: FPDF, result: CalciumResult, signature: Signature | None) -> None:
     parameters = "; ".join(f"{k}={v}" for k, v in algorithm_parameters(result).items())
+    verified = ("Not a diagnosis until a radiologist has verified it." if signature is None
+                else f"Verified by {_person_name(signature.verifier)}, "
+                f"{signature.organization}.")
     lines = [
         f"Analyser: {ALGORITHM_NAME}, version {result.analyser_version}.",
         f"Parameters: {parameters}.",
         f"Methods: {AGATSTON_1990}; {MCCOLLOUGH_2007}; {HECHT_2018}.",
-        f"Generated {datetime.now().strftime('%Y-%m-%d %H:%M')} by software. "
-        "Not a diagnosis until a radiologist has verified it.",
+        f"Generated {datetime.now().strftime('%Y-%m-%d %H:%M')} by software. {verified}",
     ]
     text = _latin1("\n".join(lines))
     pdf.set_font("Helvetica", "", 7)

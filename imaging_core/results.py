@@ -26,6 +26,10 @@ of its Observations, whose conclusion says why. A report a radiologist has
 signed off (``final``, ``amended``, ``corrected``) is never touched by the
 machine: the new result is held for a person as a reconcile Task
 (``imaging_core.holds``) that names the report and carries the new score.
+The one exception is the ``reissue`` job a sign-off or amendment queues
+(``imaging_core.signoff``): it scores the same images again only to issue the
+PDF, SR and SEG anew as the signed version says (FINAL, who signed), and
+changes nothing else of the report.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from core.settings import Settings
 from fhir.dates import instant, now_utc
 from fhir.search import run_search
 from fhir.store import Store, spec_for
-from imaging_core import calcium, jobs, pacs, review
+from imaging_core import calcium, jobs, pacs, review, signoff
 from imaging_core import reports as reports
 from imaging_core.chest import score_chest
 from imaging_core.errors import ImagingError
@@ -91,7 +95,8 @@ def run_calcium(settings: Settings, job: jobs.AnalysisJob) -> str:
     with Session(engine_for(settings.database_url)) as session:
         sources = _datasets(session, settings, job.study_uid)
         decided = review.decisions_for(session, job.service_request_id)
-    analysis = analyse(sources, review.as_decisions(decided))
+        signature = signoff.signature_for(session, settings, job)
+    analysis = analyse(sources, review.as_decisions(decided), signature)
     analysis.applied_through = max((d.id or 0 for d in decided), default=0)
     with Session(engine_for(settings.database_url), expire_on_commit=False) as session:
         jobs.check_lease(session, job)
@@ -107,13 +112,16 @@ def _datasets(session: Session, settings: Settings, study_uid: str) -> list[Data
     return [pydicom.dcmread(settings.var_dir / row.path) for row in rows]
 
 
-def analyse(sources: list[Dataset], decisions: Sequence[calcium.Decision] = ()) -> Analysis:
+def analyse(sources: list[Dataset], decisions: Sequence[calcium.Decision] = (),
+            signature: reports.Signature | None = None) -> Analysis:
     """Load, score (with a radiologist's ``decisions``, in order) and render.
 
     Scoring is :func:`score_volume`, the chest pipeline: anatomy, image QA,
     coronary candidates labelled by artery. A study that cannot be read gives
     a failure to report; a heart that cannot be found, a result that is not
-    scorable with that reason.
+    scorable with that reason. With ``signature`` (a signed-off report issued
+    again) the PDF, SR, SEG and Encapsulated PDF say FINAL and who signed, not
+    PRELIMINARY.
     """
     try:
         volume = max(load_volumes(sources), key=lambda v: v.shape[0])
@@ -131,12 +139,14 @@ def analyse(sources: list[Dataset], decisions: Sequence[calcium.Decision] = ()) 
                                      accession=volume.accession_number,
                                      study_date=_first(sources, "StudyDate"),
                                      key_images=[k.png for k in analysis.images],
-                                     conclusion=analysis.conclusion)
+                                     conclusion=analysis.conclusion, signature=signature)
     series = [s for s in sources if s.SeriesInstanceUID == volume.series_uid]
-    analysis.derived = [reports.build_sr(series, volume, result)]
-    seg = reports.build_seg(series, volume, result) if result.scorable else None
+    analysis.derived = [reports.build_sr(series, volume, result, signature=signature)]
+    seg = reports.build_seg(series, volume, result, signature=signature) \
+        if result.scorable else None
     analysis.derived += [seg] if seg is not None else []
-    analysis.document = reports.build_encapsulated_pdf(series, analysis.pdf)
+    analysis.document = reports.build_encapsulated_pdf(series, analysis.pdf,
+                                                       signature=signature)
     return analysis
 
 
@@ -197,6 +207,8 @@ def publish(store: Store, job: jobs.AnalysisJob, analysis: Analysis) -> str:
     order = store.read("ServiceRequest", job.service_request_id)
     earlier = _order_report(store, order["id"], key["system"])
     if earlier is not None and earlier["status"] in SIGNED_OFF:
+        if signoff.is_reissue(job):
+            return _reissue(store, job, analysis, earlier)
         if review.is_review_job(store.session, job.id):  # signed while the job waited
             log.warning("review not applied: the report was signed off first", extra={
                 "diagnostic_report_id": earlier["id"], "job_id": job.id})
@@ -215,6 +227,26 @@ def publish(store: Store, job: jobs.AnalysisJob, analysis: Analysis) -> str:
     _provenance(context, report, analysis)
     study_ref = f"ImagingStudy/{context.imaging_study_id}" if context.imaging_study_id else None
     orders.analysed(store, order, study_ref)
+    return str(report["id"])
+
+
+def _reissue(store: Store, job: jobs.AnalysisJob, analysis: Analysis,
+             report: dict[str, Any]) -> str:
+    """The signed report's PDF, SR and SEG issued again (FINAL, who signed); the report's
+    Observations and conclusion are the signed ones and stay as they are."""
+    for derived in analysis.derived:
+        store_instance(store.session, store.settings, derived, "derived")
+    context = _Context(store, store.read("ServiceRequest", job.service_request_id), None)
+    kept = [f for f in report.get("presentedForm", []) if f.get("contentType") !=
+            "application/pdf"]
+    pdf = [{"contentType": "application/pdf", "title": "Calcium score report",
+            "url": _binary(context, "application/pdf", analysis.pdf)}] if analysis.pdf else []
+    current = {k: v for k, v in report.items() if k != "meta"}
+    with orders.workflow_write(store, f"DiagnosticReport/{report['id']}"):
+        context.amend(str(report["id"]), {**current, "presentedForm": pdf + kept})
+    _owe_to_pacs(store, str(report["id"]), job, analysis)  # the PACS get the signed ones
+    log.info("signed report's outputs issued again", extra={
+        "diagnostic_report_id": report["id"], "job_id": job.id})
     return str(report["id"])
 
 

@@ -23,7 +23,8 @@ Both need the token to allow ``update`` on DiagnosticReport (the radiology
 scopes): the candidate list, bone and valve included, is working material for
 those who may change the report, not for readers of it. A report that is not
 ``preliminary`` (signed off: ``final``, ``amended``, ``corrected``) is refused
-with 409; sign-off and amendment are issue 11.
+with 409: after sign-off (``imaging_core.signoff``) the report changes only by
+an amendment, which this operation does not make.
 
 **Design.** Re-scoring from pixels and rebuilding the SR, SEG and PDF is long
 work, so it is a job (CONVENTIONS), never done in the request. The request
@@ -113,7 +114,9 @@ def review_operation(call: Invocation) -> dict[str, Any]:
     report = store.read("DiagnosticReport", call.resource_id)
     if report.get("status") != "preliminary":
         raise Conflict(f"DiagnosticReport/{report['id']} is {report.get('status')}; only a "
-                       "preliminary report is reviewed here (sign-off and amendment: issue 11)")
+                       "preliminary report is reviewed here: after sign-off, change the "
+                       "report by an amendment (PUT or PATCH with status amended and a "
+                       "reason, README)")
     row = _candidates_row(store.session, call.resource_id)
     reviewer, changes = parse_review(call.body)
     if not store.exists("Practitioner", reviewer.split("/", 1)[1]):
@@ -278,17 +281,7 @@ def _queue(session: Session, row: CalciumCandidates, decision_id: int) -> int:
     made_by = session.get(AnalysisJob, row.job_id)
     if made_by is None:
         raise Conflict(f"the analysis job {row.job_id} of this report is gone")
-    instances = jobs.received(session, row.study_uid)
-    now = now_utc()
-    job = AnalysisJob(
-        idempotency_key=f"{row.study_uid}|{made_by.analyser_version}|"
-                        f"{jobs.instance_set_key(instances)}|review-{decision_id}",
-        study_uid=row.study_uid, service_request_id=row.service_request_id,
-        procedure=made_by.procedure, analyser_version=made_by.analyser_version,
-        status="queued", instance_count=len(instances), created_at=now, updated_at=now)
-    session.add(job)
-    session.flush()
-    return job.id or 0
+    return jobs.requeue(session, made_by, f"review-{decision_id}")
 
 
 def _pending_jobs(session: Session, decisions: Sequence[LesionDecision]) -> list[AnalysisJob]:

@@ -1,14 +1,19 @@
 """Linking received studies to their orders, as FHIR ImagingStudy resources.
 
 A study is linked when its AccessionNumber (0008,0050) equals the ACSN
-identifier of a ServiceRequest (shared/CONTRACT.md §2, §5). Unmatched
-studies stay out of FHIR: R4 requires ``ImagingStudy.subject``, and guessing
-the patient from the DICOM PatientID (a local MRN, not an NHS number) risks
-filing images against the wrong person. A radiology department reconciles
-such studies by hand, as it does for "unverified" studies on a PACS; they are
-kept, flagged ``ReceivedStudy.matched = False`` and logged until an order
-with their accession number appears (``match_pending_studies`` or the
-ServiceRequest write hook).
+identifier of a ServiceRequest (shared/CONTRACT.md §2, §5) and its header
+names the order's Patient (``referral.identity``: PatientID, PatientBirthDate,
+PatientName; a missing value is never a match). Unlinked studies stay out of
+FHIR: R4 requires ``ImagingStudy.subject``, and filing images under a patient
+their header does not name risks the wrong person. They are kept, flagged
+(``ReceivedStudy.matched = False``, ``hold_reason`` ``no-order`` or
+``identity-mismatch``; an instance naming another patient that arrives after
+the study was linked holds it too, before it is analysed) and shown to staff
+and the RIS as a reconcile Task (``referral.orders.hold_unlinked``) until a
+person links or rejects them through that Task (:func:`decide_hold`). A
+no-order study links by itself when an order with its accession number
+appears (``match_pending_studies`` or the ServiceRequest write hook), if it
+names that order's patient.
 
 The ImagingStudy follows R4 (https://hl7.org/fhir/R4/imagingstudy.html): the
 Study Instance UID as ``urn:dicom:uid`` identifier, the accession number as
@@ -42,6 +47,7 @@ from fhir.search import escape, run_search
 from fhir.store import Store, register_write_hook, spec_for
 from imaging_core.holds import hold_for_person
 from imaging_core.models import DicomInstance, ReceivedStudy
+from referral import identity, orders
 from referral.accession import ACSN_TYPE
 from referral.orders import images_arrived
 
@@ -58,6 +64,7 @@ def register() -> None:
     Must be registered after ``referral`` so the order already carries its number.
     """
     register_write_hook("ServiceRequest", _link_on_order_write)
+    orders.register_hold_resolver(decide_hold)
 
 
 def imaging_study_id(study_uid: str) -> str:
@@ -88,17 +95,31 @@ def find_order(store: Store, accession: str | None) -> dict[str, Any] | None:
     return result.matches[0] if result.matches else None
 
 
+# Holds of a study linked to no order: a person links it (then it is analysed) or rejects it.
+NO_ORDER, MISMATCH, REJECTED = "no-order", "identity-mismatch", "rejected"
+_AUTO_LINKED = (None, NO_ORDER)  # hold reasons under which an order found by accession links
+
+
 def link_study(store: Store, study: ReceivedStudy) -> bool:
-    """Create or refresh the ImagingStudy of ``study`` if its order is known."""
+    """Create or refresh the ImagingStudy of ``study`` if its order is known and the
+    header names the order's patient; otherwise hold it for a person (once)."""
+    if study.hold_reason not in _AUTO_LINKED and not study.matched:
+        return False  # waiting for a person, or rejected by one
     order = _order_of(store, study)
-    return order is not None and _link_to(store, study, order)
+    if order is None:
+        if study.hold_reason is None:
+            _hold_unlinked(store, study, None, NO_ORDER, "its accession number "
+                           f"{study.accession_number or '(none)'} names no order")
+        return False
+    return _link_to(store, study, order)
 
 
 def match_pending_studies(store: Store) -> list[str]:
     """Link every unmatched study whose order now exists; their Study UIDs. The caller commits."""
     pending = store.session.exec(
         select(ReceivedStudy).where(col(ReceivedStudy.matched).is_(False),
-                                    col(ReceivedStudy.accession_number).is_not(None))
+                                    col(ReceivedStudy.accession_number).is_not(None),
+                                    _auto_linked())
     ).all()
     return [study.study_uid for study in pending if link_study(store, study)]
 
@@ -119,22 +140,38 @@ def _link_on_order_write(store: Store, order: dict[str, Any],
         return
     waiting = store.session.exec(
         select(ReceivedStudy).where(col(ReceivedStudy.matched).is_(False),
-                                    ReceivedStudy.accession_number == accession)
+                                    ReceivedStudy.accession_number == accession,
+                                    _auto_linked())
     ).all()
     for study in waiting:  # images before their order: rare, as ScanPath issues the numbers
         log.info("new order links waiting study", extra={"study_uid": study.study_uid})
         _link_to(store, study, order)
 
 
+def _auto_linked() -> Any:
+    return col(ReceivedStudy.hold_reason).is_(None) | (ReceivedStudy.hold_reason == NO_ORDER)
+
+
 def _link_to(store: Store, study: ReceivedStudy, order: dict[str, Any]) -> bool:
     """Write the ImagingStudy in a savepoint; a failure leaves the study unmatched.
 
-    The instance (or the order) being written must not be lost to a FHIR
+    A study first linked to ``order`` is checked against the order's Patient
+    (``referral.identity``); a discrepancy holds it, unlinked (False). The
+    instance (or the order) being written must not be lost to a FHIR
     problem, so only a concurrent write (Conflict) propagates, for a retry.
     """
     savepoint = store.session.begin_nested()
     try:
         newly_linked = study.service_request_id != order["id"] or not study.matched
+        if study.hold_reason == NO_ORDER:  # the order came after its images
+            study.hold_reason = None
+            orders.settle_holds(store, _uid_identifier(study), f"ServiceRequest/{order['id']} "
+                                "with its accession number arrived; the study is linked to "
+                                "it if it names the order's patient")
+        checked = newly_linked or study.hold_reason is None  # later images are checked too
+        if checked and not _same_patient(store, study, order):
+            savepoint.commit()
+            return False
         _write_imaging_study(store, study, order)
         if newly_linked and _current_study(store.session, order["id"], study.study_uid):
             _hold_study(store, study, order, "second-study")
@@ -149,6 +186,94 @@ def _link_to(store: Store, study: ReceivedStudy, order: dict[str, Any]) -> bool:
         return False
     savepoint.commit()
     return True
+
+
+def _same_patient(store: Store, study: ReceivedStudy, order: dict[str, Any]) -> bool:
+    """Whether every header of the study names the order's Patient; if not, it is held."""
+    reference = str(order.get("subject", {}).get("reference", ""))
+    try:
+        patient = store.read("Patient", reference.removeprefix("Patient/"))
+    except NotFound:
+        patient = {}
+    problems = [p for header in headers(store.session, study.study_uid)
+                for p in identity.check(patient, header)]
+    if not problems or (study.matched and _linked_by_person(store, study)):
+        return True
+    texts = "; ".join(dict.fromkeys(p.text for p in problems))
+    _hold_unlinked(store, study, order, MISMATCH, f"its header does not show it is the "
+                   f"order's patient ({reference}): {texts}")
+    return False
+
+
+def _linked_by_person(store: Store, study: ReceivedStudy) -> bool:
+    """Whether a person linked this study despite its header (a decided hold Task)."""
+    found = run_search(store.session, spec_for("Task"),
+                       [("identifier", _uid_identifier(study))], count=50).matches
+    return any(task.get("status") == "completed" and any(
+        (o.get("type") or {}).get("text") == orders.LINKED_ORDER
+        for o in task.get("output", [])) for task in found)
+
+
+def headers(session: Session, study_uid: str) -> list[identity.Header]:
+    """The distinct patient headers among a study's received instances."""
+    found = session.exec(select(DicomInstance.patient_id, DicomInstance.patient_name,
+                                DicomInstance.patient_birth_date).where(
+        DicomInstance.study_uid == study_uid,
+        col(DicomInstance.source) != "derived").distinct()).all()
+    return [identity.Header(*row) for row in found]
+
+
+def _uid_identifier(study: ReceivedStudy) -> str:
+    return f"urn:dicom:uid|urn:oid:{study.study_uid}"
+
+
+def _hold_unlinked(store: Store, study: ReceivedStudy, order: dict[str, Any] | None,
+                   reason: str, why: str) -> None:
+    """Hold ``study`` unlinked (no ImagingStudy) for a person: a reconcile Task, once."""
+    if study.hold_reason == reason:
+        return
+    study.hold_reason = reason
+    store.session.add(study)
+    log.warning("study held for a person", extra={
+        "study_uid": study.study_uid, "reason": reason,
+        "service_request_id": order["id"] if order else None})
+    orders.hold_unlinked(store, order, study.study_uid, study.accession_number, reason,
+                         f"Study {study.study_uid} is stored and not analysed: {why}. A "
+                         "person links it to an order or rejects it")
+
+
+def decide_hold(store: Store, task: dict[str, Any], order: dict[str, Any] | None) -> None:
+    """A person's decision on a hold Task that holds a study (``referral.orders``):
+    linked to ``order`` (the study is then analysed) or rejected (``order`` None: kept,
+    flagged ``hold_reason = "rejected"``, never analysed). Holds of other things
+    (a result after sign-off) need nothing here.
+
+    Raises Conflict (409) when the order a person names is closed.
+    """
+    study = _held_study(store, task)
+    if study is None:
+        return
+    if order is None:
+        study.hold_reason = REJECTED
+        store.session.add(study)
+        return
+    study.hold_reason = None
+    _write_imaging_study(store, study, order)
+    if not images_arrived(store, order, f"ImagingStudy/{study.imaging_study_id}"):
+        raise Conflict(f"ServiceRequest/{order['id']} is closed (rejected, cancelled or "
+                       "completed): it takes no images", ["Task.output"])
+
+
+def _held_study(store: Store, task: dict[str, Any]) -> ReceivedStudy | None:
+    uid = next((str(i.get("valueString")) for i in task.get("input", [])
+                if (i.get("type") or {}).get("text") == "study-instance-uid"), None)
+    if uid is not None:
+        return store.session.get(ReceivedStudy, uid)
+    focus = str((task.get("focus") or {}).get("reference", ""))
+    if not focus.startswith("ImagingStudy/"):
+        return None
+    return store.session.exec(select(ReceivedStudy).where(
+        ReceivedStudy.imaging_study_id == focus.removeprefix("ImagingStudy/"))).first()
 
 
 def _write_imaging_study(store: Store, study: ReceivedStudy, order: dict[str, Any]) -> None:

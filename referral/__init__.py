@@ -5,7 +5,8 @@ the outbox written with each change; ``notify``: the worker that delivers it).
 - ``accession``: the accession number every accepted ServiceRequest carries;
 - ``states``: the order's states and the one table of allowed moves;
 - ``orders``: the order's Task from intake, moves by the RIS, the GP and the
-  imaging core, and reconcile Tasks for held studies.
+  imaging core, and reconcile Tasks for held studies, decided by a person;
+- ``identity``: whether a study's DICOM header names the order's Patient.
 
 May import ``core`` and ``fhir`` (it hooks into the resource store so every
 accepted ServiceRequest gets its accession number and its Task in the same

@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from core.errors import Unprocessable
+from core.errors import NotFound, Unprocessable
 from fhir import audit
 from fhir.dates import instant, now_utc
 from fhir.search import run_search
@@ -59,6 +59,19 @@ FULFIL = {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "cod
 # Elements of the order's Task that say which order it is: never changed by a client.
 KEPT = ("focus", "for", "owner", "basedOn", "partOf", "identifier", "intent")
 _WORKFLOW_WRITES = "referral.workflow_writes"  # Session.info key: "Type/id" being written
+# A person's decision on a hold Task: Task.status and what it means (README, RIS section).
+RESOLUTIONS = {"completed": "linked", "rejected": "rejected"}
+LINKED_ORDER = "linked-order"  # Task.output type text naming the order a person linked
+# (store, hold Task, the order a person linked or None when rejected): the imaging core
+# registers what a decision does to the held images (referral never imports it).
+HoldResolver = Callable[[Store, dict[str, Any], "dict[str, Any] | None"], None]
+_RESOLVERS: list[HoldResolver] = []
+
+
+def register_hold_resolver(resolver: HoldResolver) -> None:
+    """Call ``resolver`` when a person links or rejects a held thing (in the same write)."""
+    if resolver not in _RESOLVERS:
+        _RESOLVERS.append(resolver)
 
 
 def register() -> None:
@@ -201,6 +214,62 @@ def hold_for_person(store: Store, order: dict[str, Any], focus: str, reason: str
     return str(created["id"])
 
 
+def hold_unlinked(store: Store, order: dict[str, Any] | None, study_uid: str,
+                  accession: str | None, reason: str, description: str,
+                  agent: str = AGENTS[Actor.IMAGING]) -> str:
+    """The reconcile Task of a study linked to no order (its accession names none, or its
+    header names another patient); its id. The caller commits.
+
+    No ImagingStudy exists for such a study (R4 requires its subject, which is
+    not known), so the Task names the study in ``identifier`` (``urn:dicom:uid``)
+    and ``input`` (``study-instance-uid``, ``accession-number``); ``for`` is not
+    set. With ``order`` (the accession's order), the Task is also ``basedOn`` it
+    and ``partOf`` its Task, so the order shows the held images.
+    """
+    task: dict[str, Any] = {
+        "resourceType": "Task", "status": STATES["reconcile"].task_status, "intent": "order",
+        "identifier": [{"system": "urn:dicom:uid", "value": f"urn:oid:{study_uid}"}],
+        "statusReason": {"text": reason}, "description": description,
+        "authoredOn": instant(now_utc()),
+        "input": [{"type": {"text": "study-instance-uid"}, "valueString": study_uid}] + (
+            [{"type": {"text": "accession-number"}, "valueString": accession}]
+            if accession else [])}
+    if order is not None:
+        parent = order_task(store, order["id"]) or open_order(store, order)
+        task["basedOn"] = [{"reference": f"ServiceRequest/{order['id']}"}]
+        task["partOf"] = [{"reference": f"Task/{parent['id']}"}]
+    _business_status(store, task, "reconcile", "held for a person")
+    created = _create(store, task)
+    what = audit.Interaction("create", "Task", agent, None,
+                             entities=[f"Task/{created['id']}"] + (
+                                 [f"ServiceRequest/{order['id']}"] if order else []))
+    audit.record(store, what, audit.OUTCOME_SUCCESS, f"Held for a person ({reason}): "
+                 f"{description}")
+    return str(created["id"])
+
+
+def settle_holds(store: Store, identifier: str, note: str) -> list[str]:
+    """Close (``completed``, with ``note``) the open hold Tasks with ``identifier``
+    (``system|value``), when what they held was resolved without a person (an order
+    arrived for images that named none); their ids. Audited."""
+    found = run_search(store.session, spec_for("Task"), [("identifier", identifier)],
+                       count=50).matches
+    settled = []
+    for task in found:
+        if state_of(store, task) != "reconcile" or task.get("status") != "requested":
+            continue
+        now = instant(now_utc())
+        done = {**task, "status": "completed", "lastModified": now,
+                "note": [*task.get("note", []), {"time": now, "text": note}]}
+        with _workflow_write(store, f"Task/{task['id']}"):
+            store.update("Task", task["id"], done)
+        what = audit.Interaction("update", "Task", AGENTS[Actor.IMAGING], None,
+                                 entities=[f"Task/{task['id']}"])
+        audit.record(store, what, audit.OUTCOME_SUCCESS, f"Hold Task/{task['id']}: {note}")
+        settled.append(str(task["id"]))
+    return settled
+
+
 def _hold_task(store: Store, order: dict[str, Any], focus: str, reason: str,
                description: str, output: list[dict[str, Any]] | None) -> dict[str, Any]:
     parent = order_task(store, order["id"]) or open_order(store, order)
@@ -257,6 +326,9 @@ def _on_task_write(store: Store, task: dict[str, Any], previous: dict[str, Any] 
         return
     after = state_of(store, task)
     before = state_of(store, previous) if previous is not None else None
+    if previous is not None and before == "reconcile":
+        _resolve_hold(store, task, previous)
+        return
     if previous is None or before is None:
         if after is not None:
             raise IllegalMove("Order Tasks are opened by ScanPath at intake (find one with "
@@ -281,6 +353,50 @@ def _on_task_write(store: Store, task: dict[str, Any], previous: dict[str, Any] 
     _entered(store, task, after, None, order)
     _reflect(store, order, after)
     _audit_move(store, task, order, before, after, Actor.RADIOLOGY)
+
+
+def _resolve_hold(store: Store, task: dict[str, Any], previous: dict[str, Any]) -> None:
+    """A person's decision on a hold Task (README, RIS section): ``status`` ``completed``
+    with an ``output`` of type ``linked-order`` naming the ServiceRequest links the held
+    thing to it; ``status`` ``rejected`` keeps it, flagged, unused. Audited."""
+    _check_kept(task, previous)
+    if task.get("businessStatus") != previous.get("businessStatus"):
+        raise IllegalMove("A hold Task stays in reconcile; decide it by its status "
+                          "(completed with a linked-order output, or rejected)",
+                          ["Task.businessStatus"])
+    wanted, before = task.get("status"), previous.get("status")
+    if wanted == before:
+        return
+    if before != STATES["reconcile"].task_status or wanted not in RESOLUTIONS:
+        raise IllegalMove(f"A hold Task that is {before} cannot become {wanted}; an open "
+                          "hold (requested) becomes completed (linked) or rejected",
+                          ["Task.status"])
+    order = _linked_order(store, task) if wanted == "completed" else None
+    for resolver in _RESOLVERS:
+        resolver(store, task, order)
+    task["lastModified"] = instant(now_utc())
+    entities = [f"Task/{task['id']}"] + ([f"ServiceRequest/{order['id']}"] if order else [])
+    what = audit.Interaction("update", "Task", store.actor or AGENTS[Actor.RADIOLOGY], None,
+                             entities=entities)
+    audit.record(store, what, audit.OUTCOME_SUCCESS, f"Hold Task/{task['id']} "
+                 f"{RESOLUTIONS[wanted]} by a person" + (
+                     f" to ServiceRequest/{order['id']}" if order else ""))
+    log.info("hold decided", extra={"task_id": task["id"], "decision": RESOLUTIONS[wanted]})
+
+
+def _linked_order(store: Store, task: dict[str, Any]) -> dict[str, Any]:
+    """The ServiceRequest a ``linked-order`` output names; 422 when none or unknown."""
+    refs = [str((o.get("valueReference") or {}).get("reference", ""))
+            for o in task.get("output", []) if isinstance(o, dict)
+            and (o.get("type") or {}).get("text") == LINKED_ORDER]
+    if len(refs) != 1 or not refs[0].startswith("ServiceRequest/"):
+        raise Unprocessable("Linking a hold names one order: an output with type.text "
+                            f"'{LINKED_ORDER}' and valueReference ServiceRequest/{{id}}",
+                            ["Task.output"])
+    try:
+        return store.read("ServiceRequest", refs[0].removeprefix("ServiceRequest/"))
+    except NotFound as error:
+        raise Unprocessable(f"{refs[0]} does not exist", ["Task.output"]) from error
 
 
 def _check_kept(task: dict[str, Any], previous: dict[str, Any]) -> None:
@@ -396,3 +512,8 @@ def _workflow_write(store: Store, reference: str) -> Iterator[None]:
 
 def _is_workflow_write(store: Store, reference: str) -> bool:
     return reference in store.session.info.get(_WORKFLOW_WRITES, set())
+
+
+# The imaging core marks its own writes of a signed report (re-issued outputs) the same way.
+workflow_write = _workflow_write
+is_workflow_write = _is_workflow_write

@@ -67,6 +67,20 @@ def order(client: FlaskClient, auth_headers: Callable[..., dict[str, str]]) -> C
     return create
 
 
+@pytest.fixture
+def practitioner(client: FlaskClient,
+                 auth_headers: Callable[..., dict[str, str]]) -> Callable[[str], str]:
+    """``practitioner(family)``: a Practitioner (given name Sam) made by an admin; its
+    reference."""
+    def create(family: str) -> str:
+        made = client.post("/fhir/Practitioner", headers=auth_headers("demo-admin"),
+                           json={"resourceType": "Practitioner",
+                                 "name": [{"family": family, "given": ["Sam"]}]})
+        assert made.status_code == 201, made.get_json()
+        return f"Practitioner/{made.get_json()['id']}"
+    return create
+
+
 def encoded(ds: Dataset) -> bytes:
     """``ds`` as a Part 10 file's bytes."""
     buffer = io.BytesIO()

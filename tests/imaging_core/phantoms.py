@@ -36,6 +36,8 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from tests.factories import VALID_NHS_NUMBER
+
 INTERCEPT = -1024.0  # stored = HU + 1024, the usual CT convention
 
 
@@ -303,11 +305,16 @@ def _sop_common(ds: Dataset, sop_class: str, sop_uid: str) -> None:
     ds.InstanceCreationDate, ds.InstanceCreationTime = "20250101", "090500"
 
 
+# The patient of tests.factories.patient() with its defaults, so a phantom study sent
+# for an order made with it passes the identity check (referral.identity).
+PATIENT_NAME, PATIENT_ID, PATIENT_BIRTH_DATE = "Smith^Alex", VALID_NHS_NUMBER, "19680402"
+
+
 def _patient_study_series(ds: Dataset, phantom: Phantom) -> None:
-    ds.PatientName = "Phantom^Calcium"
-    ds.PatientID = "PHANTOM-1"
-    ds.PatientBirthDate = ""
-    ds.PatientSex = "O"
+    ds.PatientName = PATIENT_NAME
+    ds.PatientID = PATIENT_ID
+    ds.PatientBirthDate = PATIENT_BIRTH_DATE
+    ds.PatientSex = "F"
     ds.StudyInstanceUID = phantom.study_uid
     ds.StudyDate, ds.StudyTime = "20250101", "090000"
     ds.ReferringPhysicianName = ""

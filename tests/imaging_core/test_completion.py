@@ -147,14 +147,16 @@ def test_the_same_instance_set_is_analysed_once(quick: Settings, client: FlaskCl
 
 
 def test_a_signed_off_report_is_not_changed_and_the_new_result_is_held(
-        quick: Settings, client: FlaskClient, auth_headers: Headers) -> None:
+        quick: Settings, client: FlaskClient, auth_headers: Headers,
+        practitioner: Callable[[str], str]) -> None:
     order_id, accession = placed(client, auth_headers)
     slices, expected = chest_series(accession)
     send(quick, slices[:HALF])
     analyse(quick)
     [report] = reports(client, auth_headers, order_id)
     signed = client.put(f"/fhir/DiagnosticReport/{report['id']}",
-                        json={**report, "status": "final"},
+                        json={**report, "status": "final",
+                              "resultsInterpreter": [{"reference": practitioner("Jones")}]},
                         headers=auth_headers("demo-radiology"))
     assert signed.status_code == 200, signed.get_json()
     signed_version = signed.get_json()["meta"]["versionId"]

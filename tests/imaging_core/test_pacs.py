@@ -54,7 +54,6 @@ from tests.imaging_core.test_review import (  # noqa: F401
     listing,
     parts,
     post_review,
-    practitioner,
     run_queued,
 )
 

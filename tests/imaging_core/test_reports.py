@@ -372,7 +372,7 @@ def test_pdf_states_score_category_and_preliminary(scored: Case, tmp_path: Path)
     assert "Coronary calcium score (Agatston) 205" in text
     assert "CAC-DRS" in text and "A2" in text
     assert "not available (no scanner calibration)" in text
-    assert "Phantom, Calcium" in text  # DICOM Phantom^Calcium as "Family, Given"
+    assert "Smith, Alex" in text  # DICOM Smith^Alex as "Family, Given"
     assert "1 January 2025" in text and PHANTOM.accession in text
     assert scored.result.analyser_version in text
 

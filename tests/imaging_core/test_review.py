@@ -92,17 +92,6 @@ def unlabelled(quick: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:  #
 
 
 @pytest.fixture
-def practitioner(client: FlaskClient, auth_headers: Headers) -> Callable[[str], str]:
-    """``practitioner(family)``: a Practitioner reference."""
-    def create(family: str) -> str:
-        made = client.post("/fhir/Practitioner", headers=auth_headers("demo-admin"),
-                           json={"resourceType": "Practitioner", "name": [{"family": family}]})
-        assert made.status_code == 201, made.get_json()
-        return f"Practitioner/{made.get_json()['id']}"
-    return create
-
-
-@pytest.fixture
 def report(labelled: Settings, client: FlaskClient, auth_headers: Headers) -> dict[str, Any]:
     """The preliminary report of the phantom, analysed."""
     order_id, accession = placed(client, auth_headers)
@@ -433,11 +422,13 @@ def test_no_token_and_a_gp_client_are_refused(
 def test_a_signed_off_report_is_refused_with_409(
         client: FlaskClient, auth_headers: Headers, report: dict[str, Any], lesion_id: str,
         practitioner: Callable[[str], str]) -> None:
+    reader = practitioner("Reader")
     signed = client.put(f"/fhir/DiagnosticReport/{report['id']}",
-                        json={**report, "status": "final"},
+                        json={**report, "status": "final",
+                              "resultsInterpreter": [{"reference": reader}]},
                         headers=auth_headers("demo-radiology"))
     assert signed.status_code == 200
-    answer = post_review(client, auth_headers, report["id"], practitioner("Reader"),
+    answer = post_review(client, auth_headers, report["id"], reader,
                          change(lesion_id, "reject"))
     assert answer.status_code == 409
     assert answer.get_json()["resourceType"] == "OperationOutcome"

@@ -204,12 +204,17 @@ def test_a_new_order_links_images_that_came_first(
     upcoming = accession_value(settings.accession_prefix, issued + 1)
     receive(settings, encoded(study(upcoming, n_slices=2)[0]), "c-store")
     assert not rows(settings, ReceivedStudy)[0].matched
+    open_holds = "/fhir/Task?business-status=reconcile&status=requested"
+    [held] = client.get(open_holds, headers=auth_headers("demo-radiology")).get_json()["entry"]
+    assert held["resource"]["statusReason"]["text"] == "no-order"
 
     placed = order()
     assert placed.accession == upcoming
     [imaging] = imaging_studies(client, auth_headers("demo-radiology"), placed.id)
     assert imaging["numberOfInstances"] == 1
     assert rows(settings, ReceivedStudy)[0].matched
+    # the hold closed by itself: no one has anything left to decide
+    assert client.get(open_holds, headers=auth_headers("demo-radiology")).get_json()["total"] == 0
 
 
 def test_match_pending_studies_links_a_reconciled_study(
