@@ -380,7 +380,7 @@ def other_gp(db: Session) -> str:
     mine = db.get(Client, "demo-gp")
     assert mine is not None
     register_client(db, "other-gp", "Another GP system", mine.scopes,
-                    jwks=json.loads(mine.jwks))
+                    jwks=json.loads(mine.jwks), replace=True)  # postgres keeps clients
     db.commit()
     return "other-gp"
 
