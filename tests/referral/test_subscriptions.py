@@ -486,3 +486,10 @@ def test_the_workers_status_changes_keep_the_subscription_its_owners(
     assert int(read["meta"]["versionId"]) > int(mine["meta"]["versionId"])
     assert client.get(f"/fhir/Subscription/{mine['id']}",
                       headers=auth_headers(other_gp)).status_code == 404
+
+
+def test_the_capability_statement_says_subscriptions_are_owner_only(
+        client: FlaskClient, auth_headers: Headers) -> None:
+    metadata = client.get("/fhir/metadata", headers=auth_headers()).get_json()
+    [entry] = [r for r in metadata["rest"][0]["resource"] if r["type"] == "Subscription"]
+    assert entry["updateCreate"] is False and "Owner-only" in entry["documentation"]
