@@ -59,9 +59,3 @@ def stamp(resource: dict[str, Any], owner: str | None) -> dict[str, Any]:
         meta.pop("tag", None)
     return {**resource, "meta": meta}
 
-
-def owner_criterion(resource_type: str, owner: str | None) -> list[tuple[str, str]]:
-    """The extra search criterion that limits a search to ``owner``'s resources."""
-    if owner is None or not is_owned(resource_type):
-        return []
-    return [("_tag", f"{OWNER_SYSTEM}|{owner}")]
