@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from core.errors import MethodNotAllowed
+from core.errors import BadRequest, MethodNotAllowed
 from fhir.registry import ResourceSpec
 from fhir.search import Params, traversed_types
 from fhir.store import spec_for
@@ -45,9 +45,14 @@ def permit_search(resource_type: str, params: Params, authorize: Authorize) -> R
     other type it traverses (each ``_has`` type and chained target): its matches, or
     their count, would otherwise tell a client what it may not read. Every search a
     request makes (REST, ``_search``, If-None-Exist, conditional update and delete,
-    Bundle entries and conditional references) is permitted here."""
+    Bundle entries and conditional references) is permitted here.
+    An owner-only type (``fhir.ownership``) cannot be chained into or named by
+    ``_has`` (400, whatever is stored): such a match would tell of another client's.
+    """
     spec = permit(resource_type, "search-type", authorize)
     for other in traversed_types(spec, params):
+        if spec_for(other).owned:
+            raise BadRequest(f"{other} is owner-only: it cannot be chained or used in _has")
         permit(other, "search-type", authorize)
     return spec
 

@@ -31,7 +31,7 @@ from fhir.access import permit, permit_search
 from fhir.capability import capability_statement
 from fhir.dates import DateFormatError, date_range
 from fhir.registry import OPERATIONS, REGISTRY, Invocation, ResourceSpec
-from fhir.search import SearchResult, parse_query, run_search
+from fhir.search import SearchResult, parse_query
 from fhir.store import Store, Written
 from fhir.validation import mandatory_elements, valid_id, validate_resource
 
@@ -432,9 +432,9 @@ def _search(resource_type: str, params: list[tuple[str, str]]) -> Response:
     total = next((v for n, v in params if n in ("_total", "_totalMethod")), "accurate")
     if total not in ("none", "estimate", "accurate", "count"):
         raise BadRequest(f"_total={total} is not one of none, estimate, accurate", ["_total"])
-    result = run_search(db(), spec, params, count=0 if summary == "count" else count,
-                        offset=offset, strict=_prefer("handling") != "lenient",
-                        with_total=total != "none")
+    result = _store().search(spec, params, count=0 if summary == "count" else count,
+                             offset=offset, strict=_prefer("handling") != "lenient",
+                             with_total=total != "none")
     # _include/_revinclude must not reach types the token cannot read.
     scopes = current_principal().scopes
     result.included = [r for r in result.included if scopes.allows(r["resourceType"], "read")]

@@ -29,6 +29,11 @@ SEARCH_HANDLING = ("Search: an unknown or unsupported parameter is refused with 
                    "by their exact value.")
 
 
+OWNED_DOCS = ("Owner-only: a client sees and changes only those it created (fhir.ownership); "
+              "another's answers 404 as if unknown and is left out of searches and "
+              "histories. Created by POST only; no chain or _has through this type.")
+
+
 def capability_statement(base: str, version: str) -> dict[str, Any]:
     """What this server serves, for ``GET /fhir/metadata``."""
     return {
@@ -74,12 +79,14 @@ def _resource(spec: ResourceSpec) -> dict[str, Any]:
     params += [{"name": p.name, "type": p.type, "documentation": SEARCH_PARAM_DOCS}
                for p in spec.params.values()]
     references = [p.name for p in spec.params.values() if p.type == "reference"]
+    owned = {"documentation": OWNED_DOCS} if spec.owned else {}
     return {
         "type": spec.type,
+        **owned,
         "interaction": [{"code": code} for code in sorted(spec.interactions)],
         "versioning": "versioned-update" if updatable else "versioned",
         "readHistory": True,
-        "updateCreate": writable and updatable,
+        "updateCreate": writable and updatable and not spec.owned,
         "conditionalCreate": writable,
         "conditionalUpdate": updatable,
         "conditionalDelete": "single" if "delete" in spec.interactions else "not-supported",

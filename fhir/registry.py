@@ -43,6 +43,9 @@ class ResourceSpec:
     # Within a transaction, POSTs of a higher rank are written later, so that
     # write hooks on orders see the clinical facts submitted with them.
     write_rank: int = 0
+    # Owner-only (``fhir.ownership``): only the client that created one may read, find
+    # or change it; other clients are answered as if it did not exist.
+    owned: bool = False
 
 
 def _p(name: str, kind: str, *paths: str) -> SearchParam:
@@ -63,8 +66,9 @@ META = [_p("_tag", "token", "meta.tag"), _p("_profile", "token", "meta.profile")
 
 
 def _spec(type_: str, params: list[SearchParam], interactions: frozenset[str] = ALL,
-          write_rank: int = 0) -> ResourceSpec:
-    return ResourceSpec(type_, interactions, {p.name: p for p in [*params, *META]}, write_rank)
+          write_rank: int = 0, owned: bool = False) -> ResourceSpec:
+    return ResourceSpec(type_, interactions, {p.name: p for p in [*params, *META]}, write_rank,
+                        owned)
 
 
 _SPECS = [
@@ -149,11 +153,12 @@ _SPECS = [
     _spec("GuidanceResponse", [IDENTIFIER, *_subject(), STATUS,
                                _p("request", "token", "requestIdentifier")], RECORD),
     # Notifications (README "Notifications"): R4 Subscription with a rest-hook channel;
-    # ``referral.subscriptions`` checks each one as it is written.
+    # ``referral.subscriptions`` checks each one as it is written. Owner-only: its
+    # channel.header commonly holds the subscriber's own bearer token (R4 Subscription).
     _spec("Subscription", [STATUS, _p("url", "token", "channel.endpoint"),
                            _p("type", "token", "channel.type"),
                            _p("payload", "token", "channel.payload"),
-                           _p("criteria", "string", "criteria")]),
+                           _p("criteria", "string", "criteria")], owned=True),
     _spec("Provenance", [_p("target", "reference", "target"),
                          _p("patient", "reference", "target"),
                          _p("agent", "reference", "agent.who"),

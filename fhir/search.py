@@ -33,6 +33,7 @@ from fhir.models import (
     TokenIndex,
     table_of,
 )
+from fhir.ownership import OWNER_SYSTEM, visible
 from fhir.registry import COMMON_PARAMS, CONTROL_PARAMS, REGISTRY, ResourceSpec, SearchParam
 
 Params = list[tuple[str, str]]
@@ -73,24 +74,29 @@ def parse_query(query: str) -> Params:
 
 
 def run_search(session: Session, spec: ResourceSpec, params: Params, *, count: int,
-               offset: int = 0, strict: bool = True, with_total: bool = True) -> SearchResult:
+               offset: int = 0, strict: bool = True, with_total: bool = True,
+               owner: str | None = None) -> SearchResult:
     """Resources of ``spec.type`` matching the search parameters in ``params``.
 
     ``with_total=False`` skips the ``COUNT(*)`` for callers that only want
-    the page (``total`` is then -1).
+    the page (``total`` is then -1). ``owner`` is the requesting client (None: the
+    server): an owner-only type's matches and includes are limited to its own
+    (``fhir.ownership``), in the query itself so totals and pages agree.
     """
     check_bounds(params)
     criteria = [(n, v) for n, v in params if n not in CONTROL_PARAMS]
     ignored = [n for n, _ in criteria if not strict and not _known(spec, n)]
     where = [_criterion(spec, name, value, strict) for name, value in criteria
              if name not in ignored]
+    if spec.owned and owner is not None:
+        where.append(_criterion(spec, "_tag", f"{OWNER_SYSTEM}|{escape(owner)}", True))
     base = select(RESOURCE.content).where(RESOURCE.resource_type == spec.type, *where)
     total = session.execute(select(func.count()).select_from(base.subquery())).scalar_one() \
         if with_total else -1
     page = _sorted(base, spec, _values(params, "_sort")).offset(offset).limit(count)
     rows = session.execute(page).scalars().all() if count else []
     matches = [fhirjson.loads(content) for content in rows]
-    included = _includes(session, spec, params, matches)
+    included = [r for r in _includes(session, spec, params, matches) if visible(r, owner)]
     return SearchResult(total, matches, included, offset, count, ignored)
 
 

@@ -26,10 +26,18 @@ from core.params import ascii_digits
 from core.settings import Settings
 from fhir.dates import instant, now_utc
 from fhir.indexing import index_rows
-from fhir.models import INDEX_TABLES, ReferenceIndex, ResourceRow, ResourceVersion, table_of
+from fhir.models import (
+    INDEX_TABLES,
+    ReferenceIndex,
+    ResourceRow,
+    ResourceVersion,
+    TokenIndex,
+    table_of,
+)
+from fhir.ownership import OWNER_SYSTEM, owner_of, stamp, visible
 from fhir.references import check_references
 from fhir.registry import CONTROL_PARAMS, REGISTRY, ResourceSpec
-from fhir.search import parse_query, run_search
+from fhir.search import Params, SearchResult, parse_query, run_search
 from fhir.validation import check_id, validate_resource
 
 # Resources that record what happened to others (audit, provenance): they do not
@@ -97,7 +105,9 @@ class Store:
         # The request's ``fhir.access.Authorize`` (None for the server's own writes): hooks
         # whose resource names a search (a Subscription's criteria) pass it through the gate.
         self.authorize = authorize
-        # The client writing, when a request writes: hooks that audit name it.
+        # The requesting client (None: the server itself). Hooks that audit name it, and
+        # owner-only types (``fhir.ownership``) show it only its own: every read, search,
+        # history and write below goes through ``_current``/``_visible``/``search``.
         self.actor = actor
         # "Type/id" of resources the current transaction writes: local
         # references to them resolve before they exist.
@@ -107,7 +117,7 @@ class Store:
         """The current version; 410 Gone when deleted, 404 when never written."""
         content = self._current(spec_for(resource_type).type, resource_id)
         if content is None:
-            if self._last_version(resource_type, resource_id)[1] == "DELETE":
+            if self._deleted(resource_type, resource_id):
                 raise Gone(f"{resource_type}/{resource_id} was deleted")
             raise NotFound(f"{resource_type}/{resource_id} is not known")
         return fhirjson.loads(content)  # type: ignore[no-any-return]
@@ -121,6 +131,27 @@ class Store:
             .order_by(versions.version_id.desc()).limit(1)).first()
         return (int(row[0]), str(row[1])) if row else (0, None)
 
+    def _deleted(self, resource_type: str, resource_id: str) -> bool:
+        """Whether the last version is a deletion this requester may know of."""
+        versions = table_of(ResourceVersion).c
+        row = self.session.execute(
+            select(versions.method, versions.content)
+            .where(versions.resource_type == resource_type, versions.id == resource_id)
+            .order_by(versions.version_id.desc()).limit(1)).first()
+        return row is not None and row[0] == "DELETE" and self._visible(row[1])
+
+    def _visible(self, content: str) -> bool:
+        """Whether stored ``content`` may be shown to this requester (``fhir.ownership``)."""
+        return self.actor is None or visible(fhirjson.loads(content), self.actor)
+
+    def search(self, spec: ResourceSpec, params: Params, *, count: int, offset: int = 0,
+               strict: bool = True, with_total: bool = True) -> SearchResult:
+        """:func:`fhir.search.run_search` as this requester sees it: an owner-only
+        type's matches and includes limited to its own. Every search a request makes
+        goes through here."""
+        return run_search(self.session, spec, params, count=count, offset=offset,
+                          strict=strict, with_total=with_total, owner=self.actor)
+
     def exists(self, resource_type: str, resource_id: str) -> bool:
         """Whether the resource exists here (a type not served never does)."""
         return resource_type in REGISTRY and \
@@ -132,7 +163,12 @@ class Store:
         check_references(resource, self.exists, self.pending | {own})
 
     def _current(self, resource_type: str, resource_id: str) -> str | None:
-        """The stored JSON of the current version (Core, so never a stale ORM copy)."""
+        """The stored JSON of the current version (Core, so never a stale ORM copy);
+        None, as for one never written, when it is another client's owner-only one."""
+        content = self._stored(resource_type, resource_id)
+        return content if content is None or self._visible(content) else None
+
+    def _stored(self, resource_type: str, resource_id: str) -> str | None:
         table = table_of(ResourceRow).c
         return self.session.execute(select(table.content).where(
             table.resource_type == resource_type, table.id == resource_id)).scalar()
@@ -142,7 +178,7 @@ class Store:
         content = self.session.execute(select(table.content).where(
             table.resource_type == spec_for(resource_type).type, table.id == resource_id,
             table.version_id == _version_number(version_id))).scalar()
-        if content is None:
+        if content is None or not self._visible(content):
             raise NotFound(f"{resource_type}/{resource_id} has no version {version_id}")
         return fhirjson.loads(content)  # type: ignore[no-any-return]
 
@@ -157,7 +193,11 @@ class Store:
         ).all()
         if not rows:
             raise NotFound(f"{resource_type}/{resource_id} is not known")
-        return [(method, fhirjson.loads(content)) for method, content in rows]
+        shown = [(method, fhirjson.loads(content)) for method, content in rows
+                 if self._visible(content)]
+        if not shown:
+            raise NotFound(f"{resource_type}/{resource_id} is not known")
+        return shown
 
     def type_history(self, resource_types: list[str], since: datetime | None, count: int,
                      offset: int = 0) -> list[tuple[str, dict[str, Any]]]:
@@ -167,10 +207,21 @@ class Store:
             versions.resource_type.in_(resource_types))
         if since is not None:
             query = query.where(versions.last_updated >= since)
+        for owned in [t for t in resource_types if self.actor and spec_for(t).owned]:
+            query = query.where((versions.resource_type != owned) |
+                                versions.id.in_(self._owned_ids(owned)))
         rows = self.session.execute(query.order_by(versions.last_updated.desc(),
                                                    versions.version_id.desc())
                                     .offset(offset).limit(count)).all()
         return [(method, fhirjson.loads(content)) for method, content in rows]
+
+    def _owned_ids(self, resource_type: str) -> Any:
+        """Ids of ``resource_type`` this requester owns (a subquery on the owner tag's
+        index; a deleted one has none, so its history is no longer listed by type)."""
+        tokens = table_of(TokenIndex).c
+        return select(tokens.resource_id).where(
+            tokens.resource_type == resource_type, tokens.param == "_tag",
+            tokens.system == OWNER_SYSTEM, tokens.code == self.actor)
 
     def create(self, resource_type: str, data: Any, *, resource_id: str | None = None,
                if_none_exist: str | None = None, trusted: bool = False) -> Written:
@@ -201,6 +252,9 @@ class Store:
                              [f"{resource_type}.id"])
         self._check_references(spec.type, resource_id, resource)
         current = self._current(spec.type, resource_id)
+        if current is None and spec.owned and self.actor is not None:
+            # Created by POST only: a PUT cannot tell whether another client's exists.
+            raise NotFound(f"{resource_type}/{resource_id} is not known")
         if current is None:
             if if_match:
                 raise PreconditionFailed(f"{resource_type}/{resource_id} does not exist")
@@ -238,7 +292,7 @@ class Store:
         spec = spec_for(resource_type)
         current = self._current(spec.type, resource_id)
         if current is None:
-            if self._last_version(spec.type, resource_id)[1] == "DELETE":
+            if self._deleted(spec.type, resource_id):
                 return False
             raise NotFound(f"{resource_type}/{resource_id} is not known")
         self._refuse_if_referenced(spec.type, resource_id)
@@ -246,6 +300,8 @@ class Store:
         now = now_utc()
         tombstone = {"resourceType": spec.type, "id": resource_id,
                      "meta": {"versionId": str(version), "lastUpdated": instant(now)}}
+        if spec.owned:  # its history stays its owner's
+            tombstone = stamp(tombstone, owner_of(fhirjson.loads(current)))
         for model in (ResourceRow, *INDEX_TABLES):
             table = table_of(model)
             key = table.c.id if model is ResourceRow else table.c.resource_id
@@ -274,7 +330,7 @@ class Store:
         inside a savepoint the caller rolls back: a transaction's conditional creates
         and conditional references then see its earlier entries."""
         spec = spec_for(resource_type)
-        if not isinstance(resource, dict) or self._current(spec.type, resource_id):
+        if not isinstance(resource, dict) or self._stored(spec.type, resource_id):
             return
         stored = {**resource, "id": resource_id}
         try:
@@ -290,7 +346,7 @@ class Store:
     def match_one(self, resource_type: str, query: str) -> dict[str, Any] | None:
         """The single resource matching a conditional ``query``; 412 if several."""
         params = criteria(query)
-        result = run_search(self.session, spec_for(resource_type), params, count=2)
+        result = self.search(spec_for(resource_type), params, count=2)
         if result.total > 1:
             raise PreconditionFailed(f"{result.total} {resource_type} resources match '{query}'")
         return result.matches[0] if result.matches else None
@@ -301,6 +357,8 @@ class Store:
         """Write a new version: after ``previous``, or as version ``after`` + 1 (a new
         resource, or one coming back after deletion)."""
         resource = {**resource, "id": resource_id}
+        if spec.owned:  # its creator, kept through every later write (the server's too)
+            resource = stamp(resource, owner_of(previous) if previous else self.actor)
         outer = self.pending
         self.pending = outer | {f"{spec.type}/{resource_id}"}  # hooks may refer to it
         try:

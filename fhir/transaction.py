@@ -16,7 +16,7 @@ from typing import Any
 from core.errors import BadRequest, FhirError, MethodNotAllowed
 from fhir import audit
 from fhir.access import Authorize, permit, permit_search
-from fhir.search import parse_query, run_search
+from fhir.search import parse_query
 from fhir.store import Store, Written, criteria, spec_for
 from fhir.validation import valid_id
 
@@ -272,7 +272,7 @@ def _conditional_reference(ctx: Context, ref: str, entry: Entry) -> str:
     try:
         params = criteria(query)
         spec = permit_search(resource_type, params, ctx.authorize)
-        result = run_search(ctx.store.session, spec, params, count=2)
+        result = ctx.store.search(spec, params, count=2)
     except FhirError as error:
         raise _located(error, entry) from error
     if result.total != 1:
@@ -318,8 +318,8 @@ def _get(ctx: Context, entry: Entry) -> dict[str, Any]:
         resource = ctx.store.read(entry.resource_type, entry.resource_id)
         _audit(ctx, entry, resource)
         return {"resource": resource, "response": {"status": "200 OK"}}
-    result = run_search(ctx.store.session, spec_for(entry.resource_type),
-                        parse_query(entry.query), count=ctx.store.settings.page_size_default)
+    result = ctx.store.search(spec_for(entry.resource_type), parse_query(entry.query),
+                              count=ctx.store.settings.page_size_default)
     bundle = {"resourceType": "Bundle", "type": "searchset", "total": result.total,
               "entry": [{"fullUrl": f"{ctx.base}/{r['resourceType']}/{r['id']}", "resource": r,
                          "search": {"mode": "match"}} for r in result.matches]}

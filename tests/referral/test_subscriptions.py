@@ -366,3 +366,130 @@ def test_with_a_broker_the_worker_hands_each_due_id_over_once_per_lease(
     assert len(handed) == 1
     assert deliver(settings, "celery-worker", handed[0]) is not None  # the Celery task's call
     assert [json.loads(r.body)["id"] for r in subscriber.delivered()] == [order["id"]]
+
+
+GP_TOKEN = "Bearer gp-one-own-secret"  # what a GP system puts in channel.header
+
+
+@pytest.fixture
+def other_gp(db: Session) -> str:
+    """A second GP system with exactly demo-gp's scopes (auth/clients.py DEMO_CLIENTS)."""
+    from auth.clients import register_client
+    from auth.models import Client
+
+    mine = db.get(Client, "demo-gp")
+    assert mine is not None
+    register_client(db, "other-gp", "Another GP system", mine.scopes,
+                    jwks=json.loads(mine.jwks), replace=True)  # postgres keeps clients
+    db.commit()
+    return "other-gp"
+
+
+def _probes(sid: str, endpoint: str) -> list[tuple[str, str, Any]]:
+    """Every way one Subscription is read or changed by id: method, path, body."""
+    changed = {**_subscription(endpoint, "ServiceRequest?status=active"),
+               "id": sid}
+    return [("GET", f"/fhir/Subscription/{sid}", None),
+            ("GET", f"/fhir/Subscription/{sid}/_history/1", None),
+            ("GET", f"/fhir/Subscription/{sid}/_history", None),
+            ("PUT", f"/fhir/Subscription/{sid}", changed),
+            ("PATCH", f"/fhir/Subscription/{sid}",
+             [{"op": "replace", "path": "/status", "value": "off"}]),
+            ("DELETE", f"/fhir/Subscription/{sid}", None)]
+
+
+def _answer(client: FlaskClient, headers: dict[str, str], method: str, path: str,
+            body: Any) -> tuple[int, str]:
+    extra = {"Content-Type": "application/json-patch+json"} if method == "PATCH" else {}
+    response = client.open(path, method=method, headers={**headers, **extra},
+                           data=None if body is None else json.dumps(body))
+    return response.status_code, response.get_data(as_text=True)
+
+
+def test_another_gp_system_gets_the_answers_for_a_subscription_that_does_not_exist(
+        client: FlaskClient, auth_headers: Headers, subscriber: Subscriber,
+        other_gp: str) -> None:
+    patient, endpoint = _patient(client, auth_headers), f"{subscriber.url}/gp/ping"
+    mine = _post(client, auth_headers, _subscription(
+        endpoint, f"ServiceRequest?subject={patient}", payload=False,
+        headers=(f"Authorization: {GP_TOKEN}",)))
+    provenance = {"resourceType": "Provenance", "recorded": "2026-11-30T10:00:00Z",
+                  "target": [{"reference": f"Subscription/{mine['id']}"}],
+                  "agent": [{"who": {"display": "GP system one"}}]}
+    _post(client, auth_headers, provenance)
+    theirs = auth_headers(other_gp)
+    for (method, path, body), (_, unknown, unknown_body) in zip(
+            _probes(mine["id"], endpoint), _probes("no-such-subscription", endpoint),
+            strict=True):
+        status, text = _answer(client, theirs, method, path, body)
+        unknown_status, unknown_text = _answer(client, theirs, method, unknown, unknown_body)
+        assert status == unknown_status == 404, (method, path, text)
+        assert text.replace(mine["id"], "?") == unknown_text.replace("no-such-subscription", "?")
+        assert GP_TOKEN not in text
+
+    searches = ["/fhir/Subscription", f"/fhir/Subscription?_id={mine['id']}",
+                "/fhir/Subscription/_history", "/fhir/_history",
+                f"/fhir/Provenance?target=Subscription/{mine['id']}"
+                "&_include=Provenance:target"]
+    for path in searches:
+        response = client.get(path, headers=theirs)
+        assert response.status_code == 200, (path, response.get_json())
+        listed = [e["resource"] for e in response.get_json().get("entry", [])]
+        assert not [r for r in listed if r.get("resourceType") == "Subscription"], path
+        assert GP_TOKEN not in response.get_data(as_text=True), path
+    chained = client.get("/fhir/Provenance?target:Subscription.status=active", headers=theirs)
+    assert chained.status_code == 400  # refused whatever is stored, so it tells nothing
+
+    batch = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": f"Subscription/{mine['id']}"}},
+        {"request": {"method": "GET", "url": "Subscription?status=active"}}]}
+    answered = client.post("/fhir", json=batch, headers=theirs).get_json()
+    statuses = [e["response"]["status"][:3] for e in answered["entry"]]
+    assert statuses == ["404", "200"]
+    assert answered["entry"][1]["resource"].get("total") == 0
+    gone = client.delete("/fhir/Subscription?status=active", headers=theirs)
+    assert gone.status_code in (200, 204, 404)  # conditional delete: none of its own match
+
+    # The owner still reads, finds, changes and deletes its own, secret and all.
+    own = auth_headers()
+    read = client.get(f"/fhir/Subscription/{mine['id']}", headers=own).get_json()
+    assert read["channel"]["header"] == [f"Authorization: {GP_TOKEN}"]
+    found = client.get("/fhir/Subscription", headers=own).get_json()
+    assert [e["resource"]["id"] for e in found["entry"]] == [mine["id"]]
+    for method, path, body in _probes(mine["id"], endpoint)[3:]:
+        status, text = _answer(client, own, method, path, body)
+        assert status in (200, 204), (method, path, text)
+
+
+def test_a_gp_system_cannot_claim_or_take_over_a_subscription_by_its_owner_tag(
+        client: FlaskClient, auth_headers: Headers, subscriber: Subscriber,
+        other_gp: str) -> None:
+    from fhir.ownership import OWNER_SYSTEM
+
+    claimed = _subscription(f"{subscriber.url}/gp/fhir", "ServiceRequest?status=active")
+    claimed["meta"] = {"tag": [{"system": OWNER_SYSTEM, "code": "demo-gp"}]}
+    made = _post(client, auth_headers, claimed, client_id=other_gp)
+    assert client.get(f"/fhir/Subscription/{made['id']}",
+                      headers=auth_headers()).status_code == 404
+    assert client.get(f"/fhir/Subscription/{made['id']}",
+                      headers=auth_headers(other_gp)).status_code == 200
+
+
+def test_the_workers_status_changes_keep_the_subscription_its_owners(
+        client: FlaskClient, auth_headers: Headers, settings: Settings, nobody: str,
+        other_gp: str) -> None:
+    patient = _patient(client, auth_headers)
+    mine = _post(client, auth_headers, _subscription(nobody, f"ServiceRequest?subject={patient}"))
+    _post(client, auth_headers, factories.service_request(patient))
+    _deliver(settings, now_utc())  # the endpoint is down: the server itself writes status
+    read = client.get(f"/fhir/Subscription/{mine['id']}", headers=auth_headers()).get_json()
+    assert int(read["meta"]["versionId"]) > int(mine["meta"]["versionId"])
+    assert client.get(f"/fhir/Subscription/{mine['id']}",
+                      headers=auth_headers(other_gp)).status_code == 404
+
+
+def test_the_capability_statement_says_subscriptions_are_owner_only(
+        client: FlaskClient, auth_headers: Headers) -> None:
+    metadata = client.get("/fhir/metadata", headers=auth_headers()).get_json()
+    [entry] = [r for r in metadata["rest"][0]["resource"] if r["type"] == "Subscription"]
+    assert entry["updateCreate"] is False and "Owner-only" in entry["documentation"]
