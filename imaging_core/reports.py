@@ -221,7 +221,12 @@ def format_agatston(value: float) -> str:
     rounded = math.floor(value + 0.5)  # half up, as a reader rounds; round() is half-even
     crosses = (value > 0) != (rounded > 0) or any(
         (value < bound) != (rounded < bound) for bound in (100.0, 300.0))
-    return f"{value:.1f}" if crosses else f"{rounded:d}"
+    if not crosses:
+        return f"{rounded:d}"
+    if 0 < value < 0.1:
+        return "below 0.1"
+    # Truncated, not rounded: 99.96 rounded to one decimal would read 100.0 again.
+    return f"{math.floor(value * 10) / 10:.1f}"
 
 
 # --- parameters shared by SR, SEG and PDF -----------------------------------------

@@ -58,7 +58,7 @@ from imaging_core.holds import hold_for_person
 from imaging_core.keyimages import KeyImage, key_images
 from imaging_core.mesh import calcium_mesh, context_mesh, to_glb
 from imaging_core.models import DicomInstance, ReceivedStudy
-from imaging_core.storage import store_instance
+from imaging_core.storage import store_instance, study_started
 from imaging_core.terminology import CAC_DRS_CATEGORIES, MEASURES, vessel_concept
 from imaging_core.volume import Volume, load_volumes
 from referral import orders
@@ -75,6 +75,10 @@ class Analysis:
     result: calcium.CalciumResult | None
     conclusion: str
     failure: str | None = None
+    # When the images were taken (StudyDate/StudyTime as a FHIR dateTime), None if the
+    # header does not say: the report's and Observations' effective time, never the
+    # time of the analysis.
+    effective: str | None = None
     glb: bytes | None = None
     images: list[KeyImage] = field(default_factory=list)
     pdf: bytes | None = None
@@ -127,10 +131,11 @@ def analyse(sources: list[Dataset], decisions: Sequence[calcium.Decision] = (),
         volume = max(load_volumes(sources), key=lambda v: v.shape[0])
     except (ImagingError, ValueError) as error:
         return Analysis(None, None, f"The images could not be analysed: {error}. "
-                        "A radiologist will review them.", failure=str(error))
+                        "A radiologist will review them.", failure=str(error),
+                        effective=_effective(sources))
     result, applied = _score(volume, decisions)
     analysis = Analysis(volume, result, reports.conclusion_text(result) + _reviewed(applied),
-                        decisions=applied)
+                        decisions=applied, effective=_effective(sources))
     if result.scorable and result.weight_map is not None:
         analysis.glb = to_glb([calcium_mesh(volume, result.weight_map),
                                context_mesh(volume, result.weight_map)])
@@ -148,6 +153,10 @@ def analyse(sources: list[Dataset], decisions: Sequence[calcium.Decision] = (),
     analysis.document = reports.build_encapsulated_pdf(series, analysis.pdf,
                                                        signature=signature)
     return analysis
+
+
+def _effective(sources: list[Dataset]) -> str | None:
+    return next((when for when in map(study_started, sources) if when), None)
 
 
 def score_volume(volume: Volume, decisions: Sequence[calcium.Decision]) -> calcium.CalciumResult:
@@ -217,7 +226,8 @@ def publish(store: Store, job: jobs.AnalysisJob, analysis: Analysis) -> str:
     for derived in analysis.derived:
         store_instance(store.session, store.settings, derived, "derived")
     study = store.session.get(ReceivedStudy, job.study_uid)
-    context = _Context(store, order, study.imaging_study_id if study else None)
+    context = _Context(store, order, study.imaging_study_id if study else None,
+                       analysis.effective)
     if earlier is not None:
         _amend(context, job, analysis, earlier)
     report = _report(context, job, analysis, key, earlier)
@@ -338,6 +348,7 @@ class _Context:
     store: Store
     order: dict[str, Any]
     imaging_study_id: str | None
+    effective: str | None = None  # when the images were taken (Analysis.effective)
     # Observations of an amended report, by measure code: updated, not created anew.
     reuse: dict[str, str] = field(default_factory=dict)
 
@@ -370,7 +381,7 @@ class _Context:
 
 def _report(ctx: _Context, job: jobs.AnalysisJob, analysis: Analysis,
             key: dict[str, str], earlier: dict[str, Any] | None = None) -> dict[str, Any]:
-    observations = _observations(ctx, analysis.result)
+    observations = _observations(ctx, analysis)
     report: dict[str, Any] = {
         "resourceType": "DiagnosticReport", "status": "preliminary",
         "identifier": [*(earlier or {}).get("identifier", []), key],
@@ -378,7 +389,7 @@ def _report(ctx: _Context, job: jobs.AnalysisJob, analysis: Analysis,
                                   "code": "RAD", "display": "Radiology"}]}],
         "code": (ctx.order.get("code") or {"text": "Cardiac CT for calcium scoring"}),
         "subject": ctx.subject, "basedOn": [ctx.order_ref], "issued": instant(now_utc()),
-        "effectiveDateTime": instant(now_utc()),
+        **_effective_time(ctx),
         "result": [{"reference": f"Observation/{o['id']}"} for o in observations],
         "conclusion": analysis.conclusion,
     }
@@ -392,10 +403,26 @@ def _report(ctx: _Context, job: jobs.AnalysisJob, analysis: Analysis,
     return ctx.amend(earlier["id"], report) if earlier else ctx.create(report)
 
 
-def _observations(ctx: _Context, result: calcium.CalciumResult | None) -> list[dict[str, Any]]:
-    """The total scores, one ``agatston-score`` per artery (with ``bodySite``) and CAC-DRS."""
+def _effective_time(ctx: _Context) -> dict[str, str]:
+    """``effectiveDateTime`` when the header says when the scan was; otherwise none."""
+    return {"effectiveDateTime": ctx.effective} if ctx.effective else {}
+
+
+NOT_SCORED = ("agatston-score", "cac-drs")
+
+
+def _observations(ctx: _Context, analysis: Analysis) -> list[dict[str, Any]]:
+    """The total scores, one ``agatston-score`` per artery (with ``bodySite``) and CAC-DRS.
+
+    A scan that was not scored still gets its ``agatston-score`` and ``cac-drs``, each
+    with ``dataAbsentReason`` ``not-performed`` and the reason, so a receiving system
+    can never read "no result" as "no calcium".
+    """
+    result = analysis.result
     if result is None or not result.scorable:
-        return []
+        reason = (result.reason if result is not None else analysis.failure) or "no reason"
+        absent = _absent("not-performed", f"Not scorable: {reason}")
+        return [ctx.write_observation(_observation(ctx, code, absent)) for code in NOT_SCORED]
     values: list[tuple[str, dict[str, Any]]] = [
         ("agatston-score", {"valueQuantity": _quantity(result.agatston, "1", "{score}")}),
         *[("agatston-score", value) for value in _artery_values(ctx, result)],
@@ -461,8 +488,7 @@ def _observation(ctx: _Context, code: str, value: dict[str, Any]) -> dict[str, A
             "system": "http://terminology.hl7.org/CodeSystem/observation-category",
             "code": "imaging", "display": "Imaging"}]}],
         "code": _measure_concept(ctx, code),
-        "subject": ctx.subject, "basedOn": [ctx.order_ref],
-        "effectiveDateTime": instant(now_utc()), **value}
+        "subject": ctx.subject, "basedOn": [ctx.order_ref], **_effective_time(ctx), **value}
     if ctx.imaging_study_id:
         resource["derivedFrom"] = [{"reference": f"ImagingStudy/{ctx.imaging_study_id}"}]
     return resource

@@ -116,6 +116,9 @@ def test_order_images_report(client, auth_headers, listener, tmp_path):
     report = found["entry"][0]["resource"]
     assert found["total"] == 1 and report["status"] == "preliminary"
     assert report["basedOn"] == [{"reference": f"ServiceRequest/{order['id']}"}]
+    # When the scan was (the phantom's StudyDate; no TimezoneOffsetFromUTC, so the day
+    # alone), not when it was analysed.
+    assert report["effectiveDateTime"] == "2025-01-01"
     chest = _chest()
     expected = chest.truth()
     values = _values(client, auth_headers, report)

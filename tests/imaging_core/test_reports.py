@@ -346,6 +346,7 @@ def test_conclusion_of_a_refused_scan(refused: Case) -> None:
 @pytest.mark.parametrize(("value", "text"), [
     (0.0, "0"), (0.4, "0.4"), (1.2, "1"), (99.4, "99"), (99.6, "99.6"),
     (150.5, "151"), (299.7, "299.7"), (300.4, "300"),
+    (99.96, "99.9"), (299.99, "299.9"), (0.04, "below 0.1"),
 ])
 def test_agatston_rounding_never_changes_the_category(value: float, text: str) -> None:
     assert format_agatston(value) == text
