@@ -28,7 +28,8 @@ EXPECTED_SCOPES = {
                "system/AllergyIntolerance.cruds system/Device.cruds system/ServiceRequest.cruds "
                "system/Task.rs system/ImagingStudy.rs system/DiagnosticReport.rs "
                "system/DocumentReference.rs system/Binary.r system/GuidanceResponse.rs "
-               "system/Provenance.crs system/CodeSystem.rs system/Media.rs",
+               "system/Provenance.crs system/CodeSystem.rs system/Media.rs "
+               "system/Subscription.cruds",
     "demo-radiology": "system/Patient.rs system/Practitioner.rs system/PractitionerRole.rs "
                       "system/Organization.rs system/Condition.rs system/Observation.cruds "
                       "system/AllergyIntolerance.rs system/Device.rs system/ServiceRequest.rus "
