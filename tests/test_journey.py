@@ -33,20 +33,25 @@ from referral.notify import deliver_due
 from tests import factories
 from tests.conftest import ORTHANC, Orthanc, serving
 from tests.imaging_core import thorax
-from tests.imaging_core.conftest import needs_dcmtk, practitioner, scp, storescu  # noqa: F401
+from tests.imaging_core.conftest import (  # noqa: F401
+    accession_of,
+    needs_dcmtk,
+    practitioner,
+    scp,
+    storescu,
+)
 from tests.imaging_core.phantoms import write
 from tests.imaging_core.test_completion import quick, reports, schedule  # noqa: F401
 from tests.imaging_core.test_end_to_end import _arteries
 from tests.imaging_core.test_pacs import RESULT_CLASSES
 from tests.imaging_core.test_review import run_queued
-from tests.imaging_core.test_signoff import REASON, observation_statuses, signer
+from tests.imaging_core.test_signoff import REASON, observation_statuses, put, signer
 from tests.imaging_core.test_worklist import FINDSCU, accessions, findscu, station
-from tests.referral.moves import GP, RIS, SYSTEM, WHEN, order_status, state, task_of
+from tests.referral.moves import GP, WHEN, order_status, patch, state, task_of
 from tests.referral.test_subscriptions import Subscriber, subscriber  # noqa: F401
 
 Headers = Callable[..., dict[str, str]]
 SCT = "http://snomed.info/sct"
-JSON_PATCH = "application/json-patch+json"
 CAC = {"coding": [{"system": SCT, "code": "426005005",
                    "display": "Cardiac CT for calcium scoring"}]}  # as cac_order places it
 pytestmark = pytest.mark.skipif(FINDSCU is None, reason="dcmtk (findscu) not installed")
@@ -78,30 +83,30 @@ def intake(gp: SyncFHIRClient) -> tuple[str, str, str]:
         factories.post_entry(factories.patient(), "urn:uuid:p"),
         factories.post_entry(order, "urn:uuid:o")))
     made = answer["entry"][1]["resource"]
-    [acsn] = [i["value"] for i in made["identifier"]
-              if i.get("type", {}).get("coding", [{}])[0].get("code") == "ACSN"]
-    return str(made["id"]), str(acsn), str(made["subject"]["reference"])
+    return str(made["id"]), accession_of(made), str(made["subject"]["reference"])
 
 
 def move(client: FlaskClient, auth_headers: Headers, order_id: str, code: str,
          *more: dict[str, Any]) -> dict[str, Any]:
     """The RIS moves the order's Task to ``code`` by JSON Patch; the Task."""
-    task = task_of(client, auth_headers, order_id)
-    operations = [{"op": "replace", "path": "/businessStatus",
-                   "value": {"coding": [{"system": SYSTEM, "code": code}]}}, *more]
-    moved = client.patch(f"/fhir/Task/{task['id']}", json=operations,
-                         headers=auth_headers(RIS, Content_Type=JSON_PATCH))
+    moved = patch(client, auth_headers, task_of(client, auth_headers, order_id), code, *more)
     assert moved.status_code == 200, moved.get_json()
     return dict(moved.get_json())
 
 
-def report_put(client: FlaskClient, auth_headers: Headers, report: dict[str, Any],
+def signed_off(client: FlaskClient, auth_headers: Headers, report: dict[str, Any],
                **changes: Any) -> dict[str, Any]:
-    body = {k: v for k, v in {**report, **changes}.items() if k != "meta"}
-    answer = client.put(f"/fhir/DiagnosticReport/{report['id']}", json=body,
-                        headers=auth_headers(RIS))
+    """The RIS's PUT of ``report`` with ``changes``; the report as answered."""
+    answer = put(client, auth_headers, report, **changes)
     assert answer.status_code == 200, answer.get_json()
     return dict(answer.get_json())
+
+
+def told_of(subscriber: Subscriber, report_id: str) -> list[dict[str, Any]]:  # noqa: F811
+    """The versions of the report the GP system's endpoint accepted."""
+    bodies = [json.loads(r.body) for r in subscriber.delivered() if r.body]
+    return [b for b in bodies if b.get("resourceType") == "DiagnosticReport"
+            and b["id"] == report_id]
 
 
 @needs_dcmtk
@@ -159,29 +164,31 @@ def test_an_order_goes_from_the_gp_to_a_signed_and_amended_report(
 
     # The GP system was told about the report.
     deliver_due(quick, "worker-1", now=now_utc())
-    told = [json.loads(r.body) for r in subscriber.delivered()]
-    assert any(b.get("resourceType") == "DiagnosticReport" and b["id"] == report["id"]
-               for b in told)
+    assert "preliminary" in {b["status"] for b in told_of(subscriber, report["id"])}
 
     # The RIS signs it off: everything final, the order completed.
     radiologist = practitioner("Jones")
-    signed = report_put(client, auth_headers, report, status="final",
+    signed = signed_off(client, auth_headers, report, status="final",
                         resultsInterpreter=signer(radiologist))
     assert signed["status"] == "final"
     assert observation_statuses(client, auth_headers, report) == {"final"}
     assert state(task_of(client, auth_headers, order_id)) == "completed"
     assert order_status(client, auth_headers, order_id) == "completed"
     run_queued(quick)
+    deliver_due(quick, "worker-1", now=now_utc())  # and the GP system hears it is final
+    assert "final" in {b["status"] for b in told_of(subscriber, report["id"])}
 
     # An amendment with its reason; the history keeps the preliminary and final versions.
-    amended = report_put(client, auth_headers, reports(client, auth_headers, order_id)[0],
+    amended = signed_off(client, auth_headers, reports(client, auth_headers, order_id)[0],
                          conclusion="Calcium in the LAD.",
                          extension=[{"url": REASON, "valueString": "Artery named"}])
     assert amended["status"] == "amended"
     history = client.get(f"/fhir/DiagnosticReport/{report['id']}/_history",
                          headers=auth_headers(GP)).get_json()
-    statuses = [e["resource"]["status"] for e in history["entry"]]
-    assert {"preliminary", "final", "amended"} <= set(statuses)
+    versions = [e["resource"] for e in history["entry"]]
+    assert {"preliminary", "final", "amended"} <= {v["status"] for v in versions}
+    assert [v["extension"] for v in versions if v["status"] == "amended"][0] == \
+        [{"url": REASON, "valueString": "Artery named"}]
     run_queued(quick)
 
     if peer is not None:  # the PACS holds the SR, SEG and PDF of the study
