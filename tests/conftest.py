@@ -8,10 +8,16 @@ except under ``CI=true`` where its absence fails the run.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +31,7 @@ from werkzeug.serving import make_server
 
 import core  # noqa: F401
 from core.db import engine_for
-from core.settings import Settings
+from core.settings import DicomDestination, Settings
 from scanpath.migrate import upgrade
 from tests.fhir_validator import R4Validator, r4_validator  # noqa: F401
 
@@ -231,3 +237,90 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+# --- a real PACS: Orthanc (Debian's package, ``make system-deps``) ---------------------------
+
+ORTHANC = shutil.which("Orthanc") or shutil.which("Orthanc", path="/usr/sbin")
+ORTHANC_AE = "ORTHANC"
+
+
+class Orthanc:
+    """One Orthanc on loopback ports of its own, configured and stored under ``folder``."""
+
+    def __init__(self, folder: Path, calling_ae: str) -> None:
+        self.folder, self.http, self.dicom = folder, free_port(), free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        folder.mkdir(parents=True, exist_ok=True)
+        storage = str(folder / "storage")
+        (folder / "orthanc.json").write_text(json.dumps({
+            "Name": "ScanPath test PACS", "StorageDirectory": storage,
+            "IndexDirectory": storage, "Plugins": [], "HttpPort": self.http,
+            "DicomPort": self.dicom, "DicomAet": ORTHANC_AE, "DicomCheckCalledAet": True,
+            "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
+            # Only ScanPath's AE may store here.
+            "DicomAlwaysAllowStore": False, "DicomCheckModalityHost": False,
+            "DicomModalities": {"scanpath": [calling_ae, "127.0.0.1", 104]},
+            "ConcurrentJobs": 1}))
+
+    @property
+    def destination(self) -> DicomDestination:
+        return DicomDestination(ORTHANC_AE, "127.0.0.1", self.dicom)
+
+    def start(self) -> None:
+        """Run Orthanc and wait until its REST API answers."""
+        assert ORTHANC is not None
+        log = (self.folder / "orthanc.log").open("ab")
+        self.process = subprocess.Popen([ORTHANC, str(self.folder / "orthanc.json")],
+                                        stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError("Orthanc exited: "
+                                     + (self.folder / "orthanc.log").read_text()[-2000:])
+            try:
+                self.get("/system")
+                return
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.1)
+        raise AssertionError("Orthanc's REST API did not answer")
+
+    def stop(self) -> None:
+        """Stop Orthanc and any children it started."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        for pid in children(self.process.pid):
+            os.kill(pid, signal.SIGTERM)
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http}{path}", timeout=10) as answer:
+            return json.loads(answer.read()) if "json" in answer.headers["Content-Type"] \
+                else answer.read()
+
+    def tags(self) -> list[dict[str, Any]]:
+        """The simplified tags of every instance stored here, with Orthanc's id."""
+        return [{**self.get(f"/instances/{instance_id}/tags?simplify"),
+                 "orthanc_id": instance_id} for instance_id in self.get("/instances")]
+
+    def instances(self) -> dict[str, dict[str, Any]]:
+        """SOP Class UID -> the tags of the one instance of that class stored here."""
+        found = {tags["SOPClassUID"]: tags for tags in self.tags()}
+        assert len(found) == len(self.get("/instances")), "two instances of one class"
+        return found
+
+
+@pytest.fixture
+def orthanc(tmp_path: Path, settings: Settings) -> Iterator[Orthanc]:
+    """A real Orthanc PACS of the test's own (needs ``ORTHANC``); stopped afterwards."""
+    server = Orthanc(tmp_path / "orthanc", settings.dicom_ae_title)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
