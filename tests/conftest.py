@@ -111,17 +111,25 @@ def _truncate_postgres(url: str) -> None:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path, keys_dir: Path) -> Settings:
-    """Settings for a fresh, migrated, seeded database of each backend."""
+def settings(request: pytest.FixtureRequest, tmp_path: Path,
+             keys_dir: Path) -> Iterator[Settings]:
+    """Settings for a fresh, migrated, seeded database of each backend.
+
+    Each SQLite test database's engine is disposed afterwards: kept open, its three
+    files per test (db, -wal, -shm) pushed the process's descriptors past 1024, where
+    pynetdicom's ``select()`` fails and every DICOM association is aborted."""
     if request.param == "sqlite":
         path = tmp_path / "scanpath.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        return _settings(f"sqlite:///{path}", keys_dir)
+        settings = _settings(f"sqlite:///{path}", keys_dir)
+        yield settings
+        engine_for(settings.database_url).dispose()
+        return
     url = request.getfixturevalue("postgres_url")
     _truncate_postgres(url)
     settings = _settings(url, keys_dir)
     _seed(settings)  # the published CodeSystems live in the truncated resource table
-    return settings
+    yield settings
 
 
 class ValidatingClient(FlaskClient):
