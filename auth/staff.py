@@ -192,6 +192,7 @@ def login(session: Session, username: str, password: str,
     refused as locked until the oldest of them leaves the window. The caller commits.
     """
     now = now or utcnow()
+    _forget_expired(session, now)
     if _recent_failures(session, username, now) >= LOCKOUT_FAILURES:
         raise LoginRefused(locked=True)
     account = session.get(StaffAccount, username)
@@ -203,6 +204,14 @@ def login(session: Session, username: str, password: str,
         session.add(account)
     session.execute(delete(StaffLoginFailure).where(col(StaffLoginFailure.username) == username))
     return _user(account)
+
+
+def _forget_expired(session: Session, now: datetime) -> None:
+    """Drop failures older than the lockout window and sessions past their expiry, so
+    neither table grows with time (done at each login, where both are read)."""
+    session.execute(delete(StaffLoginFailure).where(
+        col(StaffLoginFailure.at) <= now - LOCKOUT_WINDOW))
+    session.execute(delete(StaffSession).where(col(StaffSession.expires_at) <= now))
 
 
 def _verify(stored: str, password: str) -> bool:

@@ -16,12 +16,15 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.wrappers import Response as BaseResponse
 
 from auth import staff
+from core.errors import BadRequest
+from core.fhirjson import CONTROL
 from core.web import db, is_staff_request
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("staff", __name__, url_prefix="/staff")
 csrf = CSRFProtect()
 
+USERNAME_MAX = 64  # staff_account.username
 LOGIN_FAILED = "The username or password is not right."
 LOCKED = (f"Too many failed attempts: logging in as this user is blocked for up to "
           f"{int(staff.LOCKOUT_WINDOW.total_seconds() // 60)} minutes.")
@@ -83,6 +86,9 @@ def login() -> BaseResponse:
     username = request.form.get("username", "").strip()
     password = request.form.get("password", "")
     target = staff.safe_next(request.form.get("next"))
+    if CONTROL.search(username) or len(username) > USERNAME_MAX:
+        raise BadRequest(f"A username is at most {USERNAME_MAX} characters, "
+                         "with no control characters")
     g.staff_claimed = username[:64] or "anonymous"
     try:
         user = staff.login(db(), username, password)
