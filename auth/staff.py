@@ -196,7 +196,9 @@ def login(session: Session, username: str, password: str,
     if _recent_failures(session, username, now) >= LOCKOUT_FAILURES:
         raise LoginRefused(locked=True)
     account = session.get(StaffAccount, username)
-    if account is None or not account.active or not _verify(account.password_hash, password):
+    # An unknown user's password is checked against a dummy hash: both take as long.
+    matches = _verify(account.password_hash if account else _DUMMY_HASH, password)
+    if account is None or not account.active or not matches:
         session.add(StaffLoginFailure(username=username[:64], at=now))
         raise LoginRefused(locked=False)
     if _hasher.check_needs_rehash(account.password_hash):
@@ -216,7 +218,7 @@ def _forget_expired(session: Session, now: datetime) -> None:
 
 def _verify(stored: str, password: str) -> bool:
     try:
-        return _hasher.verify(stored or _DUMMY_HASH, password)
+        return _hasher.verify(stored, password)
     except (VerificationError, InvalidHashError):
         return False
 
@@ -321,6 +323,7 @@ def staff_required(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R | Ba
                 path = request.full_path.rstrip("?") if request.method == "GET" else None
                 return redirect(login_url(path), 302)
             if roles and user.role not in roles:
+                mark_audited()
                 audit_staff("access-denied", outcome="minor",
                             detail=f"{request.method} {request.path} needs {' or '.join(roles)}")
                 raise Forbidden(f"This page is for the {' or '.join(roles)} role; "

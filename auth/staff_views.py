@@ -8,6 +8,8 @@ blueprints under /staff and guard their views with ``auth.staff.staff_required``
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from datetime import timedelta
 
@@ -33,7 +35,9 @@ LOCKED = (f"Too many failed attempts: logging in as this user is blocked for up 
 def init_app(app: Flask) -> None:
     """CSRF on /staff POSTs, the page-view audit, and the login and landing pages."""
     settings = app.config["SCANPATH"]
-    app.secret_key = settings.secret_key
+    # Flask's cookie signing gets a key of its own, derived from the token secret.
+    app.secret_key = hmac.new(settings.secret_key.encode(), b"scanpath staff csrf cookie",
+                              hashlib.sha256).hexdigest()
     app.config.update(
         # Checked under /staff only (_check_csrf): the API authenticates by bearer token.
         WTF_CSRF_CHECK_DEFAULT=False,
