@@ -32,6 +32,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, redirect, render_template, request
 from sqlmodel import Session, col, select
+from werkzeug.wrappers import Response as BaseResponse
 
 from auth.staff import audit_staff, current_staff, staff_required
 from core.errors import FhirError, NotFound
@@ -77,7 +78,7 @@ def _acting(store: Store) -> tuple[str, str]:
             staffreview.staff_client(user.username))
 
 
-def _act(action: str, report_id: str, work: Work, target: str) -> Response:
+def _act(action: str, report_id: str, work: Work, target: str) -> BaseResponse:
     """Run ``work(store, practitioner, client)``, commit, and see ``target`` (303).
 
     A refusal is rolled back, audited as a failed action, and shown as its error page.
@@ -146,7 +147,7 @@ def key_image(report_id: str, number: int) -> Response:
 
 @bp.post("/<report_id>/sign-off")
 @staff_required(RADIOLOGIST)
-def sign_off(report_id: str) -> Response:
+def sign_off(report_id: str) -> BaseResponse:
     """Sign the report off (final) with the conclusion as written."""
     form = request.form
     return _act("sign-off", _checked(report_id), lambda store, who, client: (
@@ -156,7 +157,7 @@ def sign_off(report_id: str) -> Response:
 
 @bp.post("/<report_id>/amend")
 @staff_required(RADIOLOGIST)
-def amend(report_id: str) -> Response:
+def amend(report_id: str) -> BaseResponse:
     """Amend the signed-off report, with the reason for the amendment."""
     form = request.form
     return _act("amend", _checked(report_id), lambda store, who, client: (
@@ -178,7 +179,7 @@ def lesions_page(report_id: str) -> str:
 
 @bp.post("/<report_id>/lesions/<lesion_id>")
 @staff_required(RADIOLOGIST)
-def change_lesion(report_id: str, lesion_id: str) -> Response:
+def change_lesion(report_id: str, lesion_id: str) -> BaseResponse:
     """Reject, accept or relabel one lesion; the report is re-scored by a job."""
     form, lesion = request.form, lesion_id[:64]
     return _act("lesion-review", _checked(report_id), lambda store, who, client: (

@@ -10,13 +10,13 @@ Observations, its status, its Provenance and who it names, the refusals
 test drives Chromium through the same steps and runs axe-core on both pages.
 """
 
+# ruff: noqa: F811  (the fixtures imported from test_review are these tests' parameters)
 from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from html.parser import HTMLParser
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,22 +24,32 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
-from sqlmodel import Session
 
-from auth.staff import add_user
-from core.db import engine_for
 from core.settings import Settings
 from tests.conftest import serving
-from tests.imaging_core.test_completion import quick as _quick  # noqa: F401  (fixtures)
-from tests.imaging_core.test_review import PHANTOM, A, B, C, alone, current, run_queued, scores
-from tests.imaging_core.test_review import labelled as _labelled  # noqa: F401
-from tests.imaging_core.test_review import report as _report  # noqa: F401
+from tests.imaging_core.test_completion import quick  # noqa: F401  (fixtures)
+from tests.imaging_core.test_review import (
+    PHANTOM,
+    A,
+    B,
+    C,
+    alone,
+    current,
+    labelled,  # noqa: F401
+    report,  # noqa: F401
+    run_queued,
+    scores,
+)
+from tests.staff.conftest import (
+    axe_violations,
+    browser,  # noqa: F401  (fixture)
+    create_staff_user,
+    log_in,
+)
 
 Headers = Callable[..., dict[str, str]]
-PASSWORD = "staff-review-test-password"
 STAFF_SYSTEM = "https://scanpath.example/fhir/NamingSystem/staff-username"
 REASON = "https://scanpath.example/fhir/StructureDefinition/amendment-reason"
-CHROMIUM = "/usr/bin/chromium"
 
 
 # --- a browser's view, without the browser --------------------------------------------
@@ -97,22 +107,16 @@ def csrf(html: str) -> str:
 
 
 def login(client: FlaskClient, settings: Settings, role: str) -> str:
-    """Create the staff user ``test-{role}`` and log the client in; the username."""
-    username = f"test-{role}"
-    with Session(engine_for(settings.database_url)) as session:
-        add_user(session, username, role, PASSWORD, f"Sam {role.title()}", replace=True)
-        session.commit()
-    token = csrf(client.get("/staff/login").get_data(as_text=True))
-    done = client.post("/staff/login", data={"username": username, "password": PASSWORD,
-                                             "csrf_token": token})
-    assert done.status_code in (302, 303), done.get_data(as_text=True)
+    """Create a staff user of ``role`` and log the client in through the form; its name."""
+    username, password = create_staff_user(settings, role)
+    assert log_in(client, username, password).status_code == 303
     return username
 
 
-def post_form(client: FlaskClient, page: str, action: str, **fields: str) -> Any:
-    """Post a form of ``page`` with the page's CSRF token, as a browser would."""
+def post_form(client: FlaskClient, page: str, target: str, **fields: str) -> Any:
+    """Post a form of ``page`` to ``target`` with the page's CSRF token, as a browser would."""
     token = csrf(client.get(page).get_data(as_text=True))
-    return client.post(action, data={"csrf_token": token, **fields})
+    return client.post(target, data={"csrf_token": token, **fields})
 
 
 def practitioner_of(client: FlaskClient, auth_headers: Headers, username: str) -> str:
@@ -288,50 +292,23 @@ def test_a_form_without_its_csrf_token_is_refused(
 
 # --- in Chromium --------------------------------------------------------------------------
 
-AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
-WCAG_22_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    """Debian's Chromium under Playwright, one per module (never ``playwright install``)."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists() or not AXE.exists():
-        pytest.skip("needs /usr/bin/chromium and node_modules/axe-core (make node_modules)")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox"])
-        yield browser
-        browser.close()
-
-
-def axe_violations(page: Any) -> list[str]:
-    """axe-core's WCAG 2.2 AA violations on the page: rule id and the first element."""
-    page.add_script_tag(path=str(AXE))
-    found = page.evaluate("tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})"
-                          ".then(r => r.violations.map(v => v.id + ': ' + v.nodes[0].html))",
-                          WCAG_22_AA)
-    return list(found)
-
-
-def browser_login(browser: Any, base: str, settings: Settings, role: str) -> Any:
-    username = f"test-{role}"
-    with Session(engine_for(settings.database_url)) as session:
-        add_user(session, username, role, PASSWORD, f"Sam {role.title()}", replace=True)
-        session.commit()
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    page.goto(f"{base}/staff/login")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
+def browser_login(chromium: Any, base: str, settings: Settings, role: str) -> Any:
+    """A page of a new browser context, logged in through the form as a new ``role`` user."""
+    username, password = create_staff_user(settings, role)
+    page = chromium.new_context(base_url=base, viewport={"width": 1280, "height": 900}).new_page()
+    page.goto("/staff/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{base}/staff")
     return page
 
 
 @pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
 def test_in_chromium_a_radiologist_rejects_and_signs_off_a_radiographer_cannot(
-        labelled: Settings, app: Flask, chromium: Any, report: dict[str, Any]) -> None:
+        labelled: Settings, app: Flask, browser: Any, report: dict[str, Any]) -> None:
     with serving(app) as base:
-        page = browser_login(chromium, base, labelled, "radiologist")
+        page = browser_login(browser, base, labelled, "radiologist")
         page.goto(f"{base}/staff/reports/{report['id']}/lesions")
         assert axe_violations(page) == []
         total = page.locator("#scores [data-score=total]")
@@ -350,7 +327,7 @@ def test_in_chromium_a_radiologist_rejects_and_signs_off_a_radiographer_cannot(
         page.get_by_role("button", name="Sign off as final").click()
         assert page.locator("[data-status]").inner_text() == "Final"
 
-        other = browser_login(chromium, base, labelled, "radiographer")
+        other = browser_login(browser, base, labelled, "radiographer")
         other.goto(f"{base}/staff/reports/{report['id']}")
         assert other.get_by_role("button", name="Sign off as final").count() == 0
         token = other.locator("input[name=csrf_token]").first.get_attribute("value")
