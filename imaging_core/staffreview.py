@@ -23,7 +23,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.errors import BadRequest, Conflict, NotFound
+from core.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from fhir import audit
 from fhir.registry import Invocation
 from fhir.store import Store
@@ -214,8 +214,8 @@ def sign_off(store: Store, report_id: str, conclusion: str, version: str,
     """Sign the report off (status ``final``) as a FHIR PUT would; the new version.
 
     Raises BadRequest (400) for an empty or overlong conclusion; Conflict (409)
-    while a review's re-scoring is not done; PreconditionFailed (412) when the
-    report changed since ``version`` was read; the sign-off hook's errors.
+    while a review's re-scoring is not done, or when the report changed since
+    ``version`` was read; the sign-off hook's errors.
     """
     _refuse_while_rescoring(store, report_id)
     return _put(store, report_id, version, practitioner, client_id,
@@ -265,7 +265,11 @@ def _put(store: Store, report_id: str, version: str, practitioner: str, client_i
     report = store.read("DiagnosticReport", report_id)
     body = {k: v for k, v in report.items() if k != "meta"}
     body.update(changes, resultsInterpreter=[{"reference": practitioner}])
-    written = store.update("DiagnosticReport", report_id, body, if_match=f'W/"{version}"')
+    try:
+        written = store.update("DiagnosticReport", report_id, body, if_match=f'W/"{version}"')
+    except PreconditionFailed as error:
+        raise Conflict("The report has changed since you opened it (a new version was "
+                       "written): open it again, check it, then sign or amend") from error
     versioned = f"DiagnosticReport/{report_id}/_history/{written.resource['meta']['versionId']}"
     record(store, "update", versioned, client_id, practitioner)
     return written.resource

@@ -171,6 +171,10 @@ def test_rejecting_a_counted_lesion_drops_the_total_by_its_geometric_score(
         "total"] == pytest.approx(alone(A), abs=0.01)
     reviewer = practitioner_of(client, auth_headers, username)
     assert reviewer in provenance_agents(client, auth_headers, report["id"])[-1]
+    events = client.get(f"/fhir/AuditEvent?entity=DiagnosticReport/{report['id']}"
+                        f"&agent={reviewer}", headers=auth_headers("demo-admin")).get_json()
+    assert [e["resource"]["agent"][0]["altId"] for e in events["entry"]] == [
+        f"staff:{username}"]  # the one review, by this user acting as that Practitioner
 
 
 def test_relabelling_moves_the_lesion_score_to_the_artery(
@@ -258,6 +262,37 @@ def test_sign_off_makes_the_report_final_naming_the_radiologist(
     assert {"url": REASON, "valueString": "LCX calcium missed"} in after["extension"]
     assert ("reason", "LCX calcium missed") in marked(
         client.get(page).get_data(as_text=True), "field")
+
+
+def test_sign_off_waits_for_re_scoring_and_for_the_version_seen(
+        labelled: Settings, client: FlaskClient, auth_headers: Headers,
+        report: dict[str, Any]) -> None:
+    login(client, labelled, "radiologist")
+    page = f"/staff/reports/{report['id']}"
+    seen = report["meta"]["versionId"]
+    ids = lesion_ids(client.get(f"{page}/lesions").get_data(as_text=True))
+    post_form(client, f"{page}/lesions", f"{page}/lesions/{ids['RCA']}", action="reject")
+    waiting = post_form(client, page, f"{page}/sign-off", conclusion="Done.", version=seen)
+    assert waiting.status_code == 409 and "re-scored" in waiting.get_data(as_text=True)
+    run_queued(labelled)  # a new version of the report: the one seen is out of date
+    stale = post_form(client, page, f"{page}/sign-off", conclusion="Done.", version=seen)
+    assert stale.status_code == 409 and "changed since you opened it" in stale.get_data(
+        as_text=True)
+    assert current(client, auth_headers, report["id"])["status"] == "preliminary"
+
+
+def test_the_report_page_shows_its_key_images_and_links_the_viewer(
+        labelled: Settings, client: FlaskClient, report: dict[str, Any]) -> None:
+    login(client, labelled, "radiographer")
+    page = f"/staff/reports/{report['id']}"
+    html = client.get(page).get_data(as_text=True)
+    images = re.findall(rf'src="({page}/key-images/\d+)"', html)
+    assert len(images) == len(report["media"]) >= 2  # key slices and the MIP
+    for image in images:
+        found = client.get(image)
+        assert found.status_code == 200 and found.data.startswith(b"\x89PNG")
+    assert f'href="/staff/studies/{PHANTOM.study_uid}"' in html
+    assert client.get(f"{page}/key-images/99").status_code == 404
 
 
 def test_a_radiographer_sees_the_report_but_cannot_sign_off_or_review(
