@@ -361,10 +361,13 @@ def test_in_chromium_a_radiologist_rejects_and_signs_off_a_radiographer_cannot(
         assert axe_violations(page) == []
         page.get_by_role("button", name="Sign off as final").click()
         assert page.locator("[data-status]").inner_text() == "Final"
+        assert page.get_by_label("Reason for the amendment").is_visible()
+        assert axe_violations(page) == []  # the amendment form
 
         other = browser_login(browser, base, labelled, "radiographer")
         other.goto(f"{base}/staff/reports/{report['id']}")
-        assert other.get_by_role("button", name="Sign off as final").count() == 0
+        assert other.get_by_role("button", name="Amend the report").count() == 0
+        assert axe_violations(other) == []
         token = other.locator("input[name=csrf_token]").first.get_attribute("value")
         refused = other.request.post(f"{base}/staff/reports/{report['id']}/sign-off",
                                      form={"csrf_token": token, "conclusion": "x",
