@@ -24,10 +24,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
+from pydicom.uid import generate_uid
 
 from core.settings import Settings
 from tests.conftest import serving
-from tests.imaging_core.test_completion import quick  # noqa: F401  (fixtures)
+from tests.imaging_core.test_completion import analyse, placed, quick, reports, send  # noqa: F401
 from tests.imaging_core.test_review import (
     PHANTOM,
     A,
@@ -40,6 +41,8 @@ from tests.imaging_core.test_review import (
     run_queued,
     scores,
 )
+from tests.imaging_core.thorax import build, scan_changed, thorax_42
+from tests.imaging_core.thorax import datasets as thorax_datasets
 from tests.staff.conftest import (
     axe_violations,
     browser,  # noqa: F401  (fixture)
@@ -190,6 +193,40 @@ def test_relabelling_moves_the_lesion_score_to_the_artery(
     assert [number(t) for t in got["LCX"]] == [pytest.approx(alone(C), abs=0.051)] * 2
     assert [number(t) for t in got["LAD"]] == [pytest.approx(alone(A), abs=0.051)] * 2
     assert got["cac-drs"] == ["CAC-DRS A3/N3"] * 2  # 147 + 58 + 98 = 303: A3, 3 arteries
+
+
+def lesion_centres(html: str) -> dict[str, tuple[float, ...]]:
+    """Each lesion's centre in patient mm, by id, as the review page shows it."""
+    ids = [v for v, _ in marked(html, "lesion")]
+    centres = [tuple(float(n) for n in re.findall(r"-?\d+\.\d+", t))
+               for k, t in marked(html, "field") if k == "centre"]
+    return dict(zip(ids, centres, strict=True))
+
+
+def test_on_the_thorax_rejecting_a_plaque_drops_its_artery_by_its_geometric_score(
+        quick: Settings, client: FlaskClient, auth_headers: Headers) -> None:
+    order_id, accession = placed(client, auth_headers)
+    thorax = build(scan_changed(thorax_42(), accession=accession, study_uid=generate_uid()))
+    send(quick, thorax_datasets(thorax))
+    assert len(analyse(quick)) == 1
+    [found] = reports(client, auth_headers, order_id)
+    login(client, quick, "radiologist")
+    page = f"/staff/reports/{found['id']}/lesions"
+    centres = lesion_centres(client.get(page).get_data(as_text=True))
+    plaque = max((t for t in thorax.plaque_truths if t.lesion_count == 1),
+                 key=lambda t: t.agatston)
+    lesion = min(centres, key=lambda i: float(np.linalg.norm(
+        np.subtract(centres[i], plaque.centre_mm))))
+    assert np.linalg.norm(np.subtract(centres[lesion], plaque.centre_mm)) < 3.0  # mm
+
+    assert post_form(client, page, f"{page}/{lesion}", action="reject").status_code == 303
+    run_queued(quick)
+    got = page_scores(client.get(page).get_data(as_text=True))
+    artery, total = plaque.plaque.artery, thorax.truth().agatston
+    tolerance = 0.02 * total  # the scorer's agreement with the phantom (test_completion)
+    assert number(got["total"][0]) == pytest.approx(total - plaque.agatston, abs=tolerance)
+    assert number(got[artery][0]) == pytest.approx(
+        thorax.truth(artery).agatston - plaque.agatston, abs=tolerance)
 
 
 def test_the_lesion_is_outlined_where_the_cylinder_is(
