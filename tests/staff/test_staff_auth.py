@@ -291,3 +291,11 @@ def test_error_pages_carry_the_staff_headers_too(client):
     page = client.get("/staff/no-such-page")
     assert page.headers["Content-Security-Policy"] == CSP
     assert page.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize("username", ["bad\x00name", "x" * 65])
+def test_an_unusable_username_is_a_400_page_not_a_500(client, username):
+    response = client.post("/staff/login", data={"username": username, "password": "whatever",
+                                                 "csrf_token": csrf_token(client)})
+    assert response.status_code == 400
+    assert response.content_type.startswith("text/html")
