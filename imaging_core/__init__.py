@@ -23,13 +23,18 @@ DICOM in:
 - ``storage``: check, durable content-addressed write, index; ``receive``;
 - ``studies``: matching by accession number, the FHIR ImagingStudy;
 - ``scp``: the C-STORE/C-ECHO listener (pynetdicom);
-- ``dicomweb``: STOW-RS and WADO-RS, the only Flask module here.
+- ``dicomweb``: STOW-RS and WADO-RS, a Flask module.
 
 Results out: ``results`` (the calcium analyser and its FHIR report),
 ``reports`` (SR, SEG, PDF), ``terminology`` (the local CodeSystems) and
 ``review`` (a radiologist's ``$lesions`` and ``$review`` operations on the
 report, and the decisions they keep), ``signoff`` (a radiologist's sign-off
 and amendments of the report: the DiagnosticReport write hook).
+
+Staff pages (issue 12): ``staffviews`` (Flask: lesion review and sign-off at
+``/staff/reports/{id}``, behind ``auth.staff``) over ``staffreview`` (what the
+pages show and do, through ``review`` and the FHIR store's update, as the API
+does) and ``lesionimages`` (a candidate outlined on its slice, PNG).
 """
 
 from __future__ import annotations
@@ -46,9 +51,10 @@ def init_app(app: Flask) -> None:
     Call after ``referral.init_app``: the order hook needs the accession
     number that referral's hook assigns.
     """
-    from imaging_core import dicomweb, review, signoff, studies
+    from imaging_core import dicomweb, review, signoff, staffviews, studies
 
     dicomweb.init_app(app)
+    staffviews.init_app(app)
     studies.register()
     review.register()
     signoff.register()

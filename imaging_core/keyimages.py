@@ -61,18 +61,18 @@ def key_images(volume: Volume, weight_map: np.ndarray, count: int = 3,
 def axial_png(volume: Volume, weight_map: np.ndarray, index: int,
               window: tuple[float, float] = MEDIASTINAL_WINDOW) -> bytes:
     """One axial slice, windowed, with lesions tinted by density weight."""
-    rgb = _overlay(_windowed(volume.hu[index], window), weight_map[index])
-    return _png(rgb, f"axial slice {index + 1}, window W{window[0]:g}/L{window[1]:g}")
+    rgb = _overlay(windowed(volume.hu[index], window), weight_map[index])
+    return png(rgb, f"axial slice {index + 1}, window W{window[0]:g}/L{window[1]:g}")
 
 
 def mip_png(volume: Volume, weight_map: np.ndarray,
             window: tuple[float, float] = MEDIASTINAL_WINDOW) -> bytes:
     """Maximum intensity projection along the slice normal, with the highest weight tinted."""
-    rgb = _overlay(_windowed(volume.hu.max(axis=0), window), weight_map.max(axis=0))
-    return _png(rgb, f"axial MIP, window W{window[0]:g}/L{window[1]:g}")
+    rgb = _overlay(windowed(volume.hu.max(axis=0), window), weight_map.max(axis=0))
+    return png(rgb, f"axial MIP, window W{window[0]:g}/L{window[1]:g}")
 
 
-def _windowed(hu: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+def windowed(hu: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     """Linear window to 0-255 grey (floats), clipped at both ends."""
     width, level = window
     low = level - width / 2.0
@@ -87,7 +87,8 @@ def _overlay(grey: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.round(rgb).astype(np.uint8)
 
 
-def _png(rgb: np.ndarray, description: str) -> bytes:
+def png(rgb: np.ndarray, description: str) -> bytes:
+    """An RGB image as PNG bytes, with its description and software in text chunks."""
     info = PngInfo()
     info.add_text("Description", description)
     info.add_text("Software", "ScanPath imaging core")

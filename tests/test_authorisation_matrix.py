@@ -234,6 +234,17 @@ STAFF_PAGES = [("/staff", "/staff")]
 STAFF_OPEN_PAGES = [("/staff/login", "/staff/login")]
 STAFF_FORMS = [("/staff/login", "/staff/login"), ("/staff/logout", "/staff/logout")]
 
+# Calcium lesion review and report sign-off (imaging_core/staffviews.py).
+_REPORT = "/staff/reports/<report_id>"
+STAFF_PAGES += [("/staff/reports/r1", _REPORT),
+                ("/staff/reports/r1/key-images/1", f"{_REPORT}/key-images/<int:number>"),
+                ("/staff/reports/r1/lesions", f"{_REPORT}/lesions"),
+                ("/staff/reports/r1/lesions/L001-002-003/image",
+                 f"{_REPORT}/lesions/<lesion_id>/image")]
+STAFF_FORMS += [("/staff/reports/r1/sign-off", f"{_REPORT}/sign-off"),
+                ("/staff/reports/r1/amend", f"{_REPORT}/amend"),
+                ("/staff/reports/r1/lesions/L001-002-003", f"{_REPORT}/lesions/<lesion_id>")]
+
 
 def staff_probes() -> Iterator[Probe]:
     """Bearer tokens neither open nor close /staff: public to the token matrix."""
