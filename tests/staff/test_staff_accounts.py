@@ -98,7 +98,9 @@ def _seed(settings: Settings) -> None:
     from scanpath.seed import seed_all
 
     with Session(engine_for(settings.database_url)) as session:
-        seed_all(session, settings)
+        # demo_clients=True as the suite's fixtures seed: env "test" would disable the demo
+        # clients, which the shared PostgreSQL database keeps for the tests after this one.
+        seed_all(session, settings, demo_clients=True)
         session.commit()
 
 
