@@ -31,7 +31,7 @@ from datetime import time as dtime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 
 from core import fhirjson
 from core.errors import BadRequest, NotFound
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 25
 MAX_PAGE = 400  # deepest page offered: 10,000 orders at PAGE_SIZE
+MAX_COUNTED = PAGE_SIZE * MAX_PAGE  # beyond this the page says "more than"
 PRIORITIES = {"routine": "Routine", "urgent": "Urgent", "asap": "ASAP", "stat": "Immediate (stat)"}
 SORTS = {"newest": "-authored-on", "oldest": "authored-on", "state": "business-status"}
 NO_DECISION = "no decision recorded"
@@ -106,9 +107,10 @@ class Row:
 @dataclass
 class Page:
     rows: list[Row]
-    total: int
+    total: int  # at most MAX_COUNTED + 1: more than MAX_COUNTED when ``more``
     page: int
     pages: int
+    more: bool = False
 
 
 def parse_filters(args: dict[str, str], modalities: list[str]) -> Filters:
@@ -166,35 +168,39 @@ def modalities(store: Store) -> dict[str, list[str]]:
 
 
 def _page_query(store: Store, filters: Filters) -> tuple[Select[Any], Select[Any]]:
-    """The page's Task query and its count: joins on the search index tables (the order's
-    ``authored-on`` date row drives the order, through ``ix_search_date_lookup``), so a
-    page reads its 25 rows, not every match (``run_search``'s correlated sort does)."""
-    when, kind = table_of(DateIndex).alias(), table_of(TokenIndex).alias()
+    """The page's Task query and its count. Filters are ``id IN (index subquery)`` tests,
+    each run once (as ``fhir.search`` runs them); the order comes from one join on the
+    ``authored-on`` date row, read in the order of ``ix_search_date_lookup``, so a page
+    stops after its rows (``run_search``'s correlated sort reads every match first)."""
     base = store.settings.canonical_base
-    query = (select(RESOURCE.content)
-             .join(when, and_(when.c.resource_type == "Task", when.c.resource_id == RESOURCE.id,
-                              when.c.param == "authored-on"))
-             .join(kind, and_(kind.c.resource_type == "Task", kind.c.resource_id == RESOURCE.id,
-                              kind.c.param == "code", kind.c.code == FULFIL_CODE))
-             .where(RESOURCE.resource_type == "Task"))
-    state = table_of(TokenIndex).alias()
-    query = query.join(state, and_(state.c.resource_type == "Task",
-                                   state.c.resource_id == RESOURCE.id,
-                                   state.c.param == "business-status",
-                                   state.c.system == f"{base}/CodeSystem/order-state"))
+    where = [RESOURCE.resource_type == "Task",
+             RESOURCE.id.in_(_tokens("code", FULFIL["coding"][0]["system"], [FULFIL_CODE]))]
     if filters.state:
-        query = query.where(state.c.code == filters.state)
+        where.append(RESOURCE.id.in_(_tokens("business-status",
+                                             f"{base}/CodeSystem/order-state",
+                                             [filters.state])))
     if filters.priority:
-        query = query.where(_has_token("priority", None, [filters.priority]))
+        where.append(RESOURCE.id.in_(_tokens("priority", None, [filters.priority])))
     if filters.modality:
-        query = query.where(_focus_coded(modalities(store).get(filters.modality, [])))
+        where.append(RESOURCE.id.in_(_focus_coded(modalities(store).get(filters.modality, []))))
+    when = table_of(DateIndex).alias()
+    joined = and_(when.c.resource_type == "Task", when.c.resource_id == RESOURCE.id,
+                  when.c.param == "authored-on")
     if filters.received_from:
-        query = query.where(when.c.low >= _midnight(filters.received_from))
+        joined = and_(joined, when.c.low >= _midnight(filters.received_from))
     if filters.received_to:
-        query = query.where(when.c.low < _midnight(filters.received_to + timedelta(days=1)))
-    count = select(func.count()).select_from(query.subquery())
-    column = {"newest": when.c.low.desc(), "oldest": when.c.low.asc(),
-              "state": state.c.code.asc()}[filters.sort]
+        joined = and_(joined, when.c.low < _midnight(filters.received_to + timedelta(days=1)))
+    query = select(RESOURCE.content).join(when, joined).where(*where)
+    count = select(func.count()).select_from(
+        select(RESOURCE.id).join(when, joined).where(*where).limit(MAX_COUNTED + 1).subquery())
+    if filters.sort == "state":
+        state = table_of(TokenIndex).alias()
+        query = query.join(state, and_(state.c.resource_type == "Task",
+                                       state.c.resource_id == RESOURCE.id,
+                                       state.c.param == "business-status",
+                                       state.c.system == f"{base}/CodeSystem/order-state"))
+        return query.order_by(state.c.code, when.c.low.desc(), RESOURCE.id), count
+    column = when.c.low.desc() if filters.sort == "newest" else when.c.low.asc()
     return query.order_by(column, RESOURCE.id), count
 
 
@@ -203,23 +209,23 @@ def _midnight(day: date) -> datetime:
     return datetime.combine(day, dtime(), tzinfo=ZoneInfo(DEPARTMENT_ZONE)).astimezone(UTC)
 
 
-def _has_token(param: str, system: str | None, codes: list[str]) -> ColumnElement[bool]:
-    token = table_of(TokenIndex).alias()
-    return exists().where(token.c.resource_type == "Task", token.c.resource_id == RESOURCE.id,
-                          token.c.param == param, token.c.code.in_(codes),
-                          token.c.system.is_(None) if system is None
-                          else token.c.system == system)
+def _tokens(param: str, system: str | None, codes: list[str]) -> Select[Any]:
+    """Ids of Tasks with a ``param`` token of ``system`` (None: no system) and one of ``codes``."""
+    token = table_of(TokenIndex)
+    return select(token.c.resource_id).where(
+        token.c.resource_type == "Task", token.c.param == param, token.c.code.in_(codes),
+        token.c.system.is_(None) if system is None else token.c.system == system)
 
 
-def _focus_coded(tokens: list[str]) -> ColumnElement[bool]:
-    """The Task's focus is a ServiceRequest coded with one of ``tokens`` (``system|code``)."""
+def _focus_coded(tokens: list[str]) -> Select[Any]:
+    """Ids of Tasks whose focus is a ServiceRequest coded with one of ``tokens``."""
     focus, code = table_of(ReferenceIndex).alias(), table_of(TokenIndex).alias()
     pairs = [tuple(t.split("|", 1)) for t in tokens] or [("none", "none")]
-    return exists().where(
-        focus.c.resource_type == "Task", focus.c.resource_id == RESOURCE.id,
-        focus.c.param == "focus", focus.c.target_type == "ServiceRequest",
+    return select(focus.c.resource_id).join(code, and_(
         code.c.resource_type == "ServiceRequest", code.c.resource_id == focus.c.target_id,
-        code.c.param == "code",
+        code.c.param == "code")).where(
+        focus.c.resource_type == "Task", focus.c.param == "focus",
+        focus.c.target_type == "ServiceRequest",
         or_(*[and_(code.c.system == system, code.c.code == value) for system, value in pairs]))
 
 
@@ -234,8 +240,8 @@ def worklist(store: Store, filters: Filters) -> Page:
     guidance = _guidance(store, [r for r in included.values()
                                  if r["resourceType"] == "ServiceRequest"])
     rows = [_row(store, task, included, guidance) for task in tasks]
-    pages = max(1, -(-total // PAGE_SIZE))
-    return Page(rows, total, filters.page, pages)
+    pages = min(MAX_PAGE, max(1, -(-total // PAGE_SIZE)))
+    return Page(rows, total, filters.page, pages, total > MAX_COUNTED)
 
 
 def _referenced(store: Store, tasks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
