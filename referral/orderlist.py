@@ -167,7 +167,8 @@ def modalities(store: Store) -> dict[str, list[str]]:
     return dict(sorted(found.items()))
 
 
-def _page_query(store: Store, filters: Filters) -> tuple[Select[Any], Select[Any]]:
+def _page_query(store: Store, filters: Filters,
+                reverse: bool = False) -> tuple[Select[Any], Select[Any]]:
     """The page's Task query and its count. Filters are ``id IN (index subquery)`` tests,
     each run once (as ``fhir.search`` runs them); the order comes from one join on the
     ``authored-on`` date row, read in the order of ``ix_search_date_lookup``, so a page
@@ -199,9 +200,11 @@ def _page_query(store: Store, filters: Filters) -> tuple[Select[Any], Select[Any
                                        state.c.resource_id == RESOURCE.id,
                                        state.c.param == "business-status",
                                        state.c.system == f"{base}/CodeSystem/order-state"))
-        return query.order_by(state.c.code, when.c.low.desc(), RESOURCE.id), count
-    column = when.c.low.desc() if filters.sort == "newest" else when.c.low.asc()
-    return query.order_by(column, RESOURCE.id), count
+        keys = [(state.c.code, True), (when.c.low, False), (RESOURCE.id, True)]
+    else:
+        keys = [(when.c.low, filters.sort == "oldest"), (RESOURCE.id, True)]
+    # ``reverse``: the same order read from its other end (a page past the middle)
+    return query.order_by(*[c.asc() if up != reverse else c.desc() for c, up in keys]), count
 
 
 def _midnight(day: date) -> datetime:
@@ -234,7 +237,16 @@ def worklist(store: Store, filters: Filters) -> Page:
     query, count = _page_query(store, filters)
     total = int(store.session.execute(count).scalar_one())
     offset = (filters.page - 1) * PAGE_SIZE
-    contents = store.session.execute(query.offset(offset).limit(PAGE_SIZE)).scalars().all()
+    if total <= MAX_COUNTED and offset > total // 2:
+        # A page past the middle is read from the far end: fewer index rows to skip.
+        query, _ = _page_query(store, filters, reverse=True)
+        skipped = max(0, total - offset - PAGE_SIZE)
+        size = min(PAGE_SIZE, total - offset)
+        contents = list(reversed(store.session.execute(
+            query.offset(skipped).limit(max(0, size))).scalars().all()))
+    else:
+        contents = list(store.session.execute(
+            query.offset(offset).limit(PAGE_SIZE)).scalars().all())
     tasks = [fhirjson.loads(content) for content in contents]
     included = _referenced(store, tasks)
     guidance = _guidance(store, [r for r in included.values()
