@@ -106,6 +106,8 @@ class Row:
 
 @dataclass
 class Page:
+    """One page of the worklist: its rows, how many orders match, which page of how many."""
+
     rows: list[Row]
     total: int  # at most MAX_COUNTED + 1: more than MAX_COUNTED when ``more``
     page: int
