@@ -119,6 +119,7 @@ _SPECS = [
                    _p("code", "token", "code"), _p("focus", "reference", "focus"),
                    _p("based-on", "reference", "basedOn"), _p("owner", "reference", "owner"),
                    _p("business-status", "token", "businessStatus"),
+                   _p("priority", "token", "priority"),
                    _p("requester", "reference", "requester"),
                    _p("part-of", "reference", "partOf"),
                    _p("authored-on", "date", "authoredOn")], RECORD),

@@ -39,7 +39,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from core.db import engine_for
-from core.errors import FhirError
+from core.errors import Conflict, FhirError, NotFound
 from core.polling import Poller
 from core.settings import Settings
 from fhir.dates import instant, now_utc
@@ -185,6 +185,30 @@ def listed(session: Session, status: str | None = None) -> list[Notification]:
     if status is not None:
         query = query.where(col(Notification.status) == status)
     return list(session.exec(query.order_by(col(Notification.id))).all())
+
+
+def retry(session: Session, notification_id: int, now: datetime | None = None) -> Notification:
+    """Queue a ``dead`` notification for one more attempt now (a person asked); the row.
+    The caller commits. A failure kills it again at once (its give-up time has passed).
+
+    Raises
+    ------
+    NotFound
+        When no such notification exists.
+    Conflict
+        When it is not dead (queued ones are tried anyway, delivered ones are done).
+    """
+    row = session.get(Notification, notification_id)
+    if row is None:
+        raise NotFound(f"Notification {notification_id} is not known")
+    if row.status != "dead":
+        raise Conflict(f"Notification {notification_id} is {row.status}, not dead: "
+                       "only a dead one is retried")
+    now = now or now_utc()
+    row.status, row.next_attempt_at, row.leased_until, row.updated_at = "queued", now, None, now
+    session.add(row)
+    log.info("dead notification queued again", extra={"notification_id": notification_id})
+    return row
 
 
 def broker_due(session: Session, settings: Settings,

@@ -135,11 +135,13 @@ def open_order(store: Store, order: dict[str, Any]) -> dict[str, Any]:
 
 
 def move(store: Store, order: dict[str, Any], wanted: str, actor: Actor,
-         note: str | None = None) -> dict[str, Any]:
+         note: str | None = None, changes: dict[str, Any] | None = None) -> dict[str, Any]:
     """Move ``order`` to ``wanted`` for ``actor``; its Task, written. The caller commits.
 
     Staying in the same state is no move and writes nothing. An order written
-    before Tasks existed gets its Task first.
+    before Tasks existed gets its Task first. ``changes`` are Task elements the
+    move sets, as a RIS's PATCH would (``statusReason``, ``restriction``,
+    ``input``); the ones that name the order (``KEPT``) are refused.
 
     Raises
     ------
@@ -151,7 +153,12 @@ def move(store: Store, order: dict[str, Any], wanted: str, actor: Actor,
     if current == wanted:
         return task
     check_move(current, wanted, actor)
-    task = _entered(store, {**task}, wanted, note, order)
+    if changes and set(changes) & set(KEPT):
+        raise Unprocessable("A move cannot change the elements that name the order",
+                            [f"Task.{key}" for key in set(changes) & set(KEPT)])
+    task = {**task, **(changes or {})}
+    worklist.station_ae(store, task)
+    task = _entered(store, task, wanted, note, order)
     with _workflow_write(store, f"Task/{task['id']}"):
         task = store.update("Task", task["id"], task).resource
     _reflect(store, order, wanted)

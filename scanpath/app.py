@@ -15,7 +15,7 @@ from core import web
 from core.logging import configure_logging
 from core.settings import PROJECT_ROOT, Settings, get_settings, unknown_variables
 from fhir import api as fhir_api
-from scanpath import auditing, ops
+from scanpath import admin, auditing, ops
 
 log = logging.getLogger(__name__)
 
@@ -39,4 +39,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     referral.init_app(app)
     imaging_core.init_app(app)
     rules.init_app(app)
+    admin.init_app(app)
     return app

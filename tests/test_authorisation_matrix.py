@@ -233,6 +233,15 @@ def dicomweb_probes() -> Iterator[Probe]:
 STAFF_PAGES = [("/staff", "/staff")]
 STAFF_OPEN_PAGES = [("/staff/login", "/staff/login")]
 STAFF_FORMS = [("/staff/login", "/staff/login"), ("/staff/logout", "/staff/logout")]
+# staff-worklist: worklist, order detail, vetting, scheduling, the admin page.
+STAFF_PAGES += [("/staff/worklist", "/staff/worklist"),
+                ("/staff/orders/o-1", "/staff/orders/<order_id>"),
+                ("/staff/admin", "/staff/admin")]
+STAFF_FORMS += [("/staff/orders/o-1/vet", "/staff/orders/<order_id>/vet"),
+                ("/staff/orders/o-1/schedule", "/staff/orders/<order_id>/schedule"),
+                ("/staff/admin/holds/t-1", "/staff/admin/holds/<task_id>"),
+                ("/staff/admin/notifications/1/retry",
+                 "/staff/admin/notifications/<int:notification_id>/retry")]
 
 # Calcium lesion review and report sign-off (imaging_core/staffviews.py).
 _REPORT = "/staff/reports/<report_id>"
