@@ -1,0 +1,166 @@
+"""The staff image viewer (issue 12 item 4): DICOMweb with a staff session, the page
+without JavaScript, the Cornerstone3D viewer in Chromium, and its accessibility.
+
+The series is an analytic phantom (``tests.imaging_core.phantoms``): a 40 HU
+background with one 1000 HU rod through the middle slices, so what a slice and a
+window show is known without asking the code under test. Window values are
+Radiopaedia's ("Windowing (CT)"), not read from ScanPath.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from core.settings import Settings
+from imaging_core.storage import receive
+from tests.imaging_core.phantoms import Insert, Phantom, datasets
+from tests.staff.conftest import (  # noqa: F401  (fixtures of the staff app's tests)
+    axe_violations_fixture,
+    browser,
+    create_staff_user,
+    logged_in_page,
+    staff_live,
+)
+
+SLICES = 5
+# A 1000 HU rod of 6 mm radius in slices 3-5 only (w from 6 mm; 3 mm apart).
+ROD = Insert(u=16.0, v=16.0, radius=6.0, w0=5.0, w1=100.0, hu=1000.0)
+PHANTOM = Phantom(rows=64, cols=64, n_slices=SLICES, inserts=(ROD,), name="viewer")
+LUNG = "-600,1500"  # Radiopaedia: lung window W1500 L-600
+
+
+@pytest.fixture(scope="module")
+def study(staff_live: tuple[str, Settings]) -> str:  # noqa: F811
+    """The phantom series, stored as STOW-RS would store it."""
+    _, settings = staff_live
+    for ds in datasets(PHANTOM):
+        receive(settings, ds, "stow")
+    return PHANTOM.study_uid
+
+
+def test_dicomweb_reads_take_a_staff_session_and_refuse_no_credential(
+        staff_live: tuple[str, Settings], study: str,  # noqa: F811
+        logged_in_page: Callable[[str], Any]) -> None:  # noqa: F811
+    base, _ = staff_live
+    http = logged_in_page("radiographer").request  # the browser's cookies, no token
+    found = http.get(f"/dicomweb/studies/{study}/series",
+                     headers={"Accept": "application/dicom+json"})
+    assert found.status == 200
+    assert found.json()[0]["00201209"]["Value"] == [SLICES]  # NumberOfSeriesRelatedInstances
+    series = found.json()[0]["0020000E"]["Value"][0]
+    metadata = http.get(f"/dicomweb/studies/{study}/series/{series}/metadata")
+    assert metadata.status == 200 and len(metadata.json()) == SLICES
+    sop = metadata.json()[0]["00080018"]["Value"][0]
+    frame = http.get(f"/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/1")
+    assert frame.status == 200
+    assert len(frame.body()) > 64 * 64 * 2  # one 64 x 64 16-bit frame, in a multipart body
+
+    anonymous = requests.get(f"{base}/dicomweb/studies/{study}/series/{series}/metadata")
+    assert anonymous.status_code == 401
+    assert anonymous.json()["resourceType"] == "OperationOutcome"
+    logged_out = requests.get(f"{base}/dicomweb/studies?StudyInstanceUID={study}")
+    assert logged_out.status_code == 401
+    # A STOW-RS store still needs a token: the session is for reading only.
+    assert http.post("/dicomweb/studies", data=b"x", headers={
+        "Content-Type": 'multipart/related; type="application/dicom"; boundary=b'}
+    ).status == 401
+
+
+def test_viewer_page_needs_a_session_and_refuses_bad_input(
+        staff_live: tuple[str, Settings], study: str,  # noqa: F811
+        logged_in_page: Callable[[str], Any]) -> None:  # noqa: F811
+    base, _ = staff_live
+    anonymous = requests.get(f"{base}/staff/studies/{study}", allow_redirects=False)
+    assert anonymous.status_code == 302
+    assert anonymous.headers["Location"].startswith("/staff/login?next=")
+    http = logged_in_page("radiologist").request
+    for query in ("slice=0", f"slice={SLICES + 1}", "slice=x", "window=purple", "view=3d"):
+        answer = http.get(f"/staff/studies/{study}?{query}")
+        assert answer.status == 400, query
+        assert "text/html" in answer.headers["content-type"]
+    assert http.get("/staff/studies/1.2.3.4").status == 404
+    assert http.get(f"/staff/studies/{study}/model.glb").status == 404
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=float)
+
+
+def _shown(page: Any) -> np.ndarray:
+    """The slice image as the browser received it."""
+    src = page.locator("img.sp-slices__image").get_attribute("src")
+    return _pixels(page.request.get(src).body())
+
+
+@pytest.fixture
+def no_js_page(browser: Any, staff_live: tuple[str, Settings]) -> Iterator[Any]:  # noqa: F811
+    """A radiologist's page in a Chromium context with JavaScript disabled."""
+    base, settings = staff_live
+    username, password = create_staff_user(settings, "radiologist")
+    context = browser.new_context(base_url=base, java_script_enabled=False)
+    page = context.new_page()
+    page.goto("/staff/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    yield page
+    context.close()
+
+
+def test_without_javascript_the_page_shows_rendered_slices(no_js_page: Any, study: str) -> None:
+    page = no_js_page
+    page.goto(f"/staff/studies/{study}")
+    assert page.get_by_role("heading", name="Slice 1 of 5").is_visible()
+    first = _shown(page)
+    assert first.shape == (64, 64)
+    assert first.std() < 1  # slice 1: background only, one grey level
+
+    page.get_by_role("link", name="Next slice").click()
+    assert page.get_by_role("heading", name="Slice 2 of 5").is_visible()
+    page.get_by_role("link", name="Next slice").click()
+    third = _shown(page)
+    assert third.max() == 255 and third.min() < 255  # the rod appears, white in soft tissue
+
+    page.get_by_role("link", name="Lung window").click()
+    assert page.get_by_role("heading", name="Slice 3 of 5, lung window").is_visible()
+    lung = _shown(page)
+    # 40 HU in a lung window (W1500 L-600): (40 - (-600 - 750)) / 1500 of the grey scale.
+    background = lung[0, 0]
+    assert abs(background - 255 * (40 + 600 + 750) / 1500) <= 2
+    assert background != third[0, 0]
+    assert page.get_by_role("link", name="Previous slice").is_visible()
+
+
+def test_javascript_viewer_renders_and_scrolls(
+        logged_in_page: Callable[[str], Any], study: str,  # noqa: F811
+        axe_violations: Callable[[Any], list[dict[str, Any]]]) -> None:
+    page = logged_in_page("radiographer")
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"/staff/studies/{study}")
+    page.wait_for_selector("#viewer[data-first-image='rendered'] canvas", timeout=60_000)
+    index = page.locator("#slice-index")
+    assert index.inner_text() == "Slice 1 of 5"
+
+    viewport = page.locator("#viewport")
+    viewport.focus()
+    page.keyboard.press("ArrowDown")
+    page.wait_for_selector("#slice-index[data-index='2']")
+    page.keyboard.press("End")
+    page.wait_for_selector("#slice-index[data-index='5']")
+    box = viewport.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, -120)
+    page.wait_for_selector("#slice-index[data-index='4']")
+
+    page.get_by_role("button", name="Lung").click()
+    page.wait_for_selector(f"#viewer[data-window='{LUNG}']")
+    assert not errors, errors
+    assert axe_violations(page) == []
