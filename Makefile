@@ -10,13 +10,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 VENV_STAMP := $(VENV)/.scanpath-installed
 NODE_STAMP := node_modules/.scanpath-installed
+STATIC_STAMP := static/.scanpath-built
+NHSUK := node_modules/nhsuk-frontend/dist/nhsuk
 PYTEST_ARGS ?=
 
 # PostgreSQL runs on every machine of this project; the suite's postgres tests use it
 # (and must not skip under CI=true).
 export SCANPATH_TEST_POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: help venv .venv node_modules system-deps migrate seed run lint test bench
+.PHONY: help venv .venv node_modules static system-deps migrate seed run lint test bench
 
 help:
 	@echo "make run          bootstrap .venv, migrate, seed, serve on http://$${SCANPATH_HOST:-127.0.0.1}:$${SCANPATH_PORT:-8080}"
@@ -24,6 +26,8 @@ help:
 	@echo "make test         bootstrap (.venv, node_modules, system packages), lint, pytest"
 	@echo "                  (PYTEST_ARGS='-k name -x' passes options to pytest)"
 	@echo "make lint         ruff and mypy"
+	@echo "make static       copy nhsuk-frontend's CSS, JS and assets into static/nhsuk/ and bundle the"
+	@echo "                  image viewer (Cornerstone3D, model-viewer) into static/viewer/ (served at /static)"
 	@echo "make migrate      upgrade the database to the latest migration"
 	@echo "make seed         migrate, then load the demo clients and rule packs"
 	@echo "make bench        run every bench/*.py (but _*.py helpers)"
@@ -49,6 +53,17 @@ node_modules: $(NODE_STAMP)
 $(NODE_STAMP): package.json $(wildcard package-lock.json)
 	if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; \
 	else npm install --no-audit --no-fund; fi
+	touch $@
+
+# The staff web app's look: nhsuk-frontend from npm, served by Flask at /static/nhsuk/
+# (never from a CDN). static/ is built, not committed.
+static: $(STATIC_STAMP)
+
+$(STATIC_STAMP): $(NODE_STAMP)
+	rm -rf static/nhsuk
+	mkdir -p static/nhsuk
+	cp $(NHSUK)/nhsuk-frontend.min.css $(NHSUK)/nhsuk-frontend.min.js static/nhsuk/
+	cp -r $(NHSUK)/assets static/nhsuk/assets
 	touch $@
 
 # dcmtk (storescu, findscu), Chromium and Orthanc (the PACS results are sent to; the
@@ -83,7 +98,6 @@ VIEWER_ENTRIES := imaging_core/viewer/viewer.js imaging_core/viewer/viewer.css \
 	node_modules/@cornerstonejs/dicom-image-loader/dist/esm/decodeImageFrameWorker.js
 NODE_BUILTINS := fs path crypto module worker_threads stream util buffer
 
-.PHONY: static
 static: $(VIEWER_STAMP)
 
 $(VIEWER_STAMP): $(NODE_STAMP) $(VIEWER_SOURCES)
@@ -103,7 +117,7 @@ migrate: venv
 seed: migrate
 	$(BIN)/scanpath seed
 
-run: seed
+run: seed static
 	$(BIN)/scanpath serve
 
 # --- checking --------------------------------------------------------------------
@@ -112,7 +126,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy core auth fhir referral rules imaging_core scanpath wsgi.py
 
-test: venv node_modules system-deps lint
+test: venv node_modules static system-deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: venv

@@ -13,6 +13,10 @@ its registered JWKS and receives a short-lived bearer token carrying SMART v2
 - ``clients``: the demo clients, their keys, and helpers for the CLI, tests and benchmarks.
 - ``views``: ``/.well-known/smart-configuration`` and ``POST /auth/token``.
 - ``guard``: ``current_principal()`` and ``require(type, interaction)`` for other blueprints.
+- ``staff``: staff accounts (radiographer, radiologist, admin), server-side sessions,
+  lockout, and ``staff_required`` / ``current_staff`` / ``audit_staff`` for the
+  staff web app's blueprints (CONTRACT §8).
+- ``staff_views``: ``/staff`` login, logout and landing page; CSRF on /staff POSTs.
 
 May import only ``core``. ``fhir``, ``rules``, ``referral`` and ``imaging_core``
 call ``auth.guard.require`` for each interaction they serve.
@@ -27,9 +31,11 @@ if TYPE_CHECKING:
 
 
 def init_app(app: Flask) -> None:
-    """Register the discovery document and the token endpoint on ``app``."""
+    """Register the discovery document, the token endpoint and the staff login on ``app``."""
     # Imported here so that the pure modules (``auth.scopes``, ``auth.tokens``)
     # can be used without pulling in the Flask views.
+    from auth import staff_views
     from auth.views import blueprint
 
     app.register_blueprint(blueprint)
+    staff_views.init_app(app)

@@ -38,3 +38,37 @@ class UsedAssertion(SQLModel, table=True):
     jti: str = Field(primary_key=True, max_length=255)
     client_id: str = Field(foreign_key="auth_client.client_id", max_length=128)
     expires_at: datetime = Field(index=True)
+
+
+class StaffAccount(SQLModel, table=True):
+    """A person of the radiology department who logs in to the staff web app (``/staff``)."""
+
+    __tablename__ = "staff_account"
+    username: str = Field(primary_key=True, max_length=64)
+    display_name: str = Field(max_length=255)
+    role: str = Field(max_length=32)  # radiographer, radiologist or admin (auth.staff.ROLES)
+    password_hash: str = Field(max_length=255)  # argon2id, PHC string format
+    active: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+    password_changed_at: datetime = Field(default_factory=utcnow)
+
+
+class StaffSession(SQLModel, table=True):
+    """A logged-in staff session; the cookie holds a random token, this row only its hash."""
+
+    __tablename__ = "staff_session"
+    token_hash: str = Field(primary_key=True, max_length=64)  # SHA-256, hex
+    username: str = Field(foreign_key="staff_account.username", max_length=64, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    # Idle expiry, moved forward on every request; never past ``absolute_expires_at``.
+    expires_at: datetime = Field(index=True)
+    absolute_expires_at: datetime
+
+
+class StaffLoginFailure(SQLModel, table=True):
+    """One failed login for a username (known or not), counted for the lockout."""
+
+    __tablename__ = "staff_login_failure"
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=64, index=True)
+    at: datetime = Field(default_factory=utcnow, index=True)

@@ -17,3 +17,8 @@ token_issued = _signals.signal("token-issued")
 # error: str (the RFC 6749 error code), description: str. The request's changes are
 # already rolled back.
 token_refused = _signals.signal("token-refused")
+# sender: the Flask app; username: str (the logged-in user, or the name claimed at a
+# failed login), role: str | None, action: str ("login", "logout", "page-view",
+# "vet-accept", ...), entity: str | None (a reference), outcome: "success", "minor"
+# or "serious", detail: str | None. Recorded and committed at once.
+staff_audit = _signals.signal("staff-audit")

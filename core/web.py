@@ -7,7 +7,7 @@ import logging
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from flask import Flask, Request, Response, current_app, g, request
+from flask import Flask, Request, Response, current_app, g, render_template, request
 from sqlmodel import Session
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.utils import cached_property
@@ -31,9 +31,15 @@ SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff",
                     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
                     "Referrer-Policy": "no-referrer"}
 HSTS = "max-age=31536000; includeSubDomains"
+# The staff web app (/staff) loads its own scripts, styles and images, never inline
+# ones (issue 12); allow_wasm_eval() adds 'wasm-unsafe-eval' for a page that needs it.
+STAFF_PREFIX = "/staff"
+STAFF_CSP = ("default-src 'self'; script-src 'self'{wasm}; style-src 'self'; "
+             "img-src 'self' data: blob:; worker-src 'self' blob:; connect-src 'self'; "
+             "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 # The endpoints whose answers hold no patient data and are public (discovery, the home
 # page, health): only these may be cached. Every other answer is Cache-Control: no-store.
-PUBLIC_ENDPOINTS = frozenset({"ops.home", "ops.home_css", "ops.healthz", "ops.readyz",
+PUBLIC_ENDPOINTS = frozenset({"ops.home", "ops.home_css", "ops.healthz", "ops.readyz", "static",
                               "auth.smart_configuration", "fhir.metadata", "cds.discovery"})
 CORS_METHODS = "GET, POST, PUT, PATCH, DELETE"
 CORS_HEADERS = "Authorization, Content-Type, Accept, If-Match, If-None-Exist, Prefer"
@@ -127,8 +133,26 @@ def init_app(app: Flask) -> None:
     register_error_handlers(app)
 
 
+def is_staff_request() -> bool:
+    """Whether the request is for the staff web app (HTML pages, session cookie)."""
+    return request.path == STAFF_PREFIX or request.path.startswith(STAFF_PREFIX + "/")
+
+
+def allow_wasm_eval() -> None:
+    """Let this staff page compile WebAssembly (CSP 'wasm-unsafe-eval'), e.g. the viewer."""
+    g.csp_wasm = True
+
+
+def staff_csp() -> str:
+    """The Content-Security-Policy of this staff page."""
+    return STAFF_CSP.format(wasm=" 'wasm-unsafe-eval'" if g.get("csp_wasm") else "")
+
+
 def _security_headers(response: Response) -> Response:
-    """The headers of SECURITY_HEADERS; HSTS over TLS; no-store unless public."""
+    """The headers of SECURITY_HEADERS (the staff CSP under /staff); HSTS over TLS;
+    no-store unless public."""
+    if is_staff_request():
+        response.headers.setdefault("Content-Security-Policy", staff_csp())
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     if request.is_secure or app_settings().public_url.startswith("https://"):
@@ -163,15 +187,32 @@ def _refuse_control_characters() -> None:
 
 
 def register_error_handlers(app: Flask) -> None:
-    """Every error, expected or not, leaves as an OperationOutcome."""
+    """Every error, expected or not, leaves as an OperationOutcome (an HTML page
+    under /staff: ``error_response`` decides)."""
     app.register_error_handler(FhirError, _fhir_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(RecursionError, _too_deep)
     app.register_error_handler(Exception, _unexpected_error)
 
 
+def error_response(issues: list[Issue], status: int,
+                   headers: dict[str, str] | None = None) -> Response:
+    """The one place an error's representation is chosen: an HTML page for the staff
+    web app, an OperationOutcome for everything else."""
+    if is_staff_request():
+        try:
+            html = render_template("staff/error.html", status=status,
+                                   messages=[issue.diagnostics for issue in issues])
+        except Exception:  # the error page itself failed: still a page, never a traceback
+            log.exception("staff error page failed")
+            html = f"<!doctype html><title>Error {status}</title><p>Error {status}</p>"
+        return Response(html, status=status, headers=headers or {},
+                        content_type="text/html; charset=utf-8")
+    return fhir_response(operation_outcome(issues), status, headers)
+
+
 def _fhir_error(error: FhirError) -> Response:
-    return fhir_response(error.outcome(), error.status, error.headers)
+    return error_response(error.issues, error.status, error.headers)
 
 
 def _http_error(error: HTTPException) -> Response:
@@ -179,16 +220,15 @@ def _http_error(error: HTTPException) -> Response:
     issue = Issue(error.description or error.name, HTTP_ISSUE_CODES.get(status, "exception"))
     headers = dict(error.get_headers()) if status == 405 else {}
     headers.pop("Content-Type", None)
-    return fhir_response(operation_outcome([issue]), status, headers)
+    return error_response([issue], status, headers)
 
 
 def _too_deep(_error: RecursionError) -> Response:
     """JSON nested past Python's recursion limit is bad input, not a server fault."""
-    issue = Issue("The body is nested too deeply to process", "structure")
-    return fhir_response(operation_outcome([issue]), 400)
+    return error_response([Issue("The body is nested too deeply to process", "structure")], 400)
 
 
 def _unexpected_error(error: Exception) -> Response:
     log.exception("unhandled error")
     issue = Issue("An internal error occurred; it has been logged", "exception", "fatal")
-    return fhir_response(operation_outcome([issue]), 500)
+    return error_response([issue], 500)

@@ -26,7 +26,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_logging(settings.log_level)
     for name, closest in unknown_variables(os.environ):
         log.warning("unknown setting ignored", extra={"variable": name, "did_you_mean": closest})
-    app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"))
+    # static/: nhsuk-frontend's CSS, JS and assets, built by `make static`.
+    app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"),
+                static_folder=str(PROJECT_ROOT / "static"))
     app.config["SCANPATH"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     web.init_app(app)

@@ -46,6 +46,8 @@ COMMANDS = {
              "the demo clients", DATABASE + ", SCANPATH_ENV"),
     "client": ("register, list, disable or enable the clients allowed to call ScanPath",
                DATABASE),
+    "staff": ("add staff users of the web app (/staff; password from standard input), "
+              "change a password, list them", DATABASE),
     "notifications": ("list Subscription notifications (--dead: those given up on after "
                       "SCANPATH_NOTIFY_GIVE_UP_HOURS), one a line", DATABASE),
 }
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = get_settings()
         handlers: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
             "serve": _serve, "token": _token, "db": _upgrade, "seed": _seed,
-            "client": _client, "notifications": _notifications}
+            "client": _client, "staff": _staff, "notifications": _notifications}
         return handlers[args.command](settings, args)
     except CliError as error:
         print(f"scanpath: {error}", file=sys.stderr)
@@ -102,12 +104,32 @@ def _parser() -> argparse.ArgumentParser:
     keys.add_argument("--jwks", type=Path, help="a JSON Web Key Set file of its public keys")
     keys.add_argument("--jwks-uri", help="the https URL where the client publishes its keys")
     actions.add_parser("list", help="every registered client, one a line", epilog=environment)
+    _staff_parser(sub["staff"], environment)
     for action in ("disable", "enable"):
         one = actions.add_parser(action, help=f"{action} a client"
                                  + ("; its tokens stop working at once" if action == "disable"
                                     else ""), epilog=environment)
         one.add_argument("client_id")
     return parser
+
+
+def _staff_parser(parser: argparse.ArgumentParser, environment: str) -> None:
+    from auth.staff import MIN_PASSWORD_LENGTH, ROLES
+
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="add a staff user; the password (at least "
+                             f"{MIN_PASSWORD_LENGTH} characters) is read from standard input",
+                             epilog=environment)
+    add.add_argument("username")
+    add.add_argument("--role", required=True, choices=ROLES)
+    add.add_argument("--name", help="the name shown in the app (default: the username)")
+    add.add_argument("--replace", action="store_true",
+                     help="reset an existing user's role, name and password")
+    password = actions.add_parser("password", help="change a staff user's password (from "
+                                  "standard input); their sessions end at once",
+                                  epilog=environment)
+    password.add_argument("username")
+    actions.add_parser("list", help="every staff user, one a line", epilog=environment)
 
 
 def _ready_database(settings: Settings) -> None:
@@ -143,12 +165,27 @@ def _seed(settings: Settings, _args: argparse.Namespace) -> int:
     _ready_database(settings)
     with session_scope(get_engine()) as session:
         disabled = seed_all(session, settings)
+    staff_disabled = [name.removeprefix("staff:") for name in disabled
+                      if name.startswith("staff:")]
+    disabled = [name for name in disabled if not name.startswith("staff:")]
     demo = ("demo clients demo-gp, demo-radiology, demo-admin" if settings.env == "development"
             else f"no demo clients ({settings.env})")
     if disabled:
         demo += f"; disabled the demo clients left from development: {', '.join(disabled)}"
     print(f"seeded: {demo}; rule packs; code systems")
+    print(_staff_seeded(settings, staff_disabled))
     return 0
+
+
+def _staff_seeded(settings: Settings, disabled: list[str]) -> str:
+    from auth.staff import DEMO_PASSWORD, DEMO_USERS
+
+    if settings.env == "development":
+        names = ", ".join(username for username, _, _ in DEMO_USERS)
+        return f"staff web app demo users exist: {names}, each with the password " \
+            f"{DEMO_PASSWORD} (development only; log in at {settings.public_url}/staff)"
+    return f"no demo staff users ({settings.env})" + \
+        (f"; disabled those left from development: {', '.join(disabled)}" if disabled else "")
 
 
 def _token(settings: Settings, args: argparse.Namespace) -> int:
@@ -192,6 +229,38 @@ def _client(settings: Settings, args: argparse.Namespace) -> int:
             return 0
     except ClientRegistrationError as error:
         raise CliError(str(error)) from error
+
+
+def _staff(settings: Settings, args: argparse.Namespace) -> int:
+    from auth.staff import StaffError, add_user, all_users, set_password
+
+    _ready_database(settings)
+    try:
+        with session_scope(get_engine()) as session:
+            if args.action == "list":
+                for user in all_users(session):
+                    state = "active" if user.active else "disabled"
+                    print(f"{user.username}\t{user.role}\t{state}\t{user.display_name}")
+                return 0
+            password = _password_from_stdin()
+            if args.action == "password":
+                set_password(session, args.username, password)
+                print(f"{args.username}: password changed; their sessions have ended")
+                return 0
+            add_user(session, args.username, args.role, password, args.name,
+                     replace=args.replace)
+            print(f"{args.username} {'reset' if args.replace else 'added'} ({args.role})")
+            return 0
+    except StaffError as error:
+        raise CliError(str(error)) from error
+
+
+def _password_from_stdin() -> str:
+    """The first line of standard input, without its line ending."""
+    line = sys.stdin.readline()
+    if not line:
+        raise CliError("give the password on standard input")
+    return line.rstrip("\r\n")
 
 
 def _notifications(settings: Settings, args: argparse.Namespace) -> int:

@@ -13,6 +13,11 @@ expected status of each request follows from them alone:
 - otherwise the request is let through: anything but 401, 403 and 405, and
   never a 500.
 
+The staff web app (``/staff``) authenticates by session cookie, never by bearer
+token: its routes are rows of their own (STAFF_PAGES, STAFF_FORMS), public to
+tokens, and ``test_staff_routes_need_a_session`` checks that without a session
+every page redirects to the login and every form without its CSRF token is a 400.
+
 Routes come from ``app.url_map``; a route or method that no row covers fails
 ``test_every_route_is_in_the_matrix``, so a new route must join the matrix.
 """
@@ -223,8 +228,44 @@ def dicomweb_probes() -> Iterator[Probe]:
                     content_type=stow)
 
 
+# Staff web app routes: (path to request, url_map rule). Pages need a session; the
+# login page itself is open. Each part adds its own rows here.
+STAFF_PAGES = [("/staff", "/staff")]
+# Image review (imaging_core.staffviewer); its DICOMweb reads are the rows above, and
+# tests/imaging_core/test_staff_viewer.py checks them with a staff session.
+STAFF_PAGES += [("/staff/studies/1.2.3", "/staff/studies/<study>"),
+                ("/staff/studies/1.2.3/model.glb", "/staff/studies/<study>/model.glb")]
+STAFF_OPEN_PAGES = [("/staff/login", "/staff/login")]
+STAFF_FORMS = [("/staff/login", "/staff/login"), ("/staff/logout", "/staff/logout")]
+
+
+def staff_probes() -> Iterator[Probe]:
+    """Bearer tokens neither open nor close /staff: public to the token matrix."""
+    for path, rule in STAFF_PAGES + STAFF_OPEN_PAGES:
+        yield Probe("GET", path, rule, public=True, accept="text/html")
+    for path, rule in STAFF_FORMS:
+        yield Probe("POST", path, rule, public=True, body="",
+                    content_type="application/x-www-form-urlencoded", accept="text/html")
+
+
 def all_probes() -> list[Probe]:
-    return [*rest_probes(), *bundle_probes(), *other_probes()]
+    return [*rest_probes(), *bundle_probes(), *other_probes(), *staff_probes()]
+
+
+def test_staff_routes_need_a_session(app):
+    """Without a session every staff page is a 302 to the login page (coming back to
+    it after); every staff form without its CSRF token is a 400 HTML page."""
+    client = app.test_client()
+    for path, _rule in STAFF_PAGES:
+        response = client.get(path)
+        assert response.status_code == 302, path
+        assert response.headers["Location"].startswith("/staff/login?next="), path
+    for path, _rule in STAFF_OPEN_PAGES:
+        assert client.get(path).status_code == 200, path
+    for path, _rule in STAFF_FORMS:
+        response = client.post(path, data={})
+        assert response.status_code == 400, path
+        assert response.content_type.startswith("text/html"), path
 
 
 def test_every_route_is_in_the_matrix(app):
