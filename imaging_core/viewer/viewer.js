@@ -13,9 +13,11 @@
 import {
   Enums,
   RenderingEngine,
+  getRenderingCapabilities,
   getShouldUseCPURendering,
   init as initCore,
   metaData,
+  setUseCPURendering,
 } from '@cornerstonejs/core';
 import {
   Enums as ToolEnums,
@@ -26,6 +28,7 @@ import {
   ZoomTool,
   addTool,
   init as initTools,
+  utilities as toolUtilities,
 } from '@cornerstonejs/tools';
 import { init as initLoader, wadors } from '@cornerstonejs/dicom-image-loader';
 
@@ -159,6 +162,11 @@ async function start() {
   const element = document.getElementById('viewport');
   container.hidden = false;
   initCore();
+  // A software WebGL rasterizer (SwiftShader, llvmpipe: a machine or VM with no GPU)
+  // draws a 512 x 512 slice slower than Cornerstone's CPU (canvas 2D) path does.
+  if (getRenderingCapabilities().softwareRasterizer) {
+    setUseCPURendering(true);
+  }
   initTools();
   initLoader({ maxWebWorkers: 1 });
   // The series' instances carry everything the stack needs; the loader's provider
@@ -177,6 +185,9 @@ async function start() {
   container.dataset.slices = String(imageIds.length);
   await viewport.setStack(imageIds, 0);
   viewport.render();
+  // Fetch the rest of the series in the background, nearest slices first, so that
+  // scrolling does not wait on the network for each slice.
+  toolUtilities.stackPrefetch.enable(element);
 }
 
 if (document.getElementById('viewer')) {
