@@ -8,6 +8,12 @@ without JavaScript (or with ``view=slices``), one server-rendered slice at a tim
 and links for each CT window preset (``imaging_core.windows``). ``slice`` (from 1)
 and ``window`` (a preset key) choose what that page shows; anything else is 400.
 
+``GET /staff/studies/{study}/overlay.json`` gives the calcium overlay from the
+study's latest DICOM SEG (the voxels counted in the Agatston score,
+``imaging_core.reports.build_seg``): each segment's label, and per source slice
+(SOP Instance UID, from each frame's Derivation Image Sequence, PS3.3 C.7.6.16.2.6)
+the segment pixels as ``[segment, row, column]``; the viewer draws them over the slice.
+
 ``GET /staff/studies/{study}/model.glb`` serves the 3D model (GLB) the calcium
 analysis attached to the order's report (a FHIR Binary, ``imaging_core.results``)
 to the page's ``<model-viewer>``.
@@ -25,7 +31,11 @@ from itertools import groupby
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Flask, Response, render_template, request
+import numpy as np
+from flask import Blueprint, Flask, Response, jsonify, render_template, request
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import SegmentationStorage
 from sqlmodel import Session
 
 from auth.staff import staff_required
@@ -93,7 +103,59 @@ def viewer(study: str) -> str:
                          ["view"])
     return render_template("staff/viewer.html", view=view, presets=PRESETS,
                            slices_only=slices_only, slices_view="slices" if slices_only else None,
-                           has_model=_model(study) is not None)
+                           has_model=_model(study) is not None,
+                           has_overlay=latest_seg(db(), study) is not None)
+
+
+@bp.get("/<study>/overlay.json")
+@staff_required()
+def overlay(study: str) -> Response:
+    """The calcium overlay of the study's latest SEG, per source slice."""
+    row = latest_seg(db(), study)
+    if row is None:
+        raise NotFound(f"No calcium segmentation has been made for study {study[:64]}")
+    return jsonify(seg_overlay(dcmread(app_settings().var_dir / row.path)))
+
+
+def latest_seg(session: Session, study: str) -> DicomInstance | None:
+    """The study's most recently stored Segmentation instance, if any."""
+    segs = [row for row in instances(session, study) if row.sop_class_uid == SegmentationStorage]
+    return max(segs, key=lambda row: row.received_at) if segs else None
+
+
+def seg_overlay(ds: Dataset) -> dict[str, Any]:
+    """Segments and, per source SOP Instance UID, ``[segment, row, column]`` of each
+    pixel in a segment; frames that name no source slice are left out."""
+    pixels = ds.pixel_array.reshape(int(ds.get("NumberOfFrames", 1)), ds.Rows, ds.Columns)
+    shared = ds.get("SharedFunctionalGroupsSequence", [Dataset()])[0]
+    slices: dict[str, list[list[int]]] = {}
+    for frame, item in zip(pixels, ds.PerFrameFunctionalGroupsSequence, strict=True):
+        source, segment = _source_sop(item, shared), _segment_number(item, shared)
+        if source is None or segment is None:
+            continue
+        rows, columns = np.nonzero(frame)
+        slices.setdefault(source, []).extend(
+            [segment, int(r), int(c)] for r, c in zip(rows, columns, strict=True))
+    segments = [{"number": int(item.SegmentNumber), "label": str(item.SegmentLabel)}
+                for item in ds.SegmentSequence]
+    return {"segments": segments, "slices": slices}
+
+
+def _source_sop(item: Dataset, shared: Dataset) -> str | None:
+    """The frame's source slice: per frame, else shared by all frames (PS3.3 C.7.6.16)."""
+    for group in (item, shared):
+        for derivation in group.get("DerivationImageSequence", []):
+            for source in derivation.get("SourceImageSequence", []):
+                return str(source.ReferencedSOPInstanceUID)
+    return None
+
+
+def _segment_number(item: Dataset, shared: Dataset) -> int | None:
+    """The frame's segment: per frame, else shared (highdicom shares it when only one)."""
+    for group in (item, shared):
+        for identification in group.get("SegmentIdentificationSequence", []):
+            return int(identification.ReferencedSegmentNumber)
+    return None
 
 
 @bp.get("/<study>/model.glb")

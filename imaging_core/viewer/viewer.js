@@ -18,6 +18,7 @@ import {
   init as initCore,
   metaData,
   setUseCPURendering,
+  utilities,
 } from '@cornerstonejs/core';
 import {
   Enums as ToolEnums,
@@ -64,13 +65,11 @@ async function chooseSeries(study) {
   return value(images[0], '0020000E');
 }
 
-// Slices head to foot: by Image Position (Patient) z, highest first, else by number.
+// Slices in Instance Number order, as the page without JavaScript shows them
+// (imaging_core.studies.instances), so that "slice N" is the same slice in both.
 function sortedInstances(instances) {
-  const z = (i) => {
-    const position = i['00200032'] && i['00200032'].Value;
-    return position ? -Number(position[2]) : Number(value(i, '00200013') || 0);
-  };
-  return [...instances].sort((a, b) => z(a) - z(b));
+  const number = (i) => Number(value(i, '00200013') || 0);
+  return [...instances].sort((a, b) => number(a) - number(b));
 }
 
 async function imageIdsOf(study, series) {
@@ -149,6 +148,55 @@ function onRendered(element, viewport, total) {
   });
 }
 
+// The calcium overlay from the study's SEG (/staff/studies/{study}/overlay.json):
+// each segment pixel of the slice shown, filled over the image on a canvas of our own.
+// #viewer gets data-overlay-pixels, the number of pixels drawn on the slice shown.
+const OVERLAY_COLOUR = 'rgba(255, 40, 40, 0.55)';
+
+async function loadOverlay(study) {
+  const response = await fetch(`/staff/studies/${study}/overlay.json`, { credentials: 'same-origin' });
+  return response.ok ? response.json() : null;
+}
+
+function sopOf(imageId) {
+  return imageId.split('/instances/')[1].split('/')[0];
+}
+
+function drawOverlay(canvas, viewport, overlay, visible) {
+  const context = canvas.getContext('2d');
+  canvas.width = canvas.clientWidth;
+  canvas.height = canvas.clientHeight;
+  context.clearRect(0, 0, canvas.width, canvas.height);
+  const imageId = viewport.getCurrentImageId();
+  const pixels = (overlay.slices[sopOf(imageId)] || []);
+  document.getElementById('viewer').dataset.overlayPixels = String(visible ? pixels.length : 0);
+  if (!visible) {
+    return;
+  }
+  const toCanvas = (row, column) => viewport.worldToCanvas(
+    utilities.imageToWorldCoords(imageId, [column, row]));
+  context.fillStyle = OVERLAY_COLOUR;
+  pixels.forEach(([, row, column]) => {
+    const [x0, y0] = toCanvas(row, column);
+    const [x1, y1] = toCanvas(row + 1, column + 1);
+    context.fillRect(Math.min(x0, x1), Math.min(y0, y1), Math.abs(x1 - x0), Math.abs(y1 - y0));
+  });
+}
+
+function setUpOverlay(element, viewport, overlay) {
+  const canvas = document.createElement('canvas');
+  canvas.className = 'sp-overlay';
+  canvas.setAttribute('aria-hidden', 'true');
+  element.appendChild(canvas);
+  const toggle = document.getElementById('overlay-toggle');
+  const draw = () => drawOverlay(canvas, viewport, overlay, !toggle || toggle.checked);
+  element.addEventListener(Enums.Events.IMAGE_RENDERED, draw);
+  if (toggle) {
+    toggle.addEventListener('change', draw);
+  }
+  draw();
+}
+
 function fail(error) {
   const status = document.getElementById('viewer-status');
   status.hidden = false;
@@ -183,8 +231,13 @@ async function start() {
   onPresets(viewport);
   element.addEventListener('contextmenu', (event) => event.preventDefault());
   container.dataset.slices = String(imageIds.length);
+  const overlay = loadOverlay(study);
   await viewport.setStack(imageIds, 0);
   viewport.render();
+  const segmentation = await overlay;
+  if (segmentation) {
+    setUpOverlay(element, viewport, segmentation);
+  }
   // Fetch the rest of the series in the background, nearest slices first, so that
   // scrolling does not wait on the network for each slice.
   toolUtilities.stackPrefetch.enable(element);

@@ -9,18 +9,26 @@ Radiopaedia's ("Windowing (CT)"), not read from ScanPath.
 
 from __future__ import annotations
 
+import base64
 import io
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import highdicom as hd
 import numpy as np
 import pytest
 import requests
 from PIL import Image
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from sqlmodel import Session
 
+from core.db import engine_for
 from core.settings import Settings
+from fhir.search import run_search
+from fhir.store import spec_for
 from imaging_core.storage import receive
-from tests.imaging_core.phantoms import Insert, Phantom, datasets
+from tests.imaging_core.phantoms import Insert, Phantom, covered_slices, datasets, disc_mask
 from tests.staff.conftest import (  # noqa: F401  (fixtures of the staff app's tests)
     axe_violations_fixture,
     browser,
@@ -36,31 +44,59 @@ PHANTOM = Phantom(rows=64, cols=64, n_slices=SLICES, inserts=(ROD,), name="viewe
 LUNG = "-600,1500"  # Radiopaedia: lung window W1500 L-600
 
 
+ROD_SLICES = covered_slices(PHANTOM, ROD)  # 0-based: slices 3, 4 and 5
+ROD_PIXELS = int(disc_mask(PHANTOM, ROD).sum())
+
+
+def rod_seg(sources: list[Dataset]) -> Dataset:
+    """A BINARY SEG (highdicom) of the rod, as the analysis writes one of calcium."""
+    mask = np.zeros((SLICES, PHANTOM.rows, PHANTOM.cols), dtype=bool)
+    mask[ROD_SLICES] = disc_mask(PHANTOM, ROD)
+    segment = hd.seg.SegmentDescription(
+        segment_number=1, segment_label="Calcium",
+        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=hd.sr.CodedConcept("18115005", "SCT",
+                                                   "Pathologic calcification"),
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL)
+    return hd.seg.Segmentation(
+        source_images=sources, pixel_array=mask,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[segment], series_instance_uid=hd.UID(), series_number=901,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="test",
+        manufacturer_model_name="test", software_versions="1", device_serial_number="1")
+
+
 @pytest.fixture(scope="module")
 def study(staff_live: tuple[str, Settings]) -> str:  # noqa: F811
-    """The phantom series, stored as STOW-RS would store it."""
+    """The phantom series, stored as STOW-RS would store it, and a SEG of its rod."""
     _, settings = staff_live
-    for ds in datasets(PHANTOM):
+    sources = datasets(PHANTOM)
+    for ds in sources:
         receive(settings, ds, "stow")
+    receive(settings, rod_seg(sources), "derived")
     return PHANTOM.study_uid
 
 
 def test_dicomweb_reads_take_a_staff_session_and_refuse_no_credential(
         staff_live: tuple[str, Settings], study: str,  # noqa: F811
         logged_in_page: Callable[[str], Any]) -> None:  # noqa: F811
-    base, _ = staff_live
+    base, settings = staff_live
     http = logged_in_page("radiographer").request  # the browser's cookies, no token
     found = http.get(f"/dicomweb/studies/{study}/series",
                      headers={"Accept": "application/dicom+json"})
     assert found.status == 200
-    assert found.json()[0]["00201209"]["Value"] == [SLICES]  # NumberOfSeriesRelatedInstances
-    series = found.json()[0]["0020000E"]["Value"][0]
+    ct = [s for s in found.json() if s["00080060"]["Value"] == ["CT"]]  # Modality
+    assert ct[0]["00201209"]["Value"] == [SLICES]  # NumberOfSeriesRelatedInstances
+    series = ct[0]["0020000E"]["Value"][0]
     metadata = http.get(f"/dicomweb/studies/{study}/series/{series}/metadata")
     assert metadata.status == 200 and len(metadata.json()) == SLICES
     sop = metadata.json()[0]["00080018"]["Value"][0]
     frame = http.get(f"/dicomweb/studies/{study}/series/{series}/instances/{sop}/frames/1")
     assert frame.status == 200
     assert len(frame.body()) > 64 * 64 * 2  # one 64 x 64 16-bit frame, in a multipart body
+    # Audited as the bearer-token reads are: one AuditEvent, the staff user as agent.
+    path = f"/dicomweb/studies/{study}/series/{series}/metadata"
+    assert any(agent.startswith("staff:test-radiographer-") for agent in _audited(settings, path))
 
     anonymous = requests.get(f"{base}/dicomweb/studies/{study}/series/{series}/metadata")
     assert anonymous.status_code == 401
@@ -87,6 +123,18 @@ def test_viewer_page_needs_a_session_and_refuses_bad_input(
         assert "text/html" in answer.headers["content-type"]
     assert http.get("/staff/studies/1.2.3.4").status == 404
     assert http.get(f"/staff/studies/{study}/model.glb").status == 404
+    overlay = http.get(f"/staff/studies/{study}/overlay.json").json()
+    assert overlay["segments"] == [{"number": 1, "label": "Calcium"}]
+    assert sorted(len(pixels) for pixels in overlay["slices"].values()) == [ROD_PIXELS] * 3
+
+
+def _audited(settings: Settings, path: str) -> list[str]:
+    """The agent names of the AuditEvents whose query is ``path``."""
+    with Session(engine_for(settings.database_url)) as session:
+        events = run_search(session, spec_for("AuditEvent"), [], count=1000).matches
+    return [event["agent"][0]["name"] for event in events
+            if any(base64.b64decode(entity.get("query", "")).decode() == path
+                   for entity in event.get("entity", []))]
 
 
 def _pixels(png: bytes) -> np.ndarray:
@@ -148,6 +196,7 @@ def test_javascript_viewer_renders_and_scrolls(
     page.wait_for_selector("#viewer[data-first-image='rendered'] canvas", timeout=60_000)
     index = page.locator("#slice-index")
     assert index.inner_text() == "Slice 1 of 5"
+    page.wait_for_selector("#viewer[data-overlay-pixels='0']")  # no calcium on slice 1
 
     viewport = page.locator("#viewport")
     viewport.focus()
@@ -155,6 +204,9 @@ def test_javascript_viewer_renders_and_scrolls(
     page.wait_for_selector("#slice-index[data-index='2']")
     page.keyboard.press("End")
     page.wait_for_selector("#slice-index[data-index='5']")
+    page.wait_for_selector(f"#viewer[data-overlay-pixels='{ROD_PIXELS}']")  # the rod's SEG
+    page.get_by_label("Show the calcium overlay").uncheck()
+    page.wait_for_selector("#viewer[data-overlay-pixels='0']")
     box = viewport.bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.mouse.wheel(0, -120)
