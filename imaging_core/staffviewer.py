@@ -38,7 +38,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import SegmentationStorage
 from sqlmodel import Session
 
-from auth.staff import staff_required
+from auth.staff import allow_wasm_eval, staff_required
 from core.errors import BadRequest, NotFound
 from core.params import whole_number
 from core.web import app_settings, db
@@ -101,9 +101,12 @@ def viewer(study: str) -> str:
     if request.args.get("view") not in (None, "slices"):
         raise BadRequest("view takes only the value 'slices' (the page without the viewer)",
                          ["view"])
+    has_model = _model(study) is not None
+    if has_model:  # <model-viewer> compiles WebAssembly (its mesh decoders) when it loads
+        allow_wasm_eval()
     return render_template("staff/viewer.html", view=view, presets=PRESETS,
                            slices_only=slices_only, slices_view="slices" if slices_only else None,
-                           has_model=_model(study) is not None,
+                           has_model=has_model,
                            has_overlay=latest_seg(db(), study) is not None)
 
 

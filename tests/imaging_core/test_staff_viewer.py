@@ -26,8 +26,14 @@ from sqlmodel import Session
 from core.db import engine_for
 from core.settings import Settings
 from fhir.search import run_search
-from fhir.store import spec_for
+from fhir.store import (
+    Store,
+    spec_for,  # noqa: I001
+)
+from imaging_core.mesh import mask_mesh, to_glb
+from imaging_core.models import ReceivedStudy
 from imaging_core.storage import receive
+from imaging_core.volume import load_volume
 from tests.imaging_core.phantoms import Insert, Phantom, covered_slices, datasets, disc_mask
 from tests.staff.conftest import (  # noqa: F401  (fixtures of the staff app's tests)
     axe_violations_fixture,
@@ -41,7 +47,8 @@ SLICES = 5
 # A 1000 HU rod of 6 mm radius in slices 3-5 only (w from 6 mm; 3 mm apart).
 ROD = Insert(u=16.0, v=16.0, radius=6.0, w0=5.0, w1=100.0, hu=1000.0)
 PHANTOM = Phantom(rows=64, cols=64, n_slices=SLICES, inserts=(ROD,), name="viewer")
-LUNG = "-600,1500"  # Radiopaedia: lung window W1500 L-600
+LUNG = "-600,1500"
+GLB = "model/gltf-binary"  # Radiopaedia: lung window W1500 L-600
 
 
 ROD_SLICES = covered_slices(PHANTOM, ROD)  # 0-based: slices 3, 4 and 5
@@ -66,14 +73,38 @@ def rod_seg(sources: list[Dataset]) -> Dataset:
         manufacturer_model_name="test", software_versions="1", device_serial_number="1")
 
 
+def attach_rod_model(settings: Settings, sources: list[Dataset]) -> None:
+    """A report with the rod's 3D model (GLB) as a Binary, as the analysis attaches one,
+    on an order the study is linked to."""
+    mask = np.zeros((SLICES, PHANTOM.rows, PHANTOM.cols), dtype=bool)
+    mask[ROD_SLICES] = disc_mask(PHANTOM, ROD)
+    glb = to_glb([mask_mesh(load_volume(sources), mask, "rod", (1.0, 0.2, 0.2, 1.0))])
+    with Session(engine_for(settings.database_url)) as session:
+        store = Store(session, settings)
+        binary = store.create("Binary", {"resourceType": "Binary", "contentType": GLB,
+                                         "data": base64.b64encode(glb).decode()}).resource
+        store.create("DiagnosticReport", {
+            "resourceType": "DiagnosticReport", "status": "preliminary",
+            "code": {"text": "Calcium score"}, "basedOn": [{"reference": "ServiceRequest/sr-rod"}],
+            "presentedForm": [{"contentType": GLB, "url": f"Binary/{binary['id']}"}]},
+            trusted=True)  # no order of its own: the viewer reads only the link
+        received = session.get(ReceivedStudy, PHANTOM.study_uid)
+        assert received is not None
+        received.service_request_id = "sr-rod"
+        session.add(received)
+        session.commit()
+
+
 @pytest.fixture(scope="module")
 def study(staff_live: tuple[str, Settings]) -> str:  # noqa: F811
-    """The phantom series, stored as STOW-RS would store it, and a SEG of its rod."""
+    """The phantom series, stored as STOW-RS would store it, a SEG of its rod, and a
+    report carrying the rod's 3D model."""
     _, settings = staff_live
     sources = datasets(PHANTOM)
     for ds in sources:
         receive(settings, ds, "stow")
     receive(settings, rod_seg(sources), "derived")
+    attach_rod_model(settings, sources)
     return PHANTOM.study_uid
 
 
@@ -122,7 +153,9 @@ def test_viewer_page_needs_a_session_and_refuses_bad_input(
         assert answer.status == 400, query
         assert "text/html" in answer.headers["content-type"]
     assert http.get("/staff/studies/1.2.3.4").status == 404
-    assert http.get(f"/staff/studies/{study}/model.glb").status == 404
+    model = http.get(f"/staff/studies/{study}/model.glb")
+    assert model.status == 200 and model.headers["content-type"] == GLB
+    assert model.body()[:4] == b"glTF"  # the GLB header's magic (glTF 2.0 §4.4.3.1)
     overlay = http.get(f"/staff/studies/{study}/overlay.json").json()
     assert overlay["segments"] == [{"number": 1, "label": "Calcium"}]
     assert sorted(len(pixels) for pixels in overlay["slices"].values()) == [ROD_PIXELS] * 3
@@ -214,5 +247,9 @@ def test_javascript_viewer_renders_and_scrolls(
 
     page.get_by_role("button", name="Lung").click()
     page.wait_for_selector(f"#viewer[data-window='{LUNG}']")
+    # The 3D model: <model-viewer> (bundled) loads the GLB and says so.
+    page.locator("model-viewer").scroll_into_view_if_needed()
+    page.wait_for_function("document.querySelector('model-viewer').loaded === true",
+                           timeout=30_000)
     assert not errors, errors
     assert axe_violations(page) == []
