@@ -56,13 +56,18 @@ $(NODE_STAMP): package.json $(wildcard package-lock.json)
 	touch $@
 
 # The staff web app's look: nhsuk-frontend from npm, served by Flask at /static/nhsuk/
-# (never from a CDN). static/ is built, not committed.
+# (never from a CDN). static/ is built, not committed. The stylesheet's @font-face rules
+# load Frutiger from assets.nhs.uk, which the staff CSP refuses: they are dropped, and
+# the NHS font stack falls back to Arial as NHS.UK itself does without Frutiger.
 static: $(STATIC_STAMP)
 
 $(STATIC_STAMP): $(NODE_STAMP)
 	rm -rf static/nhsuk
 	mkdir -p static/nhsuk
-	cp $(NHSUK)/nhsuk-frontend.min.css $(NHSUK)/nhsuk-frontend.min.js static/nhsuk/
+	perl -0pe 's/\@font-face\{[^}]*assets\.nhs\.uk[^}]*\}//g' \
+		$(NHSUK)/nhsuk-frontend.min.css > static/nhsuk/nhsuk-frontend.min.css
+	! grep -q 'assets\.nhs\.uk' static/nhsuk/nhsuk-frontend.min.css
+	cp $(NHSUK)/nhsuk-frontend.min.js static/nhsuk/
 	cp -r $(NHSUK)/assets static/nhsuk/assets
 	touch $@
 

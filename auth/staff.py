@@ -192,10 +192,13 @@ def login(session: Session, username: str, password: str,
     refused as locked until the oldest of them leaves the window. The caller commits.
     """
     now = now or utcnow()
+    _forget_expired(session, now)
     if _recent_failures(session, username, now) >= LOCKOUT_FAILURES:
         raise LoginRefused(locked=True)
     account = session.get(StaffAccount, username)
-    if account is None or not account.active or not _verify(account.password_hash, password):
+    # An unknown user's password is checked against a dummy hash: both take as long.
+    matches = _verify(account.password_hash if account else _DUMMY_HASH, password)
+    if account is None or not account.active or not matches:
         session.add(StaffLoginFailure(username=username[:64], at=now))
         raise LoginRefused(locked=False)
     if _hasher.check_needs_rehash(account.password_hash):
@@ -205,9 +208,17 @@ def login(session: Session, username: str, password: str,
     return _user(account)
 
 
+def _forget_expired(session: Session, now: datetime) -> None:
+    """Drop failures older than the lockout window and sessions past their expiry, so
+    neither table grows with time (done at each login, where both are read)."""
+    session.execute(delete(StaffLoginFailure).where(
+        col(StaffLoginFailure.at) <= now - LOCKOUT_WINDOW))
+    session.execute(delete(StaffSession).where(col(StaffSession.expires_at) <= now))
+
+
 def _verify(stored: str, password: str) -> bool:
     try:
-        return _hasher.verify(stored or _DUMMY_HASH, password)
+        return _hasher.verify(stored, password)
     except (VerificationError, InvalidHashError):
         return False
 
@@ -312,6 +323,7 @@ def staff_required(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R | Ba
                 path = request.full_path.rstrip("?") if request.method == "GET" else None
                 return redirect(login_url(path), 302)
             if roles and user.role not in roles:
+                mark_audited()
                 audit_staff("access-denied", outcome="minor",
                             detail=f"{request.method} {request.path} needs {' or '.join(roles)}")
                 raise Forbidden(f"This page is for the {' or '.join(roles)} role; "

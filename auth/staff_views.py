@@ -8,6 +8,8 @@ blueprints under /staff and guard their views with ``auth.staff.staff_required``
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from datetime import timedelta
 
@@ -16,12 +18,15 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.wrappers import Response as BaseResponse
 
 from auth import staff
+from core.errors import BadRequest
+from core.fhirjson import CONTROL
 from core.web import db, is_staff_request
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("staff", __name__, url_prefix="/staff")
 csrf = CSRFProtect()
 
+USERNAME_MAX = 64  # staff_account.username
 LOGIN_FAILED = "The username or password is not right."
 LOCKED = (f"Too many failed attempts: logging in as this user is blocked for up to "
           f"{int(staff.LOCKOUT_WINDOW.total_seconds() // 60)} minutes.")
@@ -30,7 +35,9 @@ LOCKED = (f"Too many failed attempts: logging in as this user is blocked for up 
 def init_app(app: Flask) -> None:
     """CSRF on /staff POSTs, the page-view audit, and the login and landing pages."""
     settings = app.config["SCANPATH"]
-    app.secret_key = settings.secret_key
+    # Flask's cookie signing gets a key of its own, derived from the token secret.
+    app.secret_key = hmac.new(settings.secret_key.encode(), b"scanpath staff csrf cookie",
+                              hashlib.sha256).hexdigest()
     app.config.update(
         # Checked under /staff only (_check_csrf): the API authenticates by bearer token.
         WTF_CSRF_CHECK_DEFAULT=False,
@@ -83,6 +90,9 @@ def login() -> BaseResponse:
     username = request.form.get("username", "").strip()
     password = request.form.get("password", "")
     target = staff.safe_next(request.form.get("next"))
+    if CONTROL.search(username) or len(username) > USERNAME_MAX:
+        raise BadRequest(f"A username is at most {USERNAME_MAX} characters, "
+                         "with no control characters")
     g.staff_claimed = username[:64] or "anonymous"
     try:
         user = staff.login(db(), username, password)

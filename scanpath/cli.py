@@ -117,9 +117,9 @@ def _staff_parser(parser: argparse.ArgumentParser, environment: str) -> None:
     from auth.staff import MIN_PASSWORD_LENGTH, ROLES
 
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add = actions.add_parser("add", help="add a staff user; the password (at least "
-                             f"{MIN_PASSWORD_LENGTH} characters) is read from standard input",
-                             epilog=environment)
+    text = (f"add a staff user; the password (at least {MIN_PASSWORD_LENGTH} characters) "
+            "is read from standard input")
+    add = actions.add_parser("add", help=text, description=text, epilog=environment)
     add.add_argument("username")
     add.add_argument("--role", required=True, choices=ROLES)
     add.add_argument("--name", help="the name shown in the app (default: the username)")

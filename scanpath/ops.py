@@ -77,6 +77,7 @@ def home() -> Response:
         {"name": "DICOMweb (QIDO-RS, WADO-RS, STOW-RS)", "url": f"{base}/dicomweb/studies"},
         {"name": "DICOM listener (C-STORE, C-ECHO)",
          "where": f"{settings.host}:{settings.dicom_port}, AE title {settings.dicom_ae_title}"},
+        {"name": "Staff web app (radiology)", "url": f"{base}/staff"},
         {"name": "Health and readiness", "url": f"{base}/readyz"},
     ]
     html = render_template("home.html", services=services, version=app_version(),

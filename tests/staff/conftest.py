@@ -139,6 +139,7 @@ def axe_violations(page: Any) -> list[dict[str, Any]]:
     page.evaluate(AXE.read_text(encoding="utf-8"))
     result: dict[str, Any] = page.evaluate(
         "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", WCAG_22_AA)
+    assert result["passes"], "axe checked nothing on the page"
     return [{"id": v["id"], "impact": v["impact"], "help": v["help"],
              "nodes": [n["html"] for n in v["nodes"]]} for v in result["violations"]]
 

@@ -245,3 +245,57 @@ def test_a_refused_action_is_audited(role_app, settings, auth_headers):
     client.post("/staff/test/sign", data={"csrf_token": csrf_token(client, "/staff")})
     events = staff_events(client, auth_headers, username)
     assert any(e["outcome"] == "4" and "access-denied" in e["outcomeDesc"] for e in events)
+
+
+def test_a_page_may_allow_webassembly_and_only_that_page(app, settings):
+    from auth.staff import allow_wasm_eval
+
+    views = Blueprint("staff_wasm", __name__, url_prefix="/staff/wasm")
+
+    @views.get("")
+    @staff_required()
+    def viewer():
+        allow_wasm_eval()
+        return "viewer"
+
+    app.register_blueprint(views)
+    client = app.test_client()
+    username, password = create_staff_user(settings, "radiographer")
+    log_in(client, username, password)
+    csp = client.get("/staff/wasm").headers["Content-Security-Policy"]
+    assert "script-src 'self' 'wasm-unsafe-eval';" in csp
+    assert "frame-ancestors 'none'" in csp
+    assert "wasm-unsafe-eval" not in client.get("/staff").headers["Content-Security-Policy"]
+
+
+def test_staff_session_user_is_none_without_a_session_and_never_raises(app, settings):
+    from auth.staff import staff_session_user
+
+    with app.test_request_context("/dicomweb/studies"):
+        assert staff_session_user() is None
+    with app.test_request_context("/dicomweb/studies",
+                                  headers={"Cookie": "scanpath_staff=forged-token"}):
+        assert staff_session_user() is None
+    client = app.test_client()
+    username, password = create_staff_user(settings, "radiologist")
+    log_in(client, username, password)
+    cookie = client.get_cookie("scanpath_staff")
+    assert cookie.path == "/"  # sent to the same-origin viewer's /dicomweb reads too
+    with app.test_request_context("/dicomweb/studies",
+                                  headers={"Cookie": f"scanpath_staff={cookie.value}"}):
+        user = staff_session_user()
+        assert user is not None and (user.username, user.role) == (username, "radiologist")
+
+
+def test_error_pages_carry_the_staff_headers_too(client):
+    page = client.get("/staff/no-such-page")
+    assert page.headers["Content-Security-Policy"] == CSP
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize("username", ["bad\x00name", "x" * 65])
+def test_an_unusable_username_is_a_400_page_not_a_500(client, username):
+    response = client.post("/staff/login", data={"username": username, "password": "whatever",
+                                                 "csrf_token": csrf_token(client)})
+    assert response.status_code == 400
+    assert response.content_type.startswith("text/html")
