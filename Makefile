@@ -26,7 +26,8 @@ help:
 	@echo "make test         bootstrap (.venv, node_modules, system packages), lint, pytest"
 	@echo "                  (PYTEST_ARGS='-k name -x' passes options to pytest)"
 	@echo "make lint         ruff and mypy"
-	@echo "make static       copy nhsuk-frontend's CSS, JS and assets into static/nhsuk/ (served at /static)"
+	@echo "make static       copy nhsuk-frontend's CSS, JS and assets into static/nhsuk/ and bundle the"
+	@echo "                  image viewer (Cornerstone3D, model-viewer) into static/viewer/ (served at /static)"
 	@echo "make migrate      upgrade the database to the latest migration"
 	@echo "make seed         migrate, then load the demo clients and rule packs"
 	@echo "make bench        run every bench/*.py (but _*.py helpers)"
@@ -88,6 +89,30 @@ system-deps:
 		echo "warning: missing system packages:$$missing (not root: not installing;" \
 			"tests that need them will fail or skip)" >&2; \
 	fi
+
+# The staff image viewer (imaging_core/viewer/): Cornerstone3D and model-viewer from npm,
+# bundled by esbuild into static/viewer/ (served at /static/viewer/, never from a CDN).
+# The DICOM image loader decodes in a Web Worker it finds beside the bundle
+# (new URL('./decodeImageFrameWorker.js', import.meta.url)), so that is a second entry
+# point. Node built-ins its codecs touch only under Node stay external; two that vtk.js's
+# XML dependency requires on load get browser stand-ins (imaging_core/viewer/shims/).
+VIEWER_STAMP := static/viewer/.scanpath-built
+VIEWER_SOURCES := $(wildcard imaging_core/viewer/*.js imaging_core/viewer/*.css imaging_core/viewer/shims/*.js)
+VIEWER_ENTRIES := imaging_core/viewer/viewer.js imaging_core/viewer/viewer.css \
+	imaging_core/viewer/model.js \
+	node_modules/@cornerstonejs/dicom-image-loader/dist/esm/decodeImageFrameWorker.js
+NODE_BUILTINS := fs path crypto module worker_threads stream util buffer
+
+static: $(VIEWER_STAMP)
+
+$(VIEWER_STAMP): $(NODE_STAMP) $(VIEWER_SOURCES)
+	rm -rf static/viewer
+	node_modules/.bin/esbuild $(VIEWER_ENTRIES) --bundle --format=esm --minify \
+		--entry-names='[name]' --outdir=static/viewer --log-level=warning \
+		$(addprefix --external:,$(NODE_BUILTINS)) \
+		--alias:url=./imaging_core/viewer/shims/url.js \
+		--alias:events=./imaging_core/viewer/shims/events.js
+	touch $@
 
 # --- running ---------------------------------------------------------------------
 

@@ -23,7 +23,12 @@ DICOM in:
 - ``storage``: check, durable content-addressed write, index; ``receive``;
 - ``studies``: matching by accession number, the FHIR ImagingStudy;
 - ``scp``: the C-STORE/C-ECHO listener (pynetdicom);
-- ``dicomweb``: STOW-RS and WADO-RS, a Flask module.
+- ``dicomweb``: STOW-RS and WADO-RS (and ``qido``), Flask views.
+
+Staff pages (Flask views, templates in ``templates/staff/``): ``staffviewer``
+(image review in the browser; its JavaScript in ``viewer/``, bundled by
+``make static``), with its CT window presets in ``windows``; ``staffviews``
+(calcium lesion review and report sign-off, lesion outlines from ``lesionimages``).
 
 Results out: ``results`` (the calcium analyser and its FHIR report),
 ``reports`` (SR, SEG, PDF), ``terminology`` (the local CodeSystems) and
@@ -51,9 +56,10 @@ def init_app(app: Flask) -> None:
     Call after ``referral.init_app``: the order hook needs the accession
     number that referral's hook assigns.
     """
-    from imaging_core import dicomweb, review, signoff, staffviews, studies
+    from imaging_core import dicomweb, review, signoff, staffviewer, staffviews, studies
 
     dicomweb.init_app(app)
+    staffviewer.init_app(app)
     staffviews.init_app(app)
     studies.register()
     review.register()

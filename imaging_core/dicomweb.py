@@ -27,6 +27,11 @@
   (``imaging_core.rendering``).
 - QIDO-RS searches are in ``imaging_core.qido``, on the same blueprint.
 
+Reads (WADO-RS, QIDO-RS, rendered, frames) take a bearer token allowing ImagingStudy
+read, or, with no Authorization header, a logged-in staff session cookie
+(``auth.staff.staff_session_user``): the staff viewer (``imaging_core.staffviewer``)
+reads from the same origin. Both are audited alike, the staff user as ``staff:NAME``.
+
 Errors in the request itself (no token, wrong scope, wrong media type, a
 multipart body that cannot be split, nothing found) take the application's
 single error path, so their body is an OperationOutcome explaining them.
@@ -51,6 +56,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from werkzeug.http import parse_list_header
 
 from auth.guard import require
+from auth.staff import staff_session_user
 from core.errors import (
     BadRequest,
     FhirError,
@@ -85,13 +91,29 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
+def require_read() -> None:
+    """Allow a read: a bearer token whose scopes allow reading ImagingStudy, or, when the
+    request carries no Authorization header, a logged-in staff session (the staff
+    viewer reads DICOMweb from the same origin with its session cookie). Neither: 401."""
+    if "Authorization" not in request.headers and staff_session_user() is not None:
+        return
+    require("ImagingStudy", "read")
+
+
+def _requester() -> str:
+    """Who the AuditEvent names: the token's client, else the staff user, else anonymous."""
+    principal = g.get("principal")
+    if principal:
+        return str(principal.client_id)
+    staff = g.get("staff_user")  # set by staff_session_user() when require_read() asked
+    return f"staff:{staff.username}" if staff else "anonymous"
+
+
 @bp.after_request
 def _audit(response: Response) -> Response:
     """One AuditEvent per DICOMweb request, success or not, after its own commits."""
-    principal = g.get("principal")
     what = audit.Interaction("create" if request.method == "POST" else "read", "ImagingStudy",
-                             principal.client_id if principal else "anonymous",
-                             request.remote_addr, query=request.path)
+                             _requester(), request.remote_addr, query=request.path)
     ok = response.status_code < 400
     session = db()
     session.rollback()
@@ -312,7 +334,7 @@ def _url(study: str, series: str | None = None, sop: str | None = None) -> str:
 @bp.get("/studies/<study>/series/<series>/instances/<sop>")
 def retrieve(study: str, series: str | None = None, sop: str | None = None) -> Response:
     """The instances in the transfer syntax asked for (PS3.18 §10.4, §8.7.3.5.2)."""
-    require("ImagingStudy", "read")
+    require_read()
     rows = _found(study, series, sop)
     media, syntax = _representation(rows, single=sop is not None)
     if media == DICOM:
@@ -326,7 +348,7 @@ def retrieve(study: str, series: str | None = None, sop: str | None = None) -> R
 @bp.get("/studies/<study>/series/<series>/instances/<sop>/metadata")
 def metadata(study: str, series: str | None = None, sop: str | None = None) -> Response:
     """The instances' attributes as DICOM JSON, Pixel Data left out (PS3.18 §10.4.1.1.2)."""
-    require("ImagingStudy", "read")
+    require_read()
     accepted = request.accept_mimetypes
     if accepted.provided and not (accepted[DICOM_JSON] or accepted["application/json"]):
         raise NotAcceptable(f"Metadata is served as {DICOM_JSON}")
@@ -351,7 +373,7 @@ def _metadata(row: DicomInstance) -> dict[str, Any]:
 @bp.get("/studies/<study>/series/<series>/instances/<sop>/frames/<int:frame>/rendered")
 def rendered(study: str, series: str, sop: str, frame: int = 1) -> Response:
     """One frame as PNG or JPEG, windowed and scaled for display (PS3.18 §10.4.1.1.3)."""
-    require("ImagingStudy", "read")
+    require_read()
     media = _image_type()
     window = rendering.parse_window(request.args.get("window"))
     viewport = rendering.parse_viewport(request.args.get("viewport"))
@@ -376,7 +398,7 @@ def _image_type() -> str:
 def frames(study: str, series: str, sop: str, frames: str) -> Response:
     """Frames in their native encoding, as multipart/related application/octet-stream
     (PS3.18 §10.4.1.1.4); also the target of Pixel Data's BulkDataURI."""
-    require("ImagingStudy", "read")
+    require_read()
     if not _accepts_octets(request.headers.get("Accept", "")):
         raise NotAcceptable(f'Frames are served as {MULTIPART}; type="{OCTETS}"')
     ds = dcmread(_path(_found(study, series, sop)[0]))

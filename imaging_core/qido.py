@@ -28,12 +28,11 @@ from pydicom.dataset import Dataset
 from sqlalchemy import ColumnElement, and_
 from sqlmodel import col, select
 
-from auth.guard import require
 from core.errors import BadRequest
 from core.params import whole_number
 from core.web import app_settings, db
 from fhir.indexing import folded
-from imaging_core.dicomweb import bp
+from imaging_core.dicomweb import bp, require_read
 from imaging_core.models import DicomInstance
 
 DICOM_JSON = "application/dicom+json"
@@ -108,7 +107,7 @@ def search_instances(study: str | None = None, series: str | None = None) -> Res
 
 def _matching(fixed: dict[str, str]) -> list[Row]:
     """Stored instances matching the query string and the path's UIDs, in UID order."""
-    require("ImagingStudy", "read")
+    require_read()
     fuzzy = _flag("fuzzymatching")
     criteria = _criteria(fixed)
     by_name = [(KEYS[name].column, value) for name, value in criteria

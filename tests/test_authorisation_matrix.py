@@ -231,6 +231,11 @@ def dicomweb_probes() -> Iterator[Probe]:
 # Staff web app routes: (path to request, url_map rule). Pages need a session; the
 # login page itself is open. Each part adds its own rows here.
 STAFF_PAGES = [("/staff", "/staff")]
+# Image review (imaging_core.staffviewer); its DICOMweb reads are the rows above, and
+# tests/imaging_core/test_staff_viewer.py checks them with a staff session.
+STAFF_PAGES += [("/staff/studies/1.2.3", "/staff/studies/<study>"),
+                ("/staff/studies/1.2.3/overlay.json", "/staff/studies/<study>/overlay.json"),
+                ("/staff/studies/1.2.3/model.glb", "/staff/studies/<study>/model.glb")]
 STAFF_OPEN_PAGES = [("/staff/login", "/staff/login")]
 STAFF_FORMS = [("/staff/login", "/staff/login"), ("/staff/logout", "/staff/logout")]
 # staff-worklist: worklist, order detail, vetting, scheduling, the admin page.
