@@ -449,6 +449,8 @@ class Detail:
     decision: Decision
     history: list[dict[str, str]]
     notes: list[str]
+    studies: list[str] = field(default_factory=list)
+    reports: list[dict[str, str]] = field(default_factory=list)
 
 
 def order_detail(store: Store, order_id: str) -> Detail:
@@ -469,7 +471,30 @@ def order_detail(store: Store, order_id: str) -> Detail:
     guidance = _read_reference(store, f"GuidanceResponse/{gid}") if gid else None
     notes = [str(n.get("text")) for n in order.get("note", []) if n.get("text")]
     return Detail(order, task, state_of(store, task) or "received", patient or {},
-                  read_decision(guidance), task_history(store, str(task["id"])), notes)
+                  read_decision(guidance), task_history(store, str(task["id"])), notes,
+                  study_uids(store, order_id), order_reports(store, order_id))
+
+
+def _based_on(store: Store, resource_type: str, order_id: str) -> list[dict[str, Any]]:
+    """The resources of ``resource_type`` whose ``basedOn`` names the order (at most 20)."""
+    params = [("based-on", f"ServiceRequest/{order_id}")]
+    return store.search(spec_for(resource_type), params, count=20, with_total=False).matches
+
+
+def study_uids(store: Store, order_id: str) -> list[str]:
+    """The StudyInstanceUIDs of the order's ImagingStudies (``urn:dicom:uid`` identifiers,
+    FHIR R4 ImagingStudy.identifier), for the image viewer's links."""
+    return [str(identifier["value"]).removeprefix("urn:oid:")
+            for study in _based_on(store, "ImagingStudy", order_id)
+            for identifier in study.get("identifier", [])
+            if identifier.get("system") == "urn:dicom:uid" and identifier.get("value")]
+
+
+def order_reports(store: Store, order_id: str) -> list[dict[str, str]]:
+    """The order's DiagnosticReports: ``id``, ``status`` and the code's text."""
+    return [{"id": str(report["id"]), "status": str(report.get("status", "")),
+             "title": str(report.get("code", {}).get("text") or "Report")}
+            for report in _based_on(store, "DiagnosticReport", order_id)]
 
 
 def _read_reference(store: Store, reference: str) -> dict[str, Any] | None:

@@ -332,6 +332,15 @@ def test_the_report_page_shows_its_key_images_and_links_the_viewer(
     assert client.get(f"{page}/key-images/99").status_code == 404
 
 
+def test_the_order_page_links_its_images_and_its_report(
+        labelled: Settings, client: FlaskClient, report: dict[str, Any]) -> None:
+    login(client, labelled, "radiographer")
+    order = report["basedOn"][0]["reference"].removeprefix("ServiceRequest/")
+    html = client.get(f"/staff/orders/{order}").get_data(as_text=True)
+    assert f'href="/staff/studies/{PHANTOM.study_uid}"' in html
+    assert 'href="/staff/reports/' + report["id"] + '"' in html
+
+
 def test_a_radiographer_sees_the_report_but_cannot_sign_off_or_review(
         labelled: Settings, client: FlaskClient, auth_headers: Headers,
         report: dict[str, Any]) -> None:
