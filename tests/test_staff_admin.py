@@ -7,7 +7,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from sqlmodel import Session
 
@@ -18,19 +17,15 @@ from imaging_core.models import AnalysisJob
 from referral import orders
 from referral.models import Notification
 from tests.referral.moves import RIS, Headers, place
-from tests.staff.conftest import create_staff_user, csrf_token, log_in
+from tests.staff.conftest import csrf_token, staff_client  # noqa: F401  (fixture)
 
 WHEN = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def staff(app: Flask, settings: Settings) -> Callable[[str], FlaskClient]:
-    def make(role: str) -> FlaskClient:
-        client = app.test_client()
-        username, password = create_staff_user(settings, role)
-        assert log_in(client, username, password).status_code == 303
-        return client
-    return make
+def staff(staff_client: Callable[[str], FlaskClient]) -> Callable[[str], FlaskClient]:  # noqa: F811
+    """``staff(role)``: a test client logged in as a new user of ``role``."""
+    return staff_client
 
 
 def _hold(settings: Settings, order: dict[str, object] | None) -> str:

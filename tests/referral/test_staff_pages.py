@@ -11,20 +11,16 @@ from flask.testing import FlaskClient
 
 from core.settings import Settings
 from tests.referral.moves import Headers, place, reach, state, task_of
-from tests.staff.conftest import create_staff_user, csrf_token, log_in
+from tests.staff.conftest import csrf_token, staff_client  # noqa: F401  (fixture)
 
 SNOMED = "http://snomed.info/sct"
 CT_CHEST = {"system": SNOMED, "code": "169069000", "display": "Computed tomography of chest"}
 
 
 @pytest.fixture
-def staff(app: Flask, settings: Settings) -> Callable[[str], FlaskClient]:
-    def make(role: str) -> FlaskClient:
-        client = app.test_client()
-        username, password = create_staff_user(settings, role)
-        assert log_in(client, username, password).status_code == 303
-        return client
-    return make
+def staff(staff_client: Callable[[str], FlaskClient]) -> Callable[[str], FlaskClient]:  # noqa: F811
+    """``staff(role)``: a test client logged in as a new user of ``role``."""
+    return staff_client
 
 
 def _post(client: FlaskClient, path: str, page: str, **form: str) -> object:
