@@ -31,7 +31,7 @@ from datetime import time as dtime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 
 from core import fhirjson
 from core.errors import BadRequest, NotFound
@@ -183,7 +183,7 @@ def _page_query(store: Store, filters: Filters,
                                              f"{base}/CodeSystem/order-state",
                                              [filters.state])))
     if filters.priority:
-        where.append(RESOURCE.id.in_(_tokens("priority", None, [filters.priority])))
+        where.append(_priority_is(filters.priority))
     if filters.modality:
         where.append(RESOURCE.id.in_(_focus_coded(modalities(store).get(filters.modality, []))))
     when = table_of(DateIndex).alias()
@@ -212,6 +212,19 @@ def _page_query(store: Store, filters: Filters,
 def _midnight(day: date) -> datetime:
     """The start of ``day`` on the department's clock (the dates staff type), in UTC."""
     return datetime.combine(day, dtime(), tzinfo=ZoneInfo(DEPARTMENT_ZONE)).astimezone(UTC)
+
+
+def _priority_is(priority: str) -> ColumnElement[bool]:
+    """Tasks of ``priority``. FHIR R4 Task.priority and ServiceRequest.priority: "if
+    missing, this task should be performed with normal priority", so an order that states
+    none is routine, never left out of the routine list."""
+    stated = RESOURCE.id.in_(_tokens("priority", None, [priority]))
+    if priority != "routine":
+        return stated
+    token = table_of(TokenIndex)
+    any_priority = select(token.c.resource_id).where(token.c.resource_type == "Task",
+                                                     token.c.param == "priority")
+    return or_(stated, RESOURCE.id.not_in(any_priority))
 
 
 def _tokens(param: str, system: str | None, codes: list[str]) -> Select[Any]:

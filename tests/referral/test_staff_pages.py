@@ -39,6 +39,20 @@ def test_worklist_shows_the_orders_with_their_decision(
     assert "Against guidance" in page.text and "no-imaging" in page.text
 
 
+def test_an_order_stating_no_priority_is_routine(
+        client: FlaskClient, auth_headers: Headers, staff: Callable[[str], FlaskClient]) -> None:
+    # FHIR R4 ServiceRequest.priority, meaning when missing: "this task should be
+    # performed with normal priority".
+    unstated = place(client, auth_headers)
+    assert "priority" not in unstated
+    urgent = place(client, auth_headers, priority="urgent")
+    routine = staff("radiographer").get("/staff/worklist?priority=routine").text
+    assert f"/staff/orders/{unstated['id']}" in routine
+    assert f"/staff/orders/{urgent['id']}" not in routine
+    urgent_only = staff("radiographer").get("/staff/worklist?priority=urgent").text
+    assert f"/staff/orders/{unstated['id']}" not in urgent_only
+
+
 @pytest.mark.parametrize("query", ["state=lost", "page=-1", "from=31/12/2026", "sort=x"])
 def test_bad_filters_get_a_400_page(staff: Callable[[str], FlaskClient], query: str) -> None:
     page = staff("radiologist").get(f"/staff/worklist?{query}")
