@@ -1,0 +1,1 @@
+"""Tests of the CTCA analysis (imaging_core/ctca) and its phantom."""
