@@ -149,6 +149,7 @@ class Haemodynamics:
     flow_ml_s: dict[str, np.ndarray]
     aortic_pressure_mmhg: float
     iterations: int
+    converged: bool
     not_assessed: dict[str, str] = field(default_factory=dict)
 
 
@@ -184,6 +185,8 @@ def ffr_ct(tree: Tree, lesions: Sequence[Lesion] = (), *,
     assumptions["myocardial_mass"] = (
         f"{mass:g} g" + (" (default: typical adult LV, Lang 2015 ranges)"
                          if myocardial_mass_g is None else " (given)"))
+    assumptions["solver"] = f"damped fixed point, {solved.iterations} iterations" + (
+        "" if solved.converged else ", NOT converged: treat the values as unreliable")
     if solved.not_assessed:
         assumptions["not_assessed"] = "; ".join(
             f"{sid}: {why}" for sid, why in sorted(solved.not_assessed.items()))
@@ -206,15 +209,18 @@ def solve(tree: Tree, lesions: Sequence[Lesion] = (), *,
     not_assessed = _not_assessed(tree, by_segment)
     pa = aortic_pressure_mmhg * PA_PER_MMHG
     q_total = _resting_total_m3_s(myocardial_mass_g)
-    net = {sid: _element(tree, seg, by_segment.get(sid, []), pa, q_total)
-           for sid, seg in tree.segments.items()}
+    net = {sid: _element(tree, tree.segments[sid], by_segment.get(sid, []), pa, q_total)
+           for sid in _topological(tree)}
     flows, iterations = _iterate(net, tree, pa, tolerance, max_iterations)
     pressures = _pressures(net, tree, flows, pa)
+    for sid, seg in tree.segments.items():  # unreachable: no pressure to give
+        pressures.setdefault(sid, np.full(len(seg.from_ostium_mm), np.nan))
+        flows.setdefault(sid, np.full(len(seg.from_ostium_mm) - 1, np.nan))
     return Haemodynamics(
         pressure_mmhg=_masked(pressures, not_assessed, 1 / PA_PER_MMHG),
         flow_ml_s=_masked({s: _per_sample(q) for s, q in flows.items()}, not_assessed, 1e6),
         aortic_pressure_mmhg=aortic_pressure_mmhg, iterations=iterations,
-        not_assessed=not_assessed)
+        converged=iterations < max_iterations, not_assessed=not_assessed)
 
 
 # --- inputs -----------------------------------------------------------------------
@@ -230,8 +236,10 @@ def _lesions_by_segment(tree: Tree, lesions: Sequence[Lesion]) -> dict[str, list
 
 def _not_assessed(tree: Tree, by_segment: dict[str, list[Lesion]]) -> dict[str, str]:
     """Segments whose lumen or lesions are unknown, and every segment fed through them."""
-    reasons: dict[str, str] = {}
-    for sid in _topological(tree):
+    order = _topological(tree)
+    reasons: dict[str, str] = {sid: "not connected to an ostium through its parents"
+                               for sid in tree.segments if sid not in order}
+    for sid in order:
         seg = tree.segments[sid]
         if seg.parent in reasons:
             reasons[sid] = f"fed through {seg.parent}, which could not be assessed"
@@ -245,10 +253,15 @@ def _not_assessed(tree: Tree, by_segment: dict[str, list[Lesion]]) -> dict[str, 
 
 
 def _topological(tree: Tree) -> list[str]:
-    """Segment ids, every parent before its children."""
+    """Segment ids reachable from the roots, every parent before its children, each once."""
     order = [s.id for s in tree.roots()]
+    seen = set(order)
     for sid in order:
-        order.extend(c for c in tree.segments[sid].children if c in tree.segments)
+        for cid in tree.segments[sid].children:
+            child = tree.segments.get(cid)
+            if child is not None and child.parent == sid and cid not in seen:
+                seen.add(cid)
+                order.append(cid)
     return order
 
 
@@ -283,6 +296,8 @@ def _element(tree: Tree, seg: Segment, lesions: list[Lesion], pa: float,
     a = 8 * math.pi * BLOOD_VISCOSITY_PA_S * np.diff(x) * 0.5 * (inv_a2[:-1] + inv_a2[1:])
     b = np.zeros_like(a)
     in_lesion = np.zeros(len(x), dtype=bool)
+    for lesion in lesions:  # no Poiseuille loss inside any lesion, then each lesion's own
+        a[_intervals_inside(x, lesion)] = 0.0
     for lesion in lesions:
         _add_stenosis(a, b, x, lesion)
         in_lesion |= (x >= lesion.start_mm * 1e-3) & (x <= lesion.end_mm * 1e-3)
@@ -310,17 +325,23 @@ def _add_stenosis(a: np.ndarray, b: np.ndarray, x: np.ndarray, lesion: Lesion) -
         return  # the segment is reported as not assessed
     if lesion.reference_diameter_mm <= 0:
         raise FlowInputError(f"lesion on {lesion.segment}: reference diameter must be > 0")
-    mid = 0.5 * (x[:-1] + x[1:])
-    inside = (mid >= lesion.start_mm * 1e-3) & (mid <= lesion.end_mm * 1e-3)
-    if not inside.any():
-        inside[min(int(np.searchsorted(x, lesion.centre_mm * 1e-3)), len(mid)) - 1] = True
+    inside = _intervals_inside(x, lesion)
     lengths = np.diff(x)[inside]
     share = lengths / lengths.sum() if lengths.sum() > 0 else np.full(len(lengths),
                                                                         1 / len(lengths))
     ya, yb = young_tsai_coefficients(lesion.reference_diameter_mm,
                                      lesion.minimal_lumen_diameter_mm, lesion.length_mm)
-    a[inside] = ya * share
-    b[inside] = yb * share
+    a[inside] += ya * share
+    b[inside] += yb * share
+
+
+def _intervals_inside(x: np.ndarray, lesion: Lesion) -> np.ndarray:
+    """The sample intervals (midpoint) within the lesion; at least the one at its centre."""
+    mid = 0.5 * (x[:-1] + x[1:])
+    inside = (mid >= lesion.start_mm * 1e-3) & (mid <= lesion.end_mm * 1e-3)
+    if not inside.any():
+        inside[max(min(int(np.searchsorted(x, lesion.centre_mm * 1e-3)), len(mid)) - 1, 0)] = True
+    return inside
 
 
 def _attachments(tree: Tree, seg: Segment) -> dict[int, list[str]]:
@@ -364,7 +385,7 @@ def _iterate(net: dict[str, _Element], tree: Tree, pa: float, tolerance: float,
         scale = max((float(np.max(np.abs(new[s]), initial=0.0)) for s in net), default=0.0)
         flows = new if iteration == 1 else {s: 0.5 * (flows[s] + new[s]) for s in net}
         if change <= tolerance * max(scale, 1e-30):
-            return new, iteration
+            return new, min(iteration, max_iterations - 1)
     return flows, max_iterations
 
 

@@ -192,3 +192,16 @@ def test_bad_inputs_raise_a_typed_error():
         flow.ffr_ct(t, aortic_pressure_mmhg=0)
     with pytest.raises(flow.FlowInputError):
         flow.ffr_ct(t, myocardial_mass_g=-5)
+
+
+def test_segment_not_connected_to_an_ostium_is_not_assessed():
+    orphan = tube("LAD.1", "LAD.9", 30, 20, 2.0)  # its parent is not in the tree
+    ffr = flow.ffr_ct(tree_of(tube("LAD", None, 0, 50, 3.0), orphan))
+    assert np.isnan(ffr.along["LAD.1"]).all() and np.isfinite(ffr.along["LAD"]).all()
+
+
+def test_overlapping_lesions_both_count():
+    t = tree_of(narrowed(tube("LAD", None, 0, 80, 3.0), 20, 36, 1.5))
+    one = flow.ffr_ct(t, [lesion(20, 30, 3.0, 1.5)]).distal("LAD")
+    two = flow.ffr_ct(t, [lesion(20, 30, 3.0, 1.5), lesion(26, 36, 3.0, 1.5)]).distal("LAD")
+    assert two < one
