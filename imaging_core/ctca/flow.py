@@ -211,7 +211,7 @@ def solve(tree: Tree, lesions: Sequence[Lesion] = (), *,
     q_total = _resting_total_m3_s(myocardial_mass_g)
     net = {sid: _element(tree, tree.segments[sid], by_segment.get(sid, []), pa, q_total)
            for sid in _topological(tree)}
-    flows, iterations = _iterate(net, tree, pa, tolerance, max_iterations)
+    flows, iterations, converged = _iterate(net, tree, pa, tolerance, max_iterations)
     pressures = _pressures(net, tree, flows, pa)
     for sid, seg in tree.segments.items():  # unreachable: no pressure to give
         pressures.setdefault(sid, np.full(len(seg.from_ostium_mm), np.nan))
@@ -220,7 +220,7 @@ def solve(tree: Tree, lesions: Sequence[Lesion] = (), *,
         pressure_mmhg=_masked(pressures, not_assessed, 1 / PA_PER_MMHG),
         flow_ml_s=_masked({s: _per_sample(q) for s, q in flows.items()}, not_assessed, 1e6),
         aortic_pressure_mmhg=aortic_pressure_mmhg, iterations=iterations,
-        converged=iterations < max_iterations, not_assessed=not_assessed)
+        converged=converged, not_assessed=not_assessed)
 
 
 # --- inputs -----------------------------------------------------------------------
@@ -370,7 +370,7 @@ def _resting_flow(d_mm: float, q_total: float) -> float:
 # --- the solve ----------------------------------------------------------------------
 
 def _iterate(net: dict[str, _Element], tree: Tree, pa: float, tolerance: float,
-             max_iterations: int) -> tuple[dict[str, np.ndarray], int]:
+             max_iterations: int) -> tuple[dict[str, np.ndarray], int, bool]:
     """Damped Picard iteration: resistances a + b Q from the last flows, then a linear solve.
 
     For one element behind a resistance the undamped map has slope -bQ/(R + a + bQ) in
@@ -385,8 +385,8 @@ def _iterate(net: dict[str, _Element], tree: Tree, pa: float, tolerance: float,
         scale = max((float(np.max(np.abs(new[s]), initial=0.0)) for s in net), default=0.0)
         flows = new if iteration == 1 else {s: 0.5 * (flows[s] + new[s]) for s in net}
         if change <= tolerance * max(scale, 1e-30):
-            return new, min(iteration, max_iterations - 1)
-    return flows, max_iterations
+            return new, iteration, True
+    return flows, max_iterations, False
 
 
 def _linear_flows(net: dict[str, _Element], tree: Tree, r: dict[str, np.ndarray],
