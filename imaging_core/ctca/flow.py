@@ -187,6 +187,8 @@ def ffr_ct(tree: Tree, lesions: Sequence[Lesion] = (), *,
                          if myocardial_mass_g is None else " (given)"))
     assumptions["solver"] = f"damped fixed point, {solved.iterations} iterations" + (
         "" if solved.converged else ", NOT converged: treat the values as unreliable")
+    if tree.missing:
+        assumptions["missing"] = f"not found, so no FFR-CT: {', '.join(tree.missing)}"
     if solved.not_assessed:
         assumptions["not_assessed"] = "; ".join(
             f"{sid}: {why}" for sid, why in sorted(solved.not_assessed.items()))

@@ -205,3 +205,10 @@ def test_overlapping_lesions_both_count():
     one = flow.ffr_ct(t, [lesion(20, 30, 3.0, 1.5)]).distal("LAD")
     two = flow.ffr_ct(t, [lesion(20, 30, 3.0, 1.5), lesion(26, 36, 3.0, 1.5)]).distal("LAD")
     assert two < one
+
+
+def test_missing_vessel_is_named_in_the_assumptions():
+    t = tree_of(tube("LAD", None, 0, 50, 3.0))
+    t.missing = ["RCA"]
+    ffr = flow.ffr_ct(t)
+    assert "RCA" not in ffr.along and "RCA" in ffr.assumptions["missing"]
