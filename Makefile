@@ -129,7 +129,7 @@ run: seed static
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/mypy core auth fhir referral rules imaging_core scanpath wsgi.py
+	$(BIN)/mypy core auth fhir referral rules imaging_core patient scanpath wsgi.py
 
 test: venv node_modules static system-deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

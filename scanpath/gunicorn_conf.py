@@ -54,15 +54,17 @@ logconfig_dict = {
 
 class RedactingLogger(Logger):
     """gunicorn's logger, with the query string reduced to its parameter names in every
-    access-log atom that carries it (request line, query, referrer)."""
+    access-log atom that carries it (request line, query, referrer), and a patient
+    report link's token masked in every atom that carries the path (``r``, ``U``, ``f``)."""
 
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any],
               request_time: datetime.timedelta) -> dict[str, Any]:
-        from core.logging import parameter_names, redact_query
+        from core.logging import mask_patient_links, parameter_names, redact_query
 
         atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
         names = parameter_names(environ.get("QUERY_STRING", ""))
-        path = environ.get("PATH_INFO", "")
+        path = mask_patient_links(environ.get("PATH_INFO", ""))
+        atoms["U"] = path
         atoms["r"] = f"{environ['REQUEST_METHOD']} {path}{'?' + names if names else ''} " \
             f"{environ.get('SERVER_PROTOCOL', '')}".rstrip()
         atoms["q"] = names
