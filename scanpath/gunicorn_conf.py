@@ -55,7 +55,7 @@ logconfig_dict = {
 class RedactingLogger(Logger):
     """gunicorn's logger, with the query string reduced to its parameter names in every
     access-log atom that carries it (request line, query, referrer), and a patient
-    report link's token masked in every atom that carries the path (``r``, ``U``, ``f``)."""
+    report link's token masked in every atom (``r``, ``U``, ``f``, the environ's)."""
 
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any],
               request_time: datetime.timedelta) -> dict[str, Any]:
@@ -69,7 +69,9 @@ class RedactingLogger(Logger):
             f"{environ.get('SERVER_PROTOCOL', '')}".rstrip()
         atoms["q"] = names
         atoms["f"] = redact_query(atoms.get("f", "-"))
-        return atoms
+        # Every other atom that may hold the path ({raw_uri}e, {path_info}e, headers).
+        return {name: mask_patient_links(value) if isinstance(value, str) else value
+                for name, value in atoms.items()}
 
 
 def post_fork(server: Any, _worker: Any) -> None:
