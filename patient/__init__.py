@@ -17,7 +17,8 @@ The link and its safety:
 - ``models``: the tables (migration 0018).
 
 The report's content, in plain language (branch patient-page): ``page``
-(``report_page``), ``assets`` (key images, 3D model, still, PDF) and ``plain``.
+(``report_page``), ``assets`` (key images, 3D model, still, PDF), ``still`` and
+``plain``; the page's own script and style in ``web/``.
 """
 
 from __future__ import annotations
