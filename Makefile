@@ -27,7 +27,8 @@ help:
 	@echo "                  (PYTEST_ARGS='-k name -x' passes options to pytest)"
 	@echo "make lint         ruff and mypy"
 	@echo "make static       copy nhsuk-frontend's CSS, JS and assets into static/nhsuk/ and bundle the"
-	@echo "                  image viewer (Cornerstone3D, model-viewer) into static/viewer/ (served at /static)"
+	@echo "                  image viewer (Cornerstone3D, model-viewer) into static/viewer/ and the patient"
+	@echo "                  page's model-viewer into static/patient/ (served at /static)"
 	@echo "make migrate      upgrade the database to the latest migration"
 	@echo "make seed         migrate, then load the demo clients and rule packs"
 	@echo "make bench        run every bench/*.py (but _*.py helpers)"
@@ -114,6 +115,19 @@ $(VIEWER_STAMP): $(NODE_STAMP) $(VIEWER_SOURCES)
 		--alias:events=./imaging_core/viewer/shims/events.js
 	touch $@
 
+# The patient report page's own bundle (patient/web/): model-viewer for the 3D heart model
+# and the page's stylesheet, into static/patient/ (served at /static/patient/, no CDN).
+PATIENT_STAMP := static/patient/.scanpath-built
+PATIENT_SOURCES := $(wildcard patient/web/*.js patient/web/*.css)
+
+static: $(PATIENT_STAMP)
+
+$(PATIENT_STAMP): $(NODE_STAMP) $(PATIENT_SOURCES)
+	rm -rf static/patient
+	node_modules/.bin/esbuild $(PATIENT_SOURCES) --bundle --format=esm --minify \
+		--entry-names='[name]' --outdir=static/patient --log-level=warning
+	touch $@
+
 # --- running ---------------------------------------------------------------------
 
 migrate: venv
@@ -129,7 +143,7 @@ run: seed static
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/mypy core auth fhir referral rules imaging_core scanpath wsgi.py
+	$(BIN)/mypy core auth fhir referral rules imaging_core patient scanpath wsgi.py
 
 test: venv node_modules static system-deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -56,7 +56,7 @@ DEMO_CLIENTS = (
         "system/Organization.rs", "system/Condition.cruds", "system/Observation.cruds",
         "system/AllergyIntolerance.cruds", "system/Device.cruds",
         "system/ServiceRequest.cruds", "system/Task.rs", "system/ImagingStudy.rs",
-        "system/DiagnosticReport.rs", "system/DocumentReference.rs", "system/Binary.r",
+        "system/DiagnosticReport.rs", "system/DocumentReference.rus", "system/Binary.r",
         "system/GuidanceResponse.rs", "system/Provenance.crs", "system/CodeSystem.rs",
         "system/Media.rs", "system/Subscription.cruds",
     ])),

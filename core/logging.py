@@ -1,10 +1,11 @@
 """JSON logs with the request id in a field of its own, and no patient data in them.
 
-Query strings carry NHS numbers, names and birth dates, and exception messages may
+Query strings carry NHS numbers, names and birth dates, patient report links
+(``/r/{token}``) are a patient's key to their report, and exception messages may
 quote the value that failed. So every log line passes ``RedactQueryFilter`` (a URL's
-query is reduced to its parameter names) and tracebacks keep their frames and the
-exception's type but not its message. SQL bound values are kept out by the engine
-(``core.db``: ``hide_parameters``).
+query is reduced to its parameter names, a link's token to ``[token]``) and
+tracebacks keep their frames and the exception's type but not its message. SQL bound
+values are kept out by the engine (``core.db``: ``hide_parameters``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from pythonjsonlogger.json import JsonFormatter
 
 # A "?" that starts a query, in a URL or a request line: up to white space or a quote.
 _QUERY = re.compile(r"\?([^\s'\"<>]*)")
+# A patient report link's token: the path segment after /r/ (whatever its characters,
+# so a link with one character changed is masked too).
+_PATIENT_LINK = re.compile(r"/r/[^/\s?#'\"<>]+")
+PATIENT_LINK_MASK = "/r/[token]"
 
 
 
@@ -30,17 +35,24 @@ def parameter_names(query: str) -> str:
     return "&".join(name for name, _value in pairs)
 
 
+def mask_patient_links(text: str) -> str:
+    """``text`` with the token of each patient report link path replaced by ``[token]``."""
+    return _PATIENT_LINK.sub(PATIENT_LINK_MASK, text)
+
+
 def redact_query(text: str) -> str:
-    """``text`` with each URL query reduced to its parameter names."""
-    return _QUERY.sub(lambda match: "?" + parameter_names(match[1]), text)
+    """``text`` with each URL query reduced to its parameter names and each patient
+    report link's token masked."""
+    return _QUERY.sub(lambda match: "?" + parameter_names(match[1]), mask_patient_links(text))
 
 
 class RedactQueryFilter(logging.Filter):
-    """Reduces the query of every URL in a record's message to its parameter names."""
+    """Reduces the query of every URL in a record's message to its parameter names and
+    masks patient report links' tokens."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "?" in message:
+        if "?" in message or "/r/" in message:
             record.msg, record.args = redact_query(message), None
         return True
 

@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     pacs_max_attempts: int = Field(80, ge=1)
     # Seconds to wait for a destination to connect and answer (pynetdicom timeouts).
     pacs_timeout_seconds: float = Field(30.0, gt=0)
+    # Days a patient report link works after sign-off (README "Patient report links").
+    patient_link_days: int = Field(30, ge=1, le=366)
 
     @field_validator("dicom_allowed_aes", mode="before")
     @classmethod

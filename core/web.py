@@ -37,6 +37,12 @@ STAFF_PREFIX = "/staff"
 STAFF_CSP = ("default-src 'self'; script-src 'self'{wasm}; style-src 'self'; "
              "img-src 'self' data: blob:; worker-src 'self' blob:; connect-src 'self'; "
              "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+# The patient report pages (/r/{token}, issue 13): the same rules as the staff pages,
+# their own policy so that each may change alone; allow_wasm_eval() as for staff.
+PATIENT_PREFIX = "/r/"
+PATIENT_CSP = ("default-src 'self'; script-src 'self'{wasm}; style-src 'self'; "
+               "img-src 'self' data: blob:; worker-src 'self' blob:; connect-src 'self'; "
+               "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 # The endpoints whose answers hold no patient data and are public (discovery, the home
 # page, health): only these may be cached. Every other answer is Cache-Control: no-store.
 PUBLIC_ENDPOINTS = frozenset({"ops.home", "ops.home_css", "ops.healthz", "ops.readyz", "static",
@@ -138,8 +144,14 @@ def is_staff_request() -> bool:
     return request.path == STAFF_PREFIX or request.path.startswith(STAFF_PREFIX + "/")
 
 
+def is_patient_request() -> bool:
+    """Whether the request is for a patient report link's pages (``/r/...``)."""
+    return request.path.startswith(PATIENT_PREFIX)
+
+
 def allow_wasm_eval() -> None:
-    """Let this staff page compile WebAssembly (CSP 'wasm-unsafe-eval'), e.g. the viewer."""
+    """Let this staff or patient page compile WebAssembly (CSP 'wasm-unsafe-eval'),
+    e.g. the viewer or the 3D model."""
     g.csp_wasm = True
 
 
@@ -148,11 +160,19 @@ def staff_csp() -> str:
     return STAFF_CSP.format(wasm=" 'wasm-unsafe-eval'" if g.get("csp_wasm") else "")
 
 
+def patient_csp() -> str:
+    """The Content-Security-Policy of this patient page."""
+    return PATIENT_CSP.format(wasm=" 'wasm-unsafe-eval'" if g.get("csp_wasm") else "")
+
+
 def _security_headers(response: Response) -> Response:
     """The headers of SECURITY_HEADERS (the staff CSP under /staff); HSTS over TLS;
     no-store unless public."""
     if is_staff_request():
         response.headers.setdefault("Content-Security-Policy", staff_csp())
+    if is_patient_request():  # a private page: never indexed, never referred on
+        response.headers.setdefault("Content-Security-Policy", patient_csp())
+        response.headers["X-Robots-Tag"] = "noindex, nofollow"
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     if request.is_secure or app_settings().public_url.startswith("https://"):
@@ -198,7 +218,10 @@ def register_error_handlers(app: Flask) -> None:
 def error_response(issues: list[Issue], status: int,
                    headers: dict[str, str] | None = None) -> Response:
     """The one place an error's representation is chosen: an HTML page for the staff
-    web app, an OperationOutcome for everything else."""
+    web app, an OperationOutcome for everything else; under /r/ the patient pages'
+    own (``_patient_error``)."""
+    if is_patient_request():
+        return _patient_error(status)
     if is_staff_request():
         try:
             html = render_template("staff/error.html", status=status,
@@ -209,6 +232,21 @@ def error_response(issues: list[Issue], status: int,
         return Response(html, status=status, headers=headers or {},
                         content_type="text/html; charset=utf-8")
     return fhir_response(operation_outcome(issues), status, headers)
+
+
+def _patient_error(status: int) -> Response:
+    """A patient page's error: a form sent without its CSRF token (or otherwise bad)
+    asks to try again (400); anything else, a server fault included, is the neutral
+    "not available" page with 404 (its body the same as for an unknown link), so
+    nothing about the link or the fault shows. Faults are logged by their handler."""
+    template, status = ("patient/try_again.html", 400) if status == 400 else \
+        ("patient/not_available.html", 404)
+    try:
+        html = render_template(template)
+    except Exception:  # the page itself failed: still a page, never a traceback
+        log.exception("patient error page failed")
+        html = "<!doctype html><title>Not available</title><p>This page is not available.</p>"
+    return Response(html, status=status, content_type="text/html; charset=utf-8")
 
 
 def _fhir_error(error: FhirError) -> Response:

@@ -46,6 +46,8 @@ RECORDS_ABOUT = ("AuditEvent", "Provenance")
 WriteHook = Callable[["Store", dict[str, Any], dict[str, Any] | None], None]
 _WRITE_HOOKS: dict[str, list[WriteHook]] = {}
 _AFTER_WRITE_HOOKS: dict[str, list[WriteHook]] = {}
+ReadTransform = Callable[["Store", dict[str, Any]], dict[str, Any]]
+_READ_TRANSFORMS: dict[str, list[ReadTransform]] = {}
 
 
 def register_write_hook(resource_type: str, hook: WriteHook) -> None:
@@ -70,6 +72,19 @@ def register_after_write_hook(resource_type: str, hook: WriteHook) -> None:
     hooks = _AFTER_WRITE_HOOKS.setdefault(resource_type, [])
     if hook not in hooks:
         hooks.append(hook)
+
+
+def register_read_transform(resource_type: str, transform: ReadTransform) -> None:
+    """Show a client ``transform(store, resource)`` instead of each stored ``resource_type``.
+
+    Applied on read, vread, history and search (matches and includes) when a client
+    asks (``Store.actor`` set), never to what the server itself reads or writes: a
+    value that must not be stored (``patient``: a link's URL, whose token the database
+    keeps only as a hash) is added here for the reader.
+    """
+    transforms = _READ_TRANSFORMS.setdefault(resource_type, [])
+    if transform not in transforms:
+        transforms.append(transform)
 
 
 @dataclass
@@ -120,7 +135,15 @@ class Store:
             if self._deleted(resource_type, resource_id):
                 raise Gone(f"{resource_type}/{resource_id} was deleted")
             raise NotFound(f"{resource_type}/{resource_id} is not known")
-        return fhirjson.loads(content)  # type: ignore[no-any-return]
+        return self.shown(fhirjson.loads(content))
+
+    def shown(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """``resource`` as this requester is shown it (``register_read_transform``)."""
+        if self.actor is None or "id" not in resource:
+            return resource
+        for transform in _READ_TRANSFORMS.get(str(resource.get("resourceType")), []):
+            resource = transform(self, resource)
+        return resource
 
     def _last_version(self, resource_type: str, resource_id: str) -> tuple[int, str | None]:
         """The highest version number written, and its method (0, None if none)."""
@@ -149,8 +172,11 @@ class Store:
         """:func:`fhir.search.run_search` as this requester sees it: an owner-only
         type's matches and includes limited to its own. Every search a request makes
         goes through here."""
-        return run_search(self.session, spec, params, count=count, offset=offset,
-                          strict=strict, with_total=with_total, owner=self.actor)
+        result = run_search(self.session, spec, params, count=count, offset=offset,
+                            strict=strict, with_total=with_total, owner=self.actor)
+        result.matches = [self.shown(r) for r in result.matches]
+        result.included = [self.shown(r) for r in result.included]
+        return result
 
     def exists(self, resource_type: str, resource_id: str) -> bool:
         """Whether the resource exists here (a type not served never does)."""
@@ -180,7 +206,7 @@ class Store:
             table.version_id == _version_number(version_id))).scalar()
         if content is None or not self._visible(content):
             raise NotFound(f"{resource_type}/{resource_id} has no version {version_id}")
-        return fhirjson.loads(content)  # type: ignore[no-any-return]
+        return self.shown(fhirjson.loads(content))
 
     def history(self, resource_type: str, resource_id: str) -> list[tuple[str, dict[str, Any]]]:
         """``(method, resource)`` for every version, newest first (deletions included)."""
@@ -193,7 +219,7 @@ class Store:
         ).all()
         if not rows:
             raise NotFound(f"{resource_type}/{resource_id} is not known")
-        shown = [(method, fhirjson.loads(content)) for method, content in rows
+        shown = [(method, self.shown(fhirjson.loads(content))) for method, content in rows
                  if self._visible(content)]
         if not shown:
             raise NotFound(f"{resource_type}/{resource_id} is not known")
@@ -213,7 +239,7 @@ class Store:
         rows = self.session.execute(query.order_by(versions.last_updated.desc(),
                                                    versions.version_id.desc())
                                     .offset(offset).limit(count)).all()
-        return [(method, fhirjson.loads(content)) for method, content in rows]
+        return [(method, self.shown(fhirjson.loads(content))) for method, content in rows]
 
     def _owned_ids(self, resource_type: str) -> Any:
         """Ids of ``resource_type`` this requester owns (a subquery on the owner tag's

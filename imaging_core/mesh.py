@@ -227,3 +227,42 @@ def _pack_glb(document: dict[str, Any], blob: bytes) -> bytes:
         padded = blob + b"\0" * (-len(blob) % 4)
         chunks += struct.pack("<II", len(padded), CHUNK_BIN) + padded
     return struct.pack("<III", GLB_MAGIC, 2, 12 + len(chunks)) + chunks
+
+
+def read_glb(data: bytes) -> list[Mesh]:
+    """The meshes of a GLB that :func:`to_glb` wrote (patient LPS mm), in file order.
+
+    Raises MeshError when ``data`` is not such a GLB (bad header, chunks or accessors).
+    """
+    try:
+        magic, version, length = struct.unpack_from("<III", data, 0)
+        text_length, kind = struct.unpack_from("<II", data, 12)
+        document = json.loads(data[20:20 + text_length])
+        blob = data[28 + text_length:] if len(data) > 20 + text_length else b""
+        if magic != GLB_MAGIC or version != 2 or length != len(data) or kind != CHUNK_JSON:
+            raise ValueError("not a glTF 2.0 binary")
+        return [_read_mesh(document, blob, index) for index in
+                range(len(document.get("meshes", [])))]
+    except (struct.error, ValueError, KeyError, IndexError, TypeError) as error:
+        raise MeshError(f"unreadable GLB: {error}") from error
+
+
+def _read_mesh(document: dict[str, Any], blob: bytes, index: int) -> Mesh:
+    primitive = document["meshes"][index]["primitives"][0]
+    material = document["materials"][primitive["material"]]
+    colour = tuple(material["pbrMetallicRoughness"]["baseColorFactor"])
+    return Mesh(document["meshes"][index]["name"],
+                _read_accessor(document, blob, primitive["attributes"]["POSITION"]),
+                _read_accessor(document, blob, primitive["indices"]).reshape(-1, 3),
+                _read_accessor(document, blob, primitive["attributes"]["NORMAL"]),
+                colour)  # type: ignore[arg-type]
+
+
+def _read_accessor(document: dict[str, Any], blob: bytes, index: int) -> np.ndarray:
+    accessor = document["accessors"][index]
+    view = document["bufferViews"][accessor["bufferView"]]
+    dtype = "<f4" if accessor["componentType"] == _FLOAT else "<u4"
+    width = {"SCALAR": 1, "VEC3": 3}[accessor["type"]]
+    raw = np.frombuffer(blob, dtype=dtype, count=accessor["count"] * width,
+                        offset=view.get("byteOffset", 0))
+    return raw.reshape(-1, width) if width > 1 else raw

@@ -53,6 +53,9 @@ NOT_YET_SIGNED = ("registered", "partial", "preliminary")
 RETRACTED = "entered-in-error"
 REISSUE = "reissue"  # the idempotency-key suffix of a job that issues the outputs again
 REASON = "/StructureDefinition/amendment-reason"  # after the canonical base
+# The next step the radiologist agreed for the patient, in words the patient reads on the
+# report link's page (issue 13): an extension (valueString) on the signed version.
+NEXT_STEP = "/StructureDefinition/patient-next-step"  # after the canonical base
 PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 VERIFIER = {"system": PARTICIPANT, "code": "verifier", "display": "Verifier"}
 SIGN_OFF = {"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
@@ -144,6 +147,14 @@ def _reason(store: Store, report: dict[str, Any]) -> str | None:
     texts = [e.get("valueString") for e in report.get("extension", [])
              if isinstance(e, dict) and e.get("url") == url]
     return str(texts[-1]).strip() if texts and texts[-1] else None
+
+
+def next_step(base: str, report: dict[str, Any]) -> str | None:
+    """The patient's next step the signed ``report`` states (:data:`NEXT_STEP`), or None."""
+    texts = [e.get("valueString") for e in report.get("extension", [])
+             if isinstance(e, dict) and e.get("url") == f"{base}{NEXT_STEP}"]
+    text = str(texts[-1] or "").strip() if texts else ""
+    return text or None
 
 
 def _signer(store: Store, report: dict[str, Any]) -> str:

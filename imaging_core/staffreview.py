@@ -28,7 +28,7 @@ from fhir import audit
 from fhir.registry import Invocation
 from fhir.store import Store
 from imaging_core import review
-from imaging_core.signoff import REASON, SIGNED_OFF
+from imaging_core.signoff import NEXT_STEP, REASON, SIGNED_OFF
 
 log = logging.getLogger(__name__)
 
@@ -210,21 +210,26 @@ def change_lesion(store: Store, report_id: str, lesion_id: str, action: str,
 
 
 def sign_off(store: Store, report_id: str, conclusion: str, version: str,
-             practitioner: str, client_id: str) -> dict[str, Any]:
+             practitioner: str, client_id: str, next_step: str = "") -> dict[str, Any]:
     """Sign the report off (status ``final``) as a FHIR PUT would; the new version.
 
-    Raises BadRequest (400) for an empty or overlong conclusion; Conflict (409)
-    while a review's re-scoring is not done, or when the report changed since
-    ``version`` was read; the sign-off hook's errors.
+    ``next_step`` (optional) is the patient's next step, kept as the ``NEXT_STEP``
+    extension; empty leaves none. Raises BadRequest (400) for an empty or overlong
+    conclusion; Conflict (409) while a review's re-scoring is not done, or when the
+    report changed since ``version`` was read; the sign-off hook's errors.
     """
     _refuse_while_rescoring(store, report_id)
+    report = store.read("DiagnosticReport", report_id)
     return _put(store, report_id, version, practitioner, client_id,
-                status="final", conclusion=_text(conclusion, "conclusion"))
+                status="final", conclusion=_text(conclusion, "conclusion"),
+                extension=_with_next_step(store, report.get("extension", []), next_step))
 
 
 def amend(store: Store, report_id: str, conclusion: str, reason: str, version: str,
-          practitioner: str, client_id: str) -> dict[str, Any]:
+          practitioner: str, client_id: str, next_step: str = "") -> dict[str, Any]:
     """Amend a signed-off report with its reason, as a FHIR PUT would; the new version.
+
+    ``next_step`` replaces the patient's next step (empty: none).
 
     Raises BadRequest (400) without a conclusion or a reason; Conflict (409) for
     a report never signed off; the amendment hook's errors (422: same reason).
@@ -234,9 +239,21 @@ def amend(store: Store, report_id: str, conclusion: str, reason: str, version: s
     if report.get("status") not in SIGNED_OFF:
         raise Conflict("Only a signed-off report is amended: sign it off first")
     url = f"{store.settings.canonical_base}{REASON}"
-    extensions = [e for e in report.get("extension", []) if e.get("url") != url]
+    extensions = _with_next_step(store, [e for e in report.get("extension", [])
+                                         if e.get("url") != url], next_step)
     return _put(store, report_id, version, practitioner, client_id, status="amended",
                 conclusion=conclusion, extension=[*extensions, {"url": url, "valueString": reason}])
+
+
+def _with_next_step(store: Store, extensions: list[dict[str, Any]],
+                    next_step: str) -> list[dict[str, Any]]:
+    """``extensions`` with the patient's next step set to ``next_step`` (none if empty)."""
+    url = f"{store.settings.canonical_base}{NEXT_STEP}"
+    text = next_step.strip()
+    if len(text) > MAX_TEXT:
+        raise BadRequest(f"The next step for the patient is longer than {MAX_TEXT} characters")
+    kept = [e for e in extensions if e.get("url") != url]
+    return [*kept, {"url": url, "valueString": text}] if text else kept
 
 
 def _text(value: str, name: str) -> str:

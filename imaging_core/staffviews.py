@@ -6,8 +6,10 @@ Served at ``/staff/reports/{report id}``; every page needs a staff session
 - ``GET  /staff/reports/{id}``: the report beside its key images, a link to
   the viewer, the conclusion; for a radiologist, the sign-off or amendment form.
   Any staff user may read it.
-- ``POST /staff/reports/{id}/sign-off`` (radiologist): ``conclusion``, ``version``.
-- ``POST /staff/reports/{id}/amend`` (radiologist): ``conclusion``, ``reason``, ``version``.
+- ``POST /staff/reports/{id}/sign-off`` (radiologist): ``conclusion``, ``version`` and,
+  optionally, ``next_step`` (the patient's next step, shown on their report link's page).
+- ``POST /staff/reports/{id}/amend`` (radiologist): ``conclusion``, ``reason``, ``version``,
+  ``next_step``.
 - ``GET  /staff/reports/{id}/key-images/{n}``: the report's n-th key image (PNG).
 - ``GET  /staff/reports/{id}/lesions`` (radiologist): the candidates, the score
   as reported and as now summed, and per lesion a reject / accept / relabel form.
@@ -43,6 +45,7 @@ from imaging_core import lesionimages, staffreview
 from imaging_core.errors import ImagingError
 from imaging_core.models import AnalysisJob, CalciumCandidates, DicomInstance
 from imaging_core.results import IMAGE_MODALITIES
+from imaging_core.signoff import next_step
 from imaging_core.volume import Volume, load_volumes
 
 log = logging.getLogger(__name__)
@@ -111,7 +114,8 @@ def report_page(report_id: str) -> str:
         images=_key_images(report), study_uid=_study_uid(store.session, report_id),
         scored=store.session.get(CalciumCandidates, report_id) is not None,
         radiologist=current_staff().role == RADIOLOGIST,
-        reason=_reason(store, report))
+        reason=_reason(store, report),
+        next_step=next_step(store.settings.canonical_base, report))
 
 
 def _key_images(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -152,7 +156,8 @@ def sign_off(report_id: str) -> BaseResponse:
     form = request.form
     return _act("sign-off", _checked(report_id), lambda store, who, client: (
         staffreview.sign_off(store, report_id, form.get("conclusion", ""),
-                             form.get("version", ""), who, client)), _page(report_id))
+                             form.get("version", ""), who, client,
+                             form.get("next_step", ""))), _page(report_id))
 
 
 @bp.post("/<report_id>/amend")
@@ -162,7 +167,8 @@ def amend(report_id: str) -> BaseResponse:
     form = request.form
     return _act("amend", _checked(report_id), lambda store, who, client: (
         staffreview.amend(store, report_id, form.get("conclusion", ""),
-                          form.get("reason", ""), form.get("version", ""), who, client)),
+                          form.get("reason", ""), form.get("version", ""), who, client,
+                          form.get("next_step", ""))),
         _page(report_id))
 
 

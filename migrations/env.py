@@ -10,6 +10,7 @@ import auth.models  # noqa: F401
 import core  # noqa: F401  (first: makes the project's ``fhir`` package resolvable)
 import fhir.models  # noqa: F401
 import imaging_core.models  # noqa: F401
+import patient.models  # noqa: F401
 import referral.models  # noqa: F401
 import rules.models  # noqa: F401
 

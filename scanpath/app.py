@@ -9,6 +9,7 @@ from flask import Flask
 
 import auth
 import imaging_core
+import patient
 import referral
 import rules
 from core import web
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     fhir_api.init_app(app)
     referral.init_app(app)
     imaging_core.init_app(app)
+    patient.init_app(app)  # after imaging_core: its links follow sign-off
     rules.init_app(app)
     admin.init_app(app)
     return app

@@ -54,20 +54,24 @@ logconfig_dict = {
 
 class RedactingLogger(Logger):
     """gunicorn's logger, with the query string reduced to its parameter names in every
-    access-log atom that carries it (request line, query, referrer)."""
+    access-log atom that carries it (request line, query, referrer), and a patient
+    report link's token masked in every atom (``r``, ``U``, ``f``, the environ's)."""
 
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any],
               request_time: datetime.timedelta) -> dict[str, Any]:
-        from core.logging import parameter_names, redact_query
+        from core.logging import mask_patient_links, parameter_names, redact_query
 
         atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
         names = parameter_names(environ.get("QUERY_STRING", ""))
-        path = environ.get("PATH_INFO", "")
+        path = mask_patient_links(environ.get("PATH_INFO", ""))
+        atoms["U"] = path
         atoms["r"] = f"{environ['REQUEST_METHOD']} {path}{'?' + names if names else ''} " \
             f"{environ.get('SERVER_PROTOCOL', '')}".rstrip()
         atoms["q"] = names
         atoms["f"] = redact_query(atoms.get("f", "-"))
-        return atoms
+        # Every other atom that may hold the path ({raw_uri}e, {path_info}e, headers).
+        return {name: mask_patient_links(value) if isinstance(value, str) else value
+                for name, value in atoms.items()}
 
 
 def post_fork(server: Any, _worker: Any) -> None:

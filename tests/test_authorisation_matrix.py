@@ -259,6 +259,26 @@ STAFF_FORMS += [("/staff/reports/r1/sign-off", f"{_REPORT}/sign-off"),
                 ("/staff/reports/r1/amend", f"{_REPORT}/amend"),
                 ("/staff/reports/r1/lesions/L001-002-003", f"{_REPORT}/lesions/<lesion_id>")]
 
+# Patient report links (patient/views.py): the revoke form is a staff form; the /r/ pages
+# authenticate by link token, date of birth and session, never by bearer token, so they
+# are public to the token matrix (tests/patient/ checks the link's own rules).
+STAFF_FORMS += [("/staff/reports/r1/patient-link/revoke", f"{_REPORT}/patient-link/revoke")]
+_LINK = "/r/<token>"
+PATIENT_PAGES = [("/r/t0", _LINK), ("/r/t0/images/1.png", f"{_LINK}/images/<int:number>.png"),
+                 ("/r/t0/model.glb", f"{_LINK}/model.glb"),
+                 ("/r/t0/model.png", f"{_LINK}/model.png"),
+                 ("/r/t0/report.pdf", f"{_LINK}/report.pdf")]
+PATIENT_FORMS = [("/r/t0", _LINK), ("/r/t0/close", f"{_LINK}/close")]
+
+
+def patient_probes() -> Iterator[Probe]:
+    """Bearer tokens neither open nor close /r/: public to the token matrix."""
+    for path, rule in PATIENT_PAGES:
+        yield Probe("GET", path, rule, public=True, accept="text/html")
+    for path, rule in PATIENT_FORMS:
+        yield Probe("POST", path, rule, public=True, body="",
+                    content_type="application/x-www-form-urlencoded", accept="text/html")
+
 
 def staff_probes() -> Iterator[Probe]:
     """Bearer tokens neither open nor close /staff: public to the token matrix."""
@@ -270,7 +290,8 @@ def staff_probes() -> Iterator[Probe]:
 
 
 def all_probes() -> list[Probe]:
-    return [*rest_probes(), *bundle_probes(), *other_probes(), *staff_probes()]
+    return [*rest_probes(), *bundle_probes(), *other_probes(), *staff_probes(),
+            *patient_probes()]
 
 
 def test_staff_routes_need_a_session(app):

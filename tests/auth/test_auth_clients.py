@@ -27,7 +27,7 @@ EXPECTED_SCOPES = {
                "system/Organization.rs system/Condition.cruds system/Observation.cruds "
                "system/AllergyIntolerance.cruds system/Device.cruds system/ServiceRequest.cruds "
                "system/Task.rs system/ImagingStudy.rs system/DiagnosticReport.rs "
-               "system/DocumentReference.rs system/Binary.r system/GuidanceResponse.rs "
+               "system/DocumentReference.rus system/Binary.r system/GuidanceResponse.rs "
                "system/Provenance.crs system/CodeSystem.rs system/Media.rs "
                "system/Subscription.cruds",
     "demo-radiology": "system/Patient.rs system/Practitioner.rs system/PractitionerRole.rs "
