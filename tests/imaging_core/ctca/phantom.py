@@ -91,7 +91,9 @@ RADII_MM: dict[str, tuple[float, float]] = {
 VESSEL_OF = {"LM": "LM", "LAD": "LAD", "LCX": "LCX", "RCA": "RCA", "LAD.1": "LAD"}
 PARENT = {"LM": None, "LAD": "LM", "LCX": "LM", "RCA": None, "LAD.1": "LAD"}
 DIAGONAL_FROM_MM = 30.0  # the diagonal leaves the LAD this far along the LAD (from the split)
-DIAGONAL_S_MM, DIAGONAL_TURN_DEG = 40.0, 50.0  # its run towards the apex, and round the heart
+DIAGONAL_S_MM, DIAGONAL_TURN_DEG = 30.0, 60.0  # its run towards the apex, and round the heart
+# The thorax's LCX runs on round the back to the descending aorta; ours stops before it.
+LCX_LENGTH_MM = 75.0
 
 
 @dataclass(frozen=True)
@@ -257,6 +259,8 @@ def centrelines(frame: tx.HeartFrame, root: tx.Root) -> dict[str, np.ndarray]:
     lines["LM"] = tx.polyline([ostia["left"], *lines["LM"][[0, -1]]])
     lines["RCA"] = np.concatenate([tx.polyline([ostia["right"], root.ostia["right"]]),
                                    lines["RCA"][1:]])
+    lcx, lcx_arc = _resampled(lines["LCX"], 0.25)
+    lines["LCX"] = lcx[lcx_arc <= LCX_LENGTH_MM]
     lad, lad_arc = _resampled(lines["LAD"], 0.25)
     start = lad[int(np.searchsorted(lad_arc, DIAGONAL_FROM_MM))]
     s0 = float((start - frame.origin) @ frame.axis)
@@ -334,7 +338,7 @@ class CtcaImage:
     @cached_property
     def truth(self) -> Truth:
         """The expected findings, from the geometry."""
-        return _truth(self)
+        return truth(self.ctca)
 
     def slice_hu(self, k: int, rng: np.random.Generator | None = None) -> np.ndarray:
         """Slice k's HU with the scan's seeded noise, rounded to 1 HU."""
@@ -441,18 +445,20 @@ def _blurred_hu(labels: np.ndarray, ctca: Ctca, scan: Phantom) -> np.ndarray:
     return np.asarray(ndimage.gaussian_filter(hu, sigma, mode="nearest"), dtype=np.float32)
 
 
-def _truth(image: CtcaImage) -> Truth:
-    ctca = image.ctca
-    offsets = _offsets(image.lines)
+def truth(ctca: Ctca) -> Truth:
+    """The expected findings of ``ctca`` from its geometry alone (no painting needed)."""
+    frame = tx.heart_frame(_thorax(ctca))
+    root = tx.aortic_root(frame)
+    lines = centrelines(frame, root)
+    offsets = _offsets(lines)
     vessels, stenoses = {}, []
-    for name, line in image.lines.items():
+    for name, line in lines.items():
         own = [s for s in ctca.stenoses if s.segment == name]
         d = _drawn(name, line, own, TRUTH_STEP_MM)
         vessels[name] = VesselTruth(name, VESSEL_OF[name], PARENT[name], d.points,
                                     d.arc + offsets[name], d.healthy, d.lumen)
         for s in own:
             stenoses.append(_stenosis_truth(s, vessels[name], offsets[name]))
-    frame, root = image.frame, image.root
     return Truth(
         vessels, stenoses, {"LAD.1": ("LAD", offsets["LAD.1"])}, inner_ostia(root),
         root.valve + 8.0 * root.axis,
