@@ -102,6 +102,28 @@ def test_stenosis_minimal_diameter_is_painted(ctca: P.Ctca) -> None:
         assert measured == pytest.approx(expected, abs=0.1), s
 
 
+def test_eccentric_stenosis_keeps_its_minimal_diameter_and_puts_plaque_outside() -> None:
+    ctca = P.ctca_eccentric()
+    for s in P.truth(ctca).stenoses[:2]:
+        vessel = P.truth(ctca).vessels[s.segment]
+        i = int(np.argmin(np.abs(vessel.from_ostium_mm - s.centre_mm)))
+        assert s.lumen_centre_mm is not None and not s.concentric
+        # design: the lumen centre moves inwards by r0 - r = r0 * p
+        shift = s.lumen_centre_mm - s.position_mm
+        assert np.linalg.norm(shift) == pytest.approx(
+            s.reference_diameter_mm / 2 * s.stenosis_pct / 100, abs=0.02)
+        crop = P.build(P.fine_crop(ctca, s.position_mm, size_mm=8.0, spacing_mm=0.1))
+        measured = _measured_diameter(crop, s.lumen_centre_mm, _tangent(vessel, i), 0.25,
+                                      s.reference_diameter_mm)
+        assert measured == pytest.approx(s.minimal_lumen_diameter_mm, abs=0.1), s
+        g = crop.grid
+        kind = P.CALCIFIED if s.plaque == "calcified" else P.NONCALCIFIED
+        k, r, c = np.nonzero(crop.labels == kind)
+        plaque = np.stack([g.x[c], g.y[r], g.z[k]], axis=1)
+        near = np.linalg.norm(plaque - s.position_mm, axis=1) < 2 * s.reference_diameter_mm
+        assert (plaque[near].mean(axis=0) - s.position_mm) @ shift < 0  # the far side
+
+
 def test_default_stenoses_where_the_issue_puts_them() -> None:
     truth = P.truth(P.ctca_default())
     by_vessel = {s.vessel: s for s in truth.stenoses}
@@ -185,7 +207,8 @@ def test_side_branch_leaves_the_lad() -> None:
     ((P.Stenosis("LM", 9.0, 6.0, 40.0),), "2"),
     (P.STENOSES_THREE_VESSEL, "4B"),  # three vessels >= 70 %
     (P.STENOSES_OCCLUDED, "5"),
-], ids=["0", "1", "2", "3", "4A-one", "4A-two", "4B-LM", "LM-40", "4B-three", "5"])
+    (P.STENOSES_ECCENTRIC, "4A"),
+], ids=["0", "1", "2", "3", "4A-one", "4A-two", "4B-LM", "LM-40", "4B-three", "5", "eccentric"])
 def test_cad_rads_of_the_variants_follows_cury_2022(stenoses: tuple[P.Stenosis, ...],
                                                     expected: str) -> None:
     # Cury RC et al. J Cardiovasc Comput Tomogr 2022;16:536-557, Table 2 (stated by hand)
