@@ -19,8 +19,8 @@ coverage                less than ``ROOT_ABOVE_MM`` of ascending aorta above the
 Finding the root. A caller that already knows the root (the lumen step's
 ostia) passes ``root_mm``; the mean is then taken in a ball of
 ``ROOT_SAMPLE_MM`` round it. Otherwise the ascending aorta is found as the
-widest aortic-size Hough circle in the top slices that is not bone
-(``imaging_core.anatomy``'s circles and bone candidates; the ascending aorta
+widest aortic-size Hough circle in the top slices that is not over bone
+in any slice (``imaging_core.anatomy``'s circles and bone candidates; the ascending aorta
 is the widest thoracic vessel at that level: adult means 3.2 cm ascending,
 2.5 cm descending, Hager A et al. J Thorac Cardiovasc Surg 2002;123:1060-1066),
 tracked down slice by slice (``anatomy.track``, circles whose inside is one
@@ -225,8 +225,10 @@ def find_root(volume: Volume) -> _Root | None:
     """
     grid = anatomy.working_grid(volume)
     circles = anatomy.aortic_circles(grid, grid.hu > anatomy.SOFT_TISSUE_MIN_HU)
-    bone = anatomy.bone_candidates(grid)
-    circles = [c for c in circles if _share(bone[c.k], c, 1.0) < 0.2]
+    # Bone's footprint over all slices: a vertebral disc (soft tissue, round, as wide as
+    # the aorta) lies in the column's footprint though not itself bone.
+    footprint = anatomy.bone_candidates(grid).any(axis=0)
+    circles = [c for c in circles if _share(footprint, c, 1.0) < 0.2]
     if not circles:
         return None
     top = max(c.k for c in circles)

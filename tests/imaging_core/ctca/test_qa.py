@@ -79,3 +79,11 @@ def test_volume_starting_below_the_root_is_not_analysable() -> None:
     result = _checked(P.ctca_default(above_root_mm=-15.0))
     assert not result.analysable
     assert "aortic root was not found" in (result.reason or "")
+
+
+def test_spacing_is_judged_from_the_slice_positions_not_the_tag() -> None:
+    # thin slices recorded (0.75 mm), but reconstructed only every 3 mm
+    result = _checked(P.scan_changed(P.ctca_default(), increment=3.0, thickness=0.75))
+    assert not result.analysable
+    assert "slices 3 mm apart (from their positions)" in (result.reason or "")
+    assert "thick" not in (result.reason or "")
