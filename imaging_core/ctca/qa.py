@@ -227,7 +227,7 @@ def find_root(volume: Volume) -> _Root | None:
     circles = anatomy.aortic_circles(grid, grid.hu > anatomy.SOFT_TISSUE_MIN_HU)
     # Bone's footprint over all slices: a vertebral disc (soft tissue, round, as wide as
     # the aorta) lies in the column's footprint though not itself bone.
-    footprint = anatomy.bone_candidates(grid).any(axis=0)
+    footprint = np.asarray(anatomy.bone_candidates(grid).any(axis=0))
     circles = [c for c in circles if _share(footprint, c, 1.0) < 0.2]
     if not circles:
         return None
