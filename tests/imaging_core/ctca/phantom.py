@@ -78,6 +78,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from scipy import ndimage
 
+from imaging_core.ctca.tree import Lesion, Segment, Tree, Vessel
 from imaging_core.volume import Volume, load_volume
 from tests.imaging_core import thorax as tx
 from tests.imaging_core.phantoms import Phantom, series
@@ -205,6 +206,9 @@ class StenosisTruth:
     position_mm: np.ndarray  # (3,) centre on the vessel's centreline, LPS
     concentric: bool = True
     lumen_centre_mm: np.ndarray | None = None  # (3,) the narrowed lumen's centre there
+    plaque_volume_mm3: float = 0.0  # between the lumen and the plaque's outer surface
+    proximal_reference_mm: float = 0.0  # healthy diameter at the lesion's start
+    distal_reference_mm: float = 0.0  # ... and at its end
 
     @property
     def start_mm(self) -> float:
@@ -516,13 +520,66 @@ def truth(ctca: Ctca) -> Truth:
 
 def _stenosis_truth(s: Stenosis, vessel: VesselTruth, offset: float) -> StenosisTruth:
     centre = offset + s.at_mm
-    reference = 2.0 * float(np.interp(centre, vessel.from_ostium_mm, vessel.radius_mm))
+    reference = _healthy_diameter(vessel, centre)
     position, lumen = (np.array([np.interp(centre, vessel.from_ostium_mm, points[:, i])
                                  for i in range(3)])
                        for points in (vessel.points_mm, vessel.lumen_points_mm))
     return StenosisTruth(s.segment, vessel.vessel, centre, s.length_mm, s.percent, s.plaque,
                          reference * (1.0 - s.percent / 100.0), reference, position,
-                         not s.eccentric, lumen)
+                         not s.eccentric, lumen, _plaque_volume(s, vessel, offset),
+                         _healthy_diameter(vessel, centre - s.length_mm / 2),
+                         _healthy_diameter(vessel, centre + s.length_mm / 2))
+
+
+def _healthy_diameter(vessel: VesselTruth, from_ostium_mm: float) -> float:
+    return 2.0 * float(np.interp(from_ostium_mm, vessel.from_ostium_mm, vessel.radius_mm))
+
+
+def _plaque_volume(s: Stenosis, vessel: VesselTruth, offset: float) -> float:
+    """Analytic plaque volume (mm³): the outer disc less the lumen disc, along the lesion.
+
+    The lumen lies inside the outer surface (also when eccentric), so each
+    cross-section's plaque is the difference of the two circles' areas.
+    """
+    d = np.linspace(s.at_mm - s.length_mm / 2, s.at_mm + s.length_mm / 2, 801)
+    r0 = np.interp(d + offset, vessel.from_ostium_mm, vessel.radius_mm)
+    bump = _bump(d, s.at_mm, s.length_mm)
+    area = math.pi * ((r0 + REMODEL_MM * bump) ** 2 - (r0 * (1 - s.percent / 100 * bump)) ** 2)
+    return float(np.sum((area[1:] + area[:-1]) / 2 * np.diff(d)))
+
+
+def as_tree(truth: Truth) -> Tree:
+    """The truth as ``imaging_core.ctca.tree.Tree``: lumen area and diameter from the painted
+    (narrowed) radius, children by parent; what a perfect lumen step would pass on."""
+    segments = {}
+    for name, v in truth.vessels.items():
+        segments[name] = Segment(name, _vessel(v.vessel), v.parent, v.points_mm,
+                                 v.from_ostium_mm, math.pi * v.lumen_radius_mm ** 2,
+                                 2.0 * v.lumen_radius_mm)
+    for seg in segments.values():
+        seg.children = [s.id for s in segments.values() if s.parent == seg.id]
+    return Tree(segments, {side: point.copy() for side, point in truth.ostia.items()})
+
+
+def lesions(truth: Truth) -> list[Lesion]:
+    """The stenoses of 25 % or more as ``tree.Lesion`` (CONTRACT §5 reports only those)."""
+    out = []
+    for s in truth.stenoses:
+        if s.stenosis_pct < 25:
+            continue
+        calcified = s.plaque_volume_mm3 if s.plaque == "calcified" else 0.0
+        out.append(Lesion(s.segment, _vessel(s.vessel), s.start_mm, s.centre_mm, s.end_mm,
+                          s.stenosis_pct, s.reference_diameter_mm, s.proximal_reference_mm,
+                          s.distal_reference_mm, s.minimal_lumen_diameter_mm, s.plaque,
+                          calcified, s.plaque_volume_mm3 - calcified))
+    return out
+
+
+def _vessel(name: str) -> Vessel:
+    for vessel in ("LM", "LAD", "LCX", "RCA"):
+        if vessel == name:
+            return vessel
+    raise ValueError(f"not a coronary vessel: {name}")
 
 
 def datasets(image: CtcaImage) -> list[Dataset]:

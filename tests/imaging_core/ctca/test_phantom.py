@@ -253,3 +253,31 @@ def test_coverage_from_above_the_root_to_below_the_apex(image: P.CtcaImage) -> N
 def test_thick_slice_variant_is_3_mm() -> None:
     scan = P.thick_slices(P.ctca_default()).scan
     assert (scan.thickness, scan.increment) == (3.0, 3.0)
+
+
+def test_truth_as_the_shared_tree_shapes() -> None:
+    truth = P.truth(P.ctca_default())
+    tree = P.as_tree(truth)
+    assert {s.id for s in tree.roots()} == {"LM", "RCA"}
+    assert sorted(tree.segments["LM"].children) == ["LAD", "LCX"]
+    assert tree.segments["LAD"].children == ["LAD.1"]
+    lad = tree.segments["LAD"]
+    assert lad.from_ostium_mm[0] == pytest.approx(truth.vessels["LM"].length_mm)
+    assert lad.diameter_mm is not None and lad.area_mm2 is not None
+    # the narrowest LAD point is the 70 % stenosis: 30 % of the healthy diameter left
+    narrowest = int(np.argmin(lad.diameter_mm / (2 * truth.vessels["LAD"].radius_mm)))
+    assert lad.diameter_mm[narrowest] / (2 * truth.vessels["LAD"].radius_mm[narrowest]) \
+        == pytest.approx(0.3, abs=0.01)
+    reported = P.lesions(truth)
+    assert [(x.vessel, x.stenosis_pct) for x in reported] == [
+        ("LAD", 70.0), ("LCX", 50.0), ("RCA", 30.0)]
+    assert reported[0].length_mm == pytest.approx(10.0)
+
+
+def test_plaque_volume_matches_the_painted_plaque() -> None:
+    ctca = P.ctca_default()
+    s = next(x for x in P.truth(ctca).stenoses if x.vessel == "LAD")
+    crop = P.build(P.fine_crop(ctca, s.position_mm, size_mm=16.0, spacing_mm=0.2))
+    painted = (crop.labels == P.NONCALCIFIED).sum() * 0.2 ** 3
+    # analytic: integral of pi((r0 + 0.5 b)^2 - (r0 (1 - 0.7 b))^2) over the 10 mm lesion
+    assert painted == pytest.approx(s.plaque_volume_mm3, rel=0.05)
