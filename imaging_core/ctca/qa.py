@@ -47,6 +47,9 @@ SCCT_2016 = ("Abbara S et al. SCCT guidelines for the performance and acquisitio
 # Minimal lumen attenuation for diagnostic CTCA: the SCCT 2016 guideline's >= 250 HU as the
 # issue states it (not checked against the guideline's text here: unverified).
 MIN_ROOT_HU = 250.0
+# Unenhanced blood is about 30-65 HU; 100 HU is above any of it (the calcium QA gate's
+# CONTRAST_HU, imaging_core.scanqa, a project choice there): at or under it, no contrast.
+UNENHANCED_MAX_HU = 100.0
 # Thin-slice reconstruction: CTCA is read on sub-millimetre slices (SCCT 2016 recommends the
 # thinnest reconstruction, typically 0.5-0.75 mm; the 1 mm ceiling is the issue's, unverified).
 MAX_SLICE_MM = 1.0
@@ -155,7 +158,8 @@ def _contrast_rule(volume: Volume, root: _Root | None, out: QaResult) -> float |
     out.measured.update(root_mean_hu=mean, root_sd_hu=float(values.std()),
                         root_z_mm=float(root.centre_mm[2]))
     if mean < MIN_ROOT_HU:
-        out.reasons.append(f"no contrast in the aortic root: mean {mean:.0f} HU, under the "
+        what = "no contrast" if mean <= UNENHANCED_MAX_HU else "too little contrast"
+        out.reasons.append(f"{what} in the aortic root: mean {mean:.0f} HU, under the "
                            f"{MIN_ROOT_HU:g} HU a CTCA needs (SCCT 2016), whatever the "
                            "ContrastBolusAgent tag says")
     return mean

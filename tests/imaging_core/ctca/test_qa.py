@@ -87,3 +87,10 @@ def test_spacing_is_judged_from_the_slice_positions_not_the_tag() -> None:
     assert not result.analysable
     assert "slices 3 mm apart (from their positions)" in (result.reason or "")
     assert "thick" not in (result.reason or "")
+
+
+def test_weak_contrast_is_not_analysable() -> None:
+    result = _checked(P.ctca_default(contrast_hu=220.0))
+    assert not result.analysable
+    assert "too little contrast in the aortic root" in (result.reason or "")
+    assert result.measured["root_mean_hu"] == pytest.approx(220.0, rel=0.10)
