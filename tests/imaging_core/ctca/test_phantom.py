@@ -79,6 +79,16 @@ def test_painted_lumen_diameter_matches_the_tapering_truth(name: str) -> None:
         assert measured == pytest.approx(2 * vessel.radius_mm[i], abs=0.1), (name, i)
 
 
+@pytest.mark.parametrize("name", ["LAD", "LCX", "RCA", "LAD.1"])
+def test_lumen_on_the_test_grid_follows_the_taper(image: P.CtcaImage, name: str) -> None:
+    # the 0.75 mm grid itself: 6 mm windows, a coarser check than the fine crops'
+    vessel = image.truth.vessels[name]
+    for i in _healthy_points(image.truth, name):
+        measured = _measured_diameter(image, vessel.points_mm[i], _tangent(vessel, i), 3.0,
+                                      vessel.radius_mm[i] + 1.0)
+        assert measured == pytest.approx(2 * vessel.radius_mm[i], rel=0.06), (name, i)
+
+
 def test_radii_taper_from_about_2_mm_to_1_mm() -> None:
     vessels = P.truth(P.ctca_default()).vessels
     assert vessels["LM"].radius_mm[0] == pytest.approx(2.2)
