@@ -98,6 +98,11 @@ class QaResult:
         """All reasons as one sentence, or None when analysable."""
         return "; ".join(self.reasons) or None
 
+    @property
+    def known(self) -> dict[str, float]:
+        """The measured values that were measured (for ``tree.CtcaResult.qa``)."""
+        return {name: value for name, value in self.measured.items() if value is not None}
+
 
 @dataclass
 class _Root:

@@ -32,6 +32,7 @@ def test_good_ctca_is_analysable_with_the_painted_root_hu(
     assert result.measured["slice_increment_mm"] == pytest.approx(0.75)
     assert result.measured["slice_thickness_mm"] == pytest.approx(0.75)
     assert result.root_mm is not None
+    assert set(result.known) >= {"root_mean_hu", "slice_increment_mm", "ventricles_lowest_z_mm"}
 
 
 def test_a_given_root_point_is_measured_there(default: tuple[P.CtcaImage, Volume]) -> None:
@@ -59,6 +60,8 @@ def test_no_contrast_is_not_analysable_whatever_the_tag(make: object) -> None:
     assert not result.analysable
     assert "no contrast in the aortic root" in (result.reason or "")
     assert result.measured["root_mean_hu"] == pytest.approx(40.0, abs=10.0)  # unenhanced blood
+    assert result.measured["ventricles_lowest_z_mm"] is None  # coverage not checked: no contrast
+    assert any("not checked" in caveat for caveat in result.caveats)
 
 
 def test_thick_slices_are_not_analysable() -> None:
