@@ -105,7 +105,7 @@ class QaResult:
 
 
 @dataclass
-class _Root:
+class RootSample:
     """The root centre (LPS mm), its lumen sample (volume-shaped bool) and ascending length."""
 
     centre_mm: np.ndarray
@@ -145,7 +145,7 @@ def _slices_rule(volume: Volume, out: QaResult) -> None:
         out.reasons.append("slices are missing (a gap in the slice positions)")
 
 
-def _contrast_rule(volume: Volume, root: _Root | None, out: QaResult) -> float | None:
+def _contrast_rule(volume: Volume, root: RootSample | None, out: QaResult) -> float | None:
     """Mean HU in the root lumen, refusing under MIN_ROOT_HU; None when the root is not found."""
     out.measured.update(root_mean_hu=None, root_sd_hu=None)
     if root is None:
@@ -170,7 +170,7 @@ def _contrast_rule(volume: Volume, root: _Root | None, out: QaResult) -> float |
     return mean
 
 
-def _coverage_rule(volume: Volume, root: _Root | None, mean: float | None,
+def _coverage_rule(volume: Volume, root: RootSample | None, mean: float | None,
                    out: QaResult) -> None:
     lowest = float(_z_of(volume, 0))
     out.measured.update(volume_lowest_z_mm=lowest, ventricles_lowest_z_mm=None,
@@ -213,7 +213,7 @@ def _z_of(volume: Volume, k: int) -> float:
     return float(volume.voxel_to_patient(np.array([[k, 0.0, 0.0]]))[0, 2])
 
 
-def _given_root(volume: Volume, root_mm: tuple[float, float, float]) -> _Root:
+def _given_root(volume: Volume, root_mm: tuple[float, float, float]) -> RootSample:
     """The ball of ROOT_SAMPLE_MM round a root point given by the caller."""
     centre = np.asarray(root_mm, dtype=np.float64)
     inverse = np.linalg.inv(volume.orientation.T)
@@ -224,10 +224,10 @@ def _given_root(volume: Volume, root_mm: tuple[float, float, float]) -> _Root:
     spacing = volume.spacing
     ball = (((zz - index[0]) * spacing[0]) ** 2 + ((yy - index[1]) * spacing[1]) ** 2
             + ((xx - index[2]) * spacing[2]) ** 2) <= ROOT_SAMPLE_MM ** 2
-    return _Root(centre, np.asarray(ball), None)
+    return RootSample(centre, np.asarray(ball), None)
 
 
-def find_root(volume: Volume) -> _Root | None:
+def find_root(volume: Volume) -> RootSample | None:
     """The aortic root: the ascending aorta found in the top slices and tracked down to the heart.
 
     Returns None when no aortic-size circle (not bone) is found near the top.
@@ -256,7 +256,7 @@ def find_root(volume: Volume) -> _Root | None:
         chain[0].k * grid.factors[0] + (grid.factors[0] - 1) / 2,
         (chain[0].row + 0.5) * grid.factors[1] - 0.5,
         (chain[0].col + 0.5) * grid.factors[2] - 0.5]]))[0]
-    return _Root(centre, anatomy.to_full(grid, sample),
+    return RootSample(centre, anatomy.to_full(grid, sample),
                  (chain[-1].k - chain[0].k) * grid.spacing[0])
 
 
