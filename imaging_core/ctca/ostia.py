@@ -24,6 +24,10 @@ Steps, each a function of its own (positions LPS mm, masks on the volume's grid)
    Standring S, ed. Gray's Anatomy, 41st ed. 2016, ch. 57), so the side is
    the piece's ostium position relative to the root's centre.
 
+Noise in enhanced myocardium (~120 HU) reaches the threshold now and then;
+the image is smoothed by a Gaussian of ``SMOOTH_MM`` first so that speckle
+cannot bridge a coronary to a chamber.
+
 A side without such a piece has no ostium: the caller lists its arteries as
 missing, never as healthy.
 """
@@ -54,21 +58,32 @@ from imaging_core.volume import Volume
 # project's choice (above unenhanced blood and myocardium, ~40 HU), unverified.
 BRIGHT_HU = 150.0
 FAT_REFERENCE_HU = -100.0  # mid epicardial fat (Dey D et al. 2010 window -190..-30 HU)
-HALF_MAXIMUM = 0.5  # lumen edge at half the lumen-to-fat step (half maximum; see lumen.py)
+# The lumen's edge at half the lumen-to-fat step: the full width at half maximum measures
+# a blurred vessel's diameter (Varma JK, Subramanyan K, Durgan J. Full width at half
+# maximum as a measure of vessel diameter in computed tomography angiography. Proc SPIE
+# 2004;5372:447-454), and a 1 mm radius lumen dimmed by partial volume still passes.
+HALF_MAXIMUM = 0.5
 # No coronary lumen is wider than ~5 mm (Dodge JT et al. Circulation 1992;86:232-246:
 # left main 4.5 mm); a ball of this radius fits in chambers and aorta, never in a coronary.
 POOL_RADIUS_MM = 3.5
-POOL_MARGIN_MM = 1.0  # the pool's blurred edge (partial volume) is not vessel
+SMOOTH_MM = 0.5  # Gaussian sigma before thresholding: noise down, a 1 mm lumen kept
+POOL_MARGIN_MM = 1.5  # the pool's blurred edge (partial volume, ~1 mm) and the coarse grid's step
 POOL_FACTOR = 2  # the pool is coarse: found on every other voxel (project choice)
 # The coronary lumen starts outside the aortic wall (~2 mm) and the pool margin.
 OSTIUM_REACH_MM = 5.0
 ROOT_BELOW_MM = 21.0  # the sinus portion below the tubular aorta (~2 cm, as anatomy.py)
 ROOT_RADIUS_GAIN = 1.5  # the sinuses bulge past the tubular radius (project choice)
+MAX_TREE_MM3 = 10000.0  # a coronary tree's lumen is a few ml; more is a leak (project choice)
 MIN_TREE_MM3 = 40.0  # a coronary tree holds more than ~1 cm of 1 mm radius lumen
+WALL_SHELL_MM = 2.5  # the aortic wall (~2 mm, Hager A et al. 2002) and its blur
+HUG_MM = 10.0  # a piece mostly this close to the root is a sliver of aortic lumen
+FIRST_SECTION_MM = 1.5  # depth of the first cross-section read for the ostium
 MIN_CHAIN = 3  # circles in the ascending aorta's chain (9 mm of 3 mm working slices)
-# Left of the root: patient left, turned a little posterior, so the left ostium (left
-# sinus, left-posterior) scores above the right (right sinus, anterior). Project choice.
-LEFT_OF_ROOT = np.array([1.0, 0.4, 0.0]) / np.hypot(1.0, 0.4)
+# Left of the root: patient left (LPS +x). Of two trees the one further left is the left
+# coronary (left sinus left-posterior, right sinus anterior-right); a lone tree is
+# placed by the side of the root's centre its ostium lies on. Project choice.
+LEFT_OF_ROOT = np.array([1.0, 0.0, 0.0])
+MIN_REACH_MM = 20.0  # a coronary tree runs at least this far from its ostium (project choice)
 
 
 @dataclass(frozen=True)
@@ -109,14 +124,23 @@ def contrast_threshold(lumen_hu: float) -> float:
     return FAT_REFERENCE_HU + HALF_MAXIMUM * (lumen_hu - FAT_REFERENCE_HU)
 
 
-def find_root(volume: Volume) -> AorticRoot:
-    """The ascending aorta and its root in a contrast-enhanced volume (module steps 1).
+@dataclass(frozen=True)
+class Ascending:
+    """The tracked ascending aorta: circle centres (n, 3) LPS mm from the lowest up,
+    the tubular lumen radius (mm) and the lumen's median HU."""
+
+    centres: np.ndarray
+    radius_mm: float
+    lumen_hu: float
+
+
+def find_ascending(volume: Volume) -> Ascending:
+    """The ascending aorta of a contrast-enhanced volume, on the working grid (step 1).
 
     Raises
     ------
     SegmentationError
-        No bright circle chain runs from the top of the volume (no ascending
-        aorta), or its lumen holds no contrast.
+        No bright circle chain runs from the top of the volume.
     """
     grid = working_grid(volume)
     to_mm = _mm_of(volume, grid)
@@ -124,12 +148,55 @@ def find_root(volume: Volume) -> AorticRoot:
     centres = to_mm(np.array([[c.k, c.row, c.col] for c in chain], dtype=np.float64))
     radius = float(np.median([c.radius for c in chain])) * grid.spacing[2]
     lumen_hu = float(np.median(np.concatenate([_disc_hu(grid, c) for c in chain])))
-    threshold = contrast_threshold(lumen_hu)
-    lumen = root_lumen(volume, centres, radius, threshold)
-    if not lumen.any():
-        raise SegmentationError("no contrast-filled root below the ascending aorta")
-    centre = volume.voxel_to_patient(np.argwhere(lumen).mean(axis=0)[None])[0]
-    return AorticRoot(centre, lumen, lumen_hu, centres, radius)
+    return Ascending(centres, radius, lumen_hu)
+
+
+def find_root(volume: Volume, ascending: Ascending, pool: np.ndarray) -> AorticRoot:
+    """The aortic lumen round the root: pool pieces on the aorta's axis (step 1).
+
+    The pieces of the pool met by the ascending aorta's axis, carried half
+    ``ROOT_BELOW_MM`` on below its lowest circle along its course (to the
+    sinus level, not into the ventricle), kept within ``ROOT_RADIUS_GAIN``
+    radii plus ``ROOT_BELOW_MM`` of that circle, so a lumen that runs on
+    through the valve into the ventricle stops there. The
+    root's centre is the centroid of that lumen below the lowest circle (the
+    sinus portion).
+
+    Raises
+    ------
+    SegmentationError
+        No contrast on the aorta's axis.
+    """
+    labels, _ = ndimage.label(pool)
+    hit = np.unique(labels[_on_voxels(volume, _axis_points(ascending))])
+    hit = hit[hit > 0]
+    if not len(hit):
+        raise SegmentationError("no contrast on the ascending aorta's axis")
+    low = ascending.centres[0]
+    reach = ROOT_RADIUS_GAIN * ascending.radius_mm + ROOT_BELOW_MM
+    box, points = box_around(volume, low, reach)
+    lumen = np.zeros(volume.shape, dtype=bool)
+    lumen[box] = np.isin(labels[box], hit) & (np.linalg.norm(points - low, axis=-1) <= reach)
+    below = lumen[box] & (points[..., 2] < low[2])
+    centre = points[below].mean(axis=0) if below.any() else low
+    return AorticRoot(centre, lumen, ascending.lumen_hu, ascending.centres,
+                      ascending.radius_mm)
+
+
+def _axis_points(ascending: Ascending) -> np.ndarray:
+    """The ascending centres and their course carried ``ROOT_BELOW_MM`` down, every 1 mm."""
+    low = ascending.centres[0]
+    course = ascending.centres[min(3, len(ascending.centres) - 1)] - low
+    course = course / max(float(np.linalg.norm(course)), 1e-6)
+    down = low - np.arange(0.0, ROOT_BELOW_MM / 2, 1.0)[:, None] * course
+    return np.concatenate([ascending.centres, down])
+
+
+def _on_voxels(volume: Volume, points_mm: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Index arrays of the voxels nearest to points (those inside the volume)."""
+    voxels = np.round(to_voxel(volume, points_mm)).astype(int)
+    inside = np.all((voxels >= 0) & (voxels < np.array(volume.shape)), axis=1)
+    return tuple(voxels[inside].T)
 
 
 def ascending_chain(grid: Grid, to_mm: Callable[[np.ndarray], np.ndarray]) -> list[Circle]:
@@ -167,33 +234,6 @@ def _disc_hu(grid: Grid, circle: Circle) -> np.ndarray:
     return np.asarray(grid.hu[circle.k][inside])
 
 
-def root_lumen(volume: Volume, ascending: np.ndarray, radius_mm: float,
-               threshold: float) -> np.ndarray:
-    """Contrast below the lowest ascending circle: the sinus portion's lumen (volume grid).
-
-    Voxels above ``threshold`` within ``ROOT_RADIUS_GAIN`` radii of the
-    ascending aorta's axis carried ``ROOT_BELOW_MM`` down, connected to the
-    lowest circle's centre.
-    """
-    low = ascending[0]
-    course = ascending[min(3, len(ascending) - 1)] - low
-    course = course / max(float(np.linalg.norm(course)), 1e-6)
-    reach = ROOT_RADIUS_GAIN * radius_mm + ROOT_BELOW_MM
-    box, points = box_around(volume, low, reach)
-    offset = points - low
-    along = offset @ course
-    across = np.linalg.norm(offset - along[..., None] * course, axis=-1)
-    near = (along <= 0) & (along >= -ROOT_BELOW_MM) & (across <= ROOT_RADIUS_GAIN * radius_mm)
-    bright = (volume.hu[box] > threshold) & (near | (np.linalg.norm(offset, axis=-1) <= radius_mm))
-    labels, _ = ndimage.label(bright)
-    seed = labels[tuple(np.clip(np.round(_to_voxel(volume, low) - [b.start for b in box]),
-                                0, np.array(labels.shape) - 1).astype(int))]
-    out = np.zeros(volume.shape, dtype=bool)
-    if seed:
-        out[box] = (labels == seed) & near
-    return out
-
-
 def to_voxel(volume: Volume, points_mm: np.ndarray) -> np.ndarray:
     """Fractional (z, y, x) voxel indices of LPS mm points (n, 3): voxel_to_patient inverted."""
     uvw = (np.asarray(points_mm, dtype=np.float64).reshape(-1, 3) - volume.origin) \
@@ -221,3 +261,120 @@ def box_around(volume: Volume, point_mm: np.ndarray, reach_mm: float
     grid = np.stack(np.meshgrid(*[np.arange(b.start, b.stop) for b in box], indexing="ij"), -1)
     points = volume.voxel_to_patient(grid.reshape(-1, 3)).reshape(*grid.shape[:3], 3)
     return box, points
+
+
+def contrast_mask(volume: Volume, threshold: float) -> np.ndarray:
+    """Voxels above ``threshold`` after a Gaussian of ``SMOOTH_MM`` (bool, volume grid)."""
+    sigma = [SMOOTH_MM / s for s in volume.spacing]
+    smooth = ndimage.gaussian_filter(volume.hu.astype(np.float32), sigma)
+    return np.asarray(smooth > threshold)
+
+
+def blood_pool(contrast: np.ndarray, spacing: tuple[float, float, float]
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Contrast opened with a ball of ``POOL_RADIUS_MM``, and that grown by ``POOL_MARGIN_MM``.
+
+    Aorta, chambers and great vessels; never a coronary (narrower than the
+    ball). Found on every ``POOL_FACTOR``-th voxel (the pool is coarse) and
+    brought back to the volume's grid: (pool, pool with its margin).
+    """
+    f = POOL_FACTOR
+    sampling = [s * f for s in spacing]
+    pad = [int(np.ceil(2 * POOL_RADIUS_MM / s)) + 1 for s in sampling]
+    inner = tuple(slice(p, -p) for p in pad)
+    # A vessel the field of view cuts (the descending aorta at the image's edge) runs
+    # on outside it: the edge is carried outwards so the ball still fits there.
+    coarse = np.pad(contrast[::f, ::f, ::f], [(p, p) for p in pad], mode="edge")
+    core = ndimage.distance_transform_edt(coarse, sampling=sampling) > POOL_RADIUS_MM
+    if not core.any():
+        return np.zeros_like(contrast), np.zeros_like(contrast)
+    distance = ndimage.distance_transform_edt(~core, sampling=sampling)[inner]
+    return (_upsampled(distance <= POOL_RADIUS_MM, contrast.shape) & contrast,
+            _upsampled(distance <= POOL_RADIUS_MM + POOL_MARGIN_MM, contrast.shape))
+
+
+def _upsampled(coarse: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    f = POOL_FACTOR
+    full = np.repeat(np.repeat(np.repeat(coarse, f, 0), f, 1), f, 2)
+    return np.asarray(full[:shape[0], :shape[1], :shape[2]])
+
+
+def find_ostia(volume: Volume, root: AorticRoot, vessels: np.ndarray) -> dict[str, Ostium]:
+    """The left and right coronary trees among the vessel pieces near the root (step 4).
+
+    ``vessels`` is contrast outside the blood pool (bool, volume grid). A
+    shell ``WALL_SHELL_MM`` round the root's lumen is taken out first: the
+    blurred aortic wall between two bright lumens reaches the threshold and
+    would join a coronary to the root along its wall. Pieces that then come
+    within ``OSTIUM_REACH_MM`` of the root, run ``MIN_REACH_MM`` from it, lie
+    mostly more than ``HUG_MM`` from it (not a sliver of aortic lumen) and
+    hold ``MIN_TREE_MM3`` to ``MAX_TREE_MM3`` (more is a leak) are coronary
+    trees. A side absent from the answer has no ostium.
+    """
+    box, _ = box_around(volume, root.ascending[0], ROOT_RADIUS_GAIN * root.radius_mm
+                        + ROOT_BELOW_MM + OSTIUM_REACH_MM + HUG_MM)
+    distance, nearest = ndimage.distance_transform_edt(
+        ~root.lumen[box], sampling=volume.spacing, return_indices=True)
+    cut = vessels.copy()
+    cut[box] &= distance > WALL_SHELL_MM
+    labels, _ = ndimage.label(cut, structure=np.ones((3, 3, 3), dtype=bool))
+    sizes = np.bincount(labels.ravel()) * float(np.prod(volume.spacing))
+    found = []
+    for label in np.unique(labels[box][(distance <= OSTIUM_REACH_MM) & (labels[box] > 0)]):
+        piece = labels == label
+        if not MIN_TREE_MM3 <= sizes[label] <= MAX_TREE_MM3 or _hugs(piece[box], distance,
+                                                                      sizes[label], volume):
+            continue
+        ostium = _ostium(volume, piece[box], distance, nearest, box)
+        if _reach_mm(volume, piece, ostium) >= MIN_REACH_MM:
+            found.append((float(sizes[label]), ostium, int(label)))
+    return _sides(found, root.centre, labels)
+
+
+def _hugs(piece: np.ndarray, distance: np.ndarray, size_mm3: float, volume: Volume) -> bool:
+    """Whether half the piece or more lies within ``HUG_MM`` of the root (a sliver of it)."""
+    close = float(np.count_nonzero(piece & (distance <= HUG_MM))) * float(np.prod(volume.spacing))
+    return close >= 0.5 * size_mm3
+
+
+def _ostium(volume: Volume, piece: np.ndarray, distance: np.ndarray, nearest: np.ndarray,
+            box: tuple[slice, slice, slice]) -> np.ndarray:
+    """Where the piece's first cross-section outside the shell, carried to the root, meets it.
+
+    The centroid of the piece's voxels within ``FIRST_SECTION_MM`` past the
+    shell; the ostium is the root lumen's nearest voxel to that centroid
+    (where lumen meets lumen, on the sinus's inner surface), LPS mm.
+    """
+    first = piece & (distance <= distance[piece].min() + FIRST_SECTION_MM)
+    centre = np.round(np.argwhere(first).mean(axis=0)).astype(int)
+    wall = nearest[(slice(None), *centre)]
+    corner = np.array([b.start for b in box])
+    return np.asarray(volume.voxel_to_patient((wall + corner)[None])[0])
+
+
+def _reach_mm(volume: Volume, piece: np.ndarray, point: np.ndarray) -> float:
+    """How far (mm, straight line) the piece's voxels get from ``point``."""
+    where = np.argwhere(piece)
+    corners = np.array([where.min(axis=0), where.max(axis=0)])
+    spans = volume.voxel_to_patient(np.array(np.meshgrid(*corners.T)).reshape(3, -1).T)
+    if np.linalg.norm(spans - point, axis=1).max() < MIN_REACH_MM:
+        return 0.0
+    return float(np.linalg.norm(volume.voxel_to_patient(where[::7]) - point, axis=1).max())
+
+
+def _sides(found: list[tuple[float, np.ndarray, int]], centre: np.ndarray,
+           labels: np.ndarray) -> dict[str, Ostium]:
+    """The largest piece each side of the root; with two pieces, the lefter one is left."""
+    biggest = sorted(found, key=lambda f: -f[0])
+    score = {f[2]: float((f[1] - centre) @ LEFT_OF_ROOT) for f in biggest}
+    out: dict[str, Ostium] = {}
+    left = [f for f in biggest if score[f[2]] > 0]
+    right = [f for f in biggest if score[f[2]] <= 0]
+    if len(biggest) >= 2:  # two trees: the one further left is the left coronary
+        pair = sorted(biggest[:2], key=lambda f: score[f[2]])
+        right, left = [pair[0]], [pair[1]]
+    for side, pieces in (("left", left), ("right", right)):
+        if pieces:
+            _, point, label = pieces[0]
+            out[side] = Ostium(side, point, np.asarray(labels == label))
+    return out
