@@ -75,9 +75,9 @@ ROOT_BELOW_MM = 21.0  # the sinus portion below the tubular aorta (~2 cm, as ana
 ROOT_RADIUS_GAIN = 1.5  # the sinuses bulge past the tubular radius (project choice)
 MAX_TREE_MM3 = 10000.0  # a coronary tree's lumen is a few ml; more is a leak (project choice)
 MIN_TREE_MM3 = 40.0  # a coronary tree holds more than ~1 cm of 1 mm radius lumen
-WALL_SHELL_MM = 2.5  # the aortic wall (~2 mm, Hager A et al. 2002) and its blur
+WALL_SHELL_MM = 2.0  # the aortic wall, ~2 mm (as anatomy.AORTIC_WALL_MM; unverified)
 HUG_MM = 10.0  # a piece mostly this close to the root is a sliver of aortic lumen
-FIRST_SECTION_MM = 1.5  # depth of the first cross-section read for the ostium
+FIRST_SECTION_MM = 0.75  # depth of the first cross-section read for the ostium (a voxel)
 MIN_CHAIN = 3  # circles in the ascending aorta's chain (9 mm of 3 mm working slices)
 # Left of the root: patient left (LPS +x). Of two trees the one further left is the left
 # coronary (left sinus left-posterior, right sinus anterior-right); a lone tree is
