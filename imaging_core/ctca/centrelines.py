@@ -30,11 +30,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
-from skan import Skeleton, summarize
+from skan import Skeleton
 from skimage.morphology import skeletonize
 
 from imaging_core.ctca.tree import Segment, Vessel
@@ -56,12 +57,20 @@ class Graph:
     paths: list[np.ndarray]
     ends: list[tuple[int, int]]
     nodes: dict[int, np.ndarray]
+    lengths: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.lengths = [float(_arc(p)[-1]) for p in self.paths]
 
     def length(self, i: int) -> float:
-        return _arc(self.paths[i])[-1]
+        return self.lengths[i]
 
     def incident(self, node: int) -> list[int]:
         return [i for i, e in enumerate(self.ends) if node in e]
+
+    def nearest(self, point_mm: np.ndarray) -> int:
+        """The node nearest to ``point_mm``."""
+        return min(self.nodes, key=lambda n: float(np.linalg.norm(self.nodes[n] - point_mm)))
 
 
 def skeleton_graph(volume: Volume, lumen: np.ndarray) -> Graph:
@@ -79,12 +88,10 @@ def skeleton_graph(volume: Volume, lumen: np.ndarray) -> Graph:
     if np.count_nonzero(skeleton) < 2:
         raise SegmentationError("the lumen thins to no centreline")
     skel = Skeleton(skeleton)
-    table = summarize(skel, separator="_")
     offset = lo - 1
-    paths = [volume.voxel_to_patient(skel.path_coordinates(i) + offset)
-             for i in range(skel.n_paths)]
-    ends = [(int(a), int(b)) for a, b in zip(table["node_id_src"], table["node_id_dst"],
-                                             strict=True)]
+    pixels = skel.paths_list()  # each path's pixel ids, from one node to the other
+    paths = [volume.voxel_to_patient(skel.coordinates[ids] + offset) for ids in pixels]
+    ends = [(int(ids[0]), int(ids[-1])) for ids in pixels]
     nodes = {n: volume.voxel_to_patient((skel.coordinates[n] + offset)[None])[0]
              for e in ends for n in e}
     return Graph(paths, ends, nodes)
@@ -93,19 +100,17 @@ def skeleton_graph(volume: Volume, lumen: np.ndarray) -> Graph:
 def pruned(graph: Graph, keep: int) -> Graph:
     """``graph`` without end paths shorter than ``SPUR_MM``, repeated until none (step 2).
 
-    ``keep`` (the root node) is never pruned.
+    ``keep`` (the root node) is never pruned, nor the last path.
     """
     alive = set(range(len(graph.paths)))
-    changed = True
-    while changed:
-        changed = False
-        for i in sorted(alive):
-            a, b = graph.ends[i]
-            degree = {n: sum(n in graph.ends[j] for j in alive) for n in (a, b)}
-            leaf = any(degree[n] == 1 and n != keep for n in (a, b))
-            if leaf and a != b and graph.length(i) < SPUR_MM and len(alive) > 1:
-                alive.discard(i)
-                changed = True
+    while True:
+        degree = Counter(n for i in alive for n in set(graph.ends[i]))
+        spurs = {i for i in alive if graph.ends[i][0] != graph.ends[i][1]
+                 and graph.length(i) < SPUR_MM
+                 and any(degree[n] == 1 and n != keep for n in graph.ends[i])}
+        if not spurs or len(spurs) >= len(alive):
+            break
+        alive -= spurs
     kept = sorted(alive)
     return Graph([graph.paths[i] for i in kept], [graph.ends[i] for i in kept], graph.nodes)
 
@@ -148,7 +153,7 @@ class Rooted:
 
 def rooted(graph: Graph, point_mm: np.ndarray) -> Rooted:
     """``graph`` rooted at its node nearest ``point_mm`` (breadth first: loops are cut)."""
-    root = min(graph.nodes, key=lambda n: float(np.linalg.norm(graph.nodes[n] - point_mm)))
+    root = graph.nearest(point_mm)
     children: dict[int, list[tuple[int, int]]] = {n: [] for n in graph.nodes}
     seen, order, queue = {root}, [root], [root]
     while queue:

@@ -2,7 +2,8 @@
 
 :func:`coronary_tree` runs the steps of ``ostia`` and ``centrelines`` in order:
 
-1. the ascending aorta and its mean lumen HU (``ostia.find_ascending``);
+1. the ascending aorta and its mean lumen HU (``ostia.find_ascending``); the
+   volume is then cut to a box round the heart (``ostia.heart_crop``);
 2. the lumen threshold half way from fat to that HU (``ostia.contrast_threshold``);
 3. the contrast mask after light smoothing, and the blood pool: the mask opened
    with a ball wider than any coronary (``ostia.blood_pool``);
@@ -37,6 +38,7 @@ from imaging_core.ctca.ostia import (
     find_ascending,
     find_ostia,
     find_root,
+    heart_crop,
 )
 from imaging_core.ctca.tree import Segment, Tree, Vessel
 from imaging_core.errors import SegmentationError
@@ -60,6 +62,7 @@ def coronary_tree(volume: Volume) -> Tree:
         No contrast-filled ascending aorta or root: nothing can be traced.
     """
     ascending = find_ascending(volume)
+    volume = heart_crop(volume, ascending)
     contrast = contrast_mask(volume, contrast_threshold(ascending.lumen_hu))
     pool, near_pool = blood_pool(contrast, volume.spacing)
     root = find_root(volume, ascending, pool)
@@ -83,8 +86,7 @@ def side_tree(volume: Volume, ostium: Ostium) -> tuple[dict[str, Segment], list[
     except SegmentationError as failure:
         log.info("no centreline", extra={"side": ostium.side, "reason": str(failure)})
         return {}, list(SIDES[ostium.side])
-    tree = cl.rooted(cl.pruned(graph, -1), ostium.point)
-    tree = cl.rooted(cl.pruned(graph, tree.root), ostium.point)
+    tree = cl.rooted(cl.pruned(graph, graph.nearest(ostium.point)), ostium.point)
     if ostium.side == "left":
         mains, lacking = cl.left_drafts(tree)
     else:

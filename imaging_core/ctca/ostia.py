@@ -18,7 +18,8 @@ Steps, each a function of its own (positions LPS mm, masks on the volume's grid)
 4. :func:`find_ostia`: pieces of contrast outside the pool (vessels) that
    reach within ``OSTIUM_REACH_MM`` of the root's lumen; the largest on
    each side is that side's coronary tree, its ostium the point between the
-   piece and the root lumen where they come closest. The left coronary
+   piece and the root lumen next to where the piece comes nearest the
+   aorta's axis. The left coronary
    leaves the left (posterior-left) sinus and the right coronary the right
    (anterior) sinus (Austen WG et al. Circulation 1975;51(4 Suppl):5-40;
    Standring S, ed. Gray's Anatomy, 41st ed. 2016, ch. 57), so the side is
@@ -35,17 +36,20 @@ missing, never as healthy.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from imaging_core.anatomy import (
     HOUGH_MIN_SCORE,
     Circle,
     Grid,
+    _box,
     _mm_of,
     aortic_circles,
+    bone_candidates,
     track,
     working_grid,
 )
@@ -76,25 +80,34 @@ ROOT_RADIUS_GAIN = 1.5  # the sinuses bulge past the tubular radius (project cho
 MAX_TREE_MM3 = 10000.0  # a coronary tree's lumen is a few ml; more is a leak (project choice)
 MIN_TREE_MM3 = 40.0  # a coronary tree holds more than ~1 cm of 1 mm radius lumen
 WALL_SHELL_MM = 2.0  # the aortic wall, ~2 mm (as anatomy.AORTIC_WALL_MM; unverified)
-HUG_MM = 10.0  # a piece mostly this close to the root is a sliver of aortic lumen
+HUG_MM = 4.0  # a piece mostly this close to the aorta's outline is a sliver of its lumen
+SUBSAMPLE = 7  # every 7th voxel of a piece is enough to place it
+NEAR_AXIS_MM = 5.0  # the part of a tree round its nearest approach to the aortic axis
 FIRST_SECTION_MM = 0.75  # depth of the first cross-section read for the ostium (a voxel)
+BONE_SHARE = 0.2  # a circle this much over bone is not the aorta (as anatomy.find_aorta)
 MIN_CHAIN = 3  # circles in the ascending aorta's chain (9 mm of 3 mm working slices)
 # Left of the root: patient left (LPS +x). Of two trees the one further left is the left
 # coronary (left sinus left-posterior, right sinus anterior-right); a lone tree is
 # placed by the side of the root's centre its ostium lies on. Project choice.
 LEFT_OF_ROOT = np.array([1.0, 0.0, 0.0])
+# Where the coronary arteries can lie, LPS mm from the lowest ascending circle (x right to
+# left, y anterior to posterior, z inferior to superior): the heart is ~12 cm from base to
+# apex (Standring S, ed. Gray's Anatomy, 41st ed. 2016, ch. 57) and its apex lies left,
+# anterior and inferior of the root. The margins are this project's, generous.
+HEART_BOX_MM = ((-60.0, 110.0), (-90.0, 70.0), (-150.0, 30.0))
 MIN_REACH_MM = 20.0  # a coronary tree runs at least this far from its ostium (project choice)
 
 
 @dataclass(frozen=True)
 class AorticRoot:
-    """The root: ``centre`` (3,) LPS mm, ``lumen`` bool mask (volume grid), ``lumen_hu``.
+    """The aortic lumen round the root: ``lumen`` bool mask (volume grid), ``lumen_hu``.
 
-    ``ascending`` (n, 3) are the centres of the tracked ascending aorta, LPS mm,
-    from the root up; ``radius_mm`` its tubular lumen radius.
+    ``axis`` (n, 3) LPS mm runs down the ascending aorta's centres and on
+    below them (every ~1 mm); ``ascending`` (n, 3) are the tracked centres,
+    LPS mm, from the root up; ``radius_mm`` the tubular lumen radius.
     """
 
-    centre: np.ndarray
+    axis: np.ndarray
     lumen: np.ndarray
     lumen_hu: float
     ascending: np.ndarray
@@ -156,11 +169,10 @@ def find_root(volume: Volume, ascending: Ascending, pool: np.ndarray) -> AorticR
 
     The pieces of the pool met by the ascending aorta's axis, carried half
     ``ROOT_BELOW_MM`` on below its lowest circle along its course (to the
-    sinus level, not into the ventricle), kept within ``ROOT_RADIUS_GAIN``
-    radii plus ``ROOT_BELOW_MM`` of that circle, so a lumen that runs on
-    through the valve into the ventricle stops there. The
-    root's centre is the centroid of that lumen below the lowest circle (the
-    sinus portion).
+    sinus level), kept within ``ROOT_RADIUS_GAIN`` radii plus
+    ``ROOT_BELOW_MM`` of that circle. Where contrast runs on through the
+    valve the lumen holds some ventricle too; the ostia are placed against
+    the axis, so that does no harm.
 
     Raises
     ------
@@ -168,19 +180,17 @@ def find_root(volume: Volume, ascending: Ascending, pool: np.ndarray) -> AorticR
         No contrast on the aorta's axis.
     """
     labels, _ = ndimage.label(pool)
-    hit = np.unique(labels[_on_voxels(volume, _axis_points(ascending))])
+    axis = _axis_points(ascending)
+    hit = np.unique(labels[_on_voxels(volume, axis)])
     hit = hit[hit > 0]
     if not len(hit):
         raise SegmentationError("no contrast on the ascending aorta's axis")
     low = ascending.centres[0]
     reach = ROOT_RADIUS_GAIN * ascending.radius_mm + ROOT_BELOW_MM
-    box, points = box_around(volume, low, reach)
+    box = box_around(volume, low, reach)
     lumen = np.zeros(volume.shape, dtype=bool)
-    lumen[box] = np.isin(labels[box], hit) & (np.linalg.norm(points - low, axis=-1) <= reach)
-    below = lumen[box] & (points[..., 2] < low[2])
-    centre = points[below].mean(axis=0) if below.any() else low
-    return AorticRoot(centre, lumen, ascending.lumen_hu, ascending.centres,
-                      ascending.radius_mm)
+    lumen[box] = np.isin(labels[box], hit) & ball_in(volume, box, low, reach)
+    return AorticRoot(axis, lumen, ascending.lumen_hu, ascending.centres, ascending.radius_mm)
 
 
 def _axis_points(ascending: Ascending) -> np.ndarray:
@@ -189,7 +199,9 @@ def _axis_points(ascending: Ascending) -> np.ndarray:
     course = ascending.centres[min(3, len(ascending.centres) - 1)] - low
     course = course / max(float(np.linalg.norm(course)), 1e-6)
     down = low - np.arange(0.0, ROOT_BELOW_MM / 2, 1.0)[:, None] * course
-    return np.concatenate([ascending.centres, down])
+    up = [np.linspace(a, b, max(2, int(np.linalg.norm(b - a)) + 1))
+          for a, b in zip(ascending.centres[:-1], ascending.centres[1:], strict=True)]
+    return np.concatenate([*up, down])
 
 
 def _on_voxels(volume: Volume, points_mm: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -205,14 +217,17 @@ def ascending_chain(grid: Grid, to_mm: Callable[[np.ndarray], np.ndarray]) -> li
     A CTCA covers the heart from above the root (SCCT 2016, Abbara et al.,
     scan range from the tracheal carina), so both aortas cross its top
     slices; the ascending one lies anterior and to the right of the
-    descending one (LPS: smallest x + y).
+    descending one (LPS: smallest x + y). Circles over bone (the sternum is
+    as round and as bright) are left out as ``anatomy.find_aorta`` does.
 
     Raises
     ------
     SegmentationError
         No chain of ``MIN_CHAIN`` circles reaches the top slices.
     """
-    circles = aortic_circles(grid, grid.hu > BRIGHT_HU)
+    bone = bone_candidates(grid)
+    circles = [c for c in aortic_circles(grid, grid.hu > BRIGHT_HU)
+               if bone[c.k][_inside(grid, c, 1.0)].mean() < BONE_SHARE]
     top = grid.hu.shape[0] - 1
     seeds = [c for c in circles if c.k >= top - 1 and c.score >= HOUGH_MIN_SCORE]
     chains = [track(circles, seed, grid) for seed in seeds]
@@ -229,9 +244,13 @@ def ascending_chain(grid: Grid, to_mm: Callable[[np.ndarray], np.ndarray]) -> li
 
 def _disc_hu(grid: Grid, circle: Circle) -> np.ndarray:
     """Working-grid HU inside 0.6 of a circle's radius (its lumen, away from the wall)."""
+    return np.asarray(grid.hu[circle.k][_inside(grid, circle, 0.6)])
+
+
+def _inside(grid: Grid, circle: Circle, scale: float) -> np.ndarray:
     rows, cols = np.ogrid[:grid.hu.shape[1], :grid.hu.shape[2]]
-    inside = (rows - circle.row) ** 2 + (cols - circle.col) ** 2 <= (0.6 * circle.radius) ** 2
-    return np.asarray(grid.hu[circle.k][inside])
+    return np.asarray((rows - circle.row) ** 2 + (cols - circle.col) ** 2
+                      <= (scale * circle.radius) ** 2)
 
 
 def to_voxel(volume: Volume, points_mm: np.ndarray) -> np.ndarray:
@@ -250,17 +269,28 @@ def _to_voxel(volume: Volume, point_mm: np.ndarray) -> np.ndarray:
 
 
 def box_around(volume: Volume, point_mm: np.ndarray, reach_mm: float
-               ) -> tuple[tuple[slice, slice, slice], np.ndarray]:
-    """Voxel box within ``reach_mm`` of a point (clipped) and its voxels' LPS mm, (z, y, x, 3)."""
+               ) -> tuple[slice, slice, slice]:
+    """The voxel box within ``reach_mm`` of a point in every axis (clipped to the volume)."""
     centre = _to_voxel(volume, point_mm)
     half = np.ceil(reach_mm / np.asarray(volume.spacing)).astype(int)
     lo = np.clip(np.floor(centre).astype(int) - half, 0, np.array(volume.shape))
     hi = np.clip(np.ceil(centre).astype(int) + half + 1, 0, np.array(volume.shape))
-    box = (slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1])),
-           slice(int(lo[2]), int(hi[2])))
-    grid = np.stack(np.meshgrid(*[np.arange(b.start, b.stop) for b in box], indexing="ij"), -1)
-    points = volume.voxel_to_patient(grid.reshape(-1, 3)).reshape(*grid.shape[:3], 3)
-    return box, points
+    return (slice(int(lo[0]), int(hi[0])), slice(int(lo[1]), int(hi[1])),
+            slice(int(lo[2]), int(hi[2])))
+
+
+def ball_in(volume: Volume, box: tuple[slice, slice, slice], point_mm: np.ndarray,
+            reach_mm: float) -> np.ndarray:
+    """Voxels of ``box`` within ``reach_mm`` of a point (bool, box-shaped).
+
+    Distances are taken on the nominal spacing (a gap the volume's QA
+    reports is not honoured here; a few tenths of a mm at most).
+    """
+    centre = _to_voxel(volume, point_mm)
+    axes = [((np.arange(b.start, b.stop) - c) * h) ** 2
+            for b, c, h in zip(box, centre, volume.spacing, strict=True)]
+    return np.asarray(axes[0][:, None, None] + axes[1][None, :, None] + axes[2][None, None, :]
+                      <= reach_mm ** 2)
 
 
 def contrast_mask(volume: Volume, threshold: float) -> np.ndarray:
@@ -307,66 +337,74 @@ def find_ostia(volume: Volume, root: AorticRoot, vessels: np.ndarray) -> dict[st
     blurred aortic wall between two bright lumens reaches the threshold and
     would join a coronary to the root along its wall. Pieces that then come
     within ``OSTIUM_REACH_MM`` of the root, run ``MIN_REACH_MM`` from it, lie
-    mostly more than ``HUG_MM`` from it (not a sliver of aortic lumen) and
+    mostly more than ``HUG_MM`` outside the aorta (not a sliver of it) and
     hold ``MIN_TREE_MM3`` to ``MAX_TREE_MM3`` (more is a leak) are coronary
     trees. A side absent from the answer has no ostium.
     """
-    box, _ = box_around(volume, root.ascending[0], ROOT_RADIUS_GAIN * root.radius_mm
-                        + ROOT_BELOW_MM + OSTIUM_REACH_MM + HUG_MM)
-    distance, nearest = ndimage.distance_transform_edt(
-        ~root.lumen[box], sampling=volume.spacing, return_indices=True)
+    margin = max(OSTIUM_REACH_MM, HUG_MM) + 1.0
+    box = _box(root.lumen, [int(np.ceil(margin / h)) for h in volume.spacing])
+    distance = ndimage.distance_transform_edt(~root.lumen[box], sampling=volume.spacing)
     cut = vessels.copy()
     cut[box] &= distance > WALL_SHELL_MM
     labels, _ = ndimage.label(cut, structure=np.ones((3, 3, 3), dtype=bool))
+    objects = ndimage.find_objects(labels)
     sizes = np.bincount(labels.ravel()) * float(np.prod(volume.spacing))
     found = []
     for label in np.unique(labels[box][(distance <= OSTIUM_REACH_MM) & (labels[box] > 0)]):
-        piece = labels == label
-        if not MIN_TREE_MM3 <= sizes[label] <= MAX_TREE_MM3 or _hugs(piece[box], distance,
-                                                                      sizes[label], volume):
+        where = objects[label - 1]
+        voxels = np.argwhere(labels[where] == label)[::SUBSAMPLE] + [w.start for w in where]
+        points = volume.voxel_to_patient(voxels)
+        if not MIN_TREE_MM3 <= sizes[label] <= MAX_TREE_MM3 or _hugs(points, root):
             continue
-        ostium = _ostium(volume, piece[box], distance, nearest, box)
-        if _reach_mm(volume, piece, ostium) >= MIN_REACH_MM:
+        ostium = _ostium(volume, root, labels[box] == label, distance, box)
+        if np.linalg.norm(points - ostium, axis=1).max() >= MIN_REACH_MM:
             found.append((float(sizes[label]), ostium, int(label)))
-    return _sides(found, root.centre, labels)
+    return _sides(found, root.axis, labels)
 
 
-def _hugs(piece: np.ndarray, distance: np.ndarray, size_mm3: float, volume: Volume) -> bool:
-    """Whether half the piece or more lies within ``HUG_MM`` of the root (a sliver of it)."""
-    close = float(np.count_nonzero(piece & (distance <= HUG_MM))) * float(np.prod(volume.spacing))
-    return close >= 0.5 * size_mm3
+def _hugs(points: np.ndarray, root: AorticRoot) -> bool:
+    """Whether half the piece's points or more lie within ``HUG_MM`` of the aorta's outline.
 
-
-def _ostium(volume: Volume, piece: np.ndarray, distance: np.ndarray, nearest: np.ndarray,
-            box: tuple[slice, slice, slice]) -> np.ndarray:
-    """Where the piece's first cross-section outside the shell, carried to the root, meets it.
-
-    The centroid of the piece's voxels within ``FIRST_SECTION_MM`` past the
-    shell; the ostium is the root lumen's nearest voxel to that centroid
-    (where lumen meets lumen, on the sinus's inner surface), LPS mm.
+    A sliver of aortic lumen (what the ball of the pool did not fit into)
+    stays round the aorta's axis; a coronary tree runs away from it.
     """
-    first = piece & (distance <= distance[piece].min() + FIRST_SECTION_MM)
-    centre = np.round(np.argwhere(first).mean(axis=0)).astype(int)
-    wall = nearest[(slice(None), *centre)]
+    from_axis = cKDTree(root.axis).query(points)[0]
+    return bool(np.mean(from_axis <= root.radius_mm + HUG_MM) >= 0.5)
+
+
+def _ostium(volume: Volume, root: AorticRoot, piece: np.ndarray, distance: np.ndarray,
+            box: tuple[slice, ...]) -> np.ndarray:
+    """Where the piece's first cross-section past the shell, carried to the root, meets it.
+
+    A coronary tree comes nearest the aortic axis at its ostium (the
+    arteries run away from the root), so only the piece's voxels within
+    ``NEAR_AXIS_MM`` of its nearest approach to the axis are read. Of those,
+    the centroid of the ones within ``FIRST_SECTION_MM`` of the shell is
+    carried to the root lumen's nearest voxel: where lumen meets lumen, LPS mm.
+    """
     corner = np.array([b.start for b in box])
-    return np.asarray(volume.voxel_to_patient((wall + corner)[None])[0])
-
-
-def _reach_mm(volume: Volume, piece: np.ndarray, point: np.ndarray) -> float:
-    """How far (mm, straight line) the piece's voxels get from ``point``."""
     where = np.argwhere(piece)
-    corners = np.array([where.min(axis=0), where.max(axis=0)])
-    spans = volume.voxel_to_patient(np.array(np.meshgrid(*corners.T)).reshape(3, -1).T)
-    if np.linalg.norm(spans - point, axis=1).max() < MIN_REACH_MM:
-        return 0.0
-    return float(np.linalg.norm(volume.voxel_to_patient(where[::7]) - point, axis=1).max())
+    from_axis = cKDTree(root.axis).query(volume.voxel_to_patient(where + corner))[0]
+    where = where[from_axis <= from_axis.min() + NEAR_AXIS_MM]
+    depth = distance[tuple(where.T)]
+    first = where[depth <= depth.min() + FIRST_SECTION_MM]
+    centre = volume.voxel_to_patient(first.mean(axis=0)[None] + corner)[0]
+    local = box_around(volume, centre, float(depth.min()) + 2.0)
+    wall = np.argwhere(root.lumen[local]) + [b.start for b in local]
+    wall_mm = volume.voxel_to_patient(wall)
+    return np.asarray(wall_mm[np.argmin(np.linalg.norm(wall_mm - centre, axis=1))])
 
 
-def _sides(found: list[tuple[float, np.ndarray, int]], centre: np.ndarray,
+def _sides(found: list[tuple[float, np.ndarray, int]], axis: np.ndarray,
            labels: np.ndarray) -> dict[str, Ostium]:
-    """The largest piece each side of the root; with two pieces, the lefter one is left."""
+    """The largest piece each side of the root; with two pieces, the lefter one is left.
+
+    A piece's side is where its ostium lies from the nearest point of the
+    aortic axis (``LEFT_OF_ROOT``).
+    """
     biggest = sorted(found, key=lambda f: -f[0])
-    score = {f[2]: float((f[1] - centre) @ LEFT_OF_ROOT) for f in biggest}
+    score = {f[2]: float((f[1] - axis[int(cKDTree(axis).query(f[1])[1])]) @ LEFT_OF_ROOT)
+             for f in biggest}
     out: dict[str, Ostium] = {}
     left = [f for f in biggest if score[f[2]] > 0]
     right = [f for f in biggest if score[f[2]] <= 0]
@@ -378,3 +416,24 @@ def _sides(found: list[tuple[float, np.ndarray, int]], centre: np.ndarray,
             _, point, label = pieces[0]
             out[side] = Ostium(side, point, np.asarray(labels == label))
     return out
+
+
+def heart_crop(volume: Volume, ascending: Ascending) -> Volume:
+    """``volume`` cut to ``HEART_BOX_MM`` round the root (the coronaries lie inside it).
+
+    The box is taken in patient axes round the lowest ascending circle and
+    mapped to voxel indices (clipped to the volume); positions in mm are
+    unchanged, so centrelines found in the crop need no conversion.
+    """
+    low = ascending.centres[0]
+    corners = np.array(np.meshgrid(*HEART_BOX_MM, indexing="ij")).reshape(3, -1).T + low
+    voxels = to_voxel(volume, corners)
+    lo = np.clip(np.floor(voxels.min(axis=0)).astype(int), 0, np.array(volume.shape))
+    hi = np.clip(np.ceil(voxels.max(axis=0)).astype(int) + 1, 0, np.array(volume.shape))
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    if all(b.stop - b.start == n for b, n in zip(box, volume.shape, strict=True)):
+        return volume
+    origin = volume.voxel_to_patient(lo[None].astype(np.float64))[0]
+    positions = volume.slice_positions[box[0]]
+    return replace(volume, hu=volume.hu[box], padding=volume.padding[box], origin=origin,
+                   slice_positions=positions - positions[0])
