@@ -199,6 +199,22 @@ def test_a_study_without_the_rca_lists_it_as_missing(image: ph.CtcaImage,
     assert {"LM", "LAD", "LCX"} <= set(tree.segments)
 
 
+@pytest.mark.parametrize("preset", [ph.ctca_occluded, ph.ctca_three_vessel])
+def test_the_centreline_runs_on_through_a_severe_lesion(preset: object) -> None:
+    """An occluded RCA, or LAD, LCX and RCA at 70-80 %: each vessel is traced past its lesion.
+
+    The lumen there is thinner than the threshold sees; the tree must still
+    cross it (or the lesion could not be measured) and go on to the end.
+    """
+    image = ph.build(preset())  # type: ignore[operator]
+    tree = coronary_tree(ph.volume(image))
+    for lesion in image.truth.stenoses:
+        found = tree.segments[lesion.vessel]
+        assert _distances(lesion.position_mm[None], found.points_mm)[0] <= OVERLAP_MM
+        truth = image.truth.vessels[lesion.segment].points_mm
+        assert (_distances(truth, found.points_mm) <= OVERLAP_MM).mean() >= COVERED
+
+
 # --- the steps on their own ------------------------------------------------------------
 
 def test_the_ascending_aorta_and_root_are_found(volume: Volume, image: ph.CtcaImage) -> None:
