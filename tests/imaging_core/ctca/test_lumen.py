@@ -167,7 +167,21 @@ def _corner_rounding(truth: ph.Truth, vessel: ph.VesselTruth) -> float:
 
 
 def test_nothing_but_coronary_arteries_is_in_the_tree(tree: Tree, image: ph.CtcaImage) -> None:
-    """Bone, the aorta and the chambers are not traced: every point lies on a coronary."""
+    """The aorta and the chambers are not traced: every point lies on a coronary."""
+    _only_coronaries(tree, image)
+
+
+def test_bone_in_view_is_not_traced() -> None:
+    """A wider field of view (180 mm, 8.7 M voxels) with the sternum, ribs and spine in it."""
+    image = ph.build(ph.scan_changed(ph.ctca_default(), rows=240, cols=240))
+    rows_with_bone = np.isin(image.labels, tx.BONE).any(axis=(0, 2))
+    assert rows_with_bone[:20].any() and rows_with_bone[-20:].any()  # sternum and spine
+    tree = coronary_tree(ph.volume(image))
+    assert tree.missing == []
+    _only_coronaries(tree, image)
+
+
+def _only_coronaries(tree: Tree, image: ph.CtcaImage) -> None:
     lines = np.concatenate([v.points_mm for v in image.truth.vessels.values()])
     for segment in tree.segments.values():
         assert _distances(segment.points_mm, lines).max() <= OVERLAP_MM, segment.id
