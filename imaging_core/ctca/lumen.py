@@ -13,8 +13,10 @@
    from the ostium, held off the pool (the leak control of region growing
    reviewed by Lesage D, Angelini ED, Bloch I, Funka-Lea G. A review of 3D
    vessel lumen segmentation techniques: models, features and extraction
-   schemes. Med Image Anal 2009;13:819-845, section 5.1) and refused when
-   larger than any coronary tree (``ostia.MAX_TREE_MM3``);
+   schemes. Med Image Anal 2009;13:819-845; its section not checked here)
+   and refused when larger than any coronary tree (``ostia.MAX_TREE_MM3``);
+   where a lesion leaves too little lumen for the threshold, the tree's ends
+   are carried across the gap into the piece ahead (:func:`bridged`);
 6. centrelines, graph and labels (``centrelines``).
 
 A vessel not found is listed in ``Tree.missing``, never left out silently.
@@ -126,8 +128,8 @@ def bridged(volume: Volume, ostium: Ostium, others: np.ndarray) -> cl.Rooted:
     A severe stenosis or an occlusion leaves less lumen than the threshold
     sees, and the vessel beyond it is a piece of its own. Each end of the
     tree looks ``BRIDGE_MM`` ahead, within ``BRIDGE_DEG`` of its direction
-    (gap bridging in vessel tracking, Lesage et al. 2009 section 5.3; the
-    reach and angle are this project's); the nearest piece of at least
+    (gap bridging as vessel trackers do, reviewed by Lesage et al. 2009; the
+    reach and angle are this project's, unverified); the nearest piece of at least
     ``MIN_PIECE_MM3`` found there joins the tree along a straight line, so
     the centreline runs through the lesion and the lesion can be measured.
     Repeated until no end finds one (``MAX_BRIDGES`` at most).

@@ -2,28 +2,31 @@
 
 Steps, each a function of its own (positions LPS mm, masks on the volume's grid):
 
-1. :func:`find_root`: the ascending aorta as a chain of Hough circles on the
-   working grid, found and tracked by ``imaging_core.anatomy`` (Kurkure U et
-   al. Proc IEEE ISBI 2008:29-32; Avila-Montes OC et al. IEEE J Biomed Health
-   Inform 2013;17:936-949); with contrast its lumen is the brightest round
-   structure, and of the chains the ascending aorta is the one furthest
-   anterior and to the right (the descending aorta lies posterior by the
-   spine). Its lowest circle is the root level; the root's lumen HU is
-   measured inside its circles.
-2. :func:`contrast_threshold`: half way between the root's lumen and fat
+1. :func:`find_ascending`: the ascending aorta as a chain of Hough circles
+   on the working grid, found and tracked by ``imaging_core.anatomy``
+   (Kurkure U et al. Proc IEEE ISBI 2008:29-32; Avila-Montes OC et al. IEEE J
+   Biomed Health Inform 2013;17:936-949); with contrast its lumen is the
+   brightest round structure not over bone, and of the chains reaching the
+   top slices the ascending aorta is the one furthest anterior and to the
+   right (the descending aorta lies posterior by the spine). Its lumen HU is
+   measured inside its circles. :func:`heart_crop` then cuts the volume to a
+   box round the heart.
+2. :func:`contrast_threshold`: half way between the aortic lumen and fat
    (a half-maximum edge, so a 1 mm radius lumen that partial volume dims
    still passes).
 3. :func:`blood_pool`: the contrast above the threshold opened with a ball
    wider than any coronary lumen: aorta, chambers, great veins.
-4. :func:`find_ostia`: pieces of contrast outside the pool (vessels) that
+4. :func:`find_root`: the pool pieces on the aorta's axis near its lowest
+   circle (the sinuses; some ventricle where the valve lets contrast through).
+5. :func:`find_ostia`: pieces of contrast outside the pool (vessels) that
    reach within ``OSTIUM_REACH_MM`` of the root's lumen; the largest on
-   each side is that side's coronary tree, its ostium the point between the
-   piece and the root lumen next to where the piece comes nearest the
-   aorta's axis. The left coronary
-   leaves the left (posterior-left) sinus and the right coronary the right
-   (anterior) sinus (Austen WG et al. Circulation 1975;51(4 Suppl):5-40;
-   Standring S, ed. Gray's Anatomy, 41st ed. 2016, ch. 57), so the side is
-   the piece's ostium position relative to the root's centre.
+   each side is that side's coronary tree, its ostium the point of the root
+   lumen next to where the piece comes nearest the aorta's axis. The left
+   coronary leaves the left (posterior-left) sinus and the right coronary the
+   right (anterior) sinus (Austen WG et al. Circulation 1975;51(4
+   Suppl):5-40; Standring S, ed. Gray's Anatomy, 41st ed. 2016, ch. 57), so
+   of two trees the one further to the patient's left is the left coronary,
+   and a lone tree is placed by the side of the axis its ostium lies on.
 
 Noise in enhanced myocardium (~120 HU) reaches the threshold now and then;
 the image is smoothed by a Gaussian of ``SMOOTH_MM`` first so that speckle
@@ -61,7 +64,7 @@ from imaging_core.volume import Volume
 # anything above 150 HU on the working grid is searched for the aorta. The 150 is this
 # project's choice (above unenhanced blood and myocardium, ~40 HU), unverified.
 BRIGHT_HU = 150.0
-FAT_REFERENCE_HU = -100.0  # mid epicardial fat (Dey D et al. 2010 window -190..-30 HU)
+FAT_REFERENCE_HU = -100.0  # fat, inside Dey D et al. 2010's -190..-30 HU (value unverified)
 # The lumen's edge at half the lumen-to-fat step: the full width at half maximum measures
 # a blurred vessel's diameter (Varma JK, Subramanyan K, Durgan J. Full width at half
 # maximum as a measure of vessel diameter in computed tomography angiography. Proc SPIE
@@ -88,7 +91,7 @@ BONE_SHARE = 0.2  # a circle this much over bone is not the aorta (as anatomy.fi
 MIN_CHAIN = 3  # circles in the ascending aorta's chain (9 mm of 3 mm working slices)
 # Left of the root: patient left (LPS +x). Of two trees the one further left is the left
 # coronary (left sinus left-posterior, right sinus anterior-right); a lone tree is
-# placed by the side of the root's centre its ostium lies on. Project choice.
+# placed by the side of the aortic axis its ostium lies on. Project choice.
 LEFT_OF_ROOT = np.array([1.0, 0.0, 0.0])
 # Where the coronary arteries can lie, LPS mm from the lowest ascending circle (x right to
 # left, y anterior to posterior, z inferior to superior): the heart is ~12 cm from base to
