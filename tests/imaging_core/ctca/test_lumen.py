@@ -24,11 +24,13 @@ from imaging_core.ctca import centrelines as cl
 from imaging_core.ctca.lumen import coronary_tree
 from imaging_core.ctca.ostia import (
     FAT_REFERENCE_HU,
+    Ascending,
     blood_pool,
     contrast_mask,
     contrast_threshold,
     find_ascending,
     find_root,
+    heart_crop,
     to_voxel,
 )
 from imaging_core.ctca.tree import Segment, Tree
@@ -328,3 +330,19 @@ def test_of_two_major_branches_the_anterior_one_is_the_lad() -> None:
     assert segments["LCX"].points_mm[-1][1] > segments["LM"].points_mm[-1][1]
     assert segments["LAD"].from_ostium_mm[0] == pytest.approx(segments["LM"].length_mm, abs=1)
 
+
+
+def test_voxel_positions_survive_the_inverse_and_the_crop() -> None:
+    """An oblique volume: mm -> voxel -> mm is the identity, and a cropped voxel keeps its mm."""
+    c, t = math.cos(0.3), math.sin(0.3)
+    volume = replace(_volume(np.zeros((40, 50, 400), dtype=np.float32), 0.7),  # 280 mm wide
+                     orientation=np.array([[c, t, 0.0], [-t, c, 0.0], [0.0, 0.0, 1.0]]),
+                     origin=np.array([-30.0, 20.0, 5.0]))
+    voxels = np.array([[3.0, 7.5, 11.0], [39.0, 0.0, 399.0], [20.2, 25.0, 30.7]])
+    assert to_voxel(volume, volume.voxel_to_patient(voxels)) == pytest.approx(voxels)
+    centre = volume.voxel_to_patient(np.array([[30.0, 25.0, 30.0]]))
+    crop = heart_crop(volume, Ascending(centre, 15.0, 400.0))
+    assert crop.shape[2] < volume.shape[2]  # 170 mm of HEART_BOX_MM across
+    inside = to_voxel(crop, volume.voxel_to_patient(voxels[2:]))
+    assert crop.voxel_to_patient(inside) == pytest.approx(volume.voxel_to_patient(voxels[2:]))
+    assert crop.hu.shape == crop.padding.shape
