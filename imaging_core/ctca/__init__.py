@@ -10,7 +10,9 @@ project's. The modules, in the order the pipeline runs them:
 - ``qa``: is the study a CTCA that can be analysed (contrast in the root,
   thin slices, coverage from the root to the apex)?
 - ``lumen``: ostia, the contrast-filled lumen grown from them, centrelines
-  and the vessel graph with LM, LAD, LCX and RCA labelled;
+  and the vessel graph with LM, LAD, LCX and RCA labelled (its steps in
+  ``ostia``: aorta, root, blood pool, ostia; and ``centrelines``: skeleton,
+  graph, labels);
 - ``measure``: lumen area and diameter in planes perpendicular to each
   centreline, reference diameters, stenoses, lesions and their plaque;
 - ``flow``: a one-dimensional reduced-order model of hyperaemic flow giving
