@@ -58,9 +58,10 @@ class Tube:
                                                   + np.outer(np.sin(phi), self.u))), s
 
 
-def hu_of(tube: Tube, radius: Radius, r0: float, plaque_hu: float,
-          eccentric: bool = False) -> Callable[[np.ndarray], np.ndarray]:
-    """HU of points (N, 3): lumen inside ``radius(s)``, plaque out to ``r0``, fat beyond.
+def hu_of(tube: Tube, radius: Radius, r0: float, plaque_hu: float, eccentric: bool = False,
+          remodel_mm: float = 0.0) -> Callable[[np.ndarray], np.ndarray]:
+    """HU of points (N, 3): lumen inside ``radius(s)``, plaque out to ``r0`` (and
+    ``remodel_mm`` beyond it where the lumen is narrowed: positive remodelling), fat beyond.
 
     ``eccentric``: the narrowed lumen keeps touching the wall on one side (its
     centre moves by r0 - radius(s) along b) and the plaque is a crescent on
@@ -72,7 +73,8 @@ def hu_of(tube: Tube, radius: Radius, r0: float, plaque_hu: float,
         r = radius(np.clip(s, 0, tube.length_mm))
         shift = (r0 - r) if eccentric else 0.0
         out = np.full(len(p), FAT_HU)
-        out[inside & (np.hypot(a, b) < r0)] = plaque_hu
+        outer = r0 + np.where(r < r0 - 1e-9, remodel_mm, 0.0)
+        out[inside & (np.hypot(a, b) < outer)] = plaque_hu
         out[inside & (np.hypot(a, b - shift) < r)] = LUMEN_HU
         return out
     return hu
