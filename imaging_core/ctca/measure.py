@@ -656,7 +656,7 @@ def measure_tree(volume: Volume, tree: Tree) -> tuple[Tree, list[Lesion]]:
 FIT_REACH_MM = 3.5  # the radial profile is fitted this far out (neighbours lie further)
 FIT_STEP_MM = 0.05  # grid of R and Rv, refined by a parabola through the residuals
 NARROW_SIGMAS = 2.5  # lumens narrower than this many blur sigmas (radius) are refitted
-RING_EVIDENCE = 10.0  # a ring must cut the plain model's residual this many times
+RING_EVIDENCE = 30.0  # a ring must cut the plain model's residual this many times
 
 
 def _true_lumen(radii: np.ndarray, lumen: np.ndarray, ring: np.ndarray, sigma: float,
@@ -750,7 +750,7 @@ def _refined(residual: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.nd
     The ring is kept only when the plain lumen-in-fat model leaves
     ``RING_EVIDENCE`` times its residual: held to one side of fat, a ring
     would otherwise fit noise and small misfits, and shrink healthy lumens
-    (on the analytic tubes a plaque ring explains 50-3000 times, noise 1-6).
+    (on the analytic tubes a plaque ring explains 20-3000 times, noise up to 17).
     """
     n, count, _ = residual.shape
     rows, steps = np.arange(n), np.arange(count)
