@@ -53,6 +53,7 @@ RAY_REACH_MM = 5.0  # longest ray: a coronary lumen is at most ~5 mm across, plu
 TANGENT_SMOOTH_MM = 1.5  # Gaussian sigma along the centreline before taking the tangent
 RECENTRE_MM = 1.5  # the lumen's brightest point is looked for this far from the centreline
 RECENTRE_STEP_MM = 0.25
+RECENTRE_PULL_HU_PER_MM = 100.0  # leave the centreline only for a much more lumen-like point
 FAR_RING_MM = (1.0, 2.0)  # surroundings clear of the lumen's blur: this far beyond the edge
 NEAR_RING_SIGMAS = (1.2, 2.2)  # what the edge meets: this many blur sigmas beyond it
 BRIGHTER_HU = 100.0  # a ray rising this far above the lumen has met calcium (5 noise SDs)
@@ -98,7 +99,8 @@ class Sections:
     share of rays dropped. ``centres_mm`` (n, 3) are the section centres
     (the lumen's brightest point), ``axes`` (n, 2, 3) the in-plane unit
     vectors, ``radii_mm`` (n, k) the edge on each ray and ``profiles_hu``
-    (n, k, m) the rays' samples at ``radius_grid_mm`` (m,), kept for plaque.
+    (n, k, m) the rays' samples at ``radius_grid_mm`` (m,), kept for plaque;
+    ``blur_sigma_mm`` the image's blur as measured on the segment's edges.
     """
 
     segment: Segment
@@ -110,6 +112,7 @@ class Sections:
     radii_mm: np.ndarray
     profiles_hu: np.ndarray
     radius_grid_mm: np.ndarray
+    blur_sigma_mm: float = 0.0
 
 
 # ---------------------------------------------------------------------------------
@@ -202,7 +205,7 @@ def measure(volume: Volume, segment: Segment) -> Sections:
     diameter = 2 * np.sqrt(area / np.pi)
     measured = replace(segment, area_mm2=area, diameter_mm=diameter)
     return Sections(measured, lumen, calcium, failed, centres, frames[:, 1:], radii,
-                    profiles, grid)
+                    profiles, grid, sigma)
 
 
 def _checked(segment: Segment) -> tuple[np.ndarray, np.ndarray]:
@@ -229,9 +232,10 @@ def _recentre(volume: Volume, points: np.ndarray, axes: np.ndarray, lumen_ref: n
     """Section centres (n, 3) and local lumen HU (n,).
 
     The centre is the point within ``RECENTRE_MM`` of the centreline whose
-    smoothed HU is nearest the lumen of reference, with a pull of 30 HU/mm
-    towards the centreline (a method choice), so the rays start inside a
-    narrowed, eccentric lumen and never on calcium or its blooming.
+    smoothed HU is nearest the lumen of reference, with a pull of
+    ``RECENTRE_PULL_HU_PER_MM`` towards the centreline, so the rays start
+    inside a narrowed, eccentric lumen and never on calcium; a lumen merely
+    brightened by blooming keeps its centre.
     """
     offsets = np.arange(-RECENTRE_MM, RECENTRE_MM + 1e-9, RECENTRE_STEP_MM)
     du, dv = np.meshgrid(offsets, offsets, indexing="ij")
@@ -239,7 +243,7 @@ def _recentre(volume: Volume, points: np.ndarray, axes: np.ndarray, lumen_ref: n
     raw = _sample(volume, points[:, None, None] + plane)
     values = ndimage.uniform_filter(raw, size=(1, 3, 3), mode="nearest")
     distance = np.hypot(du, dv)
-    score = -np.abs(values - lumen_ref[:, None, None]) - 30.0 * distance
+    score = -np.abs(values - lumen_ref[:, None, None]) - RECENTRE_PULL_HU_PER_MM * distance
     score[:, distance > RECENTRE_MM] = -np.inf
     score[values >= calcium[:, None, None]] = -np.inf
     flat = score.reshape(len(points), -1)
@@ -607,7 +611,12 @@ def _plaque_mm3(sections: Sections, reference: np.ndarray, first: int,
     ``PLAQUE_MARGIN_MM`` (DICOM PS3.17 T.4.1: plaque is what lies between the
     detected and the reconstructed healthy contour); each ray sample stands
     for the area r dr dtheta of the plane and each section for the distance
-    half-way to its neighbours. Unknown sections (NaN) add nothing.
+    half-way to its neighbours. Unknown sections (NaN) add nothing. A sample
+    is calcified when brighter than both ``CALCIUM_HU`` and the section's own
+    lumen (the lumen's blurred halo never is; calcium blurred into the wall
+    still is), non-calcified from ``NONCALCIFIED_LOW_HU`` up to that, except
+    within two blur sigmas of calcium along the ray: calcium's own blurred
+    halo, counted as neither (blooming hides what lies there).
     """
     span = slice(first, last + 1)
     grid, radii = sections.radius_grid_mm, sections.radii_mm[span]
@@ -615,8 +624,11 @@ def _plaque_mm3(sections: Sections, reference: np.ndarray, first: int,
     wall = (grid > radii[..., None]) & (grid <= outer)
     values = sections.profiles_hu[span]
     element = grid * (grid[1] - grid[0]) * (2 * np.pi / RAY_COUNT)  # mm² per ray sample
-    calcified = wall & (values >= sections.calcium_hu[span, None, None])
-    soft = wall & ~calcified & (values >= NONCALCIFIED_LOW_HU)
+    brighter = np.maximum(CALCIUM_HU, sections.lumen_hu[span])[:, None, None]
+    calcified = wall & (values >= brighter)
+    reach = 2 * int(np.ceil(2 * sections.blur_sigma_mm / (grid[1] - grid[0]))) + 1
+    halo = ndimage.maximum_filter1d(values >= brighter, size=reach, axis=2)
+    soft = wall & ~halo & (values >= NONCALCIFIED_LOW_HU)
     thickness = _sample_lengths(np.asarray(sections.segment.from_ostium_mm))[span]
     volume = [float(np.nansum((mask * element).sum(axis=(1, 2)) * thickness))
               for mask in (calcified, soft)]
