@@ -235,7 +235,8 @@ def _recentre(volume: Volume, points: np.ndarray, axes: np.ndarray, lumen_ref: n
     smoothed HU is nearest the lumen of reference, with a pull of
     ``RECENTRE_PULL_HU_PER_MM`` towards the centreline, so the rays start
     inside a narrowed, eccentric lumen and never on calcium; a lumen merely
-    brightened by blooming keeps its centre.
+    brightened by blooming keeps its centre, and so does one whose centre is
+    as bright as calcium (lost in blooming: the section model's to size).
     """
     offsets = np.arange(-RECENTRE_MM, RECENTRE_MM + 1e-9, RECENTRE_STEP_MM)
     du, dv = np.meshgrid(offsets, offsets, indexing="ij")
@@ -247,7 +248,9 @@ def _recentre(volume: Volume, points: np.ndarray, axes: np.ndarray, lumen_ref: n
     score[:, distance > RECENTRE_MM] = -np.inf
     score[values >= calcium[:, None, None]] = -np.inf
     flat = score.reshape(len(points), -1)
-    best = np.where(np.isfinite(flat).any(axis=1), np.argmax(flat, axis=1), flat.shape[1] // 2)
+    middle = flat.shape[1] // 2  # the centreline point
+    lost = values.reshape(len(points), -1)[:, middle] >= calcium  # in blooming: stay
+    best = np.where(np.isfinite(flat).any(axis=1) & ~lost, np.argmax(flat, axis=1), middle)
     rows = np.arange(len(points))
     centres = points + plane.reshape(len(points), -1, 3)[rows, best]
     return centres, raw.reshape(len(points), -1)[rows, best].astype(np.float64)
