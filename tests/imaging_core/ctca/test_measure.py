@@ -3,7 +3,9 @@
 Expected values come from the geometry each test builds (``tubes``: radius,
 narrowing grade, length and centre, plaque HU) or from the CTCA phantom's
 truth, never from the measuring code. Volumes are small (under 0.2 M voxels
-for the tubes); voxels 0.5-0.6 mm, a 0.4 mm Gaussian blur and 20 HU noise.
+for the tubes, the phantom's 4 M-voxel cardiac crop); tube voxels 0.5-0.6 mm,
+a 0.4 mm Gaussian blur and 20 HU noise. The phantom is measured along its
+truth centrelines, so these tests do not depend on the lumen step.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pytest
 
 from imaging_core.ctca import measure as M
 from imaging_core.ctca.tree import Lesion, Segment
+from tests.imaging_core.ctca import phantom as P
 from tests.imaging_core.ctca import tubes as T
 
 STRAIGHT = T.Tube(c=np.array([4.13, 11.91, 2.0]), u=np.array([0.25, -0.15, 1.0]) / math.hypot(
@@ -124,3 +127,42 @@ def test_bad_centreline_is_refused() -> None:
     with pytest.raises(M.ImagingError):
         M.measure(T.volume_of(T.hu_of(STRAIGHT, T.constant(1.0), 1.0, T.FAT_HU), (8, 8, 8)),
                   segment)
+
+
+# --- the CTCA phantom, measured along its TRUTH centrelines (independent of the lumen step) ---
+
+def _phantom_lesions(ctca: P.Ctca) -> tuple[P.Truth, list[Lesion]]:
+    image = P.build(ctca)
+    volume = P.volume(image)
+    found: list[Lesion] = []
+    for name, vessel in image.truth.vessels.items():
+        segment = Segment(id=name, vessel=vessel.vessel,  # type: ignore[arg-type]
+                          parent=vessel.parent, points_mm=vessel.points_mm,
+                          from_ostium_mm=vessel.from_ostium_mm)
+        sections = M.measure(volume, segment)
+        found.extend(M.lesions(sections.segment, sections))
+    return image.truth, found
+
+
+def _matching(lesion: Lesion, stenoses: list[P.StenosisTruth]) -> list[P.StenosisTruth]:
+    """The stenoses whose centre lies within the lesion's extent (2 mm slack)."""
+    return [s for s in stenoses if s.segment == lesion.segment
+            and lesion.start_mm - 2 <= s.centre_mm <= lesion.end_mm + 2]
+
+
+@pytest.mark.parametrize("preset", [P.ctca_default, P.ctca_three_vessel, P.ctca_left_main,
+                                    P.ctca_healthy])
+def test_phantom_stenoses_found_graded_and_never_invented(
+        preset: Callable[[], P.Ctca]) -> None:
+    """Default (LAD 70 %, calcified LCX 50 %, RCA 30 %), three vessels (75, calcified 70,
+    80 %), left main 60 %, healthy: every stenosis found within 10 points, its centre
+    within 2 mm and its plaque kind right; no lesion where the phantom has none."""
+    truth, found = _phantom_lesions(preset())
+    for stenosis in truth.stenoses:
+        near = [lesion for lesion in found if _matching(lesion, [stenosis])]
+        assert len(near) == 1, (stenosis, found)
+        assert abs(near[0].stenosis_pct - stenosis.stenosis_pct) <= 10
+        assert abs(near[0].centre_mm - stenosis.centre_mm) <= 2
+        assert near[0].plaque == stenosis.plaque
+    for lesion in found:
+        assert _matching(lesion, truth.stenoses), lesion
