@@ -136,6 +136,8 @@ def patient_to_voxel(volume: Volume, points_mm: np.ndarray) -> np.ndarray:
 def _slice_index(volume: Volume, w: np.ndarray) -> np.ndarray:
     positions = np.asarray(volume.slice_positions, dtype=np.float64)
     n, step = len(positions), volume.spacing[0]
+    if _regular(volume):
+        return (w - positions[0]) / step  # no search needed
     inside = np.interp(w, positions, np.arange(n, dtype=np.float64))
     below = (w - positions[0]) / step
     above = (n - 1) + (w - positions[-1]) / step
@@ -265,14 +267,33 @@ def _directions(axes: np.ndarray) -> np.ndarray:
 
 def _rays(volume: Volume, centres: np.ndarray, axes: np.ndarray, grid: np.ndarray,
           chunk: int = 256) -> np.ndarray:
-    """HU along every ray (n, k, m), sampled in chunks of sections to bound memory."""
+    """HU along every ray (n, k, m), sampled in chunks of sections to bound memory.
+
+    With regular slices the patient-to-voxel map is affine, so each ray is a
+    start and a step in voxel space; otherwise every sample is mapped.
+    """
     directions = _directions(axes)
     out = np.empty((len(centres), RAY_COUNT, len(grid)), dtype=np.float32)
+    start = patient_to_voxel(volume, centres)
+    step = (patient_to_voxel(volume, (centres[:, None] + directions).reshape(-1, 3))
+            .reshape(directions.shape) - start[:, None])
     for i in range(0, len(centres), chunk):
         sl = slice(i, i + chunk)
-        pts = centres[sl, None, None] + grid[None, None, :, None] * directions[sl, :, None]
-        out[sl] = _sample(volume, pts)
+        if not _regular(volume):
+            pts = centres[sl, None, None] + grid[None, None, :, None] * directions[sl, :, None]
+            out[sl] = _sample(volume, pts)
+            continue
+        zyx = start[sl, None, None] + grid[None, None, :, None] * step[sl, :, None]
+        out[sl] = ndimage.map_coordinates(volume.hu, zyx.reshape(-1, 3).T, order=1,
+                                          mode="nearest", output=np.float32).reshape(
+            zyx.shape[:-1])
     return out
+
+
+def _regular(volume: Volume) -> bool:
+    positions = np.asarray(volume.slice_positions, dtype=np.float64)
+    return len(positions) < 2 or bool(np.allclose(np.diff(positions), volume.spacing[0],
+                                                  atol=1e-4))
 
 
 def _edges(profiles: np.ndarray, grid: np.ndarray, lumen: np.ndarray, calcium: np.ndarray
@@ -343,16 +364,15 @@ def _crossing(profiles: np.ndarray, grid: np.ndarray, low: np.ndarray,
 
 def _ring(profiles: np.ndarray, grid: np.ndarray, first: np.ndarray, outer: np.ndarray,
           window: tuple[float, float]) -> np.ndarray:
-    """Surroundings HU per ray (n, k): median of the ray ``window`` (mm) beyond its first
+    """Surroundings HU per ray (n, k): mean of the ray ``window`` (mm) beyond its first
     edge; ``outer`` (n,) where the window holds no sample."""
     with np.errstate(all="ignore"):
         typical = np.nanmedian(first, axis=1)
     edge = np.where(np.isnan(first), typical[:, None], first)
     lo, hi = edge[..., None] + window[0], edge[..., None] + window[1]
     inside = (grid >= lo) & (grid <= hi)
-    values = np.where(inside, profiles, np.nan)
     with np.errstate(all="ignore"):
-        ring = np.nanmedian(values, axis=2)
+        ring = np.sum(np.where(inside, profiles, 0.0), axis=2) / np.sum(inside, axis=2)
     return np.where(np.isnan(ring), outer[:, None], ring)
 
 
@@ -669,7 +689,7 @@ def measure_tree(volume: Volume, tree: Tree) -> tuple[Tree, list[Lesion]]:
 # ---------------------------------------------------------------------------------
 
 FIT_REACH_MM = 3.5  # the radial profile is fitted this far out (neighbours lie further)
-FIT_STEP_MM = 0.05  # grid of R and Rv, refined by a parabola through the residuals
+FIT_STEP_MM = 0.1  # grid of R and Rv, refined by a parabola through the residuals
 NARROW_SIGMAS = 2.5  # lumens narrower than this many blur sigmas (radius) are refitted
 RING_EVIDENCE = 30.0  # a ring must cut the plain model's residual this many times
 
