@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from imaging_core.ctca import measure as M
-from imaging_core.ctca.tree import Lesion, Segment
+from imaging_core.ctca.tree import Lesion, Segment, Tree
 from tests.imaging_core.ctca import phantom as P
 from tests.imaging_core.ctca import tubes as T
 
@@ -132,15 +132,14 @@ def test_bad_centreline_is_refused() -> None:
 # --- the CTCA phantom, measured along its TRUTH centrelines (independent of the lumen step) ---
 
 def _phantom_lesions(ctca: P.Ctca) -> tuple[P.Truth, list[Lesion]]:
+    """The phantom's lesions found by :func:`measure_tree` on a Tree of its truth centrelines."""
     image = P.build(ctca)
-    volume = P.volume(image)
-    found: list[Lesion] = []
-    for name, vessel in image.truth.vessels.items():
-        segment = Segment(id=name, vessel=vessel.vessel,  # type: ignore[arg-type]
-                          parent=vessel.parent, points_mm=vessel.points_mm,
-                          from_ostium_mm=vessel.from_ostium_mm)
-        sections = M.measure(volume, segment)
-        found.extend(M.lesions(sections.segment, sections))
+    segments = {name: Segment(id=name, vessel=v.vessel,  # type: ignore[arg-type]
+                              parent=v.parent, points_mm=v.points_mm,
+                              from_ostium_mm=v.from_ostium_mm)
+                for name, v in image.truth.vessels.items()}
+    measured, found = M.measure_tree(P.volume(image), Tree(segments=segments, ostia={}))
+    assert all(s.diameter_mm is not None for s in measured.segments.values())
     return image.truth, found
 
 
