@@ -70,7 +70,8 @@ RAY_REACH_MM = 5.0  # longest ray: a coronary lumen is at most ~5 mm across, plu
 TANGENT_SMOOTH_MM = 1.5  # Gaussian sigma along the centreline before taking the tangent
 RECENTRE_MM = 1.5  # the lumen's brightest point is looked for this far from the centreline
 RECENTRE_STEP_MM = 0.25
-RECENTRE_PULL_HU_PER_MM = 100.0  # leave the centreline only for a much more lumen-like point
+RECENTRE_PULL_HU_PER_MM = 150.0  # leave the centreline only for a much more lumen-like point
+RECENTRE_SLOPE_MM = 0.5  # ... and not for a point on a steep edge (HU/mm times this)
 FAR_RING_MM = (1.0, 2.0)  # surroundings clear of the lumen's blur: this far beyond the edge
 NEAR_RING_SIGMAS = (1.2, 2.2)  # what the edge meets: this many blur sigmas beyond it
 BRIGHTER_HU = 100.0  # a ray rising this far above the lumen has met calcium (5 noise SDs)
@@ -102,6 +103,7 @@ REPORT_PCT = 25.0
 DETECT_PCT = 20.0  # a stretch narrower than the reference by this much is a candidate
 RETURN_PCT = 10.0  # a lesion ends where the narrowing falls back below this (unverified)
 NARROWED_FRACTION = 0.10  # samples this far below the fitted reference are not healthy
+MERGE_GAP_MM = 2.0  # narrowings closer than this are one lesion (no healthy vessel between)
 REFERENCE_WINDOW_MM = 15.0  # healthy samples this far either side give a lesion's reference
 PROFILE_SMOOTH_SAMPLES = 3  # median filter of the diameter before looking for narrowings
 
@@ -255,28 +257,32 @@ def _lumen_reference(volume: Volume, points: np.ndarray, along: np.ndarray) -> n
 
 def _recentre(volume: Volume, points: np.ndarray, axes: np.ndarray, lumen_ref: np.ndarray,
               calcium: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Section centres (n, 3) and local lumen HU (n,).
+    """Section centres (n, 3) and local lumen HU there (n,), unsmoothed: the blur model
+    of :func:`_deblurred` reads it as the blurred lumen's peak.
 
     The centre is the point within ``RECENTRE_MM`` of the centreline whose
-    smoothed HU is nearest the lumen of reference, with a pull of
-    ``RECENTRE_PULL_HU_PER_MM`` towards the centreline, so the rays start
-    inside a narrowed, eccentric lumen and never on calcium; a lumen merely
-    brightened by blooming keeps its centre, and so does one whose centre is
-    as bright as calcium (lost in blooming: the section model's to size).
+    smoothed HU is nearest the lumen of reference, pulled towards the
+    centreline by ``RECENTRE_PULL_HU_PER_MM`` and away from steep slopes by
+    ``RECENTRE_SLOPE_MM`` times the gradient (HU/mm): the rays start inside a
+    narrowed, eccentric lumen, not on calcium nor on a calcium-to-fat edge
+    that happens to pass the lumen's HU; a lumen ringed by calcium (lost in
+    its blooming) keeps its centre for the section model.
     """
     offsets = np.arange(-RECENTRE_MM, RECENTRE_MM + 1e-9, RECENTRE_STEP_MM)
     du, dv = np.meshgrid(offsets, offsets, indexing="ij")
     plane = du[..., None] * axes[:, None, None, 0] + dv[..., None] * axes[:, None, None, 1]
     raw = _sample(volume, points[:, None, None] + plane)
     values = ndimage.uniform_filter(raw, size=(1, 3, 3), mode="nearest")
+    slope = np.hypot(*np.gradient(values, RECENTRE_STEP_MM, axis=(1, 2)))
     distance = np.hypot(du, dv)
-    score = -np.abs(values - lumen_ref[:, None, None]) - RECENTRE_PULL_HU_PER_MM * distance
+    score = (-np.abs(values - lumen_ref[:, None, None]) - RECENTRE_PULL_HU_PER_MM * distance
+             - RECENTRE_SLOPE_MM * slope)
     score[:, distance > RECENTRE_MM] = -np.inf
-    score[values >= calcium[:, None, None]] = -np.inf
-    flat = score.reshape(len(points), -1)
-    middle = flat.shape[1] // 2  # the centreline point
-    lost = values.reshape(len(points), -1)[:, middle] >= calcium  # in blooming: stay
-    best = np.where(np.isfinite(flat).any(axis=1) & ~lost, np.argmax(flat, axis=1), middle)
+    middle = len(offsets) // 2
+    bright = values >= calcium[:, None, None]
+    bright[:, middle, middle] = False  # the centreline point itself stays a candidate
+    score[bright] = -np.inf
+    best = np.argmax(score.reshape(len(points), -1), axis=1)
     rows = np.arange(len(points))
     centres = points + plane.reshape(len(points), -1, 3)[rows, best]
     return centres, raw.reshape(len(points), -1)[rows, best].astype(np.float64)
@@ -541,7 +547,7 @@ def lesions(segment: Segment, sections: Sections) -> list[Lesion]:
     A lesion is a connected stretch whose diameter lies ``DETECT_PCT`` or
     more below the fitted reference and reaches ``REPORT_PCT`` somewhere; it
     runs out to where the narrowing falls back below ``RETURN_PCT`` (linearly
-    interpolated between samples); stretches that touch merge. Stenosis =
+    interpolated between samples); stretches closer than ``MERGE_GAP_MM`` merge. Stenosis =
     100 (1 - MLD / reference at the MLD), the reference refitted on the
     healthy samples within ``REFERENCE_WINDOW_MM`` on both sides; the
     proximal and distal references are that fit at the lesion's start and
@@ -556,7 +562,7 @@ def lesions(segment: Segment, sections: Sections) -> list[Lesion]:
     reference = reference_diameter(s, d)
     narrowing = 100 * (1 - d / reference)
     found = []
-    for first, last in _stretches(narrowing):
+    for first, last in _stretches(narrowing, float(np.median(np.diff(s)))):
         lesion = _lesion(segment, sections, d, narrowing, first, last)
         if lesion is not None and lesion.stenosis_pct >= REPORT_PCT:
             found.append(lesion)
@@ -570,8 +576,10 @@ def _smoothed(d: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(d) | np.isinf(out), np.nan, out)
 
 
-def _stretches(narrowing: np.ndarray) -> list[tuple[int, int]]:
-    """Index ranges [first, last] of candidates, grown to ``RETURN_PCT`` and merged."""
+def _stretches(narrowing: np.ndarray, step_mm: float) -> list[tuple[int, int]]:
+    """Index ranges [first, last] of candidates, grown to ``RETURN_PCT`` and merged when
+    less than ``MERGE_GAP_MM`` apart (samples ``step_mm`` apart)."""
+    gap = 1 + int(MERGE_GAP_MM / max(step_mm, 1e-3))
     labels, count = ndimage.label(np.nan_to_num(narrowing, nan=-np.inf) >= DETECT_PCT)
     grown: list[tuple[int, int]] = []
     for index in range(1, count + 1):
@@ -583,7 +591,7 @@ def _stretches(narrowing: np.ndarray) -> list[tuple[int, int]]:
             first -= 1
         while last < len(narrowing) - 1 and narrowing[last + 1] >= RETURN_PCT:
             last += 1
-        if grown and first <= grown[-1][1] + 1:
+        if grown and first <= grown[-1][1] + gap:
             grown[-1] = (grown[-1][0], last)
         else:
             grown.append((first, last))

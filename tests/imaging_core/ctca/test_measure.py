@@ -103,6 +103,19 @@ def test_calcified_stenosis_keeps_its_grade(grade: float) -> None:
     assert found[0].plaque == "calcified"
 
 
+@pytest.mark.parametrize("grade", [50.0, 70.0])
+def test_eccentric_calcified_nodule_keeps_its_grade(grade: float) -> None:
+    """Calcium as a crescent on one side, the lumen pushed against the other wall, and the
+    centreline on the vessel's axis (inside the calcium at the narrowest point)."""
+    radius = T.narrowing(1.5, grade, centre_mm=18.0, length_mm=8.0)
+    _, found = _measured(T.hu_of(STRAIGHT, radius, 1.5, T.CALCIUM_HU, eccentric=True),
+                         STRAIGHT)
+    assert len(found) == 1
+    assert abs(found[0].stenosis_pct - grade) <= 10
+    assert abs(found[0].centre_mm - 18.0) <= 2
+    assert found[0].plaque in ("calcified", "mixed") and found[0].calcified_volume_mm3 > 0
+
+
 def test_no_lumen_is_unknown_never_normal() -> None:
     """A centreline through fat with no vessel: every section is NaN, and no lesion."""
     sections, found = _measured(T.hu_of(STRAIGHT, T.constant(0.0), 0.0, T.FAT_HU), STRAIGHT)
