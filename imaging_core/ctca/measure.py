@@ -68,7 +68,7 @@ RAY_COUNT = 48  # rays per section, every 7.5 degrees
 RAY_STEP_MM = 0.1  # radial sampling step, well below the 0.3-0.6 mm voxels of CTCA
 RAY_REACH_MM = 5.0  # longest ray: a coronary lumen is at most ~5 mm across, plus its surroundings
 TANGENT_SMOOTH_MM = 1.5  # Gaussian sigma along the centreline before taking the tangent
-RECENTRE_MM = 1.5  # the lumen's brightest point is looked for this far from the centreline
+RECENTRE_MM = 1.5  # the section centre is looked for this far from the centreline
 RECENTRE_STEP_MM = 0.25
 RECENTRE_PULL_HU_PER_MM = 150.0  # leave the centreline only for a much more lumen-like point
 RECENTRE_SLOPE_MM = 0.5  # ... and not for a point on a steep edge (HU/mm times this)
@@ -79,26 +79,28 @@ MIN_CONTRAST_HU = 100.0  # lumen less than this above its surroundings: no lumen
 MAX_FAILED_RAYS = 0.5  # more rays dropped than this: the section is unknown (NaN)
 LUMEN_WINDOW_MM = 10.0  # lumen attenuation of reference: median within +- this
 
-# --- plaque attenuation: SCCT quantitative CCTA consensus (Shaw LJ et al. J Cardiovasc
-# Comput Tomogr 2024;18(5):429-443, plaque subtypes: non-calcified -30..350 HU, calcified
-# above 350 HU; the figures as recalled, not checked against the full text: unverified).
+# --- plaque attenuation: SCCT expert consensus "Standards for quantitative assessments by
+# coronary computed tomography angiography", J Cardiovasc Comput Tomogr 2024;18(5):429-443,
+# plaque subtypes by attenuation: non-calcified -30..350 HU, calcified above 350 HU (the
+# cut-offs as recalled, not checked against its full text: unverified).
 CALCIUM_HU = 350.0
 NONCALCIFIED_LOW_HU = -30.0
 # A contrast lumen may itself exceed 350 HU, so calcium is also required to be this far
 # above the local lumen (scan-specific thresholds from the lumen, after Dey D et al.
-# J Cardiovasc Comput Tomogr 2009;3:372-382; the 150 HU margin is this project's: unverified).
+# J Cardiovasc Comput Tomogr 2009;3:372-382, citation not checked; the 150 HU margin is
+# this project's: unverified).
 CALCIUM_ABOVE_LUMEN_HU = 150.0
 PLAQUE_MARGIN_MM = 0.5  # wall ring: lumen edge to reference radius + this (remodelling; unverified)
 # Plaque kind from the calcified share of the plaque volume: categories of the SCCT 2014
 # guideline (calcified, non-calcified, partially calcified = mixed; Leipsic J et al. J
-# Cardiovasc Comput Tomogr 2014;8:342-358 §7); the share cut-offs are this project's: unverified.
+# Cardiovasc Comput Tomogr 2014;8:342-358); the share cut-offs are this project's: unverified.
 CALCIFIED_SHARE = 0.6
 NONCALCIFIED_SHARE = 0.1
 MIN_PLAQUE_MM3 = 1.0  # less than this round a narrowing: no plaque measured
 
-# --- stenosis and lesions: SCCT 2014 grades (Leipsic 2014 §6, CAD-RADS 2.0 Cury 2022):
-# minimal < 25 %, mild 25-49 %, moderate 50-69 %, severe 70-99 %; lesions of 25 % or more
-# are reported (CONTRACT §5).
+# --- stenosis and lesions: SCCT 2014 grades (Leipsic 2014; CAD-RADS 2.0, Cury 2022), as
+# restated in the ASCI-PT consensus (PMC10973734, table 4): minimal < 25 %, mild 25-49 %,
+# moderate 50-69 %, severe 70-99 %; lesions of 25 % or more are reported (CONTRACT §5).
 REPORT_PCT = 25.0
 DETECT_PCT = 20.0  # a stretch narrower than the reference by this much is a candidate
 RETURN_PCT = 10.0  # a lesion ends where the narrowing falls back below this (unverified)
@@ -116,7 +118,7 @@ class Sections:
     filled (NaN where unknown). Per sample (n,): ``lumen_hu`` the local lumen
     attenuation, ``calcium_hu`` the calcium threshold used, ``failed`` the
     share of rays dropped. ``centres_mm`` (n, 3) are the section centres
-    (the lumen's brightest point), ``axes`` (n, 2, 3) the in-plane unit
+    (near the centreline, inside the lumen), ``axes`` (n, 2, 3) the in-plane unit
     vectors, ``radii_mm`` (n, k) the edge on each ray and ``profiles_hu``
     (n, k, m) the rays' samples at ``radius_grid_mm`` (m,), kept for plaque;
     ``blur_sigma_mm`` the image's blur as measured on the segment's edges.
