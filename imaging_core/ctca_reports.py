@@ -160,7 +160,14 @@ def _unknowns(result: CtcaResult) -> list[str]:
     said = [f"The {VESSEL_NAMES.get(v, v)} could not be traced and was not assessed."
             for v in missing]
     return said + [f"{step} could not be completed ({error})."
-                   for step, error in result.failed.items()]
+                   for step, error in result.failed.items()] + _caveats(result)
+
+
+def _caveats(result: CtcaResult) -> list[str]:
+    """The image-quality doubts that did not stop the analysis, as one sentence."""
+    if not result.caveats:
+        return []
+    return [f"Image quality notes: {'; '.join(c.rstrip('.') for c in result.caveats)}."]
 
 
 # --- DICOM SR ---------------------------------------------------------------------

@@ -10,9 +10,10 @@ failure is recorded, never read as "nothing there":
   step in ``CtcaResult.failed``; what it would have given is unknown;
 - a vessel the tree did not find stays in ``Tree.missing`` (not assessed).
 
-The steps are the sibling modules' announced functions: ``qa.check(volume)``
-(``.analysable``, ``.reason``, ``.measured``), ``lumen.coronary_tree(volume)``,
-``measure.cross_sections(volume, tree)``, ``measure.lesions(volume, tree)``,
+The steps are the sibling modules' functions: ``qa.check(volume)``
+(``.analysable``, ``.reason``, ``.measured``, ``.caveats``),
+``lumen.coronary_tree(volume)``, ``measure.measure_tree(volume, tree)`` (the
+cross sections and the lesions, timed together as "measure"),
 ``flow.ffr_ct(tree, lesions)``, ``stents.suggest(lesion, segment)`` and
 ``cadrads.category(lesions, tree)``. They are looked up when the analysis runs,
 so a step that is not installed fails like any other step: its name and
@@ -85,16 +86,18 @@ def analyse(volume: Volume) -> CtcaResult:
     verdict = _run_or_none(timings, "qa", lambda: step("qa", "check")(volume))
     if isinstance(verdict, StepFailed):
         return CtcaResult(False, reason=str(verdict), timings_s=timings)
+    measured = {k: float(v) for k, v in verdict.measured.items() if v is not None}
+    caveats = list(verdict.caveats)
     if not verdict.analysable:
-        return CtcaResult(False, reason=verdict.reason, qa=dict(verdict.measured),
-                          timings_s=timings)
+        return CtcaResult(False, reason=verdict.reason, qa=measured, timings_s=timings,
+                          caveats=caveats)
     try:
         tree, lesions = _anatomy(volume, timings)
     except StepFailed as failure:
-        return CtcaResult(False, reason=str(failure), qa=dict(verdict.measured),
-                          timings_s=timings)
-    result = CtcaResult(True, qa=dict(verdict.measured), tree=tree, lesions=lesions,
-                        timings_s=timings)
+        return CtcaResult(False, reason=str(failure), qa=measured, timings_s=timings,
+                          caveats=caveats)
+    result = CtcaResult(True, qa=measured, tree=tree, lesions=lesions, timings_s=timings,
+                        caveats=caveats)
     _physiology(result, tree, lesions)
     return result
 
@@ -109,10 +112,10 @@ def _run_or_none(timings: dict[str, float], step: str,
 
 def _anatomy(volume: Volume, timings: dict[str, float]) -> tuple[Tree, list[Lesion]]:
     """The tree with its cross sections measured, and its lesions; StepFailed if any fails."""
-    tree = _run(timings, "coronary-tree", lambda: step("lumen", "coronary_tree")(volume))
-    _run(timings, "cross-sections", lambda: step("measure", "cross_sections")(volume, tree))
-    lesions = _run(timings, "lesions", lambda: step("measure", "lesions")(volume, tree))
-    return tree, lesions
+    traced = _run(timings, "coronary-tree", lambda: step("lumen", "coronary_tree")(volume))
+    measured: tuple[Tree, list[Lesion]] = _run(
+        timings, "measure", lambda: step("measure", "measure_tree")(volume, traced))
+    return measured
 
 
 def _physiology(result: CtcaResult, tree: Tree, lesions: list[Lesion]) -> None:
