@@ -318,7 +318,7 @@ def aortic_root(frame: HeartFrame) -> Root:
     return Root(valve, axis, centres, ostia)
 
 
-def _polyline(points: list[np.ndarray], step: float = 0.25) -> np.ndarray:
+def polyline(points: list[np.ndarray], step: float = 0.25) -> np.ndarray:
     """Points every ``step`` mm along straight segments through ``points``."""
     out = []
     for a, b in zip(points[:-1], points[1:], strict=True):
@@ -342,10 +342,10 @@ def centrelines(frame: HeartFrame, root: Root) -> dict[str, np.ndarray]:
     anterior_iv, inferior_iv = GROOVE_ANGLE["anterior-iv"], GROOVE_ANGLE["inferior-iv"]
     split = frame.groove_point(0.0, anterior_iv)
     return {
-        "LM": _polyline([root.ostia["left"], split]),
-        "LAD": _polyline([split, *_meridian(frame, anterior_iv, 0.0, 72.0)]),
-        "LCX": _polyline([split, *_arc(frame, 0.0, anterior_iv, 170.0)]),
-        "RCA": _polyline([root.ostia["right"], *_arc(frame, 0.0, -40.0, inferior_iv - 360.0),
+        "LM": polyline([root.ostia["left"], split]),
+        "LAD": polyline([split, *_meridian(frame, anterior_iv, 0.0, 72.0)]),
+        "LCX": polyline([split, *_arc(frame, 0.0, anterior_iv, 170.0)]),
+        "RCA": polyline([root.ostia["right"], *_arc(frame, 0.0, -40.0, inferior_iv - 360.0),
                           *_meridian(frame, inferior_iv, 0.0, 50.0)]),
     }
 
@@ -392,9 +392,9 @@ class Painter:
             paint = np.broadcast_to(inside(*self.grid.points(slab)), view.shape)
             view[paint & _allowed(view, where)] = label
 
-    def tube(self, line: np.ndarray, radius: float, label: int,
+    def tube(self, line: np.ndarray, radius: float | np.ndarray, label: int,
              where: tuple[int, ...] | None = None) -> None:
-        """Paint every voxel within ``radius`` mm of a dense centreline."""
+        """Paint every voxel within ``radius`` mm (one, or one per point) of a dense centreline."""
         for k, rows, cols, mask in tube_slices(self.grid, line, radius):
             view = self.labels[k, rows, cols]
             view[mask & _allowed(view, where)] = label
@@ -414,14 +414,20 @@ def _slabs(box: tuple[slice, slice, slice], size: int = 8) -> Iterator[tuple[sli
         yield slice(k, min(k + size, box[0].stop)), box[1], box[2]
 
 
-def tube_slices(grid: Grid, line: np.ndarray, radius: float,
+def tube_slices(grid: Grid, line: np.ndarray, radius: float | np.ndarray,
                 run: int = 24) -> Iterator[tuple[int, slice, slice, np.ndarray]]:
-    """Per slice, a window and the pixels within ``radius`` of some centreline point."""
+    """Per slice, a window and the pixels within ``radius`` of some centreline point.
+
+    ``radius`` is one value (mm) or one per point of ``line`` (n,): the tube is
+    then the union of balls of those radii, a tapering or narrowed lumen.
+    """
+    radii = np.broadcast_to(np.asarray(radius, dtype=np.float64), (len(line),))
     for k, z in enumerate(grid.z):
-        near = line[np.abs(line[:, 2] - z) <= radius]
+        chosen = np.abs(line[:, 2] - z) <= radii
+        near, near_r = line[chosen], radii[chosen]
         for start in range(0, len(near), run):
             group = near[start:start + run]
-            r2 = radius ** 2 - (group[:, 2] - z) ** 2
+            r2 = near_r[start:start + run] ** 2 - (group[:, 2] - z) ** 2
             reach = math.sqrt(float(r2.max()))
             lo = np.array([*(group[:, :2].min(axis=0) - reach), z])
             hi = np.array([*(group[:, :2].max(axis=0) + reach), z])
@@ -598,11 +604,11 @@ def build(thorax: Thorax) -> ThoraxImage:
     root = aortic_root(frame)
     lines = centrelines(frame, root)
     painter = Painter(grid)
-    _paint_chest(painter, frame)
-    _paint_heart(painter, frame)
+    paint_chest(painter, frame)
+    paint_heart(painter, frame)
     _paint_coronaries(painter, lines)
-    _paint_aorta(painter, root, grid)
-    _paint_bone(painter)
+    paint_aorta(painter, root, grid)
+    paint_bone(painter)
     _paint_calcium(painter, thorax, frame, root)
     boxes = [_paint_plaque(painter, p, lines) for p in thorax.plaques]
     hu = _hu(painter.labels, thorax, boxes)
@@ -631,7 +637,7 @@ def lowest_heart_z(frame: HeartFrame) -> float:
     return float(frame.origin[2] - _extent(axes, semi)[2])
 
 
-def _paint_chest(painter: Painter, frame: HeartFrame) -> None:
+def paint_chest(painter: Painter, frame: HeartFrame) -> None:
     grid = painter.grid
     ax, ay = BODY_SEMI
     painter.prism(_ellipse2d(grid, 0, 0, ax, ay), SUBCUT_FAT)
@@ -660,7 +666,7 @@ def _paint_airways(painter: Painter, carina_z: float) -> None:
     for radius, label in ((TRACHEA_RADIUS, AIRWAY_WALL), (TRACHEA_RADIUS - 2, AIRWAY)):
         painter.prism(_ellipse2d(grid, cx, cy, radius, radius), label, z0=carina_z)
     for end in ((-45.0, 18.0, carina_z - 20.0), (45.0, 15.0, carina_z - 35.0)):
-        line = _polyline([carina, np.asarray(end)])
+        line = polyline([carina, np.asarray(end)])
         painter.tube(line, BRONCHUS_RADIUS, AIRWAY_WALL, where=(LUNG, MEDIASTINAL_FAT))
         painter.tube(line, BRONCHUS_RADIUS - 2, AIRWAY, where=(AIRWAY_WALL, AIRWAY))
 
@@ -699,7 +705,7 @@ def _septa(frame: HeartFrame, inside: _Inside) -> _Inside:
     return chambers
 
 
-def _paint_heart(painter: Painter, frame: HeartFrame) -> None:
+def paint_heart(painter: Painter, frame: HeartFrame) -> None:
     reach = max(VENTRICLE_SEMI[0], VENTRICLE_SEMI[1]) + 2
     lo = frame.origin + np.minimum(0, VENTRICLE_SEMI[0] * frame.axis) - reach
     hi = frame.origin + np.maximum(0, VENTRICLE_SEMI[0] * frame.axis) + reach
@@ -722,9 +728,9 @@ def _paint_coronaries(painter: Painter, lines: dict[str, np.ndarray]) -> None:
         painter.tube(line, ARTERY_RADIUS_MM[name], CORONARY)
 
 
-def _paint_aorta(painter: Painter, root: Root, grid: Grid) -> None:
+def paint_aorta(painter: Painter, root: Root, grid: Grid) -> None:
     top = root.valve + 25.0 * root.axis
-    ascending = _polyline([root.valve, top, np.array([top[0], top[1], grid.z[-1] + 20])], 0.5)
+    ascending = polyline([root.valve, top, np.array([top[0], top[1], grid.z[-1] + 20])], 0.5)
     painter.tube(ascending, ASCENDING_RADIUS, AORTA_WALL)
     painter.tube(ascending, ASCENDING_RADIUS - AORTIC_WALL_MM, AORTA_LUMEN)
     for centre in root.sinus_centres.values():
@@ -748,7 +754,7 @@ CORTEX_MM = 1.5
 VERTEBRA_PITCH_MM, DISC_MM = 28.0, 6.0
 
 
-def _paint_bone(painter: Painter) -> None:
+def paint_bone(painter: Painter) -> None:
     grid = painter.grid
     for (cx, cy), (ax, ay) in ((VERTEBRA_CENTRE, VERTEBRA_SEMI), (STERNUM_CENTRE, STERNUM_SEMI)):
         painter.prism(_ellipse2d(grid, cx, cy, ax, ay), CORTICAL)
@@ -816,7 +822,7 @@ def _paint_calcium(painter: Painter, thorax: Thorax, frame: HeartFrame, root: Ro
     if thorax.mitral_calcium:
         mitral = frame.origin + 18.0 * frame.direction(120.0)
         arc = [mitral + 13.0 * frame.direction(a) for a in np.linspace(80.0, 200.0, 60)]
-        painter.tube(_polyline(arc), 2.0, MITRAL_CALCIUM)
+        painter.tube(polyline(arc), 2.0, MITRAL_CALCIUM)
 
 
 def _blob(painter: Painter, centre: np.ndarray, semi: np.ndarray, label: int) -> None:
@@ -854,7 +860,7 @@ def _hu(labels: np.ndarray, thorax: Thorax,
 
 def _paint_metal(painter: Painter, hu: np.ndarray, metal: Metal, frame: HeartFrame) -> None:
     centre = frame.origin + 40.0 * frame.axis + np.asarray(metal.offset_mm)
-    line = _polyline([centre - metal.length_mm / 2 * frame.left,
+    line = polyline([centre - metal.length_mm / 2 * frame.left,
                       centre + metal.length_mm / 2 * frame.left])
     grid = painter.grid
     slices = set()
