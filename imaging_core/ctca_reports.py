@@ -39,6 +39,7 @@ from collections.abc import Sequence
 
 import highdicom as hd
 from fpdf import FPDF
+from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
@@ -53,6 +54,7 @@ from imaging_core.volume import Volume
 ALGORITHM_NAME = "ScanPath CTCA analysis"
 VERSION = "scanpath-ctca 0.1.0"
 PDF_TITLE = "CT coronary angiography report"
+VIEW_MM_PER_PIXEL = 0.25  # straightened views printed at one size, up to the page width
 REPORTED_FROM_PCT = 25.0  # CONTRACT §5; CAD-RADS 2.0 (Cury 2022) "mild" starts at 25 %
 STENT_FROM_PCT = 50.0  # CONTRACT §5; CAD-RADS 2.0 "moderate" (50-69 %) and above
 # FFR <= 0.80 marks a lesion as haemodynamically significant (FAME: Tonino PAL et al.
@@ -325,8 +327,9 @@ def _vessel_images(pdf: FPDF, images: Sequence[KeyImage]) -> None:
     if not images:
         return
     reports.subheading(pdf, "Straightened views")
-    width = 180.0
     for image in images:
+        with Image.open(io.BytesIO(image.png)) as opened:
+            width = min(180.0, opened.width * VIEW_MM_PER_PIXEL)
         height = width * _aspect(image.png)
         if pdf.get_y() + height + 8 > pdf.page_break_trigger:
             pdf.add_page()
