@@ -28,7 +28,8 @@ study the software could not analyse is not CAD-RADS N (non-diagnostic): that
 is a reader's judgement of the images, so its ``cad-rads`` is absent instead.
 
 A re-analysis of a ``preliminary`` report writes the report's next version
-with new Observations (lesions have no stable identity across analyses); a
+with new Observations (lesions have no stable identity across analyses) and
+marks the earlier ones ``entered-in-error``; a
 signed-off report is never changed by the machine, only its PDF and SR are
 issued again at sign-off (``imaging_core.signoff``), and any other new result
 waits for a person (``imaging_core.holds``).
@@ -164,6 +165,7 @@ def publish(store: Store, job: jobs.AnalysisJob, analysis: CtcaAnalysis) -> str:
     if earlier is not None:
         analysis.conclusion = (f"Re-analysed: {results._more_images(store, job, earlier)}. "
                                + analysis.conclusion)
+        _withdraw(ctx, earlier)
     content = results.ReportContent(
         "CT coronary angiography", observations(ctx, analysis.result), analysis.conclusion,
         _attachments(ctx, analysis), analysis.images)
@@ -171,6 +173,15 @@ def publish(store: Store, job: jobs.AnalysisJob, analysis: CtcaAnalysis) -> str:
     results._owe_to_pacs(store, str(report["id"]), job, analysis)
     results.write_provenance(ctx, report, ANALYSER_VERSION, _parameters(analysis.result))
     return results.order_analysed(ctx, report)
+
+
+def _withdraw(ctx: _Context, report: dict[str, Any]) -> None:
+    """The earlier analysis' Observations marked ``entered-in-error`` (R4: withdrawn), so
+    a search by order never returns them beside the new ones."""
+    for ref in report.get("result", []):
+        observation = ctx.store.read("Observation", ref["reference"].split("/", 1)[1])
+        current = {k: v for k, v in observation.items() if k != "meta"}
+        ctx.amend(str(observation["id"]), {**current, "status": "entered-in-error"})
 
 
 def _hold_result(store: Store, job: jobs.AnalysisJob, order: dict[str, Any],

@@ -43,11 +43,11 @@ def case() -> tuple[list[Any], Any, CtcaResult]:
 
 
 def _publish(settings: Settings, order: Order, result: CtcaResult, sources: list[Any],
-             volume: Any) -> str:
+             volume: Any, run: int = 1) -> str:
     analysis = ctca_results.CtcaAnalysis(result, conclusion_text(result), volume)
     analysis = ctca_results.render(analysis, sources)
     with Session(engine_for(settings.database_url), expire_on_commit=False) as session:
-        job = AnalysisJob(idempotency_key=f"{volume.study_uid}|test|{order.id}",
+        job = AnalysisJob(idempotency_key=f"{volume.study_uid}|test|{order.id}|{run}",
                           study_uid=volume.study_uid, service_request_id=order.id,
                           procedure="CTCA", analyser_version=ctca_results.ANALYSER_VERSION,
                           status="running", created_at=now_utc(), updated_at=now_utc())
@@ -220,3 +220,22 @@ def test_the_cad_rads_code_system_is_published(client: FlaskClient,
     codes = {c["code"] for c in measures["concept"]}
     assert {"coronary-lesion", "stenosis-pct", "ffr-ct", "stent-length-mm",
             "cad-rads"} <= codes
+
+
+def test_a_re_analysis_withdraws_the_earlier_observations(
+        client: FlaskClient, auth_headers: Headers, settings: Settings,
+        order: Callable[[], Order], r4_validator: R4Validator, case: Any) -> None:
+    sources, volume, result = case
+    made = order()
+    first = _report(client, auth_headers, made,
+                    _publish(settings, made, result, sources, volume), r4_validator)
+    again = _publish(settings, made, replace(result, cad_rads="4A"), sources, volume, run=2)
+    assert again == first["id"]  # one report per order, its next version
+    second = _report(client, auth_headers, made, again, r4_validator)
+    assert second["conclusion"].startswith("Re-analysed")
+    old = _observations(client, auth_headers, first, r4_validator)
+    assert {o["status"] for o in old} == {"entered-in-error"}
+    new = _observations(client, auth_headers, second, r4_validator)
+    assert {o["status"] for o in new} == {"preliminary"}
+    (cad_rads,) = _by_measure(new, "cad-rads")
+    assert _code(cad_rads["valueCodeableConcept"], "/CodeSystem/cad-rads") == "4A"
