@@ -93,14 +93,20 @@ def _report(client: FlaskClient, headers: Headers, order: Order, report_id: str,
     return report
 
 
+def _analysed(client: FlaskClient, headers: Headers, settings: Settings, made: Order,
+              validator: R4Validator, case: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The hand-made case published for ``made``: the report and its Observations."""
+    sources, volume, result = case
+    report = _report(client, headers, made, _publish(settings, made, result, sources, volume),
+                     validator)
+    return report, _observations(client, headers, report, validator)
+
+
 def test_each_lesion_of_25_percent_or_more_is_an_observation_with_every_component(
         client: FlaskClient, auth_headers: Headers, settings: Settings,
         order: Callable[[], Order], r4_validator: R4Validator, case: Any) -> None:
-    sources, volume, result = case
-    made = order()
-    report = _report(client, auth_headers, made,
-                     _publish(settings, made, result, sources, volume), r4_validator)
-    observations = _observations(client, auth_headers, report, r4_validator)
+    report, observations = _analysed(client, auth_headers, settings, order(),
+                                     r4_validator, case)
     lesions = _by_measure(observations, "coronary-lesion")
     assert len(lesions) == 2  # 60 % LAD and 30 % LCX; the 20 % one is below 25 %
     lad = next(o for o in lesions if _code(o["bodySite"], "/coronary-vessel") == "LAD")
@@ -126,11 +132,8 @@ def test_each_lesion_of_25_percent_or_more_is_an_observation_with_every_componen
 def test_ffr_per_vessel_and_cad_rads(client: FlaskClient, auth_headers: Headers,
                                      settings: Settings, order: Callable[[], Order],
                                      r4_validator: R4Validator, case: Any) -> None:
-    sources, volume, result = case
-    made = order()
-    report = _report(client, auth_headers, made,
-                     _publish(settings, made, result, sources, volume), r4_validator)
-    observations = _observations(client, auth_headers, report, r4_validator)
+    report, observations = _analysed(client, auth_headers, settings, order(),
+                                     r4_validator, case)
     ffr = {_code(o["bodySite"], "/coronary-vessel"): o for o in
            _by_measure(observations, "ffr-ct")}
     assert set(ffr) == {"LM", "LAD", "LCX", "RCA"}
