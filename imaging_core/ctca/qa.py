@@ -19,8 +19,8 @@ coverage                less than ``ROOT_ABOVE_MM`` of ascending aorta above the
 Finding the root. A caller that already knows the root (the lumen step's
 ostia) passes ``root_mm``; the mean is then taken in a ball of
 ``ROOT_SAMPLE_MM`` round it. Otherwise the ascending aorta is found as the
-widest aortic-size Hough circle in the top slices that is not bone
-(``imaging_core.anatomy``'s circles and bone candidates; the ascending aorta
+widest aortic-size Hough circle in the top slices that is not over bone
+in any slice (``imaging_core.anatomy``'s circles and bone candidates; the ascending aorta
 is the widest thoracic vessel at that level: adult means 3.2 cm ascending,
 2.5 cm descending, Hager A et al. J Thorac Cardiovasc Surg 2002;123:1060-1066),
 tracked down slice by slice (``anatomy.track``, circles whose inside is one
@@ -47,6 +47,9 @@ SCCT_2016 = ("Abbara S et al. SCCT guidelines for the performance and acquisitio
 # Minimal lumen attenuation for diagnostic CTCA: the SCCT 2016 guideline's >= 250 HU as the
 # issue states it (not checked against the guideline's text here: unverified).
 MIN_ROOT_HU = 250.0
+# Unenhanced blood is about 30-65 HU; 100 HU is above any of it (the calcium QA gate's
+# CONTRAST_HU, imaging_core.scanqa, a project choice there): at or under it, no contrast.
+UNENHANCED_MAX_HU = 100.0
 # Thin-slice reconstruction: CTCA is read on sub-millimetre slices (SCCT 2016 recommends the
 # thinnest reconstruction, typically 0.5-0.75 mm; the 1 mm ceiling is the issue's, unverified).
 MAX_SLICE_MM = 1.0
@@ -95,9 +98,14 @@ class QaResult:
         """All reasons as one sentence, or None when analysable."""
         return "; ".join(self.reasons) or None
 
+    @property
+    def known(self) -> dict[str, float]:
+        """The measured values that were measured (for ``tree.CtcaResult.qa``)."""
+        return {name: value for name, value in self.measured.items() if value is not None}
+
 
 @dataclass
-class _Root:
+class RootSample:
     """The root centre (LPS mm), its lumen sample (volume-shaped bool) and ascending length."""
 
     centre_mm: np.ndarray
@@ -137,7 +145,7 @@ def _slices_rule(volume: Volume, out: QaResult) -> None:
         out.reasons.append("slices are missing (a gap in the slice positions)")
 
 
-def _contrast_rule(volume: Volume, root: _Root | None, out: QaResult) -> float | None:
+def _contrast_rule(volume: Volume, root: RootSample | None, out: QaResult) -> float | None:
     """Mean HU in the root lumen, refusing under MIN_ROOT_HU; None when the root is not found."""
     out.measured.update(root_mean_hu=None, root_sd_hu=None)
     if root is None:
@@ -155,13 +163,14 @@ def _contrast_rule(volume: Volume, root: _Root | None, out: QaResult) -> float |
     out.measured.update(root_mean_hu=mean, root_sd_hu=float(values.std()),
                         root_z_mm=float(root.centre_mm[2]))
     if mean < MIN_ROOT_HU:
-        out.reasons.append(f"no contrast in the aortic root: mean {mean:.0f} HU, under the "
+        what = "no contrast" if mean <= UNENHANCED_MAX_HU else "too little contrast"
+        out.reasons.append(f"{what} in the aortic root: mean {mean:.0f} HU, under the "
                            f"{MIN_ROOT_HU:g} HU a CTCA needs (SCCT 2016), whatever the "
                            "ContrastBolusAgent tag says")
     return mean
 
 
-def _coverage_rule(volume: Volume, root: _Root | None, mean: float | None,
+def _coverage_rule(volume: Volume, root: RootSample | None, mean: float | None,
                    out: QaResult) -> None:
     lowest = float(_z_of(volume, 0))
     out.measured.update(volume_lowest_z_mm=lowest, ventricles_lowest_z_mm=None,
@@ -204,7 +213,7 @@ def _z_of(volume: Volume, k: int) -> float:
     return float(volume.voxel_to_patient(np.array([[k, 0.0, 0.0]]))[0, 2])
 
 
-def _given_root(volume: Volume, root_mm: tuple[float, float, float]) -> _Root:
+def _given_root(volume: Volume, root_mm: tuple[float, float, float]) -> RootSample:
     """The ball of ROOT_SAMPLE_MM round a root point given by the caller."""
     centre = np.asarray(root_mm, dtype=np.float64)
     inverse = np.linalg.inv(volume.orientation.T)
@@ -215,18 +224,20 @@ def _given_root(volume: Volume, root_mm: tuple[float, float, float]) -> _Root:
     spacing = volume.spacing
     ball = (((zz - index[0]) * spacing[0]) ** 2 + ((yy - index[1]) * spacing[1]) ** 2
             + ((xx - index[2]) * spacing[2]) ** 2) <= ROOT_SAMPLE_MM ** 2
-    return _Root(centre, np.asarray(ball), None)
+    return RootSample(centre, np.asarray(ball), None)
 
 
-def find_root(volume: Volume) -> _Root | None:
+def find_root(volume: Volume) -> RootSample | None:
     """The aortic root: the ascending aorta found in the top slices and tracked down to the heart.
 
     Returns None when no aortic-size circle (not bone) is found near the top.
     """
     grid = anatomy.working_grid(volume)
     circles = anatomy.aortic_circles(grid, grid.hu > anatomy.SOFT_TISSUE_MIN_HU)
-    bone = anatomy.bone_candidates(grid)
-    circles = [c for c in circles if _share(bone[c.k], c, 1.0) < 0.2]
+    # Bone's footprint over all slices: a vertebral disc (soft tissue, round, as wide as
+    # the aorta) lies in the column's footprint though not itself bone.
+    footprint = np.asarray(anatomy.bone_candidates(grid).any(axis=0))
+    circles = [c for c in circles if _share(footprint, c, 1.0) < 0.2]
     if not circles:
         return None
     top = max(c.k for c in circles)
@@ -245,7 +256,7 @@ def find_root(volume: Volume) -> _Root | None:
         chain[0].k * grid.factors[0] + (grid.factors[0] - 1) / 2,
         (chain[0].row + 0.5) * grid.factors[1] - 0.5,
         (chain[0].col + 0.5) * grid.factors[2] - 0.5]]))[0]
-    return _Root(centre, anatomy.to_full(grid, sample),
+    return RootSample(centre, anatomy.to_full(grid, sample),
                  (chain[-1].k - chain[0].k) * grid.spacing[0])
 
 

@@ -23,19 +23,26 @@ values follow Dodge JT et al. Lumen diameter of normal human coronary
 arteries. Circulation 1992;86:232-246 (proximal lumens 3.4-4.5 mm); the
 distal 1 mm is the issue's specification (unverified against one source).
 
-**Stenoses** are concentric: over ``length_mm`` centred ``centre_mm`` along the
+**Stenoses** are concentric by default: over ``length_mm`` centred ``centre_mm`` along the
 vessel the lumen radius is ``r0 * (1 - p * b(t))`` with ``b`` a raised cosine
 (1 at the centre, 0 at both ends), so the minimal lumen diameter is exactly
-``2 r0 (1 - p)`` at the centre, ``r0`` the healthy radius there. The plaque
+``2 r0 (1 - p)`` at the centre, ``r0`` the healthy radius there; the taper
+is linear, so a reference interpolated between the healthy vessel on either
+side equals ``2 r0`` too. ``length_mm`` is the whole narrowed stretch
+(shoulder to shoulder). The plaque
 fills the wall from the narrowed lumen out to ``r0 + REMODEL_MM * b``
-(a little positive remodelling, project choice).
+(a little positive remodelling, project choice). An ``eccentric`` stenosis
+has the same lumen radius, its centre moved towards the heart by
+``r0 - r`` so that it touches the healthy wall there: the plaque is a
+crescent on the epicardial side (``VesselTruth.lumen_points_mm``).
 
 Tissue HU with contrast (phantom design values): blood pool and coronary
-lumen ``contrast_hu`` (default 400 HU; the SCCT guideline asks for at least
-250 HU in the coronaries, Abbara S et al. SCCT guidelines for the
-performance and acquisition of coronary computed tomographic angiography.
-J Cardiovasc Comput Tomogr 2016;10:435-449, section on contrast injection;
-300-450 HU is the usual target, unverified), enhanced myocardium 120 HU
+lumen ``contrast_hu`` (default 400 HU; at least 250 HU in the coronaries
+and root is the SCCT guideline's aim as the issue gives it, Abbara S et al.
+SCCT guidelines for the performance and acquisition of coronary computed
+tomographic angiography. J Cardiovasc Comput Tomogr 2016;10:435-449, not
+checked against its text here; 300-450 HU as a usual target is unverified),
+enhanced myocardium 120 HU
 (100-150 HU, unverified), fat -100 HU, non-calcified plaque 50 HU (40-60 HU),
 calcified plaque 750 HU (600-900 HU). Without contrast blood, lumen and
 myocardium are the thorax's 40 HU.
@@ -47,6 +54,17 @@ unverified) and along z the larger of that and the slice sensitivity profile
 plus seeded Gaussian noise of ``scan.noise_sigma`` HU. **Truth** comes from
 the geometry, never from ``imaging_core``; the unblurred label map is kept
 (``CtcaImage.labels``) to check the painting against it.
+
+Use: ``image = build(ctca_default())``; ``image.truth`` (or ``truth(ctca)``
+without painting) holds per segment the centreline, distance from the ostium
+and radii, the stenoses with their expected lesion values, the side
+branches, the ostia, the root and the CAD-RADS category; ``datasets(image)``
+writes the CT Image Storage series, ``volume(image)`` loads it as
+``imaging_core`` would. Sizes (2-core machine, busy): the tests' crop
+(``small_scan``, 160 x 160 x 151 at 0.75 mm, 3.9 M voxels) builds in 2-5 s,
+``spaced(ctca_default())`` (240 x 240 x 226 at 0.5 mm) in about 10 s and
+``ctca_full()`` (512 x 512 x 226, 0.625 mm pixels, 0.5 mm slices, the whole
+chest with spine and sternum in view) in 16-27 s, plus 4-5 s to write DICOM.
 """
 
 from __future__ import annotations
@@ -60,6 +78,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from scipy import ndimage
 
+from imaging_core.ctca.tree import Lesion, Segment, Tree, Vessel
 from imaging_core.volume import Volume, load_volume
 from tests.imaging_core import thorax as tx
 from tests.imaging_core.phantoms import Phantom, series
@@ -73,7 +92,7 @@ NONCALCIFIED = 26
 PLAQUE_LABELS = (CALCIFIED, NONCALCIFIED)
 BLOOD = (*tx.BLOOD, LUMEN)
 
-CONTRAST_HU = 400.0  # blood pool; SCCT 2016 asks >= 250 HU (Abbara 2016), 300-450 usual
+CONTRAST_HU = 400.0  # blood pool: over SCCT's 250 HU (Abbara 2016, as the issue gives it)
 MYOCARDIUM_ENHANCED_HU = 120.0  # enhanced myocardium, 100-150 HU (unverified)
 PLAQUE_HU: dict[str, float] = {"calcified": 750.0, "non-calcified": 50.0}  # issue's ranges
 BLUR_SIGMA_MM = 0.45  # CT point spread, ~1 mm FWHM (unverified)
@@ -103,6 +122,8 @@ class Stenosis:
     ``at_mm`` is the centre's distance along the segment from the segment's
     own start (for the LAD and LCX: from the LM's split; the truth reports
     it from the ostium). ``percent`` is the diameter stenosis (0-100).
+    ``eccentric``: the narrowed lumen touches the healthy wall on the heart's
+    side and the plaque is a crescent on the epicardial side (else concentric).
     """
 
     segment: str
@@ -110,6 +131,7 @@ class Stenosis:
     length_mm: float
     percent: float
     plaque: Plaque = "non-calcified"
+    eccentric: bool = False
 
 
 def small_scan() -> Phantom:
@@ -148,7 +170,12 @@ class Ctca:
 @dataclass(frozen=True)
 class VesselTruth:
     """One segment of the tree: centreline (n, 3) LPS mm, distance from the ostium (n,),
-    healthy lumen radius (n,) and the painted (narrowed) lumen radius (n,), proximal first."""
+    healthy lumen radius (n,) and the painted (narrowed) lumen radius (n,), proximal first.
+
+    ``lumen_points_mm`` (n, 3) is the lumen's centre: the centreline itself
+    except at an eccentric stenosis, where it moves towards the heart by the
+    healthy radius less the lumen radius.
+    """
 
     id: str
     vessel: str
@@ -157,6 +184,7 @@ class VesselTruth:
     from_ostium_mm: np.ndarray
     radius_mm: np.ndarray
     lumen_radius_mm: np.ndarray
+    lumen_points_mm: np.ndarray
 
     @property
     def length_mm(self) -> float:
@@ -175,8 +203,12 @@ class StenosisTruth:
     plaque: Plaque
     minimal_lumen_diameter_mm: float
     reference_diameter_mm: float  # healthy diameter at the centre
-    position_mm: np.ndarray  # (3,) centre, LPS
+    position_mm: np.ndarray  # (3,) centre on the vessel's centreline, LPS
     concentric: bool = True
+    lumen_centre_mm: np.ndarray | None = None  # (3,) the narrowed lumen's centre there
+    plaque_volume_mm3: float = 0.0  # between the lumen and the plaque's outer surface
+    proximal_reference_mm: float = 0.0  # healthy diameter at the lesion's start
+    distal_reference_mm: float = 0.0  # ... and at its end
 
     @property
     def start_mm(self) -> float:
@@ -299,19 +331,37 @@ class _Drawn:
     arc: np.ndarray
     healthy: np.ndarray
     lumen: np.ndarray
+    lumen_points: np.ndarray
     plaque: dict[str, np.ndarray]  # kind -> outer plaque radius (0 where none)
 
 
-def _drawn(segment: str, line: np.ndarray, stenoses: list[Stenosis], step: float) -> _Drawn:
+def _inward(frame: tx.HeartFrame, points: np.ndarray) -> np.ndarray:
+    """Unit vectors (n, 3) from each point towards the heart's long axis, across the vessel."""
+    q = points - frame.origin
+    radial = q - np.outer(q @ frame.axis, frame.axis)
+    tangent = np.gradient(points, axis=0)
+    tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
+    inward = -radial + np.sum(radial * tangent, axis=1, keepdims=True) * tangent
+    return np.asarray(inward / np.linalg.norm(inward, axis=1, keepdims=True))
+
+
+def _drawn(segment: str, line: np.ndarray, stenoses: list[Stenosis], step: float,
+           frame: tx.HeartFrame) -> _Drawn:
     points, arc = _resampled(line, step)
     healthy = _healthy_radius(segment, arc, float(arc[-1]))
     lumen = healthy * _narrowing(stenoses, arc)
+    shift = np.zeros_like(arc)
+    for s in stenoses:
+        if s.eccentric:
+            shift = np.maximum(shift, healthy * s.percent / 100.0 * _bump(arc, s.at_mm,
+                                                                          s.length_mm))
+    lumen_points = points + shift[:, None] * _inward(frame, points)
     plaque = {kind: np.zeros_like(arc) for kind in PLAQUE_HU}
     for s in stenoses:
         bump = _bump(arc, s.at_mm, s.length_mm)
         plaque[s.plaque] = np.maximum(plaque[s.plaque], np.where(
             bump > 0, healthy + REMODEL_MM * bump, 0.0))
-    return _Drawn(points, arc, healthy, lumen, plaque)
+    return _Drawn(points, arc, healthy, lumen, lumen_points, plaque)
 
 
 def _offsets(lines: dict[str, np.ndarray]) -> dict[str, float]:
@@ -374,7 +424,7 @@ def build(ctca: Ctca) -> CtcaImage:
         painter.tube(line, GROOVE_RADIUS_MM, tx.EPICARDIAL_FAT, where=inner)
     tx.paint_aorta(painter, root, grid)
     tx.paint_bone(painter)
-    _paint_coronaries(painter, ctca, lines)
+    _paint_coronaries(painter, ctca, lines, frame)
     return CtcaImage(ctca, scan, grid, frame, root, lines, painter.labels,
                      _blurred_hu(painter.labels, ctca, scan))
 
@@ -406,10 +456,11 @@ def placed_scan(ctca: Ctca, frame: tx.HeartFrame, root: tx.Root) -> Phantom:
 _NOT_ROOT_LUMEN = tuple(label for label in range(256) if label != tx.ROOT_LUMEN)
 
 
-def _paint_coronaries(painter: tx.Painter, ctca: Ctca, lines: dict[str, np.ndarray]) -> None:
+def _paint_coronaries(painter: tx.Painter, ctca: Ctca, lines: dict[str, np.ndarray],
+                      frame: tx.HeartFrame) -> None:
     """Plaques first, then the lumens over them; nothing is painted into the root lumen."""
     drawn = {name: _drawn(name, line, [s for s in ctca.stenoses if s.segment == name],
-                          PAINT_STEP_MM) for name, line in lines.items()}
+                          PAINT_STEP_MM, frame) for name, line in lines.items()}
     for d in drawn.values():
         for kind, outer in d.plaque.items():
             keep = outer > 0
@@ -418,7 +469,7 @@ def _paint_coronaries(painter: tx.Painter, ctca: Ctca, lines: dict[str, np.ndarr
                 painter.tube(d.points[keep], outer[keep], label, where=_NOT_ROOT_LUMEN)
     for d in drawn.values():
         keep = d.lumen > 0.05
-        painter.tube(d.points[keep], d.lumen[keep], LUMEN, where=_NOT_ROOT_LUMEN)
+        painter.tube(d.lumen_points[keep], d.lumen[keep], LUMEN, where=_NOT_ROOT_LUMEN)
 
 
 def hu_table(ctca: Ctca) -> np.ndarray:
@@ -454,9 +505,9 @@ def truth(ctca: Ctca) -> Truth:
     vessels, stenoses = {}, []
     for name, line in lines.items():
         own = [s for s in ctca.stenoses if s.segment == name]
-        d = _drawn(name, line, own, TRUTH_STEP_MM)
+        d = _drawn(name, line, own, TRUTH_STEP_MM, frame)
         vessels[name] = VesselTruth(name, VESSEL_OF[name], PARENT[name], d.points,
-                                    d.arc + offsets[name], d.healthy, d.lumen)
+                                    d.arc + offsets[name], d.healthy, d.lumen, d.lumen_points)
         for s in own:
             stenoses.append(_stenosis_truth(s, vessels[name], offsets[name]))
     return Truth(
@@ -469,11 +520,66 @@ def truth(ctca: Ctca) -> Truth:
 
 def _stenosis_truth(s: Stenosis, vessel: VesselTruth, offset: float) -> StenosisTruth:
     centre = offset + s.at_mm
-    reference = 2.0 * float(np.interp(centre, vessel.from_ostium_mm, vessel.radius_mm))
-    position = np.array([np.interp(centre, vessel.from_ostium_mm, vessel.points_mm[:, i])
-                         for i in range(3)])
+    reference = _healthy_diameter(vessel, centre)
+    position, lumen = (np.array([np.interp(centre, vessel.from_ostium_mm, points[:, i])
+                                 for i in range(3)])
+                       for points in (vessel.points_mm, vessel.lumen_points_mm))
     return StenosisTruth(s.segment, vessel.vessel, centre, s.length_mm, s.percent, s.plaque,
-                         reference * (1.0 - s.percent / 100.0), reference, position)
+                         reference * (1.0 - s.percent / 100.0), reference, position,
+                         not s.eccentric, lumen, _plaque_volume(s, vessel, offset),
+                         _healthy_diameter(vessel, centre - s.length_mm / 2),
+                         _healthy_diameter(vessel, centre + s.length_mm / 2))
+
+
+def _healthy_diameter(vessel: VesselTruth, from_ostium_mm: float) -> float:
+    return 2.0 * float(np.interp(from_ostium_mm, vessel.from_ostium_mm, vessel.radius_mm))
+
+
+def _plaque_volume(s: Stenosis, vessel: VesselTruth, offset: float) -> float:
+    """Analytic plaque volume (mm³): the outer disc less the lumen disc, along the lesion.
+
+    The lumen lies inside the outer surface (also when eccentric), so each
+    cross-section's plaque is the difference of the two circles' areas.
+    """
+    d = np.linspace(s.at_mm - s.length_mm / 2, s.at_mm + s.length_mm / 2, 801)
+    r0 = np.interp(d + offset, vessel.from_ostium_mm, vessel.radius_mm)
+    bump = _bump(d, s.at_mm, s.length_mm)
+    area = math.pi * ((r0 + REMODEL_MM * bump) ** 2 - (r0 * (1 - s.percent / 100 * bump)) ** 2)
+    return float(np.sum((area[1:] + area[:-1]) / 2 * np.diff(d)))
+
+
+def as_tree(truth: Truth) -> Tree:
+    """The truth as ``imaging_core.ctca.tree.Tree``: lumen area and diameter from the painted
+    (narrowed) radius, children by parent; what a perfect lumen step would pass on."""
+    segments = {}
+    for name, v in truth.vessels.items():
+        segments[name] = Segment(name, _vessel(v.vessel), v.parent, v.points_mm,
+                                 v.from_ostium_mm, math.pi * v.lumen_radius_mm ** 2,
+                                 2.0 * v.lumen_radius_mm)
+    for seg in segments.values():
+        seg.children = [s.id for s in segments.values() if s.parent == seg.id]
+    return Tree(segments, {side: point.copy() for side, point in truth.ostia.items()})
+
+
+def lesions(truth: Truth) -> list[Lesion]:
+    """The stenoses of 25 % or more as ``tree.Lesion`` (CONTRACT §5 reports only those)."""
+    out = []
+    for s in truth.stenoses:
+        if s.stenosis_pct < 25:
+            continue
+        calcified = s.plaque_volume_mm3 if s.plaque == "calcified" else 0.0
+        out.append(Lesion(s.segment, _vessel(s.vessel), s.start_mm, s.centre_mm, s.end_mm,
+                          s.stenosis_pct, s.reference_diameter_mm, s.proximal_reference_mm,
+                          s.distal_reference_mm, s.minimal_lumen_diameter_mm, s.plaque,
+                          calcified, s.plaque_volume_mm3 - calcified))
+    return out
+
+
+def _vessel(name: str) -> Vessel:
+    for vessel in ("LM", "LAD", "LCX", "RCA"):
+        if vessel == name:
+            return vessel
+    raise ValueError(f"not a coronary vessel: {name}")
 
 
 def datasets(image: CtcaImage) -> list[Dataset]:
@@ -505,6 +611,12 @@ STENOSES_THREE_VESSEL = (
     Stenosis("RCA", 50.0, 8.0, 80.0, "non-calcified"),
 )
 STENOSES_OCCLUDED = (Stenosis("RCA", 50.0, 8.0, 100.0, "non-calcified"),)
+# The default grades with eccentric plaque in the LAD and the LCX (CAD-RADS 4A).
+STENOSES_ECCENTRIC = (
+    Stenosis("LAD", 15.0, 10.0, 70.0, "non-calcified", eccentric=True),
+    Stenosis("LCX", 30.0, 8.0, 50.0, "calcified", eccentric=True),
+    Stenosis("RCA", 50.0, 8.0, 30.0, "non-calcified"),
+)
 
 
 def ctca_default(**changes: object) -> Ctca:
@@ -525,6 +637,11 @@ def ctca_three_vessel(**changes: object) -> Ctca:
 def ctca_occluded(**changes: object) -> Ctca:
     """RCA 100 % occluded over 8 mm (CAD-RADS 5)."""
     return replace(Ctca(stenoses=STENOSES_OCCLUDED), **changes)  # type: ignore[arg-type]
+
+
+def ctca_eccentric(**changes: object) -> Ctca:
+    """The default grades, eccentric in the LAD and the LCX (4A)."""
+    return replace(Ctca(stenoses=STENOSES_ECCENTRIC), **changes)  # type: ignore[arg-type]
 
 
 def ctca_healthy(**changes: object) -> Ctca:
@@ -560,6 +677,19 @@ def coverage_cut(ctca: Ctca, above_lowest_mm: float = 30.0) -> Ctca:
 def noisy(ctca: Ctca, sigma: float = 25.0, seed: int = 7) -> Ctca:
     """More noise, another seed."""
     return scan_changed(ctca, noise_sigma=sigma, seed=seed)
+
+
+def blurred(ctca: Ctca, sigma_mm: float = 0.6) -> Ctca:
+    """Another point spread (0 for none: the label map's HU, sharp)."""
+    return replace(ctca, blur_sigma_mm=sigma_mm)
+
+
+def spaced(ctca: Ctca, pixel_mm: float = 0.5, slice_mm: float = 0.5,
+           size_mm: float = 120.0) -> Ctca:
+    """Another grid: ``pixel_mm`` in-plane over ``size_mm``, slices ``slice_mm`` thick and apart."""
+    n = int(round(size_mm / pixel_mm))
+    return scan_changed(ctca, rows=n, cols=n, pixel_spacing=(pixel_mm, pixel_mm),
+                        increment=slice_mm, thickness=slice_mm)
 
 
 def fine_crop(ctca: Ctca, centre_mm: np.ndarray, size_mm: float = 16.0,

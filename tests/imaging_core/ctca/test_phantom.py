@@ -79,6 +79,16 @@ def test_painted_lumen_diameter_matches_the_tapering_truth(name: str) -> None:
         assert measured == pytest.approx(2 * vessel.radius_mm[i], abs=0.1), (name, i)
 
 
+@pytest.mark.parametrize("name", ["LAD", "LCX", "RCA", "LAD.1"])
+def test_lumen_on_the_test_grid_follows_the_taper(image: P.CtcaImage, name: str) -> None:
+    # the 0.75 mm grid itself: 6 mm windows, a coarser check than the fine crops'
+    vessel = image.truth.vessels[name]
+    for i in _healthy_points(image.truth, name):
+        measured = _measured_diameter(image, vessel.points_mm[i], _tangent(vessel, i), 3.0,
+                                      vessel.radius_mm[i] + 1.0)
+        assert measured == pytest.approx(2 * vessel.radius_mm[i], rel=0.06), (name, i)
+
+
 def test_radii_taper_from_about_2_mm_to_1_mm() -> None:
     vessels = P.truth(P.ctca_default()).vessels
     assert vessels["LM"].radius_mm[0] == pytest.approx(2.2)
@@ -100,6 +110,28 @@ def test_stenosis_minimal_diameter_is_painted(ctca: P.Ctca) -> None:
         expected = s.reference_diameter_mm * (1 - s.stenosis_pct / 100)
         assert s.minimal_lumen_diameter_mm == pytest.approx(expected)
         assert measured == pytest.approx(expected, abs=0.1), s
+
+
+def test_eccentric_stenosis_keeps_its_minimal_diameter_and_puts_plaque_outside() -> None:
+    ctca = P.ctca_eccentric()
+    for s in P.truth(ctca).stenoses[:2]:
+        vessel = P.truth(ctca).vessels[s.segment]
+        i = int(np.argmin(np.abs(vessel.from_ostium_mm - s.centre_mm)))
+        assert s.lumen_centre_mm is not None and not s.concentric
+        # design: the lumen centre moves inwards by r0 - r = r0 * p
+        shift = s.lumen_centre_mm - s.position_mm
+        assert np.linalg.norm(shift) == pytest.approx(
+            s.reference_diameter_mm / 2 * s.stenosis_pct / 100, abs=0.02)
+        crop = P.build(P.fine_crop(ctca, s.position_mm, size_mm=8.0, spacing_mm=0.1))
+        measured = _measured_diameter(crop, s.lumen_centre_mm, _tangent(vessel, i), 0.25,
+                                      s.reference_diameter_mm)
+        assert measured == pytest.approx(s.minimal_lumen_diameter_mm, abs=0.1), s
+        g = crop.grid
+        kind = P.CALCIFIED if s.plaque == "calcified" else P.NONCALCIFIED
+        k, r, c = np.nonzero(crop.labels == kind)
+        plaque = np.stack([g.x[c], g.y[r], g.z[k]], axis=1)
+        near = np.linalg.norm(plaque - s.position_mm, axis=1) < 2 * s.reference_diameter_mm
+        assert (plaque[near].mean(axis=0) - s.position_mm) @ shift < 0  # the far side
 
 
 def test_default_stenoses_where_the_issue_puts_them() -> None:
@@ -185,7 +217,8 @@ def test_side_branch_leaves_the_lad() -> None:
     ((P.Stenosis("LM", 9.0, 6.0, 40.0),), "2"),
     (P.STENOSES_THREE_VESSEL, "4B"),  # three vessels >= 70 %
     (P.STENOSES_OCCLUDED, "5"),
-], ids=["0", "1", "2", "3", "4A-one", "4A-two", "4B-LM", "LM-40", "4B-three", "5"])
+    (P.STENOSES_ECCENTRIC, "4A"),
+], ids=["0", "1", "2", "3", "4A-one", "4A-two", "4B-LM", "LM-40", "4B-three", "5", "eccentric"])
 def test_cad_rads_of_the_variants_follows_cury_2022(stenoses: tuple[P.Stenosis, ...],
                                                     expected: str) -> None:
     # Cury RC et al. J Cardiovasc Comput Tomogr 2022;16:536-557, Table 2 (stated by hand)
@@ -230,3 +263,31 @@ def test_coverage_from_above_the_root_to_below_the_apex(image: P.CtcaImage) -> N
 def test_thick_slice_variant_is_3_mm() -> None:
     scan = P.thick_slices(P.ctca_default()).scan
     assert (scan.thickness, scan.increment) == (3.0, 3.0)
+
+
+def test_truth_as_the_shared_tree_shapes() -> None:
+    truth = P.truth(P.ctca_default())
+    tree = P.as_tree(truth)
+    assert {s.id for s in tree.roots()} == {"LM", "RCA"}
+    assert sorted(tree.segments["LM"].children) == ["LAD", "LCX"]
+    assert tree.segments["LAD"].children == ["LAD.1"]
+    lad = tree.segments["LAD"]
+    assert lad.from_ostium_mm[0] == pytest.approx(truth.vessels["LM"].length_mm)
+    assert lad.diameter_mm is not None and lad.area_mm2 is not None
+    # the narrowest LAD point is the 70 % stenosis: 30 % of the healthy diameter left
+    narrowest = int(np.argmin(lad.diameter_mm / (2 * truth.vessels["LAD"].radius_mm)))
+    assert lad.diameter_mm[narrowest] / (2 * truth.vessels["LAD"].radius_mm[narrowest]) \
+        == pytest.approx(0.3, abs=0.01)
+    reported = P.lesions(truth)
+    assert [(x.vessel, x.stenosis_pct) for x in reported] == [
+        ("LAD", 70.0), ("LCX", 50.0), ("RCA", 30.0)]
+    assert reported[0].length_mm == pytest.approx(10.0)
+
+
+def test_plaque_volume_matches_the_painted_plaque() -> None:
+    ctca = P.ctca_default()
+    s = next(x for x in P.truth(ctca).stenoses if x.vessel == "LAD")
+    crop = P.build(P.fine_crop(ctca, s.position_mm, size_mm=16.0, spacing_mm=0.2))
+    painted = (crop.labels == P.NONCALCIFIED).sum() * 0.2 ** 3
+    # analytic: integral of pi((r0 + 0.5 b)^2 - (r0 (1 - 0.7 b))^2) over the 10 mm lesion
+    assert painted == pytest.approx(s.plaque_volume_mm3, rel=0.05)

@@ -32,6 +32,7 @@ def test_good_ctca_is_analysable_with_the_painted_root_hu(
     assert result.measured["slice_increment_mm"] == pytest.approx(0.75)
     assert result.measured["slice_thickness_mm"] == pytest.approx(0.75)
     assert result.root_mm is not None
+    assert set(result.known) >= {"root_mean_hu", "slice_increment_mm", "ventricles_lowest_z_mm"}
 
 
 def test_a_given_root_point_is_measured_there(default: tuple[P.CtcaImage, Volume]) -> None:
@@ -59,6 +60,8 @@ def test_no_contrast_is_not_analysable_whatever_the_tag(make: object) -> None:
     assert not result.analysable
     assert "no contrast in the aortic root" in (result.reason or "")
     assert result.measured["root_mean_hu"] == pytest.approx(40.0, abs=10.0)  # unenhanced blood
+    assert result.measured["ventricles_lowest_z_mm"] is None  # coverage not checked: no contrast
+    assert any("not checked" in caveat for caveat in result.caveats)
 
 
 def test_thick_slices_are_not_analysable() -> None:
@@ -79,3 +82,18 @@ def test_volume_starting_below_the_root_is_not_analysable() -> None:
     result = _checked(P.ctca_default(above_root_mm=-15.0))
     assert not result.analysable
     assert "aortic root was not found" in (result.reason or "")
+
+
+def test_spacing_is_judged_from_the_slice_positions_not_the_tag() -> None:
+    # thin slices recorded (0.75 mm), but reconstructed only every 3 mm
+    result = _checked(P.scan_changed(P.ctca_default(), increment=3.0, thickness=0.75))
+    assert not result.analysable
+    assert "slices 3 mm apart (from their positions)" in (result.reason or "")
+    assert "thick" not in (result.reason or "")
+
+
+def test_weak_contrast_is_not_analysable() -> None:
+    result = _checked(P.ctca_default(contrast_hu=220.0))
+    assert not result.analysable
+    assert "too little contrast in the aortic root" in (result.reason or "")
+    assert result.measured["root_mean_hu"] == pytest.approx(220.0, rel=0.10)
