@@ -15,20 +15,18 @@ The steps are the sibling modules' functions: ``qa.check(volume)``
 ``lumen.coronary_tree(volume)``, ``measure.measure_tree(volume, tree)`` (the
 cross sections and the lesions, timed together as "measure"),
 ``flow.ffr_ct(tree, lesions)``, ``stents.suggest(lesion, segment)`` and
-``cadrads.category(lesions, tree)``. They are looked up when the analysis runs,
-so a step that is not installed fails like any other step: its name and
-"not available" are reported.
+``cadrads.category(lesions, tree)``.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from imaging_core.ctca import cadrads, flow, lumen, measure, qa, stents
 from imaging_core.ctca.tree import CtcaResult, Ffr, Lesion, Stent, Tree
 from imaging_core.volume import Volume
 
@@ -42,20 +40,6 @@ class StepFailed(RuntimeError):
     def __init__(self, step: str, error: Exception) -> None:
         super().__init__(f"{step} failed: {type(error).__name__}: {error}")
         self.step = step
-
-
-def step(module: str, name: str) -> Callable[..., Any]:
-    """The function ``name`` of ``imaging_core.ctca.{module}``; StepUnavailable if absent."""
-    try:
-        found: Callable[..., Any] = getattr(
-            importlib.import_module(f"imaging_core.ctca.{module}"), name)
-    except (ImportError, AttributeError) as error:
-        raise StepUnavailable(f"imaging_core.ctca.{module}.{name} is not available") from error
-    return found
-
-
-class StepUnavailable(RuntimeError):
-    """A step's module or function is not installed."""
 
 
 @contextmanager
@@ -83,10 +67,10 @@ def analyse(volume: Volume) -> CtcaResult:
     Never raises for a study it cannot analyse: the result says why.
     """
     timings: dict[str, float] = {}
-    verdict = _run_or_none(timings, "qa", lambda: step("qa", "check")(volume))
+    verdict = _run_or_none(timings, "qa", lambda: qa.check(volume))
     if isinstance(verdict, StepFailed):
         return CtcaResult(False, reason=str(verdict), timings_s=timings)
-    measured = {k: float(v) for k, v in verdict.measured.items() if v is not None}
+    measured = verdict.known
     caveats = list(verdict.caveats)
     if not verdict.analysable:
         return CtcaResult(False, reason=verdict.reason, qa=measured, timings_s=timings,
@@ -112,19 +96,17 @@ def _run_or_none(timings: dict[str, float], step: str,
 
 def _anatomy(volume: Volume, timings: dict[str, float]) -> tuple[Tree, list[Lesion]]:
     """The tree with its cross sections measured, and its lesions; StepFailed if any fails."""
-    traced = _run(timings, "coronary-tree", lambda: step("lumen", "coronary_tree")(volume))
-    measured: tuple[Tree, list[Lesion]] = _run(
-        timings, "measure", lambda: step("measure", "measure_tree")(volume, traced))
-    return measured
+    traced = _run(timings, "coronary-tree", lambda: lumen.coronary_tree(volume))
+    return _run(timings, "measure", lambda: measure.measure_tree(volume, traced))
 
 
 def _physiology(result: CtcaResult, tree: Tree, lesions: list[Lesion]) -> None:
     """FFR-CT, stent suggestions and CAD-RADS; a failure is kept in ``result.failed``."""
     timings = result.timings_s
-    ffr = _run_or_none(timings, "ffr-ct", lambda: step("flow", "ffr_ct")(tree, lesions))
+    ffr = _run_or_none(timings, "ffr-ct", lambda: flow.ffr_ct(tree, lesions))
     suggested = _run_or_none(timings, "stents", lambda: _stents(tree, lesions))
     category = _run_or_none(timings, "cad-rads",
-                            lambda: step("cadrads", "category")(lesions, tree))
+                            lambda: cadrads.category(lesions, tree))
     result.ffr = ffr if isinstance(ffr, Ffr) else None
     result.stents = suggested if isinstance(suggested, list) else []
     result.cad_rads = category if isinstance(category, str) else None
@@ -134,6 +116,5 @@ def _physiology(result: CtcaResult, tree: Tree, lesions: list[Lesion]) -> None:
 
 def _stents(tree: Tree, lesions: list[Lesion]) -> list[Stent]:
     """A suggestion for each lesion the sizing rule takes (50 % or more)."""
-    suggest = step("stents", "suggest")
-    made = (suggest(lesion, tree.segments[lesion.segment]) for lesion in lesions)
+    made = (stents.suggest(lesion, tree.segments[lesion.segment]) for lesion in lesions)
     return [stent for stent in made if stent is not None]
