@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
+
+import pydicom
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # so `tests.imaging_core.phantoms` imports when run as a script
@@ -50,3 +53,12 @@ def thorax_series(n_slices: int, directory: Path) -> tuple[list[Path], Truth]:
     """
     image = build(benchmark_thorax(n_slices))
     return write(thorax_datasets(image), directory), image.truth()
+
+
+def read_baseline(paths: list[Path]) -> float:
+    """Seconds to read and decode ``paths`` with plain ``pydicom``: the imaging benchmarks'
+    baseline, so a ratio shows what an analysis adds to I/O."""
+    start = time.perf_counter()
+    for path in paths:
+        pydicom.dcmread(path).pixel_array  # noqa: B018 (decoding is the work measured)
+    return time.perf_counter() - start

@@ -30,8 +30,12 @@ Staff pages (Flask views, templates in ``templates/staff/``): ``staffviewer``
 ``make static``), with its CT window presets in ``windows``; ``staffviews``
 (calcium lesion review and report sign-off, lesion outlines from ``lesionimages``).
 
-Results out: ``results`` (the calcium analyser and its FHIR report),
-``reports`` (SR, SEG, PDF), ``terminology`` (the local CodeSystems) and
+Results out: ``results`` (the calcium analyser and its FHIR report, and the
+report, Provenance and PACS helpers every analyser shares),
+``reports`` (SR, SEG, PDF), ``ctca_results`` (the CTCA analyser: lesion,
+FFR-CT and CAD-RADS Observations), ``ctca_reports`` (its conclusion, SR and
+PDF), ``ctca_media`` (the coronary tree as GLB coloured by FFR-CT, straightened
+views as PNG), ``terminology`` (the local CodeSystems) and
 ``review`` (a radiologist's ``$lesions`` and ``$review`` operations on the
 report, and the decisions they keep), ``signoff`` (a radiologist's sign-off
 and amendments of the report: the DiagnosticReport write hook).

@@ -11,6 +11,11 @@ The second mesh is honest context, not anatomy: soft-tissue voxels
 (-100 to 129 HU) within a margin of the calcium. It is **not** a heart or
 vessel segmentation and is named so in the file.
 
+Tubes (:func:`tube_mesh`) follow a centreline with a radius per point, for
+the coronary tree of a CTCA; they may carry per-vertex colours, written as
+the ``COLOR_0`` attribute (glTF 2.0 "Meshes", float RGB in linear space),
+which the material's base colour (white for them) multiplies.
+
 GLB layout (glTF 2.0 specification, "Binary glTF Layout"): a 12-byte header
 (magic ``glTF``, version 2, total length), a JSON chunk padded with spaces
 and a BIN chunk padded with zeros, every chunk 4-byte aligned.
@@ -58,6 +63,7 @@ class Mesh:
     faces: np.ndarray  # (m, 3) uint32
     normals: np.ndarray  # (n, 3) float32
     colour: tuple[float, float, float, float]
+    vertex_colours: np.ndarray | None = None  # (n, 3) float RGB in 0..1, or None
 
 
 def calcium_mesh(volume: Volume, weight_map: np.ndarray) -> Mesh | None:
@@ -113,6 +119,32 @@ def mask_mesh(volume: Volume, mask: np.ndarray, name: str,
     vertices = volume.voxel_to_patient(fine).astype(np.float32)
     faces = faces.astype(np.uint32)
     return Mesh(name, vertices, faces, _vertex_normals(vertices, faces), colour)
+
+
+def tube_mesh(name: str, centres: np.ndarray, radii: np.ndarray, normals: np.ndarray,
+              binormals: np.ndarray, colours: np.ndarray, sides: int = 12) -> Mesh | None:
+    """A tube round a centreline, open at both ends, coloured per centreline point.
+
+    Parameters
+    ----------
+    centres : (n, 3) patient mm; radii : (n,) mm
+    normals, binormals : (n, 3) unit vectors perpendicular to the centreline (a
+        rotation-minimising frame keeps the tube from twisting)
+    colours : (n, 3) RGB in 0..1, given to every vertex of that point's ring
+    """
+    if len(centres) < 2:
+        return None
+    angles = np.linspace(0.0, 2 * np.pi, sides, endpoint=False)
+    ring = np.cos(angles)[None, :, None] * normals[:, None, :] \
+        + np.sin(angles)[None, :, None] * binormals[:, None, :]
+    vertices = (centres[:, None, :] + radii[:, None, None] * ring).reshape(-1, 3)
+    here = np.arange(len(centres) - 1)[:, None] * sides + np.arange(sides)[None, :]
+    nxt = here - np.arange(sides)[None, :] + (np.arange(sides)[None, :] + 1) % sides
+    quads = np.stack([here, here + sides, nxt + sides, here, nxt + sides, nxt], axis=-1)
+    faces = quads.reshape(-1, 3).astype(np.uint32)
+    vertices = vertices.astype(np.float32)
+    return Mesh(name, vertices, faces, ring.reshape(-1, 3).astype(np.float32),
+                (1.0, 1.0, 1.0, 1.0), np.repeat(colours, sides, axis=0).astype(np.float32))
 
 
 def _block_any(mask: np.ndarray, step: int) -> np.ndarray:
@@ -186,9 +218,13 @@ def _append_mesh(document: dict[str, Any], blob: bytearray, mesh: Mesh, index: i
     normal = _accessor(document, blob, mesh.normals, "VEC3", _FLOAT, _ARRAY_BUFFER, False)
     indices = _accessor(document, blob, mesh.faces.reshape(-1), "SCALAR", _UNSIGNED_INT,
                         _ELEMENT_ARRAY_BUFFER, False)
+    attributes = {"POSITION": position, "NORMAL": normal}
+    if mesh.vertex_colours is not None:
+        attributes["COLOR_0"] = _accessor(document, blob, mesh.vertex_colours, "VEC3", _FLOAT,
+                                          _ARRAY_BUFFER, False)
     document.setdefault("materials", []).append(_material(mesh))
     document.setdefault("meshes", []).append({"name": mesh.name, "primitives": [{
-        "attributes": {"POSITION": position, "NORMAL": normal},
+        "attributes": attributes,
         "indices": indices, "material": index, "mode": 4}]})
     document["nodes"].append({"name": mesh.name, "mesh": index})
 

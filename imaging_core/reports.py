@@ -282,14 +282,27 @@ def build_sr(source_datasets: list[Dataset], volume: Volume, result: CalciumResu
     """
     sources = _ordered_sources(source_datasets, volume, result)
     report = hd.sr.MeasurementReport(
-        observation_context=_observation_context(result),
+        observation_context=device_context(ALGORITHM_NAME, result.analyser_version),
         procedure_reported=CAC_PROCEDURE,
         imaging_measurements=[
             _measurement_group(result, [ds for ds in sources if _is_multiframe(ds)]),
             *_artery_groups(result)],
         referenced_images=_library(sources, result) or None,
     )
-    report[0].ContentSequence.append(_conclusion_container(result))
+    report[0].ContentSequence.append(conclusion_container(conclusion_text(result)))
+    return sr_document(report, sources, CAC_PROCEDURE, "Calcium score", signature,
+                       series_number, instance_number)
+
+
+def sr_document(report: hd.sr.MeasurementReport, sources: Sequence[Dataset], procedure: Code,
+                title: str, signature: Signature | None, series_number: int,
+                instance_number: int) -> Dataset:
+    """A Comprehensive 3D SR holding ``report``, every source as evidence (without pixels).
+
+    PRELIMINARY and UNVERIFIED without ``signature``; with it FINAL and VERIFIED by
+    the radiologist at the sign-off time (PS3.3 C.17.2). ``title`` starts the series
+    description, which ends with the status.
+    """
     sr = hd.sr.Comprehensive3DSR(
         evidence=[_header(ds) for ds in sources], content=report[0],
         series_instance_uid=hd.UID(), series_number=series_number,
@@ -299,12 +312,12 @@ def build_sr(source_datasets: list[Dataset], volume: Volume, result: CalciumResu
         is_final=signature is not None, is_verified=signature is not None,
         verifying_observer_name=signature.verifier if signature else None,
         verifying_organization=signature.organization if signature else None,
-        performed_procedure_codes=[CAC_PROCEDURE],
+        performed_procedure_codes=[procedure],
     )
     if signature is not None:  # highdicom stamps "now"; the sign-off time is what counts
         observer = sr.VerifyingObserverSequence[0]
         observer.VerificationDateTime = signature.signed_at.strftime("%Y%m%d%H%M%S")
-    sr.SeriesDescription = f"Calcium score ({_status_word(signature)})"
+    sr.SeriesDescription = f"{title} ({_status_word(signature)})"
     return sr
 
 
@@ -350,12 +363,11 @@ def _algorithm(result: CalciumResult) -> hd.sr.AlgorithmIdentification:
     )
 
 
-def _observation_context(result: CalciumResult) -> hd.sr.ObservationContext:
+def device_context(name: str, version: str) -> hd.sr.ObservationContext:
     """TID 1001 context: the analyser as a device observer (TID 1004), UID stable per version."""
     device = hd.sr.DeviceObserverIdentifyingAttributes(
-        uid=generate_uid(prefix=None, entropy_srcs=[ALGORITHM_NAME, result.analyser_version]),
-        name=ALGORITHM_NAME, manufacturer_name=MANUFACTURER,
-        model_name=result.analyser_version,
+        uid=generate_uid(prefix=None, entropy_srcs=[name, version]),
+        name=name, manufacturer_name=MANUFACTURER, model_name=version,
     )
     return hd.sr.ObservationContext(observer_device_context=hd.sr.ObserverContext(
         observer_type=codes.DCM.Device, observer_identifying_attributes=device))
@@ -385,7 +397,7 @@ def _measurement_group(
     )
     # TID 1501 admits TEXT qualitative evaluations beside the coded ones; highdicom's
     # constructor takes only CODE, so they are appended to the group container.
-    group[0].ContentSequence.extend(_text_item(COMMENT, text) for text in _comments(result))
+    group[0].ContentSequence.extend(text_item(COMMENT, text) for text in _comments(result))
     return group
 
 
@@ -442,16 +454,15 @@ def _comments(result: CalciumResult) -> list[str]:
     return lines + [f"QA: {item}" for item in result.qa]
 
 
-def _conclusion_container(result: CalciumResult) -> hd.sr.ContainerContentItem:
+def conclusion_container(conclusion: str) -> hd.sr.ContainerContentItem:
     """TID 1500's optional "Qualitative Evaluations" container with the conclusion."""
     container = hd.sr.ContainerContentItem(name=QUALITATIVE_EVALUATIONS,
                                            relationship_type="CONTAINS")
-    container.ContentSequence = hd.sr.ContentSequence(
-        [_text_item(CONCLUSION, conclusion_text(result))])
+    container.ContentSequence = hd.sr.ContentSequence([text_item(CONCLUSION, conclusion)])
     return container
 
 
-def _text_item(name: Code, text: str) -> hd.sr.TextContentItem:
+def text_item(name: Code, text: str) -> hd.sr.TextContentItem:
     return hd.sr.TextContentItem(name=name, value=text, relationship_type="CONTAINS")
 
 
@@ -466,7 +477,9 @@ PDF_TITLE = "Coronary artery calcium score report (preliminary)"
 
 def build_encapsulated_pdf(source_datasets: Sequence[Dataset], pdf: bytes, *,
                            series_number: int = 902,
-                           signature: Signature | None = None) -> Dataset:
+                           signature: Signature | None = None,
+                           title: str = "Calcium score report",
+                           document_title: str = PDF_TITLE) -> Dataset:
     """``pdf`` as an Encapsulated PDF instance (PS3.3 A.45.1) in the sources' study.
 
     Modules: Patient and General Study (copied from the first source),
@@ -474,7 +487,7 @@ def build_encapsulated_pdf(source_datasets: Sequence[Dataset], pdf: bytes, *,
     SC Equipment (C.8.6.1, Conversion Type ``SYN``: made by software), Encapsulated
     Document (C.24.2) and SOP Common. The document is unverified (Verification
     Flag UNVERIFIED) until a radiologist signs it off (``signature``: VERIFIED, and
-    the series says final, amended or corrected); its key images are burned
+    the series, named ``title``, says final, amended or corrected); its key images are burned
     in, so Burned In Annotation is YES, and Source Instance Sequence names every
     source image. Raises ReportError without sources or PDF bytes.
     """
@@ -487,12 +500,12 @@ def build_encapsulated_pdf(source_datasets: Sequence[Dataset], pdf: bytes, *,
     for keyword in _PATIENT_AND_STUDY:
         setattr(ds, keyword, first.get(keyword, ""))
     ds.Modality, ds.SeriesInstanceUID, ds.SeriesNumber = "DOC", generate_uid(), series_number
-    ds.SeriesDescription = f"Calcium score report ({_status_word(signature)})"
+    ds.SeriesDescription = f"{title} ({_status_word(signature)})"
     ds.Manufacturer, ds.ConversionType = MANUFACTURER, "SYN"
     ds.InstanceNumber = 1
     ds.ContentDate, ds.ContentTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     ds.AcquisitionDateTime = now.strftime("%Y%m%d%H%M%S")
-    ds.BurnedInAnnotation, ds.DocumentTitle = "YES", PDF_TITLE
+    ds.BurnedInAnnotation, ds.DocumentTitle = "YES", document_title
     ds.ConceptNameCodeSequence = []
     ds.VerificationFlag = "UNVERIFIED" if signature is None else "VERIFIED"
     ds.SourceInstanceSequence = [_reference(source) for source in source_datasets]
@@ -649,16 +662,9 @@ def build_pdf(result: CalciumResult, *, patient_name: str | None, accession: str
         A radiologist's sign-off: the banner says FINAL (AMENDED, CORRECTED) with
         who and when, the conclusion is the signed one, and no line says PRELIMINARY.
     """
-    banner = signature.banner if signature else PRELIMINARY_BANNER
-    pdf = _ReportPDF(banner, _status_word(signature))
-    pdf.add_page()
-    _heading(pdf, banner, signature)
-    if signature is not None:
-        conclusion = signature.conclusion
-        if signature.reason:
-            conclusion += f"\n{signature.status.capitalize()}: {signature.reason}"
-    _patient_block(pdf, patient_name, accession, study_date)
-    _section(pdf, "Conclusion", conclusion)
+    pdf = report_pdf("Coronary artery calcium score", ALGORITHM_NAME, signature)
+    patient_block(pdf, patient_name, accession, study_date)
+    section(pdf, "Conclusion", signed_conclusion(conclusion, signature))
     _scores_table(pdf, result)
     _artery_table(pdf, result)
     _cac_drs_table(pdf, result)
@@ -668,17 +674,36 @@ def build_pdf(result: CalciumResult, *, patient_name: str | None, accession: str
     return bytes(pdf.output())
 
 
+def report_pdf(title: str, creator: str, signature: Signature | None) -> FPDF:
+    """A4 report with its first page begun: ``title``, then the status banner
+    (PRELIMINARY, or FINAL and who signed), repeated in every page's footer."""
+    banner = signature.banner if signature else PRELIMINARY_BANNER
+    pdf = _ReportPDF(banner, f"{title} - {_status_word(signature)} report", creator)
+    pdf.add_page()
+    _heading(pdf, title, banner, signature)
+    return pdf
+
+
+def signed_conclusion(conclusion: str, signature: Signature | None) -> str:
+    """The conclusion to print: the signed wording (and why amended) once signed off."""
+    if signature is None:
+        return conclusion
+    if signature.reason:
+        return f"{signature.conclusion}\n{signature.status.capitalize()}: {signature.reason}"
+    return signature.conclusion
+
+
 class _ReportPDF(FPDF):
     """A4 with the status line (PRELIMINARY, or FINAL and who signed) and page numbers
     on every page."""
 
-    def __init__(self, banner: str, status: str) -> None:
+    def __init__(self, banner: str, title: str, creator: str) -> None:
         super().__init__(orientation="P", unit="mm", format="A4")
         self.banner = banner
         self.set_margins(15, 15, 15)
         self.set_auto_page_break(auto=True, margin=18)
-        self.set_title(f"Coronary artery calcium score - {status} report")
-        self.set_creator(ALGORITHM_NAME)
+        self.set_title(title)
+        self.set_creator(creator)
 
     def footer(self) -> None:
         self.set_y(-13)
@@ -694,9 +719,9 @@ def _latin1(text: str) -> str:
     return text.translate(_LATIN1).encode("latin-1", "replace").decode("latin-1")
 
 
-def _heading(pdf: FPDF, banner: str, signature: Signature | None) -> None:
+def _heading(pdf: FPDF, title: str, banner: str, signature: Signature | None) -> None:
     pdf.set_font("Helvetica", "B", 16)
-    pdf.cell(0, 9, "Coronary artery calcium score", new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 9, title, new_x="LMARGIN", new_y="NEXT")
     pdf.set_fill_color(*((200, 30, 30) if signature is None else (30, 110, 60)))
     pdf.set_text_color(255, 255, 255)
     pdf.set_font("Helvetica", "B", 12)
@@ -706,7 +731,7 @@ def _heading(pdf: FPDF, banner: str, signature: Signature | None) -> None:
     pdf.ln(3)
 
 
-def _patient_block(pdf: FPDF, patient_name: str | None, accession: str | None,
+def patient_block(pdf: FPDF, patient_name: str | None, accession: str | None,
                    study_date: str | None) -> None:
     rows = [("Patient", _person_name(patient_name)),
             ("Accession number", accession or "not recorded"),
@@ -738,19 +763,19 @@ def _study_date(value: str | None) -> str:
         return value
 
 
-def _section(pdf: FPDF, title: str, body: str) -> None:
-    _subheading(pdf, title)
+def section(pdf: FPDF, title: str, body: str) -> None:
+    subheading(pdf, title)
     pdf.set_font("Helvetica", "", 10)
     pdf.multi_cell(0, 5, _latin1(body), align="L", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)
 
 
-def _subheading(pdf: FPDF, title: str) -> None:
+def subheading(pdf: FPDF, title: str) -> None:
     pdf.set_font("Helvetica", "B", 12)
     pdf.cell(0, 6.5, title, new_x="LMARGIN", new_y="NEXT")
 
 
-def _table(pdf: FPDF, rows: Sequence[Sequence[str]], widths: tuple[int, ...],
+def table(pdf: FPDF, rows: Sequence[Sequence[str]], widths: tuple[int, ...],
            highlight: int | None = None) -> None:
     """A bordered table whose first row is the heading; ``highlight`` shades one row."""
     pdf.set_font("Helvetica", "", 10)
@@ -763,8 +788,8 @@ def _table(pdf: FPDF, rows: Sequence[Sequence[str]], widths: tuple[int, ...],
 
 
 def _scores_table(pdf: FPDF, result: CalciumResult) -> None:
-    _subheading(pdf, "Scores")
-    _table(pdf, [("Measure", "Result", "What it is"), *_score_rows(result)], (45, 50, 85))
+    subheading(pdf, "Scores")
+    table(pdf, [("Measure", "Result", "What it is"), *_score_rows(result)], (45, 50, 85))
 
 
 def _score_rows(result: CalciumResult) -> list[tuple[str, str, str]]:
@@ -790,20 +815,20 @@ def _artery_table(pdf: FPDF, result: CalciumResult) -> None:
     """Agatston, volume and lesions per coronary artery, when calcium is attributed."""
     if not result.scorable or result.cac_vessels is None:
         return
-    _subheading(pdf, "By coronary artery")
+    subheading(pdf, "By coronary artery")
     rows = [("Artery", "Agatston score", "Calcium volume", "Lesions")]
     rows += [(ARTERY_NAMES[a][:1].upper() + ARTERY_NAMES[a][1:], format_agatston(s.agatston),
               f"{s.volume_mm3:.1f} mm\u00b3", str(s.lesion_count))
              for a in CORONARY_ARTERIES for s in [result.arteries[a]]]
-    _table(pdf, rows, (70, 35, 45, 30))
+    table(pdf, rows, (70, 35, 45, 30))
 
 
 def _cac_drs_table(pdf: FPDF, result: CalciumResult) -> None:
-    _subheading(pdf, "What the CAC-DRS category means")
+    subheading(pdf, "What the CAC-DRS category means")
     rows = [("Category", "Agatston score", "Meaning")]
     rows += [(f"A{k}", score, meaning) for k, (score, meaning) in CAC_DRS_MEANING.items()]
     highlight = None if result.cac_drs is None else result.cac_drs + 1
-    _table(pdf, rows, (30, 45, 105), highlight=highlight)
+    table(pdf, rows, (30, 45, 105), highlight=highlight)
     pdf.set_font("Helvetica", "I", 8)
     pdf.multi_cell(0, 4, _latin1(f"Categories: {CAC_DRS_SOURCE}. A calcium score measures "
                                  "calcified plaque only: a score of 0 does not exclude "
@@ -820,7 +845,7 @@ def _key_images(pdf: FPDF, images: Sequence[bytes]) -> None:
     heights = [width * _aspect(png) for png in images]
     if pdf.get_y() + 6.5 + max(heights) + 10 > pdf.page_break_trigger:
         pdf.add_page()
-    _subheading(pdf, "Key images")
+    subheading(pdf, "Key images")
     top = pdf.get_y()
     for index, png in enumerate(images):
         x = pdf.l_margin + index * (width + 5.0)
@@ -849,20 +874,25 @@ def _caption(png: bytes, index: int) -> str:
 
 def _qa_notes(pdf: FPDF, result: CalciumResult) -> None:
     notes = [f"Region scored: {result.region}."] + [f"{item}." for item in result.qa]
-    _section(pdf, "Quality notes", "\n".join(f"- {note}" for note in notes))
+    section(pdf, "Quality notes", "\n".join(f"- {note}" for note in notes))
 
 
 def _small_print(pdf: FPDF, result: CalciumResult, signature: Signature | None) -> None:
     parameters = "; ".join(f"{k}={v}" for k, v in algorithm_parameters(result).items())
+    fine_print(pdf, [
+        f"Analyser: {ALGORITHM_NAME}, version {result.analyser_version}.",
+        f"Parameters: {parameters}.",
+        f"Methods: {AGATSTON_1990}; {MCCOLLOUGH_2007}; {HECHT_2018}."], signature)
+
+
+def fine_print(pdf: FPDF, lines: list[str], signature: Signature | None) -> None:
+    """Small grey provenance lines, then when and by what it was made and who verified it;
+    kept whole on one page."""
     verified = ("Not a diagnosis until a radiologist has verified it." if signature is None
                 else f"Verified by {_person_name(signature.verifier)}, "
                 f"{signature.organization}.")
-    lines = [
-        f"Analyser: {ALGORITHM_NAME}, version {result.analyser_version}.",
-        f"Parameters: {parameters}.",
-        f"Methods: {AGATSTON_1990}; {MCCOLLOUGH_2007}; {HECHT_2018}.",
-        f"Generated {datetime.now().strftime('%Y-%m-%d %H:%M')} by software. {verified}",
-    ]
+    lines = [*lines,
+             f"Generated {datetime.now().strftime('%Y-%m-%d %H:%M')} by software. {verified}"]
     text = _latin1("\n".join(lines))
     pdf.set_font("Helvetica", "", 7)
     pdf.set_text_color(90, 90, 90)

@@ -39,7 +39,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pydicom
 from pydicom import Dataset
@@ -88,10 +88,25 @@ class Analysis:
     # A radiologist's decisions applied, and the id of the last one (0: none).
     decisions: list[calcium.Decision] = field(default_factory=list)
     applied_through: int = 0
+    pdf_title: str = "Calcium score report"
+
+
+class Outputs(Protocol):
+    """What any analyser hands to PACS and re-issues at sign-off (calcium, CTCA)."""
+
+    pdf: bytes | None
+    pdf_title: str
+    derived: list[Dataset]
+    document: Dataset | None
+    effective: str | None
 
 
 def register() -> None:
+    """Every analyser: calcium scoring here, CTCA in ``imaging_core.ctca_results``."""
+    from imaging_core.ctca_results import register as register_ctca  # builds on this module
+
     jobs.register_analyser("CT-CAC", calcium.ANALYSER_VERSION, run_calcium)
+    register_ctca()
 
 
 def run_calcium(settings: Settings, job: jobs.AnalysisJob) -> str:
@@ -205,14 +220,25 @@ def _first(sources: list[Dataset], keyword: str) -> str | None:
 SIGNED_OFF = review.SIGNED_OFF
 
 
-def publish(store: Store, job: jobs.AnalysisJob, analysis: Analysis) -> str:
-    """Write the results of ``analysis`` for ``job``; the DiagnosticReport id."""
-    key = {"system": f"{store.settings.canonical_base}/analysis-job",
-           "value": job.idempotency_key}
+def job_key(store: Store, job: jobs.AnalysisJob) -> dict[str, str]:
+    """The report identifier that makes a job's results idempotent."""
+    return {"system": f"{store.settings.canonical_base}/analysis-job",
+            "value": job.idempotency_key}
+
+
+def published(store: Store, key: dict[str, str]) -> str | None:
+    """The id of the report a job with ``key`` already wrote, if any."""
     existing = run_search(store.session, spec_for("DiagnosticReport"),
                           [("identifier", f"{key['system']}|{key['value']}")], count=1)
-    if existing.matches:
-        return str(existing.matches[0]["id"])
+    return str(existing.matches[0]["id"]) if existing.matches else None
+
+
+def publish(store: Store, job: jobs.AnalysisJob, analysis: Analysis) -> str:
+    """Write the results of ``analysis`` for ``job``; the DiagnosticReport id."""
+    key = job_key(store, job)
+    done = published(store, key)
+    if done is not None:
+        return done
     order = store.read("ServiceRequest", job.service_request_id)
     earlier = _order_report(store, order["id"], key["system"])
     if earlier is not None and earlier["status"] in SIGNED_OFF:
@@ -223,11 +249,7 @@ def publish(store: Store, job: jobs.AnalysisJob, analysis: Analysis) -> str:
                 "diagnostic_report_id": earlier["id"], "job_id": job.id})
             return str(earlier["id"])
         return _hold_result(store, job, order, earlier, analysis)
-    for derived in analysis.derived:
-        store_instance(store.session, store.settings, derived, "derived")
-    study = store.session.get(ReceivedStudy, job.study_uid)
-    context = _Context(store, order, study.imaging_study_id if study else None,
-                       analysis.effective)
+    context = store_derived(store, job, order, analysis)
     if earlier is not None:
         _amend(context, job, analysis, earlier)
     report = _report(context, job, analysis, key, earlier)
@@ -235,12 +257,27 @@ def publish(store: Store, job: jobs.AnalysisJob, analysis: Analysis) -> str:
                            analysis.applied_through)
     _owe_to_pacs(store, str(report["id"]), job, analysis)
     _provenance(context, report, analysis)
-    study_ref = f"ImagingStudy/{context.imaging_study_id}" if context.imaging_study_id else None
-    orders.analysed(store, order, study_ref)
+    return order_analysed(context, report)
+
+
+def store_derived(store: Store, job: jobs.AnalysisJob, order: dict[str, Any],
+                  analysis: Outputs) -> _Context:
+    """The SR and SEG stored with the study; the context the results are written in."""
+    for derived in analysis.derived:
+        store_instance(store.session, store.settings, derived, "derived")
+    study = store.session.get(ReceivedStudy, job.study_uid)
+    return _Context(store, order, study.imaging_study_id if study else None,
+                    analysis.effective)
+
+
+def order_analysed(ctx: _Context, report: dict[str, Any]) -> str:
+    """Move the order to ``analysed`` (the order workflow); the report id."""
+    study_ref = f"ImagingStudy/{ctx.imaging_study_id}" if ctx.imaging_study_id else None
+    orders.analysed(ctx.store, ctx.order, study_ref)
     return str(report["id"])
 
 
-def _reissue(store: Store, job: jobs.AnalysisJob, analysis: Analysis,
+def _reissue(store: Store, job: jobs.AnalysisJob, analysis: Outputs,
              report: dict[str, Any]) -> str:
     """The signed report's PDF, SR and SEG issued again (FINAL, who signed); the report's
     Observations and conclusion are the signed ones and stay as they are."""
@@ -249,7 +286,7 @@ def _reissue(store: Store, job: jobs.AnalysisJob, analysis: Analysis,
     context = _Context(store, store.read("ServiceRequest", job.service_request_id), None)
     kept = [f for f in report.get("presentedForm", []) if f.get("contentType") !=
             "application/pdf"]
-    pdf = [{"contentType": "application/pdf", "title": "Calcium score report",
+    pdf = [{"contentType": "application/pdf", "title": analysis.pdf_title,
             "url": _binary(context, "application/pdf", analysis.pdf)}] if analysis.pdf else []
     current = {k: v for k, v in report.items() if k != "meta"}
     with orders.workflow_write(store, f"DiagnosticReport/{report['id']}"):
@@ -261,7 +298,7 @@ def _reissue(store: Store, job: jobs.AnalysisJob, analysis: Analysis,
 
 
 def _owe_to_pacs(store: Store, report_id: str, job: jobs.AnalysisJob,
-                 analysis: Analysis) -> None:
+                 analysis: Outputs) -> None:
     """The SR, SEG and Encapsulated PDF join the PACS outbox in the results' transaction."""
     objects = [*analysis.derived, *([analysis.document] if analysis.document else [])]
     if objects:
@@ -381,22 +418,42 @@ class _Context:
 
 def _report(ctx: _Context, job: jobs.AnalysisJob, analysis: Analysis,
             key: dict[str, str], earlier: dict[str, Any] | None = None) -> dict[str, Any]:
-    observations = _observations(ctx, analysis)
+    content = ReportContent("Cardiac CT for calcium scoring", _observations(ctx, analysis),
+                            analysis.conclusion, _attachments(ctx, analysis), analysis.images)
+    return write_report(ctx, key, content, earlier)
+
+
+@dataclass
+class ReportContent:
+    """What a DiagnosticReport says: ``code_text`` names the procedure when the order has
+    no code; ``observations`` are written already; ``forms`` are presentedForm entries."""
+
+    code_text: str
+    observations: list[dict[str, Any]]
+    conclusion: str
+    forms: list[dict[str, Any]]
+    images: Sequence[KeyImage]
+
+
+def write_report(ctx: _Context, key: dict[str, str], content: ReportContent,
+                 earlier: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``preliminary`` DiagnosticReport ``basedOn`` the order (a new version of
+    ``earlier`` when given), its images as Media."""
     report: dict[str, Any] = {
         "resourceType": "DiagnosticReport", "status": "preliminary",
         "identifier": [*(earlier or {}).get("identifier", []), key],
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074",
                                   "code": "RAD", "display": "Radiology"}]}],
-        "code": (ctx.order.get("code") or {"text": "Cardiac CT for calcium scoring"}),
+        "code": (ctx.order.get("code") or {"text": content.code_text}),
         "subject": ctx.subject, "basedOn": [ctx.order_ref], "issued": instant(now_utc()),
         **_effective_time(ctx),
-        "result": [{"reference": f"Observation/{o['id']}"} for o in observations],
-        "conclusion": analysis.conclusion,
+        "result": [{"reference": f"Observation/{o['id']}"} for o in content.observations],
+        "conclusion": content.conclusion,
     }
     if ctx.imaging_study_id:
         report["imagingStudy"] = [{"reference": f"ImagingStudy/{ctx.imaging_study_id}"}]
-    report["presentedForm"] = _attachments(ctx, analysis)
-    media = [_media(ctx, image) for image in analysis.images]
+    report["presentedForm"] = content.forms
+    media = [_media(ctx, image) for image in content.images]
     if media:
         report["media"] = [{"comment": m["content"]["title"],
                             "link": {"reference": f"Media/{m['id']}"}} for m in media]
@@ -438,7 +495,8 @@ def _observations(ctx: _Context, analysis: Analysis) -> list[dict[str, Any]]:
 
 def _absent(code: str, text: str) -> dict[str, Any]:
     """A ``dataAbsentReason`` (http://hl7.org/fhir/R4/valueset-data-absent-reason.html)."""
-    display = {"not-performed": "Not Performed", "unknown": "Unknown"}[code]
+    display = {"not-performed": "Not Performed", "unknown": "Unknown", "error": "Error",
+               "not-a-number": "Not a Number (NaN)"}[code]
     return {"dataAbsentReason": {"coding": [{
         "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
         "code": code, "display": display}], "text": text}}
@@ -525,21 +583,29 @@ def _media(ctx: _Context, image: KeyImage) -> dict[str, Any]:
 def _provenance(ctx: _Context, report: dict[str, Any], analysis: Analysis) -> None:
     result = analysis.result
     params = result.as_dict() if result else {"failure": analysis.failure}
+    write_provenance(ctx, report, calcium.ANALYSER_VERSION, {
+        "parameters": json.dumps(params.get("params", params)),
+        "inputs": json.dumps(params.get("inputs", {})),
+        "review-decisions": review.decisions_json(analysis.decisions)},
+        _reviewers(analysis.decisions))
+
+
+def write_provenance(ctx: _Context, report: dict[str, Any], version: str,
+                     parameters: dict[str, str],
+                     authors: Sequence[dict[str, Any]] = ()) -> None:
+    """The report version's and its Observations' Provenance: the analyser ``version``
+    as performer, ``parameters`` (text each) in a contained Parameters, and ``authors``."""
     targets = [{"reference": f"DiagnosticReport/{report['id']}/_history/"
                              f"{report['meta']['versionId']}"}, *report.get("result", [])]
     ctx.create({
         "resourceType": "Provenance", "target": targets, "recorded": instant(now_utc()),
         "contained": [{"resourceType": "Parameters", "id": "analysis", "parameter": [
-            {"name": "analyser", "valueString": calcium.ANALYSER_VERSION},
-            {"name": "parameters", "valueString": json.dumps(params.get("params", params))},
-            {"name": "inputs", "valueString": json.dumps(params.get("inputs", {}))},
-            {"name": "review-decisions",
-             "valueString": review.decisions_json(analysis.decisions)}]}],
+            {"name": "analyser", "valueString": version},
+            *[{"name": name, "valueString": text} for name, text in parameters.items()]]}],
         "agent": [{"type": {"coding": [{
             "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
             "code": "performer", "display": "Performer"}]},
-            "who": {"display": f"ScanPath imaging core ({calcium.ANALYSER_VERSION})"}},
-            *_reviewers(analysis.decisions)],
+            "who": {"display": f"ScanPath imaging core ({version})"}}, *authors],
         "entity": [{"role": "source", "what": {"reference": "#analysis"}}] + (
             [{"role": "source", "what": {"reference": f"ImagingStudy/{ctx.imaging_study_id}"}}]
             if ctx.imaging_study_id else []),

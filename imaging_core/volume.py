@@ -138,6 +138,22 @@ class Volume:
         uvw = np.stack([u, v, w], axis=1)
         return np.asarray(self.origin + uvw @ self.orientation)
 
+    def patient_to_voxel(self, points: np.ndarray) -> np.ndarray:
+        """Fractional (z, y, x) voxel indices of patient (LPS) mm points, (n, 3).
+
+        The inverse of :meth:`voxel_to_patient` inside the volume (z through the
+        true slice positions); outside it z extrapolates by the slice increment.
+        """
+        uvw = (np.asarray(points, dtype=np.float64).reshape(-1, 3) - self.origin) \
+            @ self.orientation.T
+        n = len(self.slice_positions)
+        z = np.interp(uvw[:, 2], self.slice_positions, np.arange(n, dtype=np.float64))
+        z = np.where(uvw[:, 2] < self.slice_positions[0],
+                     (uvw[:, 2] - self.slice_positions[0]) / self.spacing[0], z)
+        z = np.where(uvw[:, 2] > self.slice_positions[-1],
+                     n - 1 + (uvw[:, 2] - self.slice_positions[-1]) / self.spacing[0], z)
+        return np.stack([z, uvw[:, 1] / self.spacing[1], uvw[:, 0] / self.spacing[2]], axis=1)
+
 
 @dataclass(frozen=True, eq=False)
 class _Frame:

@@ -19,8 +19,11 @@ project's. The modules, in the order the pipeline runs them:
   FFR-CT along the tree;
 - ``stents``: a stent size and position for each lesion of 50 % or more;
 - ``cadrads``: the CAD-RADS 2.0 category of the study (Cury 2022);
-- ``pipeline``: all of the above in order, with each step's time.
+- ``pipeline``: all of the above in order, with each step's time;
+- ``straightened``: sampling the CT along a centreline (curved planar
+  reformation) and the rotation-minimising frames the views and tubes use.
 
-FHIR, DICOM SR, the GLB model and the straightened views are made from the
-pipeline's result in ``imaging_core`` (results out), not here.
+FHIR, DICOM SR, the GLB model and the straightened views' PNG are made from
+the pipeline's result in ``imaging_core`` (results out: ``ctca_results``,
+``ctca_reports``, ``ctca_media``), not here.
 """

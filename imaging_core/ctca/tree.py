@@ -137,6 +137,10 @@ class CtcaResult:
 
     ``qa`` holds the measured QA values (for example ``root_mean_hu``,
     ``slice_thickness_mm``); ``timings_s`` each step's wall time in seconds.
+    ``failed`` maps a step that failed after the lesions were found ("ffr-ct",
+    "stents", "cad-rads") to its error: what it would have given is unknown,
+    never "none". ``caveats`` are QA doubts that did not refuse the study
+    (what could not be checked), for the report.
     """
 
     analysable: bool
@@ -148,3 +152,5 @@ class CtcaResult:
     ffr: Ffr | None = None
     cad_rads: str | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    caveats: list[str] = field(default_factory=list)

@@ -90,14 +90,25 @@ def encoded(ds: Dataset) -> bytes:
 
 def cac_order(client: FlaskClient, auth_headers: Callable[..., dict[str, str]]) -> dict[str, Any]:
     """A CT calcium-scoring ServiceRequest (SNOMED CT 426005005) created through the API."""
+    return imaging_order(client, auth_headers, "426005005", "Cardiac CT for calcium scoring")
+
+
+def ctca_order(client: FlaskClient, auth_headers: Callable[..., dict[str, str]]) -> dict[str, Any]:
+    """A CT coronary angiography ServiceRequest (SNOMED CT 419545005, catalogue ``CTCA``)."""
+    return imaging_order(client, auth_headers, "419545005",
+                         "Computed tomography angiography of coronary artery with contrast")
+
+
+def imaging_order(client: FlaskClient, auth_headers: Callable[..., dict[str, str]],
+                  snomed: str, display: str) -> dict[str, Any]:
+    """An imaging ServiceRequest for a new Patient, its code SNOMED CT ``snomed``."""
     sct = "http://snomed.info/sct"
     pid = client.post("/fhir/Patient", json=factories.patient(),
                       headers=auth_headers()).get_json()["id"]
     order = {"resourceType": "ServiceRequest", "status": "active", "intent": "order",
              "subject": {"reference": f"Patient/{pid}"},
              "category": [{"coding": [{"system": sct, "code": "363679005"}]}],
-             "code": {"coding": [{"system": sct, "code": "426005005",
-                                  "display": "Cardiac CT for calcium scoring"}]}}
+             "code": {"coding": [{"system": sct, "code": snomed, "display": display}]}}
     response = client.post("/fhir/ServiceRequest", json=order, headers=auth_headers())
     assert response.status_code == 201, response.data
     return dict(response.get_json())
