@@ -43,7 +43,6 @@ from imaging_core.ctca.ostia import (
     find_ostia,
     find_root,
     heart_crop,
-    to_voxel,
 )
 from imaging_core.ctca.tree import Segment, Tree, Vessel
 from imaging_core.errors import SegmentationError
@@ -196,7 +195,7 @@ def _line(volume: Volume, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
     """Voxels along the straight line from ``start`` to ``stop`` (LPS mm), a voxel thick."""
     n = int(np.ceil(np.linalg.norm(stop - start) / (min(volume.spacing) / 2))) + 1
     points = start + np.linspace(0.0, 1.0, n)[:, None] * (stop - start)
-    voxels = np.round(to_voxel(volume, points)).astype(int)
+    voxels = np.round(volume.patient_to_voxel(points)).astype(int)
     voxels = np.clip(voxels, 0, np.array(volume.shape) - 1)
     out = np.zeros(volume.shape, dtype=bool)
     out[tuple(voxels.T)] = True

@@ -140,31 +140,6 @@ class Sections:
 # Geometry
 # ---------------------------------------------------------------------------------
 
-def patient_to_voxel(volume: Volume, points_mm: np.ndarray) -> np.ndarray:
-    """Fractional (z, y, x) voxel indices (n, 3) of patient (LPS) points (n, 3) in mm.
-
-    The inverse of :meth:`Volume.voxel_to_patient`: in-plane through the
-    orientation rows and spacing, along the normal through the true slice
-    positions (extrapolating by the slice increment outside them).
-    """
-    uvw = (np.asarray(points_mm, dtype=np.float64).reshape(-1, 3) - volume.origin) \
-        @ volume.orientation.T
-    x = uvw[:, 0] / volume.spacing[2]
-    y = uvw[:, 1] / volume.spacing[1]
-    return np.stack([_slice_index(volume, uvw[:, 2]), y, x], axis=1)
-
-
-def _slice_index(volume: Volume, w: np.ndarray) -> np.ndarray:
-    positions = np.asarray(volume.slice_positions, dtype=np.float64)
-    n, step = len(positions), volume.spacing[0]
-    if _regular(volume):
-        return (w - positions[0]) / step  # no search needed
-    inside = np.interp(w, positions, np.arange(n, dtype=np.float64))
-    below = (w - positions[0]) / step
-    above = (n - 1) + (w - positions[-1]) / step
-    return np.where(w < positions[0], below, np.where(w > positions[-1], above, inside))
-
-
 def _nanmedian(values: np.ndarray, axis: int | None = None) -> np.ndarray:
     """``np.nanmedian`` that answers NaN for an all-NaN slice without a warning."""
     with warnings.catch_warnings():
@@ -175,7 +150,7 @@ def _nanmedian(values: np.ndarray, axis: int | None = None) -> np.ndarray:
 def _sample(volume: Volume, points_mm: np.ndarray) -> np.ndarray:
     """HU at patient points (..., 3) by trilinear interpolation; shape (...)."""
     shape = points_mm.shape[:-1]
-    zyx = patient_to_voxel(volume, points_mm.reshape(-1, 3)).T
+    zyx = volume.patient_to_voxel(points_mm.reshape(-1, 3)).T
     values = ndimage.map_coordinates(volume.hu, zyx, order=1, mode="nearest",
                                      output=np.float32)
     return values.reshape(shape)
@@ -306,8 +281,8 @@ def _rays(volume: Volume, centres: np.ndarray, axes: np.ndarray, grid: np.ndarra
     """
     directions = _directions(axes)
     out = np.empty((len(centres), RAY_COUNT, len(grid)), dtype=np.float32)
-    start = patient_to_voxel(volume, centres)
-    step = (patient_to_voxel(volume, (centres[:, None] + directions).reshape(-1, 3))
+    start = volume.patient_to_voxel(centres)
+    step = (volume.patient_to_voxel((centres[:, None] + directions).reshape(-1, 3))
             .reshape(directions.shape) - start[:, None])
     for i in range(0, len(centres), chunk):
         sl = slice(i, i + chunk)

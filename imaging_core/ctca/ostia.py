@@ -209,7 +209,7 @@ def _axis_points(ascending: Ascending) -> np.ndarray:
 
 def _on_voxels(volume: Volume, points_mm: np.ndarray) -> tuple[np.ndarray, ...]:
     """Index arrays of the voxels nearest to points (those inside the volume)."""
-    voxels = np.round(to_voxel(volume, points_mm)).astype(int)
+    voxels = np.round(volume.patient_to_voxel(points_mm)).astype(int)
     inside = np.all((voxels >= 0) & (voxels < np.array(volume.shape)), axis=1)
     return tuple(voxels[inside].T)
 
@@ -256,19 +256,8 @@ def _inside(grid: Grid, circle: Circle, scale: float) -> np.ndarray:
                       <= (scale * circle.radius) ** 2)
 
 
-def to_voxel(volume: Volume, points_mm: np.ndarray) -> np.ndarray:
-    """Fractional (z, y, x) voxel indices of LPS mm points (n, 3): voxel_to_patient inverted."""
-    uvw = (np.asarray(points_mm, dtype=np.float64).reshape(-1, 3) - volume.origin) \
-        @ volume.orientation.T
-    z = np.interp(uvw[:, 2], volume.slice_positions, np.arange(volume.shape[0]),
-                  left=np.nan, right=np.nan)
-    outside = ~np.isfinite(z)
-    z[outside] = uvw[outside, 2] / volume.spacing[0]
-    return np.stack([z, uvw[:, 1] / volume.spacing[1], uvw[:, 0] / volume.spacing[2]], axis=1)
-
-
 def _to_voxel(volume: Volume, point_mm: np.ndarray) -> np.ndarray:
-    return np.asarray(to_voxel(volume, point_mm)[0])
+    return np.asarray(volume.patient_to_voxel(point_mm)[0])
 
 
 def box_around(volume: Volume, point_mm: np.ndarray, reach_mm: float
@@ -430,7 +419,7 @@ def heart_crop(volume: Volume, ascending: Ascending) -> Volume:
     """
     low = ascending.centres[0]
     corners = np.array(np.meshgrid(*HEART_BOX_MM, indexing="ij")).reshape(3, -1).T + low
-    voxels = to_voxel(volume, corners)
+    voxels = volume.patient_to_voxel(corners)
     lo = np.clip(np.floor(voxels.min(axis=0)).astype(int), 0, np.array(volume.shape))
     hi = np.clip(np.ceil(voxels.max(axis=0)).astype(int) + 1, 0, np.array(volume.shape))
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))

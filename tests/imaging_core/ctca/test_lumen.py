@@ -31,7 +31,6 @@ from imaging_core.ctca.ostia import (
     find_ascending,
     find_root,
     heart_crop,
-    to_voxel,
 )
 from imaging_core.ctca.tree import Segment, Tree
 from imaging_core.errors import SegmentationError
@@ -240,7 +239,7 @@ def test_the_ascending_aorta_and_root_are_found(volume: Volume, image: ph.CtcaIm
     threshold = contrast_threshold(ascending.lumen_hu)
     pool, _ = blood_pool(contrast_mask(volume, threshold), volume.spacing)
     root = find_root(volume, ascending, pool)
-    centre = np.round(to_voxel(volume, image.truth.root_centre_mm)[0]).astype(int)
+    centre = np.round(volume.patient_to_voxel(image.truth.root_centre_mm)[0]).astype(int)
     assert root.lumen[tuple(centre)]  # the sinuses' centre is in the root's lumen
     assert not (root.lumen & np.isin(image.labels, tx.BONE)).any()
 
@@ -339,10 +338,10 @@ def test_voxel_positions_survive_the_inverse_and_the_crop() -> None:
                      orientation=np.array([[c, t, 0.0], [-t, c, 0.0], [0.0, 0.0, 1.0]]),
                      origin=np.array([-30.0, 20.0, 5.0]))
     voxels = np.array([[3.0, 7.5, 11.0], [39.0, 0.0, 399.0], [20.2, 25.0, 30.7]])
-    assert to_voxel(volume, volume.voxel_to_patient(voxels)) == pytest.approx(voxels)
+    assert volume.patient_to_voxel(volume.voxel_to_patient(voxels)) == pytest.approx(voxels)
     centre = volume.voxel_to_patient(np.array([[30.0, 25.0, 30.0]]))
     crop = heart_crop(volume, Ascending(centre, 15.0, 400.0))
     assert crop.shape[2] < volume.shape[2]  # 170 mm of HEART_BOX_MM across
-    inside = to_voxel(crop, volume.voxel_to_patient(voxels[2:]))
+    inside = crop.patient_to_voxel(volume.voxel_to_patient(voxels[2:]))
     assert crop.voxel_to_patient(inside) == pytest.approx(volume.voxel_to_patient(voxels[2:]))
     assert crop.hu.shape == crop.padding.shape
