@@ -46,14 +46,22 @@ def redact_query(text: str) -> str:
     return _QUERY.sub(lambda match: "?" + parameter_names(match[1]), mask_patient_links(text))
 
 
+# The attributes every LogRecord has; anything else on a record came in ``extra``.
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
+
+
 class RedactQueryFilter(logging.Filter):
-    """Reduces the query of every URL in a record's message to its parameter names and
-    masks patient report links' tokens."""
+    """Reduces the query of every URL in a record's message and its structured (``extra``)
+    string fields to its parameter names and masks patient report links' tokens."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if "?" in message or "/r/" in message:
             record.msg, record.args = redact_query(message), None
+        for name, value in vars(record).items():  # structured fields too ("path", "url")
+            if name not in _RECORD_FIELDS and isinstance(value, str) and (
+                    "?" in value or "/r/" in value):
+                setattr(record, name, redact_query(value))
         return True
 
 
