@@ -1,7 +1,8 @@
 """Patient report links (issue 13; CONTRACT §7): a patient reads their signed report.
 
 May import ``core``, ``fhir``, ``imaging_core`` and ``referral`` (the report, its
-sign-off statuses, the order workflow's own writes), and ``auth`` for the staff
+sign-off statuses, the order workflow's own writes), ``rules`` (the words of a coded
+reason the GP sent without them), and ``auth`` for the staff
 session guard and the CSRF check its forms share. Nothing imports ``patient``
 except the application factory (``scanpath.app``), which calls ``init_app``.
 

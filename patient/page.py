@@ -15,7 +15,6 @@ or UID is copied into it.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -24,10 +23,12 @@ from zoneinfo import ZoneInfo
 
 from core.errors import FhirError, NotFound
 from fhir.store import Store
+from imaging_core.reports import format_agatston
 from imaging_core.review import SIGNED_OFF
 from imaging_core.signoff import next_step
 from patient import assets, plain
 from referral.orders import RADIOLOGY_ORGANIZATION
+from rules.packs import verified_displays
 
 log = logging.getLogger(__name__)
 
@@ -196,13 +197,13 @@ def _not_performed(observation: dict[str, Any] | None) -> str | None:
 
 
 def _score(observation: dict[str, Any] | None) -> str:
-    """The total Agatston score in whole points, rounded down so that the number shown
-    never crosses into the next CAC-DRS category (99.6 is 99, A1); "less than 1" for a
-    score above 0 below 1 (calcium is present, Hecht 2018 A1)."""
+    """The total Agatston score as the radiologist's report and PDF print it
+    (:func:`imaging_core.reports.format_agatston`: whole points, one decimal where
+    rounding would cross a CAC-DRS bound, e.g. 99.6 or 0.4)."""
     value = (observation or {}).get("valueQuantity", {}).get("value")
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         return plain.NOT_AVAILABLE
-    return str(math.floor(value)) if value >= 1 or value == 0 else "less than 1"
+    return format_agatston(float(value))
 
 
 def _vessels(base: str, drs: dict[str, Any] | None) -> int | None:
@@ -230,11 +231,17 @@ def _test_name(base: str, report: dict[str, Any], calcium: bool) -> str:
 
 def _reason(order: dict[str, Any] | None) -> str:
     """Why the scan was asked for: the order's reasons in the requester's words."""
-    reasons = [r.get("text") or next((c.get("display") for c in r.get("coding", [])
-                                      if c.get("display")), None)
+    reasons = [r.get("text") or next((_coding_words(c) for c in r.get("coding", [])
+                                      if _coding_words(c)), None)
                for r in (order or {}).get("reasonCode", [])]
     words = [str(r) for r in reasons if r]
     return "; ".join(words) if words else plain.NOT_AVAILABLE
+
+
+def _coding_words(coding: dict[str, Any]) -> str | None:
+    """A coding's display, else the display the rule packs confirm for its code."""
+    known = verified_displays().get((str(coding.get("system")), str(coding.get("code"))))
+    return coding.get("display") or known
 
 
 def _images(report: dict[str, Any]) -> list[KeyImage]:

@@ -192,3 +192,12 @@ def safety_config() -> SafetyConfig:
         if value_set not in shared:
             raise PackError(f"{name}, field {where}: unknown value set '{value_set}'")
     return config
+
+
+@lru_cache(maxsize=1)
+def verified_displays() -> dict[tuple[str, str], str]:
+    """``{(system, code): display}`` of every code the shipped packs and library mark
+    verified (confirmed in the source each names): the words for a coded fact that came
+    without a display, e.g. a GP's SNOMED CT reasonCode."""
+    sets = [*library().values(), *(vs for p in active_packs() for vs in p.pack.value_sets.values())]
+    return {(ref.system, ref.code): ref.display for vs in sets for ref in vs.codes if ref.verified}

@@ -7,13 +7,13 @@ categories from Hecht 2018 (A1: Agatston 1-99, "mildly increased"; A0: 0, "very 
 
 from __future__ import annotations
 
-import math
-
+import pytest
 from flask import render_template
 from sqlmodel import Session
 
 from core.db import engine_for
 from fhir.store import Store
+from patient import page
 from patient.page import PatientReport, report_page
 from tests.patient.conftest import NEXT_STEP, REASON_A, REASON_B, Pair, Signed
 
@@ -71,7 +71,27 @@ def test_no_internal_identifier_and_nothing_of_the_other_patient(signed_pair: Pa
         assert mine.family not in html  # the page names nobody: the link is the patient's
 
 
-def test_the_category_is_never_read_from_a_rounded_score(signed_pair: Pair) -> None:
+def test_the_page_prints_the_score_as_the_signed_report_does(signed_pair: Pair) -> None:
     built, _ = _page(signed_pair, signed_pair.a)
     assert built.calcium is not None
-    assert int(built.calcium.score) == math.floor(float(built.calcium.score))
+    assert f"(Agatston) {built.calcium.score}:" in built.conclusion  # one number, not two
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    (308.7, "309"),   # whole points, rounded half up as a reader rounds
+    (42.5, "43"),
+    (99.6, "99.6"),   # 100 would read as CAC-DRS A2 (Hecht 2018: A1 is 1-99)
+    (0.4, "0.4"),     # calcium present (A1), never "0"
+    (0, "0"),
+])
+def test_the_score_is_rounded_without_crossing_a_category(value: float, shown: str) -> None:
+    assert page._score({"valueQuantity": {"value": value}}) == shown
+
+
+def test_a_coded_reason_without_words_is_shown_in_words() -> None:
+    # SNOMED CT 29857009 |Chest pain| (shared/CODES.md, confirmed), sent without a display
+    order = {"reasonCode": [{"coding": [{"system": "http://snomed.info/sct",
+                                         "code": "29857009"}]}]}
+    assert page._reason(order) == "Chest pain"
+    unknown = {"reasonCode": [{"coding": [{"system": "http://snomed.info/sct", "code": "1"}]}]}
+    assert page._reason(unknown) == "Not available"
