@@ -31,7 +31,9 @@ URL (CONTRACT §7).
 **Revoking.** A client may change a link's DocumentReference only by setting
 ``status`` to ``entered-in-error`` (PUT or PATCH; anything else is 422, another
 status 409); staff revoke through ``revoke``. Either way the link shows the
-neutral page from then on.
+neutral page from then on. A revocation holds for the report's later versions too:
+an amendment after it makes no new link (whoever revoked it, e.g. a GP who wants to
+give the result in person, decided the patient should not read it from a link).
 """
 
 from __future__ import annotations
@@ -118,7 +120,19 @@ def on_report_written(store: Store, stored: dict[str, Any],
     if not _newly_signed(stored, previous) or \
             orders.is_workflow_write(store, f"DiagnosticReport/{stored['id']}"):
         return
+    if was_revoked(store.session, str(stored["id"])):
+        log.warning("no patient link: the report's last link was revoked",
+                    extra={"diagnostic_report_id": stored["id"]})
+        return
     create_link(store, stored)
+
+
+def was_revoked(session: Session, report_id: str) -> bool:
+    """Whether the report's latest link was revoked: an amendment then makes no new one."""
+    latest = session.exec(select(PatientLink).where(
+        col(PatientLink.diagnostic_report_id) == report_id)
+        .order_by(col(PatientLink.created_at).desc())).first()
+    return latest is not None and latest.status == REVOKED
 
 
 def _newly_signed(stored: dict[str, Any], previous: dict[str, Any] | None) -> bool:

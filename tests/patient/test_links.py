@@ -92,6 +92,20 @@ def test_the_gp_system_revokes_by_patch(client: FlaskClient, auth_headers: Heade
     assert client.get(signed_link.path).status_code == 404
 
 
+def test_an_amendment_after_a_revocation_makes_no_new_link(
+        client: FlaskClient, auth_headers: Headers, signed_link: SignedLink) -> None:
+    revoked = client.patch(
+        f"/fhir/DocumentReference/{signed_link.document['id']}",
+        json=[{"op": "replace", "path": "/status", "value": "entered-in-error"}],
+        headers={**auth_headers(GP), "Content-Type": JSON_PATCH})
+    assert revoked.status_code == 200, revoked.get_json()
+    sign_off(client, auth_headers, signed_link.report, status="amended",
+             conclusion="Coronary artery calcium score 1.",
+             extension=[{"url": REASON_URL, "valueString": "typing error"}])
+    statuses = [d["status"] for d in links_of(client, auth_headers, signed_link.patient_id)]
+    assert statuses == ["entered-in-error"]  # the GP's decision holds for the new version
+
+
 def test_a_link_is_not_editable_except_to_revoke(
         client: FlaskClient, auth_headers: Headers, signed_link: SignedLink) -> None:
     path = f"/fhir/DocumentReference/{signed_link.document['id']}"
