@@ -38,11 +38,19 @@ STAFF_CSP = ("default-src 'self'; script-src 'self'{wasm}; style-src 'self'; "
              "img-src 'self' data: blob:; worker-src 'self' blob:; connect-src 'self'; "
              "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 # The patient report pages (/r/{token}, issue 13): the same rules as the staff pages,
-# their own policy so that each may change alone; allow_wasm_eval() as for staff.
+# their own policy so that each may change alone; allow_wasm_eval() as for staff, and
+# allow_model_viewer() for a page that shows the 3D model.
 PATIENT_PREFIX = "/r/"
-PATIENT_CSP = ("default-src 'self'; script-src 'self'{wasm}; style-src 'self'; "
+PATIENT_CSP = ("default-src 'self'; script-src 'self'{wasm}; style-src 'self'{style}; "
                "img-src 'self' data: blob:; worker-src 'self' blob:; connect-src 'self'; "
                "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+# <model-viewer>'s own shadow-root stylesheet is a <style> element in its template
+# (@google/model-viewer 4.4.0, package-lock.json): allowed by the SHA-256 of its text
+# (CSP Level 3 §2.3.1 hash-source; https://www.w3.org/TR/CSP3/#grammardef-hash-source),
+# never by 'unsafe-inline'. Refused, the model's canvas is unstyled and draws over the
+# text below it. Another model-viewer version has another hash: Chromium then names it
+# in the refusal, which tests/patient/test_browser.py fails on.
+MODEL_VIEWER_STYLE = "'sha256-PXtZZkJMMyc18o/DN1ZEFOJ2qEGq95IQbVaJFMOXOb0='"
 # The endpoints whose answers hold no patient data and are public (discovery, the home
 # page, health): only these may be cached. Every other answer is Cache-Control: no-store.
 PUBLIC_ENDPOINTS = frozenset({"ops.home", "ops.home_css", "ops.healthz", "ops.readyz", "static",
@@ -155,6 +163,12 @@ def allow_wasm_eval() -> None:
     g.csp_wasm = True
 
 
+def allow_model_viewer() -> None:
+    """Let this patient page show <model-viewer>: its WebAssembly decoders and its own
+    stylesheet (MODEL_VIEWER_STYLE)."""
+    g.csp_wasm = g.csp_model_viewer = True
+
+
 def staff_csp() -> str:
     """The Content-Security-Policy of this staff page."""
     return STAFF_CSP.format(wasm=" 'wasm-unsafe-eval'" if g.get("csp_wasm") else "")
@@ -162,7 +176,8 @@ def staff_csp() -> str:
 
 def patient_csp() -> str:
     """The Content-Security-Policy of this patient page."""
-    return PATIENT_CSP.format(wasm=" 'wasm-unsafe-eval'" if g.get("csp_wasm") else "")
+    return PATIENT_CSP.format(wasm=" 'wasm-unsafe-eval'" if g.get("csp_wasm") else "",
+                              style=f" {MODEL_VIEWER_STYLE}" if g.get("csp_model_viewer") else "")
 
 
 def _security_headers(response: Response) -> Response:

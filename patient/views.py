@@ -32,7 +32,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from auth.staff import audit_staff, current_staff, staff_required
 from auth.staff_views import csrf
 from core.errors import BadRequest, NotFound
-from core.web import allow_wasm_eval, app_settings, db, is_patient_request
+from core.web import allow_model_viewer, app_settings, db, is_patient_request
 from fhir import audit
 from fhir.store import Store
 from fhir.validation import valid_id
@@ -192,7 +192,7 @@ def _report(token: str, link: PatientLink) -> Response:
     store = _store()
     report = page.report_page(store, link.diagnostic_report_id, link.report_version)
     if getattr(report, "has_model", False):
-        allow_wasm_eval()  # model-viewer's decoders compile WebAssembly
+        allow_model_viewer()  # its decoders compile WebAssembly; its own stylesheet
     access.record_attempt(store, _address(), link, audit.OUTCOME_SUCCESS,
                           "patient report page viewed", viewed=True)
     store.session.commit()
