@@ -34,7 +34,7 @@ HSTS = "max-age=31536000; includeSubDomains"
 # The staff web app (/staff) loads its own scripts, styles and images, never inline
 # ones (issue 12); allow_wasm_eval() adds 'wasm-unsafe-eval' for a page that needs it.
 STAFF_PREFIX = "/staff"
-STAFF_CSP = ("default-src 'self'; script-src 'self'{wasm}; style-src 'self'; "
+STAFF_CSP = ("default-src 'self'; script-src 'self'{wasm}; style-src 'self'{style}; "
              "img-src 'self' data: blob:; worker-src 'self' blob:; connect-src 'self'; "
              "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 # The patient report pages (/r/{token}, issue 13): the same rules as the staff pages,
@@ -164,20 +164,25 @@ def allow_wasm_eval() -> None:
 
 
 def allow_model_viewer() -> None:
-    """Let this patient page show <model-viewer>: its WebAssembly decoders and its own
-    stylesheet (MODEL_VIEWER_STYLE)."""
+    """Let this page (staff viewer or patient report) show <model-viewer>: its WebAssembly
+    decoders and its own stylesheet (MODEL_VIEWER_STYLE)."""
     g.csp_wasm = g.csp_model_viewer = True
 
 
 def staff_csp() -> str:
     """The Content-Security-Policy of this staff page."""
-    return STAFF_CSP.format(wasm=" 'wasm-unsafe-eval'" if g.get("csp_wasm") else "")
+    return _page_csp(STAFF_CSP)
 
 
 def patient_csp() -> str:
     """The Content-Security-Policy of this patient page."""
-    return PATIENT_CSP.format(wasm=" 'wasm-unsafe-eval'" if g.get("csp_wasm") else "",
-                              style=f" {MODEL_VIEWER_STYLE}" if g.get("csp_model_viewer") else "")
+    return _page_csp(PATIENT_CSP)
+
+
+def _page_csp(policy: str) -> str:
+    """``policy`` with what this page was allowed (allow_wasm_eval, allow_model_viewer)."""
+    return policy.format(wasm=" 'wasm-unsafe-eval'" if g.get("csp_wasm") else "",
+                         style=f" {MODEL_VIEWER_STYLE}" if g.get("csp_model_viewer") else "")
 
 
 def _security_headers(response: Response) -> Response:

@@ -38,10 +38,10 @@ from pydicom.dataset import Dataset
 from pydicom.uid import SegmentationStorage
 from sqlmodel import Session
 
-from auth.staff import allow_wasm_eval, staff_required
+from auth.staff import staff_required
 from core.errors import BadRequest, NotFound
 from core.params import whole_number
-from core.web import app_settings, db
+from core.web import allow_model_viewer, app_settings, db
 from fhir.search import run_search
 from fhir.store import Store, spec_for
 from imaging_core.models import DicomInstance, ReceivedStudy
@@ -102,8 +102,8 @@ def viewer(study: str) -> str:
         raise BadRequest("view takes only the value 'slices' (the page without the viewer)",
                          ["view"])
     has_model = _model(study) is not None
-    if has_model:  # <model-viewer> compiles WebAssembly (its mesh decoders) when it loads
-        allow_wasm_eval()
+    if has_model:  # <model-viewer>: WebAssembly mesh decoders and its own stylesheet
+        allow_model_viewer()
     return render_template("staff/viewer.html", view=view, presets=PRESETS,
                            slices_only=slices_only, slices_view="slices" if slices_only else None,
                            has_model=has_model,

@@ -26,11 +26,12 @@ def _assert_secure(response, endpoint: str, where: str) -> None:
     headers = response.headers
     assert headers.get("X-Content-Type-Options") == "nosniff", where
     assert "frame-ancestors 'none'" in headers.get("Content-Security-Policy", ""), where
-    # The API serves no page; the staff web app loads its own scripts, styles and images
-    # but never inline ones, nor anything from another origin.
-    staff = where.split()[2].startswith("/staff")
+    # The API serves no page; the staff web app and the patient report pages load their
+    # own scripts, styles and images but never inline ones, nor anything from another
+    # origin.
+    page = where.split()[2].startswith(("/staff", "/r/"))
     policy = headers.get("Content-Security-Policy", "")
-    if staff:
+    if page:
         assert "default-src 'self'" in policy and "script-src 'self'" in policy, where
         assert "unsafe-inline" not in policy, where
     else:

@@ -40,6 +40,7 @@ from tests.staff.conftest import (  # noqa: F401  (fixtures of the staff app's t
     browser,
     create_staff_user,
     logged_in_page,
+    model_in_its_box,
     staff_live,
 )
 
@@ -251,5 +252,6 @@ def test_javascript_viewer_renders_and_scrolls(
     page.locator("model-viewer").scroll_into_view_if_needed()
     page.wait_for_function("document.querySelector('model-viewer').loaded === true",
                            timeout=30_000)
+    assert model_in_its_box(page)  # its own stylesheet is allowed by the staff CSP
     assert not errors, errors
     assert axe_violations(page) == []

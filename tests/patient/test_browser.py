@@ -30,7 +30,7 @@ from tests.conftest import serving
 from tests.imaging_core.test_reports import PDFTOTEXT, _pdf_text
 from tests.patient.conftest import GP, Pair, _headers
 from tests.patient.test_access import tampered
-from tests.staff.conftest import axe_violations_fixture, browser  # noqa: F401
+from tests.staff.conftest import axe_violations_fixture, browser, model_in_its_box  # noqa: F401
 
 # Patient A was created by tests.factories.patient with its default birth date.
 BORN = {"Day": "2", "Month": "4", "Year": "1968"}
@@ -128,20 +128,6 @@ def _model_loaded(page: Any) -> bool:
     return bool(viewer.evaluate("v => v.loaded"))
 
 
-def _model_in_its_box(page: Any) -> bool:
-    """The model's canvas lies inside the <model-viewer> box (with its own stylesheet
-    refused, the canvas draws over the text below)."""
-    return bool(page.evaluate("""() => {
-        const viewer = document.querySelector('model-viewer');
-        const outer = viewer.getBoundingClientRect();
-        const drawn = [...viewer.shadowRoot.querySelectorAll('canvas')]
-            .map(c => c.getBoundingClientRect()).filter(r => r.width > 0 && r.height > 0);
-        return drawn.length > 0 && drawn.every(r => r.left >= outer.left - 1
-            && r.top >= outer.top - 1 && r.right <= outer.right + 1
-            && r.bottom <= outer.bottom + 1);
-    }"""))
-
-
 def _shown(page: Any, element: Any) -> bool:
     """``element`` is visible, has loaded if it is an image, and fits the page's width."""
     element.scroll_into_view_if_needed()
@@ -163,7 +149,7 @@ def _screenshot(page: Any, size: tuple[int, int], folder: Path) -> Path:
     for element in _key_elements(page):
         assert _shown(page, element), element
     assert page.evaluate("document.documentElement.scrollWidth") <= size[0]  # no sideways
-    assert _model_in_its_box(page)
+    assert model_in_its_box(page)
     path = folder / f"patient-{size[0]}x{size[1]}.png"
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 10_000  # a page was drawn, not an empty frame

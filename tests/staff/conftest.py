@@ -148,3 +148,17 @@ def axe_violations(page: Any) -> list[dict[str, Any]]:
 def axe_violations_fixture() -> Callable[[Any], list[dict[str, Any]]]:
     """``axe_violations(page)``: see :func:`axe_violations`."""
     return axe_violations
+
+
+def model_in_its_box(page: Any) -> bool:
+    """The model's canvas lies inside the <model-viewer> box (with its own stylesheet
+    refused, the canvas draws over the text below)."""
+    return bool(page.evaluate("""() => {
+        const viewer = document.querySelector('model-viewer');
+        const outer = viewer.getBoundingClientRect();
+        const drawn = [...viewer.shadowRoot.querySelectorAll('canvas')]
+            .map(c => c.getBoundingClientRect()).filter(r => r.width > 0 && r.height > 0);
+        return drawn.length > 0 && drawn.every(r => r.left >= outer.left - 1
+            && r.top >= outer.top - 1 && r.right <= outer.right + 1
+            && r.bottom <= outer.bottom + 1);
+    }"""))
