@@ -124,6 +124,30 @@ def test_no_lumen_is_unknown_never_normal() -> None:
     assert found == []
 
 
+def test_occluded_stretch_is_a_total_occlusion() -> None:
+    """A 3 mm lumen filled with 50 HU plaque over 6 mm (8 mm with the shoulders), contrast
+    on both sides (as collaterals fill it): a lesion of 100 % with no lumen (CAD-RADS 2.0,
+    Cury 2022: 100 % = total occlusion), centred where the tube is occluded."""
+    radius = T.narrowing(1.5, 100.0, centre_mm=18.0, length_mm=8.0)
+    sections, found = _measured(T.hu_of(STRAIGHT, radius, 1.5, T.SOFT_PLAQUE_HU), STRAIGHT)
+    assert len(found) == 1
+    assert found[0].stenosis_pct == 100.0 and found[0].minimal_lumen_diameter_mm == 0.0
+    assert abs(found[0].centre_mm - 18.0) <= 2
+    along = sections.segment.from_ostium_mm
+    assert sections.occluded is not None
+    assert np.all(sections.segment.diameter_mm[sections.occluded] == 0.0)
+    assert np.all(np.abs(along[sections.occluded] - 18.0) <= 3.0)  # the 6 mm without lumen
+
+
+def test_a_centreline_beyond_the_vessel_end_is_no_occlusion() -> None:
+    """The vessel stops 31 mm along (tube of 26 mm plus its 5 mm run-out); the centreline
+    runs on 5 mm through fat. Nothing bounds that stretch distally: not an occlusion."""
+    short = T.Tube(c=STRAIGHT.c, u=STRAIGHT.u, v=STRAIGHT.v, length_mm=26.0)
+    sections, found = _measured(T.hu_of(short, T.constant(1.5), 1.5, T.FAT_HU), STRAIGHT)
+    assert sections.occluded is not None and not sections.occluded.any()
+    assert all(lesion.stenosis_pct < 100 for lesion in found)
+
+
 def test_reference_interpolates_across_a_narrowing_from_both_sides() -> None:
     """Exponential taper 4 -> 2 mm with a 60 % dip in the middle: the reference follows
     the taper through the dip (an analytic profile, no image)."""
