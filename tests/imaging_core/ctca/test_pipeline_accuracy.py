@@ -1,0 +1,112 @@
+"""The whole CTCA pipeline on the phantom, graded against the phantom's truth.
+
+Expected values come from the phantom's geometry and its own CAD-RADS table
+(``phantom.truth``, ``phantom.cad_rads``), never from the pipeline: a total
+occlusion is 100 % and CAD-RADS 5 (Cury 2022); FFR-CT of 0.80 or less is
+the ischaemic threshold of the FFR-CT trials (Norgaard BL et al. JACC
+2014;63:1145-1155, NXT), not this project's number.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import pytest
+
+from imaging_core.ctca import pipeline
+from imaging_core.ctca.tree import CtcaResult
+from tests.imaging_core.ctca import phantom as P
+
+ISCHAEMIC_FFR = 0.80  # NXT (Norgaard 2014)
+HEALTHY_FFR = 0.85  # issue 14's bound for a vessel without stenosis (unverified)
+
+
+@cache
+def _analysed(preset: str) -> tuple[P.Truth, CtcaResult]:
+    image = P.build(getattr(P, preset)())
+    return image.truth, pipeline.analyse(P.volume(image))
+
+
+def test_an_occluded_rca_is_a_total_occlusion_cad_rads_5() -> None:
+    """RCA occluded over 8 mm, contrast beyond it: one RCA lesion of 100 % without lumen,
+    CAD-RADS 5 as the truth's table gives it, and FFR-CT beyond it ischaemic."""
+    truth, result = _analysed("ctca_occluded")
+    assert result.analysable and result.ffr is not None and result.tree is not None
+    (expected,) = truth.stenoses
+    rca = [lesion for lesion in result.lesions if lesion.vessel == "RCA"]
+    assert len(rca) == 1
+    assert rca[0].stenosis_pct == 100.0 and rca[0].minimal_lumen_diameter_mm == 0.0
+    assert abs(rca[0].centre_mm - expected.centre_mm) <= 2
+    assert result.cad_rads == truth.cad_rads == "5"
+    beyond = result.ffr.at(result.tree, rca[0].segment, rca[0].end_mm + 2.0)
+    assert beyond <= ISCHAEMIC_FFR
+    assert result.ffr.distal(rca[0].segment) <= ISCHAEMIC_FFR
+
+
+@pytest.mark.parametrize("preset", ["ctca_healthy", "ctca_default"])
+def test_no_occlusion_is_invented(preset: str) -> None:
+    """No stenosis of the healthy or default phantom is an occlusion: no 100 % lesion, no
+    section without lumen, and CAD-RADS is not 5."""
+    _, result = _analysed(preset)
+    assert result.analysable and result.tree is not None
+    assert all(lesion.stenosis_pct < 100 and lesion.minimal_lumen_diameter_mm > 0
+               for lesion in result.lesions)
+    for segment in result.tree.segments.values():
+        assert segment.diameter_mm is not None
+        assert not np.any(segment.diameter_mm == 0.0), segment.id
+    assert result.cad_rads != "5"
+
+
+def _matching(lesion_segment: str, start: float, end: float,
+              stenoses: list[P.StenosisTruth]) -> list[P.StenosisTruth]:
+    """The truth stenoses on the lesion's segment whose centre lies within it (2 mm slack)."""
+    return [s for s in stenoses if s.segment == lesion_segment
+            and start - 2 <= s.centre_mm <= end + 2]
+
+
+# The truth's category where no stenosis sits on a category bound: the default and the
+# three-vessel phantoms have a 70 % stenosis, exactly on the 3 / 4A bound (Cury 2022), so a
+# reading of 67 % is within issue 14's 10 points and still changes the category; their
+# category is not asserted here (measured values in the branch's report).
+OFF_BOUND = ("ctca_left_main", "ctca_occluded", "ctca_healthy")
+
+
+@pytest.mark.parametrize("preset", ["ctca_default", "ctca_left_main", "ctca_three_vessel",
+                                    "ctca_occluded", "ctca_healthy"])
+def test_the_pipeline_grades_the_phantom_as_its_truth(preset: str) -> None:
+    """Every truth stenosis found once within 10 points (issue 14) near its centre, no lesion
+    of 50 % or more invented, and CAD-RADS as the truth's own table gives it where no
+    stenosis sits on a category bound."""
+    truth, result = _analysed(preset)
+    assert result.analysable
+    for stenosis in truth.stenoses:
+        near = [lesion for lesion in result.lesions
+                if _matching(lesion.segment, lesion.start_mm, lesion.end_mm, [stenosis])]
+        assert len(near) == 1, (stenosis, result.lesions)
+        assert abs(near[0].stenosis_pct - stenosis.stenosis_pct) <= 10, near[0]
+    for lesion in result.lesions:
+        if lesion.stenosis_pct >= 50:
+            assert _matching(lesion.segment, lesion.start_mm, lesion.end_mm,
+                             truth.stenoses), lesion
+    if preset in OFF_BOUND:
+        assert result.cad_rads == truth.cad_rads
+
+
+@pytest.mark.parametrize("preset", ["ctca_default", "ctca_left_main", "ctca_three_vessel",
+                                    "ctca_occluded", "ctca_healthy"])
+def test_ffr_ct_is_ischaemic_beyond_severe_lesions_and_normal_in_healthy_vessels(
+        preset: str) -> None:
+    """FFR-CT 0.80 or less beyond every lesion found of 70 % or more and longer than 5 mm
+    (NXT's threshold), and above 0.85 at the end of each main vessel with no truth stenosis
+    on its way from the ostium (the LAD and the LCX include the left main)."""
+    truth, result = _analysed(preset)
+    assert result.ffr is not None and result.tree is not None
+    for lesion in result.lesions:
+        if lesion.stenosis_pct >= 70 and lesion.length_mm > 5:
+            assert result.ffr.distal(lesion.segment) <= ISCHAEMIC_FFR, lesion
+    narrowed = {s.vessel for s in truth.stenoses}
+    for vessel in ("LAD", "LCX", "RCA"):
+        upstream = {vessel, "LM"} if vessel != "RCA" else {vessel}
+        if not upstream & narrowed and vessel in result.ffr.along:
+            assert result.ffr.distal(vessel) > HEALTHY_FFR, vessel
