@@ -51,10 +51,13 @@ def _analysed(client: Any, auth_headers: Any, settings: Any, image: P.CtcaImage,
               tmp_path: Path) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
     """The CTCA order, its report once the worker analysed ``image``, and its Observations."""
     order = ctca_order(client, auth_headers)
+    # The whole series is stored before the worker (and its completion check) starts: on a
+    # busy machine a pause of storescu longer than the 0.5 s idle time would otherwise
+    # complete the study early and analyse part of it.
+    _send(settings, accession_of(order), image, tmp_path)
     worker = jobs.Worker(settings)
     worker.start()
     try:
-        _send(settings, accession_of(order), image, tmp_path)
         found = _report(client, auth_headers, order["id"], seconds=240)
     finally:
         worker.stop()
