@@ -105,10 +105,12 @@ def _arteries(client, auth_headers, report: dict) -> dict[str, float]:
 
 def test_order_images_report(client, auth_headers, listener, tmp_path):
     order = cac_order(client, auth_headers)
+    # The whole series is stored before the worker starts: on a busy machine a pause of
+    # storescu longer than the short test idle time would complete the study early.
+    _send(listener, accession_of(order), tmp_path)
     worker = jobs.Worker(listener)
     worker.start()
     try:
-        _send(listener, accession_of(order), tmp_path)
         found = _report(client, auth_headers, order["id"])
     finally:
         worker.stop()
