@@ -7,7 +7,7 @@ area-equivalent diameter in the plane across the vessel at the stenosis'
 centre (the phantom's partial-volume lumen fraction, trilinearly
 interpolated, averaged over +-0.25 mm along; it is smoothed by the voxels
 themselves, so a short narrowing reads a little wide here too); the
-measurement along the truth centrelines without noise and with the preset's
+measurement along the truth's lumen centres without noise and with the preset's
 noise (``measure``); and the whole pipeline (grade, reference, MLD, FFR-CT
 2 mm beyond the stenosis' end), with CAD-RADS truth vs pipeline.
 Run: ``python bench/ctca_accuracy.py [preset,preset ...] [--seeds 1,2,3]`` (a few seconds per
@@ -30,7 +30,8 @@ if str(ROOT) not in sys.path:  # so `tests.imaging_core` imports when run as a s
 
 from imaging_core.ctca import measure as M  # noqa: E402
 from imaging_core.ctca import pipeline  # noqa: E402
-from imaging_core.ctca.tree import CtcaResult, Lesion  # noqa: E402
+from imaging_core.ctca.tree import CtcaResult, Lesion, Segment  # noqa: E402
+from imaging_core.volume import Volume  # noqa: E402
 from tests.imaging_core import thorax as tx  # noqa: E402
 from tests.imaging_core.ctca import phantom as P  # noqa: E402
 
@@ -85,11 +86,13 @@ def _cell(lesion: Lesion | None) -> str:
             f"{lesion.minimal_lumen_diameter_mm:5.2f}")
 
 
-def _measured(volume: object, image: P.CtcaImage) -> list[Lesion]:
-    tree = P.as_tree(image.truth)
+def _measured(volume: Volume, image: P.CtcaImage) -> list[Lesion]:
+    """Lesions measured along the truth's lumen centres (as ``test_measure`` does)."""
     found: list[Lesion] = []
-    for segment in tree.segments.values():
-        sections = M.measure(volume, segment)  # type: ignore[arg-type]
+    for v in image.truth.vessels.values():
+        segment = Segment(v.id, v.vessel, v.parent, v.lumen_points_mm,  # type: ignore[arg-type]
+                          v.from_ostium_mm)
+        sections = M.measure(volume, segment)
         found.extend(M.lesions(sections.segment, sections))
     return found
 
