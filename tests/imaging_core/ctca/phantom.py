@@ -47,9 +47,20 @@ enhanced myocardium 120 HU
 calcified plaque 750 HU (600-900 HU). Without contrast blood, lumen and
 myocardium are the thorax's 40 HU.
 
-The image is the label map's HU blurred by a Gaussian of ``blur_sigma_mm``
-in-plane (0.45 mm default: a typical CT point spread of about 1 mm FWHM,
-unverified) and along z the larger of that and the slice sensitivity profile
+**Painting.** Lumen and plaque are painted as surfaces of revolution round
+their centreline (``_Canal``: a point is inside when the nearest centreline
+point's radius reaches it), so the section perpendicular to the vessel is
+the truth's disc even on a short, tight stenosis, where a union of balls
+would bulge into the narrowest section (the left main's 60 % over 6 mm
+painted as 51 %). The voxels a coronary surface crosses take their partial
+volume: the mean HU over sub-samples ``SUBSAMPLE_MM`` apart filling the
+voxel (a 1 mm lumen is one or two 0.75 mm voxels; painted at voxel centres
+it would be 0.1-0.2 mm off, several points of stenosis). The label map keeps
+the label at each voxel's centre.
+
+The image is that HU (the label map's elsewhere) blurred by a Gaussian of
+``blur_sigma_mm`` in-plane (0.45 mm default: a typical CT point spread of
+about 1 mm FWHM, unverified) and along z the larger of that and the slice sensitivity profile
 (nominal thickness taken as its FWHM, the usual CT definition, unverified),
 plus seeded Gaussian noise of ``scan.noise_sigma`` HU. **Truth** comes from
 the geometry, never from ``imaging_core``; the unblurred label map is kept
@@ -77,6 +88,7 @@ from typing import Literal
 import numpy as np
 from pydicom.dataset import Dataset
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from imaging_core.ctca.tree import Lesion, Segment, Tree, Vessel
 from imaging_core.volume import Volume, load_volume
@@ -100,7 +112,8 @@ FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 REMODEL_MM = 0.5  # plaque bulges this far outside the healthy lumen at its centre
 GROOVE_RADIUS_MM = tx.GROOVE_RADIUS_MM  # fat round each artery
 TRUTH_STEP_MM = 0.5  # truth centreline sampling (tree.Segment's ~0.5 mm)
-PAINT_STEP_MM = 0.1  # painted balls this close: the union is a smooth tube
+PAINT_STEP_MM = 0.1  # centreline points this close: the painted tube is smooth
+SUBSAMPLE_MM = 0.15  # partial volume: coronary voxels average sub-samples this far apart
 
 # Healthy lumen radius (mm) at the start and the end of each segment (Dodge 1992 proximal).
 RADII_MM: dict[str, tuple[float, float]] = {
@@ -424,9 +437,12 @@ def build(ctca: Ctca) -> CtcaImage:
         painter.tube(line, GROOVE_RADIUS_MM, tx.EPICARDIAL_FAT, where=inner)
     tx.paint_aorta(painter, root, grid)
     tx.paint_bone(painter)
-    _paint_coronaries(painter, ctca, lines, frame)
+    table = hu_table(ctca)
+    index, partial = _paint_coronaries(painter, scan, _canals(ctca, lines, frame), table)
+    hu = table[painter.labels]
+    hu.ravel()[index] = partial
     return CtcaImage(ctca, scan, grid, frame, root, lines, painter.labels,
-                     _blurred_hu(painter.labels, ctca, scan))
+                     _blurred(hu, ctca, scan))
 
 
 def _check_stenoses(ctca: Ctca, lines: dict[str, np.ndarray]) -> None:
@@ -456,20 +472,107 @@ def placed_scan(ctca: Ctca, frame: tx.HeartFrame, root: tx.Root) -> Phantom:
 _NOT_ROOT_LUMEN = tuple(label for label in range(256) if label != tx.ROOT_LUMEN)
 
 
-def _paint_coronaries(painter: tx.Painter, ctca: Ctca, lines: dict[str, np.ndarray],
-                      frame: tx.HeartFrame) -> None:
-    """Plaques first, then the lumens over them; nothing is painted into the root lumen."""
-    drawn = {name: _drawn(name, line, [s for s in ctca.stenoses if s.segment == name],
-                          PAINT_STEP_MM, frame) for name, line in lines.items()}
-    for d in drawn.values():
+@dataclass(frozen=True)
+class _Canal:
+    """A tube whose section perpendicular to its centreline at each point is a disc of that
+    point's radius (a surface of revolution round the line, the truth's geometry).
+
+    A point is inside when the nearest centreline point (``points`` dense, every
+    ``PAINT_STEP_MM``) lies within its radius. A union of balls of the same radii
+    would not do: where the radius changes quickly (a short, tight stenosis) the
+    balls on the shoulders reach into the narrowest section, e.g. 2.1 instead of
+    1.7 mm for the left main's 60 % over 6 mm.
+    """
+
+    points: np.ndarray  # (n, 3) LPS mm
+    radii: np.ndarray  # (n,) mm
+    label: int
+
+    @cached_property
+    def _tree(self) -> cKDTree:
+        return cKDTree(self.points)
+
+    def inside(self, xyz: np.ndarray) -> np.ndarray:
+        """Which points (m, 3) lie inside, (m,) bool."""
+        reach = float(self.radii.max())
+        distance, nearest = self._tree.query(xyz, distance_upper_bound=reach)
+        found = np.isfinite(distance)
+        out = np.zeros(len(xyz), dtype=bool)
+        out[found] = distance[found] <= self.radii[nearest[found]]
+        return out
+
+
+def _canals(ctca: Ctca, lines: dict[str, np.ndarray], frame: tx.HeartFrame) -> list[_Canal]:
+    """Plaques first, then the lumens over them (painting order)."""
+    drawn = [_drawn(name, line, [s for s in ctca.stenoses if s.segment == name],
+                    PAINT_STEP_MM, frame) for name, line in lines.items()]
+    canals = []
+    for d in drawn:
         for kind, outer in d.plaque.items():
             keep = outer > 0
             if keep.any():
                 label = CALCIFIED if kind == "calcified" else NONCALCIFIED
-                painter.tube(d.points[keep], outer[keep], label, where=_NOT_ROOT_LUMEN)
-    for d in drawn.values():
+                canals.append(_Canal(d.points[keep], outer[keep], label))
+    for d in drawn:
         keep = d.lumen > 0.05
-        painter.tube(d.lumen_points[keep], d.lumen[keep], LUMEN, where=_NOT_ROOT_LUMEN)
+        canals.append(_Canal(d.lumen_points[keep], d.lumen[keep], LUMEN))
+    return canals
+
+
+def _paint_coronaries(painter: tx.Painter, scan: Phantom, canals: list[_Canal],
+                      table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Paint the coronary canals; nothing is painted into the root lumen.
+
+    Each voxel a canal surface may cross (its centre within the radius plus
+    half the voxel's diagonal) gets the label at its centre in the painter and
+    its partial-volume HU: the mean of ``table`` over sub-samples about
+    ``SUBSAMPLE_MM`` apart filling the voxel. Returns those voxels' flat
+    indices (m,) and HU (m,).
+    """
+    dy, dx = scan.pixel_spacing
+    spacing = np.array([dx, dy, scan.increment])
+    half_diagonal = float(np.linalg.norm(spacing)) / 2
+    band = np.zeros(painter.labels.shape, dtype=bool)
+    for canal in canals:
+        for k, rows, cols, mask in tx.tube_slices(painter.grid, canal.points,
+                                                  canal.radii + half_diagonal):
+            band[k, rows, cols] |= mask
+    index = np.flatnonzero(band)
+    k, r, c = np.unravel_index(index, band.shape)
+    grid = painter.grid
+    centres = np.stack([grid.x[c], grid.y[r], grid.z[k]], axis=1)
+    background = painter.labels.ravel()[index]
+    painter.labels.ravel()[index] = _canal_labels(canals, centres, np.zeros((1, 3)),
+                                                  background)[:, 0]
+    counts = np.maximum(1, np.ceil(spacing / SUBSAMPLE_MM - 1e-9).astype(int))
+    axes = [((np.arange(n) + 0.5) / n - 0.5) * step for n, step in zip(counts, spacing,
+                                                                         strict=True)]
+    offsets = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    hu = np.empty(len(index), dtype=np.float32)
+    chunk = max(1, 2_000_000 // len(offsets))
+    for i in range(0, len(index), chunk):
+        sl = slice(i, i + chunk)
+        hu[sl] = table[_canal_labels(canals, centres[sl], offsets, background[sl])].mean(axis=1)
+    return index, hu
+
+
+def _canal_labels(canals: list[_Canal], centres: np.ndarray, offsets: np.ndarray,
+                  background: np.ndarray) -> np.ndarray:
+    """Labels (m, s) at ``centres`` (m, 3) plus ``offsets`` (s, 3), each canal painted over
+    ``background`` (m,) in order except where the root lumen is."""
+    out = np.repeat(background[:, None], len(offsets), axis=1)
+    for canal in canals:
+        reach = float(canal.radii.max()) + float(np.abs(offsets).max()) * 2
+        near = np.all((centres >= canal.points.min(axis=0) - reach)
+                      & (centres <= canal.points.max(axis=0) + reach), axis=1)
+        if not near.any():
+            continue
+        points = (centres[near][:, None] + offsets[None]).reshape(-1, 3)
+        inside = canal.inside(points).reshape(-1, len(offsets))
+        part = out[near]
+        part[inside & (part != tx.ROOT_LUMEN)] = canal.label
+        out[near] = part
+    return out
 
 
 def hu_table(ctca: Ctca) -> np.ndarray:
@@ -486,8 +589,7 @@ def hu_table(ctca: Ctca) -> np.ndarray:
     return table
 
 
-def _blurred_hu(labels: np.ndarray, ctca: Ctca, scan: Phantom) -> np.ndarray:
-    hu = hu_table(ctca)[labels]
+def _blurred(hu: np.ndarray, ctca: Ctca, scan: Phantom) -> np.ndarray:
     if ctca.blur_sigma_mm <= 0:
         return hu
     dy, dx = scan.pixel_spacing

@@ -65,19 +65,27 @@ def _matching(lesion_segment: str, start: float, end: float,
             and start - 2 <= s.centre_mm <= end + 2]
 
 
-# The truth's category where no stenosis sits on a category bound: the default and the
-# three-vessel phantoms have a 70 % stenosis, exactly on the 3 / 4A bound (Cury 2022), so a
-# reading of 67 % is within issue 14's 10 points and still changes the category; their
-# category is not asserted here (measured values in the branch's report).
-OFF_BOUND = ("ctca_left_main", "ctca_occluded", "ctca_healthy")
+PRESETS = ["ctca_default", "ctca_left_main", "ctca_three_vessel", "ctca_occluded",
+           "ctca_healthy", "ctca_eccentric"]
+# The default phantom's LAD stenosis is 70 %, exactly on the CAD-RADS 3 / 4A bound (Cury
+# 2022). Its measurement is centred on the noise-free image (69.2 %, reference 3.43 mm for a
+# true 3.46 mm) but this preset's noise (seed 14, 20 HU) reads it 65.7 % (MLD 1.18 mm for
+# 1.04 mm; five other seeds: 65.2-70.9 %): category 3 and FFR-CT 0.82 beyond it, where the
+# truth's geometry gives 0.76 in the same flow model. Known, reported, not hidden: strict,
+# so the test says so when it starts passing.
+ON_THE_BOUND = pytest.mark.xfail(strict=True, reason=(
+    "default LAD 70 % on the 3/4A bound reads 65.7 % with this noise: CAD-RADS 3, "
+    "FFR-CT 0.82 beyond it"))
 
 
-@pytest.mark.parametrize("preset", ["ctca_default", "ctca_left_main", "ctca_three_vessel",
-                                    "ctca_occluded", "ctca_healthy"])
+def _preset(name: str) -> object:
+    return pytest.param(name, marks=ON_THE_BOUND) if name == "ctca_default" else name
+
+
+@pytest.mark.parametrize("preset", PRESETS)
 def test_the_pipeline_grades_the_phantom_as_its_truth(preset: str) -> None:
-    """Every truth stenosis found once within 10 points (issue 14) near its centre, no lesion
-    of 50 % or more invented, and CAD-RADS as the truth's own table gives it where no
-    stenosis sits on a category bound."""
+    """Every truth stenosis found once within 10 points (issue 14) near its centre, and no
+    lesion of 50 % or more invented."""
     truth, result = _analysed(preset)
     assert result.analysable
     for stenosis in truth.stenoses:
@@ -89,13 +97,17 @@ def test_the_pipeline_grades_the_phantom_as_its_truth(preset: str) -> None:
         if lesion.stenosis_pct >= 50:
             assert _matching(lesion.segment, lesion.start_mm, lesion.end_mm,
                              truth.stenoses), lesion
-    if preset in OFF_BOUND:
-        assert result.cad_rads == truth.cad_rads
 
 
-@pytest.mark.parametrize("preset", ["ctca_default", "ctca_left_main", "ctca_three_vessel",
-                                    "ctca_occluded", "ctca_healthy"])
-def test_ffr_ct_is_ischaemic_beyond_severe_lesions_and_normal_in_healthy_vessels(
+@pytest.mark.parametrize("preset", [_preset(name) for name in PRESETS])
+def test_cad_rads_is_the_truths(preset: str) -> None:
+    """CAD-RADS as the truth's own table gives it (Cury 2022), for every phantom."""
+    truth, result = _analysed(preset)
+    assert result.cad_rads == truth.cad_rads
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_ffr_ct_is_ischaemic_beyond_severe_lesions_found_and_normal_in_healthy_vessels(
         preset: str) -> None:
     """FFR-CT 0.80 or less beyond every lesion found of 70 % or more and longer than 5 mm
     (NXT's threshold), and above 0.85 at the end of each main vessel with no truth stenosis
@@ -110,3 +122,17 @@ def test_ffr_ct_is_ischaemic_beyond_severe_lesions_and_normal_in_healthy_vessels
         upstream = {vessel, "LM"} if vessel != "RCA" else {vessel}
         if not upstream & narrowed and vessel in result.ffr.along:
             assert result.ffr.distal(vessel) > HEALTHY_FFR, vessel
+
+
+@pytest.mark.parametrize("preset", [_preset(name) for name in PRESETS])
+def test_ffr_ct_is_ischaemic_beyond_every_severe_truth_stenosis(preset: str) -> None:
+    """FFR-CT 0.80 or less 2 mm beyond the end of every truth stenosis of 70 % or more that
+    is longer than 5 mm (issue 14), found or not; a vessel not traced fails (unknown is not
+    normal)."""
+    truth, result = _analysed(preset)
+    assert result.ffr is not None and result.tree is not None
+    severe = [s for s in truth.stenoses if s.stenosis_pct >= 70 and s.length_mm > 5]
+    for stenosis in severe:
+        assert stenosis.segment in result.tree.segments, stenosis
+        beyond = result.ffr.at(result.tree, stenosis.segment, stenosis.end_mm + 2.0)
+        assert beyond <= ISCHAEMIC_FFR, (stenosis.segment, stenosis.stenosis_pct, beyond)
