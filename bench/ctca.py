@@ -27,6 +27,7 @@ from typing import TypeVar
 import pydicom
 from _imaging_phantom import read_baseline, write  # also puts the repository on sys.path
 
+import core  # noqa: F401  (first of the project: makes its ``fhir`` package resolvable)
 from imaging_core import ctca_media, ctca_reports
 from imaging_core.ctca import pipeline
 from imaging_core.ctca.tree import CtcaResult
