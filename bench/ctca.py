@@ -5,13 +5,15 @@ stenoses (LAD 70 %, LCX 50 %, RCA 30 %) in a whole-chest field of view. It is
 written as DICOM files, then timed: loading the series, each pipeline step
 (``CtcaResult.timings_s``: QA, coronary tree, measure, FFR-CT, stents,
 CAD-RADS), the GLB, the straightened views, the PDF and the SR, with each
-step's share of the total. The baseline measured in the same run is a plain
-read of the same files with ``pydicom.dcmread`` and ``pixel_array``, so the
-ratio shows what the analysis adds to I/O. Each stenosis found is checked
-against the phantom's truth (within 10 points) and CAD-RADS must match, so a
-fast wrong answer does not pass; a study the pipeline could not analyse is
-printed with its reason. Run: ``python bench/ctca.py`` (about 1.5 GB of
-memory; build the phantom once, it takes a while).
+step's share of the total. skan's numba code is compiled first, as a worker
+does once at start (``centrelines.warm``), and that time is printed apart.
+The baseline measured in the same run is a plain read of the same files
+with ``pydicom.dcmread`` and ``pixel_array``, so the ratio shows what the
+analysis adds to I/O. Each stenosis found is checked against the phantom's
+truth (within 10 points) and CAD-RADS must match, so a fast wrong answer
+does not pass; a study the pipeline could not analyse is printed with its
+reason. Run: ``python bench/ctca.py`` (about 1.5 GB of memory; build the
+phantom once, it takes a while).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from _imaging_phantom import read_baseline, write  # also puts the repository on
 
 import core  # noqa: F401  (first of the project: makes its ``fhir`` package resolvable)
 from imaging_core import ctca_media, ctca_reports
-from imaging_core.ctca import pipeline
+from imaging_core.ctca import centrelines, pipeline
 from imaging_core.ctca.tree import CtcaResult
 from imaging_core.volume import load_volume
 from tests.imaging_core.ctca import phantom as P
@@ -85,6 +87,10 @@ def main() -> int:
     image = P.build(P.ctca_full())
     print(f"phantom {image.scan.rows}x{image.scan.cols}x{image.scan.n_slices} built in "
           f"{time.perf_counter() - start:.1f} s (not timed below)")
+    start = time.perf_counter()
+    centrelines.warm()  # what a worker does once at start (jobs.warm_analysers)
+    print(f"worker warm-up (skan's numba code) {time.perf_counter() - start:.1f} s, once per "
+          "worker process (not timed below)")
     with tempfile.TemporaryDirectory() as tmp:
         paths = write(P.datasets(image), Path(tmp))
         result, stages = analysis(paths)

@@ -27,9 +27,9 @@ aorta is still found and measured. Its circles are kept from the top slice
 down while their inside is one uniform blood pool (a circle tracked on into
 the heart, over walls and chambers, is not; a top circle that is not means
 the top slices cut the heart, and no root is found); the lowest kept, about
-the sinotubular junction, stands for the root, and the mean is taken over the inner half of the lowest
-``ROOT_SAMPLE_SLICES`` of them. The coverage rule needs contrast:
-without it the ventricles cannot be told from the liver, and coverage is
+the sinotubular junction, stands for the root, and the mean is taken over
+the inner half of the lowest ``ROOT_SAMPLE_SLICES`` of them. The coverage
+rule needs contrast: without it the ventricles cannot be told from the liver, and coverage is
 reported as not checked (the contrast rule has already refused).
 """
 
