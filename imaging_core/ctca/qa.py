@@ -126,6 +126,7 @@ def check(volume: Volume, root_mm: tuple[float, float, float] | None = None) -> 
     out = QaResult(analysable=True)
     _slices_rule(volume, out)
     grid = anatomy.working_grid(volume)
+    root: RootSample | None
     if root_mm is not None:
         root = _given_root(volume, root_mm)
     else:
