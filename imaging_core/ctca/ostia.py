@@ -50,6 +50,7 @@ from imaging_core.anatomy import (
     Circle,
     Grid,
     _box,
+    _disc,
     _mm_of,
     aortic_circles,
     bone_candidates,
@@ -240,7 +241,7 @@ def ascending_chain(grid: Grid, to_mm: Callable[[np.ndarray], np.ndarray],
     """
     bone = bone_candidates(grid)
     circles = [c for c in aortic_circles(grid, grid.hu > floor_hu)
-               if bone[c.k][_inside(grid, c, 1.0)].mean() < BONE_SHARE]
+               if bone[c.k][_disc(grid.hu.shape[1:], c)].mean() < BONE_SHARE]
     top = grid.hu.shape[0] - 1
     seeds = [c for c in circles if c.k >= top - 1 and c.score >= HOUGH_MIN_SCORE]
     chains = [track(circles, seed, grid) for seed in seeds]
@@ -257,13 +258,7 @@ def ascending_chain(grid: Grid, to_mm: Callable[[np.ndarray], np.ndarray],
 
 def _disc_hu(grid: Grid, circle: Circle) -> np.ndarray:
     """Working-grid HU inside 0.6 of a circle's radius (its lumen, away from the wall)."""
-    return np.asarray(grid.hu[circle.k][_inside(grid, circle, 0.6)])
-
-
-def _inside(grid: Grid, circle: Circle, scale: float) -> np.ndarray:
-    rows, cols = np.ogrid[:grid.hu.shape[1], :grid.hu.shape[2]]
-    return np.asarray((rows - circle.row) ** 2 + (cols - circle.col) ** 2
-                      <= (scale * circle.radius) ** 2)
+    return np.asarray(grid.hu[circle.k][_disc(grid.hu.shape[1:], circle, 0.6)])
 
 
 def _to_voxel(volume: Volume, point_mm: np.ndarray) -> np.ndarray:
