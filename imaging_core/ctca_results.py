@@ -51,7 +51,7 @@ from core.settings import Settings
 from fhir.store import Store
 from imaging_core import ctca_media, ctca_reports, jobs, results, signoff
 from imaging_core import reports as reports
-from imaging_core.ctca import pipeline
+from imaging_core.ctca import centrelines, pipeline
 from imaging_core.ctca.tree import VESSELS, CtcaResult, Lesion
 from imaging_core.ctca_reports import (
     STENT_FROM_PCT,
@@ -93,7 +93,8 @@ class CtcaAnalysis:
 
 
 def register() -> None:
-    jobs.register_analyser(PROCEDURE, ANALYSER_VERSION, run_ctca)
+    """The CTCA analyser, its skan code compiled at worker start (``centrelines.warm``)."""
+    jobs.register_analyser(PROCEDURE, ANALYSER_VERSION, run_ctca, warm=centrelines.warm)
 
 
 def run_ctca(settings: Settings, job: jobs.AnalysisJob) -> str:

@@ -29,6 +29,7 @@ import hashlib
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -51,11 +52,34 @@ log = logging.getLogger(__name__)
 
 Runner = Callable[[Settings, AnalysisJob], str]
 _ANALYSERS: dict[str, tuple[str, Runner]] = {}
+_WARM_UPS: dict[str, Callable[[], None]] = {}
 
 
-def register_analyser(procedure: str, version: str, runner: Runner) -> None:
-    """``runner(settings, job)`` analyses a study of ``procedure`` and returns the report id."""
+def register_analyser(procedure: str, version: str, runner: Runner,
+                      warm: Callable[[], None] | None = None) -> None:
+    """``runner(settings, job)`` analyses a study of ``procedure`` and returns the report id.
+
+    ``warm()``, when given, does once per worker process what the first job would
+    otherwise pay for (compiling code); :func:`warm_analysers` runs it.
+    """
     _ANALYSERS[procedure] = (version, runner)
+    if warm is not None:
+        _WARM_UPS[procedure] = warm
+
+
+def warm_analysers() -> None:
+    """Run every registered analyser's warm-up; one that fails is logged (the first job
+    then pays for it), never fatal."""
+    for procedure, warm in _WARM_UPS.items():
+        started = time.perf_counter()
+        try:
+            warm()
+        except Exception as error:  # a warm-up is an optimisation: the job still runs
+            log.warning("analyser warm-up failed",
+                        extra={"procedure": procedure, "error": str(error)})
+            continue
+        log.info("analyser warmed", extra={"procedure": procedure,
+                                           "seconds": round(time.perf_counter() - started, 2)})
 
 
 def schedule(session: Session, settings: Settings, now: datetime | None = None,
@@ -291,6 +315,10 @@ class Worker(Poller):
         self.settings = settings
         self.enqueue = enqueue
         self.started = now_utc()
+
+    def run(self) -> None:
+        warm_analysers()  # in this thread: the web and the listener start meanwhile
+        super().run()
 
     def tick(self) -> None:
         """One round: schedule, run jobs here or hand their ids to the broker, then send

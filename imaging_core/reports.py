@@ -304,7 +304,7 @@ def sr_document(report: hd.sr.MeasurementReport, sources: Sequence[Dataset], pro
     description, which ends with the status.
     """
     sr = hd.sr.Comprehensive3DSR(
-        evidence=[_header(ds) for ds in sources], content=report[0],
+        evidence=_evidence(sources), content=report[0],
         series_instance_uid=hd.UID(), series_number=series_number,
         sop_instance_uid=hd.UID(), instance_number=instance_number,
         manufacturer=MANUFACTURER,
@@ -323,6 +323,28 @@ def sr_document(report: hd.sr.MeasurementReport, sources: Sequence[Dataset], pro
 
 def _status_word(signature: Signature | None) -> str:
     return signature.status if signature else "preliminary"
+
+
+# What highdicom reads of each evidence instance but the first (collect_evidence: the
+# Current Requested Procedure Evidence Sequence, PS3.3 C.17.2.3, groups references by study
+# and series); the first also gives the Patient, General Study and equipment attributes.
+EVIDENCE_KEYS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID", "SOPInstanceUID")
+
+
+def _evidence(sources: Sequence[Dataset]) -> list[Dataset]:
+    """The first source's header and the others' references: highdicom deep-copies what it
+    is given, and a whole header per slice cost most of a CTCA SR's time."""
+    if not sources:
+        return []
+    return [_header(sources[0]), *(_identity(ds) for ds in sources[1:])]
+
+
+def _identity(ds: Dataset) -> Dataset:
+    """``ds``'s study, series, SOP class and instance UIDs only."""
+    identity = Dataset()
+    for keyword in EVIDENCE_KEYS:
+        setattr(identity, keyword, ds[keyword].value)
+    return identity
 
 
 def _header(ds: Dataset) -> Dataset:

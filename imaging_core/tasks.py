@@ -12,6 +12,7 @@ other (Celery docs, "Optimizing: prefetch limits"). Run a worker with
 from __future__ import annotations
 
 from celery import Celery
+from celery.signals import worker_init
 
 import core  # noqa: F401  (first: makes the project's ``fhir`` package resolvable)
 from core.settings import Settings, get_settings
@@ -29,6 +30,18 @@ def make_celery(settings: Settings) -> Celery:
 
 
 app = make_celery(get_settings())
+
+
+@worker_init.connect  # type: ignore[misc]
+def warm_worker(**_: object) -> None:
+    """The analysers' warm-ups (compiled code), once in the worker's main process: the
+    pool's processes are forked from it after this signal and start warm (Celery docs,
+    "Signals": worker_init is sent before the worker is started)."""
+    from imaging_core.jobs import warm_analysers
+    from imaging_core.results import register as register_analysers
+
+    register_analysers()
+    warm_analysers()
 
 
 @app.task(name=TASK)  # type: ignore[misc]

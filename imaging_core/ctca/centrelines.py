@@ -97,6 +97,23 @@ def skeleton_graph(volume: Volume, lumen: np.ndarray) -> Graph:
     return Graph(paths, ends, nodes)
 
 
+def warm() -> None:
+    """Compile skan's graph code now: once per worker process, not in the first job.
+
+    skan (0.13) builds its graphs with numba functions that are compiled on
+    their first call in a process (2.5-3 s on an idle 2-core machine, 5-13 s
+    under load; docs/benchmarks.md). Several of them take a jitclass and are
+    marked ``cache=False`` in skan (numba cannot cache those to disk), so
+    ``NUMBA_CACHE_DIR`` does not help; a skeleton of a small cross is graphed
+    here so that the compiled code is in memory (and in every process forked
+    from this one) before a study arrives.
+    """
+    cross = np.zeros((3, 7, 7), dtype=bool)
+    cross[1, 3, 1:6] = True
+    cross[1, 1:6, 3] = True
+    Skeleton(cross).paths_list()
+
+
 def pruned(graph: Graph, keep: int) -> Graph:
     """``graph`` without end paths shorter than ``SPUR_MM``, repeated until none (step 2).
 

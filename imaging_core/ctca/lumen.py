@@ -34,6 +34,7 @@ from scipy import ndimage
 
 from imaging_core.ctca import centrelines as cl
 from imaging_core.ctca.ostia import (
+    Ascending,
     Ostium,
     blood_pool,
     box_around,
@@ -60,10 +61,13 @@ MIN_PIECE_MM3 = 5.0  # smaller pieces are noise, not vessel (~6 mm of 0.5 mm rad
 MAX_BRIDGES = 4  # rounds of bridging (lesions in a row along one vessel)
 
 
-def coronary_tree(volume: Volume) -> Tree:
+def coronary_tree(volume: Volume, ascending: Ascending | None = None) -> Tree:
     """The coronary tree of a contrast-enhanced cardiac CT (module steps 1-6).
 
-    Returns a :class:`~imaging_core.ctca.tree.Tree` whose segments carry
+    ``ascending`` is the ascending aorta when the caller has found it already
+    (``qa.check`` finds it with ``ostia.find_ascending``, its ``ascending``);
+    else it is found here. Returns a :class:`~imaging_core.ctca.tree.Tree`
+    whose segments carry
     centrelines in LPS mm every ~0.5 mm; vessels that could not be found are
     in ``missing``.
 
@@ -72,7 +76,7 @@ def coronary_tree(volume: Volume) -> Tree:
     SegmentationError
         No contrast-filled ascending aorta or root: nothing can be traced.
     """
-    ascending = find_ascending(volume)
+    ascending = find_ascending(volume) if ascending is None else ascending
     volume = heart_crop(volume, ascending)
     contrast = contrast_mask(volume, contrast_threshold(ascending.lumen_hu))
     pool, near_pool = blood_pool(contrast, volume.spacing)

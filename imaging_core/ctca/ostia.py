@@ -50,6 +50,7 @@ from imaging_core.anatomy import (
     Circle,
     Grid,
     _box,
+    _disc,
     _mm_of,
     aortic_circles,
     bone_candidates,
@@ -143,28 +144,36 @@ def contrast_threshold(lumen_hu: float) -> float:
 @dataclass(frozen=True)
 class Ascending:
     """The tracked ascending aorta: circle centres (n, 3) LPS mm from the lowest up,
-    the tubular lumen radius (mm) and the lumen's median HU."""
+    the tubular lumen radius (mm), the lumen's median HU, and the chain of working-grid
+    circles behind the centres (``anatomy.Circle``, lowest first)."""
 
     centres: np.ndarray
     radius_mm: float
     lumen_hu: float
+    chain: tuple[Circle, ...] = ()
 
 
-def find_ascending(volume: Volume) -> Ascending:
-    """The ascending aorta of a contrast-enhanced volume, on the working grid (step 1).
+def find_ascending(volume: Volume, floor_hu: float = BRIGHT_HU,
+                   grid: Grid | None = None) -> Ascending:
+    """The ascending aorta, on the working grid (step 1): the one finder of the CTCA.
+
+    Circles are searched where the working grid is above ``floor_hu``:
+    ``BRIGHT_HU`` (contrast) for the lumen steps; QA (``qa.check``) also
+    passes a soft-tissue floor so that an unenhanced aorta is found and its
+    HU measured. ``grid`` is ``working_grid(volume)`` when the caller has it.
 
     Raises
     ------
     SegmentationError
-        No bright circle chain runs from the top of the volume.
+        No circle chain runs from the top of the volume.
     """
-    grid = working_grid(volume)
+    grid = working_grid(volume) if grid is None else grid
     to_mm = _mm_of(volume, grid)
-    chain = ascending_chain(grid, to_mm)
+    chain = ascending_chain(grid, to_mm, floor_hu)
     centres = to_mm(np.array([[c.k, c.row, c.col] for c in chain], dtype=np.float64))
     radius = float(np.median([c.radius for c in chain])) * grid.spacing[2]
     lumen_hu = float(np.median(np.concatenate([_disc_hu(grid, c) for c in chain])))
-    return Ascending(centres, radius, lumen_hu)
+    return Ascending(centres, radius, lumen_hu, tuple(chain))
 
 
 def find_root(volume: Volume, ascending: Ascending, pool: np.ndarray) -> AorticRoot:
@@ -214,14 +223,16 @@ def _on_voxels(volume: Volume, points_mm: np.ndarray) -> tuple[np.ndarray, ...]:
     return tuple(voxels[inside].T)
 
 
-def ascending_chain(grid: Grid, to_mm: Callable[[np.ndarray], np.ndarray]) -> list[Circle]:
+def ascending_chain(grid: Grid, to_mm: Callable[[np.ndarray], np.ndarray],
+                    floor_hu: float = BRIGHT_HU) -> list[Circle]:
     """The ascending aorta: of the circle chains reaching the top slices, the most anterior-right.
 
     A CTCA covers the heart from above the root (SCCT 2016, Abbara et al.,
     scan range from the tracheal carina), so both aortas cross its top
     slices; the ascending one lies anterior and to the right of the
-    descending one (LPS: smallest x + y). Circles over bone (the sternum is
-    as round and as bright) are left out as ``anatomy.find_aorta`` does.
+    descending one (LPS: smallest x + y). Circles are searched above
+    ``floor_hu``; those over bone (the sternum is as round and as bright) are
+    left out as ``anatomy.find_aorta`` does.
 
     Raises
     ------
@@ -229,8 +240,8 @@ def ascending_chain(grid: Grid, to_mm: Callable[[np.ndarray], np.ndarray]) -> li
         No chain of ``MIN_CHAIN`` circles reaches the top slices.
     """
     bone = bone_candidates(grid)
-    circles = [c for c in aortic_circles(grid, grid.hu > BRIGHT_HU)
-               if bone[c.k][_inside(grid, c, 1.0)].mean() < BONE_SHARE]
+    circles = [c for c in aortic_circles(grid, grid.hu > floor_hu)
+               if bone[c.k][_disc(grid.hu.shape[1:], c)].mean() < BONE_SHARE]
     top = grid.hu.shape[0] - 1
     seeds = [c for c in circles if c.k >= top - 1 and c.score >= HOUGH_MIN_SCORE]
     chains = [track(circles, seed, grid) for seed in seeds]
@@ -247,13 +258,7 @@ def ascending_chain(grid: Grid, to_mm: Callable[[np.ndarray], np.ndarray]) -> li
 
 def _disc_hu(grid: Grid, circle: Circle) -> np.ndarray:
     """Working-grid HU inside 0.6 of a circle's radius (its lumen, away from the wall)."""
-    return np.asarray(grid.hu[circle.k][_inside(grid, circle, 0.6)])
-
-
-def _inside(grid: Grid, circle: Circle, scale: float) -> np.ndarray:
-    rows, cols = np.ogrid[:grid.hu.shape[1], :grid.hu.shape[2]]
-    return np.asarray((rows - circle.row) ** 2 + (cols - circle.col) ** 2
-                      <= (scale * circle.radius) ** 2)
+    return np.asarray(grid.hu[circle.k][_disc(grid.hu.shape[1:], circle, 0.6)])
 
 
 def _to_voxel(volume: Volume, point_mm: np.ndarray) -> np.ndarray:

@@ -12,7 +12,8 @@ failure is recorded, never read as "nothing there":
 
 The steps are the sibling modules' functions: ``qa.check(volume)``
 (``.analysable``, ``.reason``, ``.measured``, ``.caveats``),
-``lumen.coronary_tree(volume)``, ``measure.measure_tree(volume, tree)`` (the
+``lumen.coronary_tree(volume, ascending)`` (on the ascending aorta QA found),
+``measure.measure_tree(volume, tree)`` (the
 cross sections and the lesions, timed together as "measure"),
 ``flow.ffr_ct(tree, lesions)``, ``stents.suggest(lesion, segment)`` and
 ``cadrads.category(lesions, tree)``.
@@ -27,6 +28,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from imaging_core.ctca import cadrads, flow, lumen, measure, qa, stents
+from imaging_core.ctca.ostia import Ascending
 from imaging_core.ctca.tree import CtcaResult, Ffr, Lesion, Stent, Tree
 from imaging_core.volume import Volume
 
@@ -76,7 +78,7 @@ def analyse(volume: Volume) -> CtcaResult:
         return CtcaResult(False, reason=verdict.reason, qa=measured, timings_s=timings,
                           caveats=caveats)
     try:
-        tree, lesions = _anatomy(volume, timings)
+        tree, lesions = _anatomy(volume, verdict.ascending, timings)
     except StepFailed as failure:
         return CtcaResult(False, reason=str(failure), qa=measured, timings_s=timings,
                           caveats=caveats)
@@ -94,9 +96,13 @@ def _run_or_none(timings: dict[str, float], step: str,
         return failure
 
 
-def _anatomy(volume: Volume, timings: dict[str, float]) -> tuple[Tree, list[Lesion]]:
-    """The tree with its cross sections measured, and its lesions; StepFailed if any fails."""
-    traced = _run(timings, "coronary-tree", lambda: lumen.coronary_tree(volume))
+def _anatomy(volume: Volume, ascending: Ascending | None, timings: dict[str, float]
+             ) -> tuple[Tree, list[Lesion]]:
+    """The tree with its cross sections measured, and its lesions; StepFailed if any fails.
+
+    ``ascending`` is the aorta QA found (None: the tree step finds it).
+    """
+    traced = _run(timings, "coronary-tree", lambda: lumen.coronary_tree(volume, ascending))
     return _run(timings, "measure", lambda: measure.measure_tree(volume, traced))
 
 

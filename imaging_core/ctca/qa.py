@@ -18,16 +18,18 @@ coverage                less than ``ROOT_ABOVE_MM`` of ascending aorta above the
 
 Finding the root. A caller that already knows the root (the lumen step's
 ostia) passes ``root_mm``; the mean is then taken in a ball of
-``ROOT_SAMPLE_MM`` round it. Otherwise the ascending aorta is found as the
-widest aortic-size Hough circle in the top slices that is not over bone
-in any slice (``imaging_core.anatomy``'s circles and bone candidates; the ascending aorta
-is the widest thoracic vessel at that level: adult means 3.2 cm ascending,
-2.5 cm descending, Hager A et al. J Thorac Cardiovasc Surg 2002;123:1060-1066),
-tracked down slice by slice (``anatomy.track``, circles whose inside is one
-uniform blood pool) to where it enters the heart; its lowest circle, about
+``ROOT_SAMPLE_MM`` round it. Otherwise the ascending aorta is found by the
+lumen steps' own finder, ``ostia.find_ascending`` (Hough circles of aortic
+size not over bone, tracked down from the top slices; of the chains the most
+anterior-right), first above the contrast floor ``ostia.BRIGHT_HU`` and,
+when none is found there, above the soft-tissue floor so that an unenhanced
+aorta is still found and measured. Its circles are kept from the top slice
+down while their inside is one uniform blood pool (a circle tracked on into
+the heart, over walls and chambers, is not; a top circle that is not means
+the top slices cut the heart, and no root is found); the lowest kept, about
 the sinotubular junction, stands for the root, and the mean is taken over
-the inner half of the lowest ``ROOT_SAMPLE_SLICES`` circles. The coverage rule needs contrast:
-without it the ventricles cannot be told from the liver, and coverage is
+the inner half of the lowest ``ROOT_SAMPLE_SLICES`` of them. The coverage
+rule needs contrast: without it the ventricles cannot be told from the liver, and coverage is
 reported as not checked (the contrast rule has already refused).
 """
 
@@ -37,9 +39,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
-from skimage.draw import disk
 
 from imaging_core import anatomy
+from imaging_core.ctca import ostia
+from imaging_core.errors import SegmentationError
 from imaging_core.volume import QA_GAP, Volume
 
 SCCT_2016 = ("Abbara S et al. SCCT guidelines for the performance and acquisition of coronary "
@@ -59,9 +62,6 @@ INNER_SHARE = 0.5  # of a circle's radius: the lumen well inside the wall
 # Block means (~2 x 2 x 3 mm) of one blood pool vary by a few HU of noise and mixing; a
 # circle tracked into the heart, over walls and chambers, spreads by hundreds (project choice).
 UNIFORM_SPREAD_HU = 60.0
-# Tracking bridges one missing working slice (~3 mm): a longer gap is where the aorta
-# meets the heart, and a chain bridged past it runs on into the ventricle (project choice).
-TRACK_GAP_MM = 3.0
 # Tubular ascending aorta tracked above the root (two working slices): the sinuses below it
 # are then wholly in view (project choice).
 ROOT_ABOVE_MM = 6.0
@@ -84,7 +84,8 @@ class QaResult:
     ``root_sd_hu``, ``slice_increment_mm``, ``slice_thickness_mm``,
     ``root_z_mm``, ``ventricles_lowest_z_mm``, ``volume_lowest_z_mm``,
     ``aorta_above_root_mm``), None where not measured. ``root_mm`` is the
-    root centre (LPS mm) used, when found.
+    root centre (LPS mm) used, when found; ``ascending`` the ascending aorta
+    it was found on (``ostia.find_ascending``), for the lumen steps to reuse.
     """
 
     analysable: bool
@@ -92,6 +93,7 @@ class QaResult:
     caveats: list[str] = field(default_factory=list)
     measured: dict[str, float | None] = field(default_factory=dict)
     root_mm: tuple[float, float, float] | None = None
+    ascending: ostia.Ascending | None = None
 
     @property
     def reason(self) -> str | None:
@@ -122,9 +124,15 @@ def check(volume: Volume, root_mm: tuple[float, float, float] | None = None) -> 
     """
     out = QaResult(analysable=True)
     _slices_rule(volume, out)
-    root = _given_root(volume, root_mm) if root_mm is not None else find_root(volume)
+    grid = anatomy.working_grid(volume)
+    root: RootSample | None
+    if root_mm is not None:
+        root = _given_root(volume, root_mm)
+    else:
+        out.ascending = _ascending(volume, grid)
+        root = None if out.ascending is None else find_root(grid, out.ascending)
     mean = _contrast_rule(volume, root, out)
-    _coverage_rule(volume, root, mean, out)
+    _coverage_rule(volume, grid, root, mean, out)
     out.analysable = not out.reasons
     return out
 
@@ -170,8 +178,8 @@ def _contrast_rule(volume: Volume, root: RootSample | None, out: QaResult) -> fl
     return mean
 
 
-def _coverage_rule(volume: Volume, root: RootSample | None, mean: float | None,
-                   out: QaResult) -> None:
+def _coverage_rule(volume: Volume, grid: anatomy.Grid, root: RootSample | None,
+                   mean: float | None, out: QaResult) -> None:
     lowest = float(_z_of(volume, 0))
     out.measured.update(volume_lowest_z_mm=lowest, ventricles_lowest_z_mm=None,
                         aorta_above_root_mm=root.above_mm if root else None)
@@ -183,7 +191,7 @@ def _coverage_rule(volume: Volume, root: RootSample | None, mean: float | None,
         out.caveats.append("coverage of the apex not checked: it needs contrast in the "
                            "ventricles")
         return
-    cavity = _ventricles_lowest_z(volume, mean)
+    cavity = _ventricles_lowest_z(volume, grid, mean)
     out.measured["ventricles_lowest_z_mm"] = cavity
     if cavity is None:
         out.reasons.append("no contrast-filled ventricle found, so coverage of the heart could "
@@ -194,9 +202,9 @@ def _coverage_rule(volume: Volume, root: RootSample | None, mean: float | None,
                            f"in view ({APEX_MARGIN_MM:g} mm needed)")
 
 
-def _ventricles_lowest_z(volume: Volume, root_mean: float) -> float | None:
+def _ventricles_lowest_z(volume: Volume, grid: anatomy.Grid, root_mean: float
+                         ) -> float | None:
     """z (mm) of the lowest voxel of the largest enhanced component that is not bone."""
-    grid = anatomy.working_grid(volume)
     enhanced = (grid.hu >= ENHANCED_SHARE * root_mean) & ~anatomy.bone_candidates(grid)
     labels, n = ndimage.label(enhanced)
     if n == 0:
@@ -227,52 +235,41 @@ def _given_root(volume: Volume, root_mm: tuple[float, float, float]) -> RootSamp
     return RootSample(centre, np.asarray(ball), None)
 
 
-def find_root(volume: Volume) -> RootSample | None:
-    """The aortic root: the ascending aorta found in the top slices and tracked down to the heart.
+def _ascending(volume: Volume, grid: anatomy.Grid) -> ostia.Ascending | None:
+    """The ascending aorta above the contrast floor, else above the soft-tissue floor; or None."""
+    for floor in (ostia.BRIGHT_HU, anatomy.SOFT_TISSUE_MIN_HU):
+        try:
+            return ostia.find_ascending(volume, floor, grid)
+        except SegmentationError:
+            continue
+    return None
 
-    Returns None when no aortic-size circle (not bone) is found near the top.
+
+def find_root(grid: anatomy.Grid, ascending: ostia.Ascending) -> RootSample | None:
+    """The aortic root: the lowest of the circles of ``ascending`` that are one blood pool
+    from the top slice down without a break.
+
+    ``grid`` is the working grid ``ascending`` was found on. Returns None
+    when its top circle is not one blood pool: the top slices cut the heart
+    (a chamber's edge), not the aorta, which enters the volume as a uniform lumen.
     """
-    grid = anatomy.working_grid(volume)
-    circles = anatomy.aortic_circles(grid, grid.hu > anatomy.SOFT_TISSUE_MIN_HU)
-    # Bone's footprint over all slices: a vertebral disc (soft tissue, round, as wide as
-    # the aorta) lies in the column's footprint though not itself bone.
-    footprint = np.asarray(anatomy.bone_candidates(grid).any(axis=0))
-    circles = [c for c in circles if _share(footprint, c, 1.0) < 0.2]
-    if not circles:
-        return None
-    top = max(c.k for c in circles)
-    seeds = [c for c in circles if c.k >= top - 2 and c.score >= anatomy.HOUGH_MIN_SCORE]
-    if not seeds:
-        return None
-    seed = max(seeds, key=lambda c: (round(c.radius), -c.col))  # widest, then patient-right
-    chain = [c for c in anatomy.track(circles, seed, grid, gap_mm=TRACK_GAP_MM)
-             if _uniform(grid, c)]
-    if not chain:
+    kept: list[tuple[anatomy.Circle, np.ndarray]] = []
+    for c, centre in reversed(list(zip(ascending.chain, ascending.centres, strict=True))):
+        if not _uniform(grid, c):
+            break
+        kept.insert(0, (c, centre))
+    if not kept:
         return None
     sample = np.zeros(grid.hu.shape, dtype=bool)
-    for c in chain[:ROOT_SAMPLE_SLICES]:
-        sample[c.k][_disc(grid.hu.shape[1:], c, INNER_SHARE)] = True
-    centre = volume.voxel_to_patient(np.array([[
-        chain[0].k * grid.factors[0] + (grid.factors[0] - 1) / 2,
-        (chain[0].row + 0.5) * grid.factors[1] - 0.5,
-        (chain[0].col + 0.5) * grid.factors[2] - 0.5]]))[0]
-    return RootSample(centre, anatomy.to_full(grid, sample),
-                 (chain[-1].k - chain[0].k) * grid.spacing[0])
+    for c, _ in kept[:ROOT_SAMPLE_SLICES]:
+        sample[c.k][anatomy._disc(grid.hu.shape[1:], c, INNER_SHARE)] = True
+    return RootSample(np.asarray(kept[0][1]), anatomy.to_full(grid, sample),
+                      (kept[-1][0].k - kept[0][0].k) * grid.spacing[0])
 
 
 def _uniform(grid: anatomy.Grid, circle: anatomy.Circle) -> bool:
     """Whether the inner disc is one blood pool (a circle that straddles walls is not)."""
-    values = grid.hu[circle.k][_disc(grid.hu.shape[1:], circle, INNER_SHARE)]
+    values = grid.hu[circle.k][anatomy._disc(grid.hu.shape[1:], circle, INNER_SHARE)]
     low, high = np.percentile(values, [10, 90])
     return bool(high - low <= UNIFORM_SPREAD_HU)
 
-
-def _disc(shape: tuple[int, ...], circle: anatomy.Circle, share: float) -> np.ndarray:
-    mask = np.zeros(shape, dtype=bool)
-    mask[disk((circle.row, circle.col), max(circle.radius * share, 0.5), shape=shape)] = True
-    return mask
-
-
-def _share(mask2d: np.ndarray, circle: anatomy.Circle, scale: float) -> float:
-    inside = _disc(mask2d.shape, circle, scale)
-    return float(mask2d[inside].mean()) if inside.any() else 0.0

@@ -68,3 +68,22 @@ def test_a_worker_that_lost_its_lease_cannot_finish(settings):
         with pytest.raises(jobs.LeaseLost):
             jobs.check_lease(session, first)
         assert jobs.check_lease(session, second).worker == "w2"
+
+
+def test_warm_ups_run_at_worker_start_and_a_failing_one_is_logged_not_raised(
+        monkeypatch, caplog):
+    monkeypatch.setattr(jobs, "_ANALYSERS", {})
+    monkeypatch.setattr(jobs, "_WARM_UPS", {})
+    calls = []
+
+    def broken() -> None:
+        raise RuntimeError("no compiler")
+
+    jobs.register_analyser("X-WARM", "v1", lambda s, j: "r", warm=lambda: calls.append(1))
+    jobs.register_analyser("X-BROKEN", "v1", lambda s, j: "r", warm=broken)
+    jobs.register_analyser("X-COLD", "v1", lambda s, j: "r")
+    with caplog.at_level("WARNING", logger=jobs.log.name):
+        jobs.warm_analysers()
+    assert calls == [1]
+    failed = [r for r in caplog.records if r.getMessage() == "analyser warm-up failed"]
+    assert [r.procedure for r in failed] == ["X-BROKEN"]

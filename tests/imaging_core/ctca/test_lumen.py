@@ -345,3 +345,11 @@ def test_voxel_positions_survive_the_inverse_and_the_crop() -> None:
     inside = crop.patient_to_voxel(volume.voxel_to_patient(voxels[2:]))
     assert crop.voxel_to_patient(inside) == pytest.approx(volume.voxel_to_patient(voxels[2:]))
     assert crop.hu.shape == crop.padding.shape
+
+
+def test_warm_compiles_skans_graph_code_in_this_process() -> None:
+    from skan import csr
+
+    cl.warm()
+    # the path builder, a numba function skan cannot cache to disk, holds compiled code
+    assert csr._build_paths.signatures
