@@ -72,7 +72,11 @@ def _patient_page(client: FlaskClient, auth_headers: Headers, patient_id: str) -
     assert answered.status_code == 303, answered.get_data(as_text=True)[:300]
     page = client.get(path)
     assert page.status_code == 200
-    return page.get_data(as_text=True)
+    html = page.get_data(as_text=True)
+    if "/model.glb" in html:  # the model's still picture, for browsers without WebGL
+        still = client.get(f"{path}/model.png")
+        assert still.status_code == 200 and still.data[:4] == b"\x89PNG"
+    return html
 
 
 def _pdf(client: FlaskClient, auth_headers: Headers, report: dict[str, Any],
@@ -139,6 +143,9 @@ def test_a_ctca_report_is_read_signed_off_and_shown_to_the_patient(
     assert image.status_code == 200 and image.data[:8] == b"\x89PNG\r\n\x1a\n"
     model = re.search(r'href="(/staff/studies/[^"]+/model\.glb)"', html)
     assert model and client.get(model.group(1)).data[:4] == b"glTF"
+    viewer = client.get(model.group(1).removesuffix("/model.glb")).get_data(as_text=True)
+    assert "3D model of the coronary tree coloured by FFR-CT" in viewer
+    assert "calcified plaque" not in viewer
 
     version = re.search(r'name="version" value="(\d+)"', html)
     assert version
