@@ -208,9 +208,9 @@ CAD_RADS: dict[str, str] = {
     "3": "Plaque narrows an artery by a half to two thirds (50 to 69 %). Doctors call "
          "this moderate narrowing.",
     "4A": "Plaque narrows an artery by 70 to 99 %. Doctors call this severe narrowing.",
-    "4B": "The main artery on the left side of your heart (the left main artery) is "
-          "narrowed by more than a half, or all 3 main arteries are narrowed by 70 % or "
-          "more. Doctors call this severe narrowing.",
+    "4B": "Doctors call this severe narrowing. It means one of two things. The main artery "
+          "on the left side of your heart (the left main artery) is narrowed by more than a "
+          "half. Or all 3 main arteries are narrowed by 70 % or more.",
     "5": "One of the arteries of your heart is completely blocked.",
     "N": "The pictures were not clear enough to tell how narrow the arteries of your "
          "heart are.",
