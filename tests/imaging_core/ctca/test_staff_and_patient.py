@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from pydicom import Dataset
 
 from core.settings import Settings
+from tests.conftest import serving
 from tests.imaging_core.conftest import Order, accession_of, ctca_order
 from tests.imaging_core.ctca import handmade
 from tests.imaging_core.ctca import phantom as P
@@ -37,8 +39,12 @@ from tests.imaging_core.test_completion import analyse, quick, reports, send  # 
 from tests.imaging_core.test_reports import PDFTOTEXT, _pdf_text
 from tests.imaging_core.test_review import current, latest_sr, pdf_of, run_queued
 from tests.imaging_core.test_signoff import sr_texts
-from tests.imaging_core.test_staff_review import login, marked, post_form
+from tests.imaging_core.test_staff_review import browser_login, login, marked, post_form
 from tests.patient.conftest import form_token, links_of
+from tests.staff.conftest import (
+    axe_violations,
+    browser,  # noqa: F401  (fixture)
+)
 
 Headers = Callable[..., dict[str, str]]
 BORN = "1968-04-02"  # tests.factories.patient's birth date, as the phantom's header says
@@ -240,3 +246,19 @@ def test_a_vessel_not_traced_is_not_assessed_never_normal(
     assert "CAD-RADS 3" in patient and "50 to 69 %" in patient
     assert "the right coronary artery" in patient and "does not mean" in patient
     assert not any(word in patient.lower() for word in CALCIUM_WORDS)
+
+
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+def test_in_chromium_the_ctca_page_passes_axe_and_is_signed_off(
+        settings: Settings, app: Flask, browser: Any, client: FlaskClient,
+        auth_headers: Headers, case: Any) -> None:
+    sources, volume, result = case
+    report_id = _publish(settings, _ctca_order(client, auth_headers), result, sources, volume)
+    with serving(app) as base:
+        page = browser_login(browser, base, settings, "radiologist")
+        page.goto(f"{base}/staff/reports/{report_id}")
+        assert page.get_by_role("heading", name="Stent suggestions").is_visible()
+        assert axe_violations(page) == []  # WCAG 2.2 AA, the page under its real CSP
+        page.get_by_role("button", name="Sign off as final").click()
+        assert page.locator("[data-status]").inner_text() == "Final"
+        assert axe_violations(page) == []  # with the amendment form
