@@ -69,8 +69,9 @@ def _number(text: str) -> float:
     return float(match.group(0))
 
 
-def _patient_page(client: FlaskClient, auth_headers: Headers, patient_id: str) -> str:
-    """The patient's link opened with their date of birth, as they would."""
+def _patient_page(client: FlaskClient, auth_headers: Headers,
+                  patient_id: str) -> tuple[str, str]:
+    """The patient's link opened with their date of birth, as they would: (path, page)."""
     [document] = links_of(client, auth_headers, patient_id)
     path = "/r/" + document["content"][0]["attachment"]["url"].rsplit("/r/", 1)[1]
     answered = client.post(path, data={"csrf_token": form_token(client, path),
@@ -82,7 +83,7 @@ def _patient_page(client: FlaskClient, auth_headers: Headers, patient_id: str) -
     if "/model.glb" in html:  # the model's still picture, for browsers without WebGL
         still = client.get(f"{path}/model.png")
         assert still.status_code == 200 and still.data[:4] == b"\x89PNG"
-    return html
+    return path, html
 
 
 def _pdf(client: FlaskClient, auth_headers: Headers, report: dict[str, Any],
@@ -177,12 +178,14 @@ def test_a_ctca_report_is_read_signed_off_and_shown_to_the_patient(
     assert not any("preliminary" in t.lower() for t in sr_texts(sr))
     assert conclusion in sr_texts(sr)
 
-    patient = _patient_page(client, auth_headers,
-                            order["subject"]["reference"].removeprefix("Patient/"))
+    path, patient = _patient_page(client, auth_headers,
+                                  order["subject"]["reference"].removeprefix("Patient/"))
     assert "CT coronary angiography" in patient and "CAD-RADS 5" in patient
     assert "completely blocked" in patient  # Cury 2022 CAD-RADS 5, in plain words
     assert "The heart team will contact you about the blocked artery." in patient
     assert "/report.pdf" in patient
+    their_pdf = _pdf_text(client.get(f"{path}/report.pdf").data, tmp_path)[0]
+    assert "FINAL - verified by" in their_pdf and "PRELIMINARY" not in their_pdf.upper()
     assert not any(word in patient.lower() for word in CALCIUM_WORDS)
 
     html = client.get(page).get_data(as_text=True)
@@ -242,7 +245,7 @@ def test_a_vessel_not_traced_is_not_assessed_never_normal(
     put = client.put(f"/fhir/DiagnosticReport/{report_id}", json=body,
                      headers=auth_headers("demo-radiology"))
     assert put.status_code == 200, put.get_json()
-    patient = _patient_page(client, auth_headers, made.subject["reference"].split("/")[1])
+    _, patient = _patient_page(client, auth_headers, made.subject["reference"].split("/")[1])
     assert "CAD-RADS 3" in patient and "50 to 69 %" in patient
     assert "the right coronary artery" in patient and "does not mean" in patient
     assert not any(word in patient.lower() for word in CALCIUM_WORDS)
