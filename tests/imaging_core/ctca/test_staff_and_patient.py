@@ -30,6 +30,7 @@ from flask.testing import FlaskClient
 from pydicom import Dataset
 
 from core.settings import Settings
+from imaging_core.ctca.tree import CtcaResult
 from tests.conftest import serving
 from tests.imaging_core.conftest import Order, accession_of, ctca_order
 from tests.imaging_core.ctca import handmade
@@ -265,3 +266,17 @@ def test_in_chromium_the_ctca_page_passes_axe_and_is_signed_off(
         page.get_by_role("button", name="Sign off as final").click()
         assert page.locator("[data-status]").inner_text() == "Final"
         assert axe_violations(page) == []  # with the amendment form
+
+
+def test_a_study_not_analysed_shows_no_artery_assessed_never_normal(
+        settings: Settings, client: FlaskClient, auth_headers: Headers, case: Any) -> None:
+    sources, volume, _ = case
+    refused = CtcaResult(False, reason="no contrast in the aortic root (45 HU)")
+    report_id = _publish(settings, _ctca_order(client, auth_headers), refused, sources, volume)
+    login(client, settings, "radiologist")
+    html = client.get(f"/staff/reports/{report_id}").get_data(as_text=True)
+    [cad_rads] = [text for key, text in marked(html, "field") if key == "cad-rads"]
+    assert cad_rads.startswith("CAD-RADS not given") and "no contrast" in cad_rads
+    assert sorted(v for v, _ in marked(html, "not-assessed")) == ["LAD", "LCX", "LM", "RCA"]
+    assert "not a normal result" in html and "CAD-RADS 0" not in html
+    assert not _lesions(html)
