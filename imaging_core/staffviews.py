@@ -117,20 +117,29 @@ def report_page(report_id: str) -> str:
     """The report, its key images and scores; the sign-off or amendment form."""
     store = _store()
     report = store.read("DiagnosticReport", _checked(report_id))
-    base = store.settings.canonical_base
-    kind = report_kind(base, report)
+    kind = report_kind(store.settings.canonical_base, report)
     return render_template(
-        "staff/reports/report.html", report=report, title=TITLES.get(kind or "", "Imaging report"),
-        scores=staffreview.reported_scores(store, report_id)
-        if kind == CALCIUM_SCORING else None,
-        ctca=ctca_findings(base, staffreview.observations_of(store, report))
-        if kind == CORONARY_CTA else None, ctca_sources=CTCA_SOURCES,
-        has_model=any(f.get("contentType") == GLB for f in report.get("presentedForm", [])),
+        "staff/reports/report.html", report=report,
+        title=TITLES.get(kind or "", "Imaging report"), **_measurements(store, report, kind),
         images=_key_images(report), study_uid=_study_uid(store.session, report_id),
         scored=store.session.get(CalciumCandidates, report_id) is not None,
         radiologist=current_staff().role == RADIOLOGIST,
         reason=_reason(store, report),
-        next_step=next_step(base, report))
+        next_step=next_step(store.settings.canonical_base, report))
+
+
+def _measurements(store: Store, report: dict[str, Any], kind: str | None) -> dict[str, Any]:
+    """The template's measurements by the report's kind: ``scores`` (calcium), or
+    ``ctca`` with its sources and whether a 3D model is attached; none for a kind
+    ScanPath does not know (the page then says so)."""
+    if kind == CALCIUM_SCORING:
+        return {"scores": staffreview.reported_scores(store, str(report["id"]))}
+    if kind != CORONARY_CTA:
+        return {}
+    findings = ctca_findings(store.settings.canonical_base,
+                             staffreview.observations_of(store, report))
+    return {"ctca": findings, "ctca_sources": CTCA_SOURCES,
+            "has_model": any(f.get("contentType") == GLB for f in report.get("presentedForm", []))}
 
 
 def _key_images(report: dict[str, Any]) -> list[dict[str, Any]]:
