@@ -188,7 +188,7 @@ def build_sr(source_datasets: list[Dataset], volume: Volume, result: CtcaResult,
     report = hd.sr.MeasurementReport(
         observation_context=reports.device_context(ALGORITHM_NAME, VERSION),
         procedure_reported=CTCA_PROCEDURE, imaging_measurements=groups)
-    report[0].ContentSequence.append(reports.conclusion_container(conclusion))
+    report[0].ContentSequence.append(reports.conclusion_container(conclusion, signature))
     sr = reports.sr_document(report, sources, CTCA_PROCEDURE, "CTCA measurements",
                              signature, series_number, 1)
     sr.CodingSchemeIdentificationSequence = [_local_scheme()]

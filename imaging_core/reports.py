@@ -289,7 +289,7 @@ def build_sr(source_datasets: list[Dataset], volume: Volume, result: CalciumResu
             *_artery_groups(result)],
         referenced_images=_library(sources, result) or None,
     )
-    report[0].ContentSequence.append(conclusion_container(conclusion_text(result)))
+    report[0].ContentSequence.append(conclusion_container(conclusion_text(result), signature))
     return sr_document(report, sources, CAC_PROCEDURE, "Calcium score", signature,
                        series_number, instance_number)
 
@@ -476,11 +476,15 @@ def _comments(result: CalciumResult) -> list[str]:
     return lines + [f"QA: {item}" for item in result.qa]
 
 
-def conclusion_container(conclusion: str) -> hd.sr.ContainerContentItem:
-    """TID 1500's optional "Qualitative Evaluations" container with the conclusion."""
+def conclusion_container(conclusion: str,
+                         signature: Signature | None = None) -> hd.sr.ContainerContentItem:
+    """TID 1500's optional "Qualitative Evaluations" container with the conclusion: the
+    analysis' own until a radiologist signs, then the signed wording
+    (:func:`signed_conclusion`), so a FINAL SR never calls itself preliminary."""
     container = hd.sr.ContainerContentItem(name=QUALITATIVE_EVALUATIONS,
                                            relationship_type="CONTAINS")
-    container.ContentSequence = hd.sr.ContentSequence([text_item(CONCLUSION, conclusion)])
+    container.ContentSequence = hd.sr.ContentSequence(
+        [text_item(CONCLUSION, signed_conclusion(conclusion, signature))])
     return container
 
 

@@ -1,4 +1,6 @@
-"""Sign-off and amendment of the calcium-score report (issue 11 item 4; CONTRACT §6 "Sign-off").
+"""Sign-off and amendment of an analysis report (issues 11, 14; CONTRACT §6 "Sign-off").
+
+One path for every analyser (calcium scoring, CTCA): nothing here depends on the kind.
 
 A radiologist signs the order's DiagnosticReport off by updating it to
 ``final`` (PUT or PATCH, by a client with ``update`` on DiagnosticReport: the

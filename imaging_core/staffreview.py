@@ -125,17 +125,23 @@ def review_state(store: Store, report_id: str) -> ReviewState:
         jobs=[str(_parts(p)["status"]) for p in params if p["name"] == "regeneration"])
 
 
+def observations_of(store: Store, report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Observations in the report's ``result``, in its order (NotFound if one is gone)."""
+    found = []
+    for ref in report.get("result", []):
+        kind, _, obs_id = str(ref.get("reference", "")).partition("/")
+        if kind == "Observation":
+            found.append(store.read("Observation", obs_id))
+    return found
+
+
 def reported_scores(store: Store, report_id: str) -> Scores:
     """Total, per-artery Agatston and CAC-DRS as the report's Observations say them."""
     report = store.read("DiagnosticReport", report_id)
     total: float | None = None
     arteries: dict[str, float | None] = {}
     drs: str | None = None
-    for ref in report.get("result", []):
-        kind, _, obs_id = str(ref.get("reference", "")).partition("/")
-        if kind != "Observation":
-            continue
-        obs = store.read("Observation", obs_id)
+    for obs in observations_of(store, report):
         code, site = _measure(obs), _vessel(obs)
         value = obs.get("valueQuantity", {}).get("value")
         if code == "agatston-score" and site:

@@ -14,9 +14,9 @@ study's latest DICOM SEG (the voxels counted in the Agatston score,
 (SOP Instance UID, from each frame's Derivation Image Sequence, PS3.3 C.7.6.16.2.6)
 the segment pixels as ``[segment, row, column]``; the viewer draws them over the slice.
 
-``GET /staff/studies/{study}/model.glb`` serves the 3D model (GLB) the calcium
-analysis attached to the order's report (a FHIR Binary, ``imaging_core.results``)
-to the page's ``<model-viewer>``.
+``GET /staff/studies/{study}/model.glb`` serves the 3D model (GLB) the calcium or
+CTCA analysis attached to the order's report (a FHIR Binary, ``imaging_core.results``)
+to the page's ``<model-viewer>``, titled as the analysis titled it.
 
 Any logged-in staff user may view images (issue 12); the foundation audits each
 page view, and the DICOMweb reads are audited as the bearer-token ones are.
@@ -101,12 +101,13 @@ def viewer(study: str) -> str:
     if request.args.get("view") not in (None, "slices"):
         raise BadRequest("view takes only the value 'slices' (the page without the viewer)",
                          ["view"])
-    has_model = _model(study) is not None
+    model_form = _model_form(study)
+    has_model = model_form is not None
     if has_model:  # <model-viewer>: WebAssembly mesh decoders and its own stylesheet
         allow_model_viewer()
     return render_template("staff/viewer.html", view=view, presets=PRESETS,
                            slices_only=slices_only, slices_view="slices" if slices_only else None,
-                           has_model=has_model,
+                           has_model=has_model, model_title=_title(model_form),
                            has_overlay=latest_seg(db(), study) is not None)
 
 
@@ -164,7 +165,7 @@ def _segment_number(item: Dataset, shared: Dataset) -> int | None:
 @bp.get("/<study>/model.glb")
 @staff_required()
 def model(study: str) -> Response:
-    """The study's 3D model of calcified plaque (GLB), as the analysis attached it."""
+    """The study's 3D model (GLB: calcified plaque, or the CTCA tree), as attached."""
     glb = _model(study)
     if glb is None:
         raise NotFound(f"No 3D model has been made for study {study[:64]}")
@@ -201,7 +202,13 @@ def _preset() -> WindowPreset:
 
 
 def _model(study: str) -> bytes | None:
-    """The GLB of the order's calcium report for ``study``, or None when there is none."""
+    """The GLB of the order's report for ``study``, or None when there is none."""
+    form = _model_form(study)
+    return _binary(db(), form["url"].removeprefix("Binary/")) if form else None
+
+
+def _model_form(study: str) -> dict[str, Any] | None:
+    """The ``presentedForm`` holding the GLB of the order's report (calcium or CTCA)."""
     session = db()
     received = session.get(ReceivedStudy, study)
     if received is None or not received.service_request_id:
@@ -212,8 +219,16 @@ def _model(study: str) -> bytes | None:
     for report in reports:
         for form in report.get("presentedForm", []):
             if form.get("contentType") == GLB and str(form.get("url", "")).startswith("Binary/"):
-                return _binary(session, form["url"].removeprefix("Binary/"))
+                return dict(form)
     return None
+
+
+def _title(form: dict[str, Any] | None) -> tuple[str, str]:
+    """(heading, the rest) of the model's title, as the analysis wrote it: "3D model of
+    calcified plaque", or the CTCA tree coloured by FFR-CT with its colour scale."""
+    title = str((form or {}).get("title") or "3D model")
+    heading, _, rest = title.partition(". ")
+    return heading.rstrip("."), rest
 
 
 def _binary(session: Session, binary_id: str) -> bytes:

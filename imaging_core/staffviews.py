@@ -1,11 +1,15 @@
-"""Staff pages of a calcium-score report: lesion review and sign-off (issue 12 items 5-6).
+"""Staff pages of a report: calcium lesion review, CTCA findings, sign-off (issues 12, 14).
 
 Served at ``/staff/reports/{report id}``; every page needs a staff session
 (``auth.staff``) and every form its CSRF token (the foundation's CSRFProtect):
 
 - ``GET  /staff/reports/{id}``: the report beside its key images, a link to
   the viewer, the conclusion; for a radiologist, the sign-off or amendment form.
-  Any staff user may read it.
+  Any staff user may read it. What it shows depends on the report's kind
+  (``terminology.report_kind``): the Agatston scores of a calcium report; for a
+  CTCA report the CAD-RADS category, the lesions, FFR-CT per vessel, the stent
+  suggestions (advice for a cardiologist), what was not assessed, the
+  straightened views and the 3D model (``imaging_core.ctcafindings``).
 - ``POST /staff/reports/{id}/sign-off`` (radiologist): ``conclusion``, ``version`` and,
   optionally, ``next_step`` (the patient's next step, shown on their report link's page).
 - ``POST /staff/reports/{id}/amend`` (radiologist): ``conclusion``, ``reason``, ``version``,
@@ -42,10 +46,14 @@ from core.web import app_settings, db
 from fhir.store import Store
 from fhir.validation import valid_id
 from imaging_core import lesionimages, staffreview
+from imaging_core.ctcafindings import SOURCES as CTCA_SOURCES
+from imaging_core.ctcafindings import ctca_findings
 from imaging_core.errors import ImagingError
 from imaging_core.models import AnalysisJob, CalciumCandidates, DicomInstance
 from imaging_core.results import IMAGE_MODALITIES
 from imaging_core.signoff import next_step
+from imaging_core.staffviewer import GLB
+from imaging_core.terminology import CALCIUM_SCORING, CORONARY_CTA, report_kind
 from imaging_core.volume import Volume, load_volumes
 
 log = logging.getLogger(__name__)
@@ -53,6 +61,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("staff_reports", __name__, url_prefix="/staff/reports")
 RADIOLOGIST = "radiologist"
 Work = Callable[[Store, str, str], object]
+TITLES = {CALCIUM_SCORING: "Calcium score report", CORONARY_CTA: "CT coronary angiography report"}
 
 
 def init_app(app: Flask) -> None:
@@ -108,14 +117,29 @@ def report_page(report_id: str) -> str:
     """The report, its key images and scores; the sign-off or amendment form."""
     store = _store()
     report = store.read("DiagnosticReport", _checked(report_id))
+    kind = report_kind(store.settings.canonical_base, report)
     return render_template(
         "staff/reports/report.html", report=report,
-        scores=staffreview.reported_scores(store, report_id),
+        title=TITLES.get(kind or "", "Imaging report"), **_measurements(store, report, kind),
         images=_key_images(report), study_uid=_study_uid(store.session, report_id),
         scored=store.session.get(CalciumCandidates, report_id) is not None,
         radiologist=current_staff().role == RADIOLOGIST,
         reason=_reason(store, report),
         next_step=next_step(store.settings.canonical_base, report))
+
+
+def _measurements(store: Store, report: dict[str, Any], kind: str | None) -> dict[str, Any]:
+    """The template's measurements by the report's kind: ``scores`` (calcium), or
+    ``ctca`` with its sources and whether a 3D model is attached; none for a kind
+    ScanPath does not know (the page then says so)."""
+    if kind == CALCIUM_SCORING:
+        return {"scores": staffreview.reported_scores(store, str(report["id"]))}
+    if kind != CORONARY_CTA:
+        return {}
+    findings = ctca_findings(store.settings.canonical_base,
+                             staffreview.observations_of(store, report))
+    return {"ctca": findings, "ctca_sources": CTCA_SOURCES,
+            "has_model": any(f.get("contentType") == GLB for f in report.get("presentedForm", []))}
 
 
 def _key_images(report: dict[str, Any]) -> list[dict[str, Any]]:

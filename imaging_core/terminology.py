@@ -179,3 +179,28 @@ def _concept(base: str, system: str, code: str, display: str,
              standard: dict[str, str]) -> dict[str, Any]:
     return {"coding": [{"system": f"{base}/CodeSystem/{system}", "code": code,
                         "display": display}, standard], "text": display}
+
+
+# --- which analysis a report holds ---------------------------------------------------
+
+CALCIUM_SCORING, CORONARY_CTA = "CT-CAC", "CTCA"  # catalogue keys with an analyser (§3, §5)
+REPORT_KINDS = (CALCIUM_SCORING, CORONARY_CTA)
+
+
+def code_in(concept: Any, system: str) -> str | None:
+    """The code of ``concept``'s first coding in ``system``, or None."""
+    codings = concept.get("coding", []) if isinstance(concept, dict) else []
+    return next((str(c.get("code")) for c in codings
+                 if isinstance(c, dict) and c.get("system") == system), None)
+
+
+def report_kind(base: str, report: dict[str, Any]) -> str | None:
+    """Which analysis ``report`` holds: ``CT-CAC``, ``CTCA``, or None when not known.
+
+    The one place this is decided: the catalogue key (``{base}/CodeSystem/procedure``,
+    CONTRACT §3) on the report's ``code``, which an analyser copies from the order (the
+    same key that chose the analyser, ``imaging_core.jobs``). A report without one (for
+    example one a RIS wrote) is of no known kind, and the pages say so rather than guess.
+    """
+    key = code_in(report.get("code"), f"{base}/CodeSystem/procedure")
+    return key if key in REPORT_KINDS else None

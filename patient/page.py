@@ -5,9 +5,15 @@ Observations, the order in ``basedOn`` (why the scan was asked for) and the perf
 organisation (whom to contact), and returns a :class:`PatientReport` for
 ``templates/patient/report.html``. Texts come from ``patient.plain``.
 
+The page follows the report's kind (``imaging_core.terminology.report_kind``): a
+calcium score, a CTCA summary (the CAD-RADS group in plain words and the arteries not
+checked, ``imaging_core.ctcafindings``), or, for a kind it does not know, the
+radiologist's words and that the result is available from the GP, never a guess.
+
 Unknown is never negative: a missing or unreadable Observation reads "Not available",
-never a score of 0 or "no calcium". Only resources of the report's own patient are read
-into the page (an Observation or order naming another subject is left out, as missing).
+never a score of 0 or "no calcium"; an artery not checked is said, never "clear". Only
+resources of the report's own patient are read into the page (an Observation or order
+naming another subject is left out, as missing).
 The page carries no internal identifier: no resource id, accession number, NHS number
 or UID is copied into it.
 """
@@ -23,17 +29,17 @@ from zoneinfo import ZoneInfo
 
 from core.errors import FhirError, NotFound
 from fhir.store import Store
+from imaging_core.ctcafindings import ctca_findings
 from imaging_core.reports import format_agatston
 from imaging_core.review import SIGNED_OFF
 from imaging_core.signoff import next_step
+from imaging_core.terminology import CALCIUM_SCORING, CORONARY_CTA, code_in, report_kind
 from patient import assets, plain
 from referral.orders import RADIOLOGY_ORGANIZATION
 from rules.packs import verified_displays
 
 log = logging.getLogger(__name__)
 
-CALCIUM_PROCEDURE = "CT-CAC"  # CONTRACT §3 catalogue key
-CALCIUM_SNOMED = "426005005"  # SNOMED CT |Cardiac CT for calcium scoring| (reports.CAC_PROCEDURE)
 ZONE = ZoneInfo("Europe/London")  # the department's clock (referral.vetting.DEPARTMENT_ZONE)
 ABSENT = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
 
@@ -47,6 +53,16 @@ class CalciumResult:
     category: plain.Category | None
     arteries: str
     unscorable: str | None = None
+
+
+@dataclass(frozen=True)
+class CtcaSummary:
+    """A CTCA result in the patient's words: the CAD-RADS group (None: not given) with its
+    meaning, or why it is unknown; the arteries that could not be checked."""
+
+    category: str | None
+    meaning: str
+    not_assessed: str | None
 
 
 @dataclass(frozen=True)
@@ -75,11 +91,14 @@ class PatientReport:
     about: list[plain.Text]
     reason: str
     calcium: CalciumResult | None
+    ctca: CtcaSummary | None
+    result_from_gp: str | None  # for a report of a kind the page does not know
     conclusion: str
     next_step: str
     next_step_from_radiologist: bool
     images: list[KeyImage]
     has_model: bool
+    model: plain.ModelText
     has_pdf: bool
     contact: Contact
     signed_by: str
@@ -97,24 +116,37 @@ def report_page(store: Store, report_id: str, version: str) -> PatientReport:
     report = store.vread("DiagnosticReport", report_id, version)
     if report.get("status") not in SIGNED_OFF:
         raise NotFound(f"DiagnosticReport/{report_id} version {version} is not signed off")
+    base = store.settings.canonical_base
     order = _order(store, report)
     observations = _observations(store, report)
-    calcium = _calcium(store.settings.canonical_base, report, observations)
-    stated = next_step(store.settings.canonical_base, report)
-    about = [plain.WHAT_CALCIUM_SCORING_IS, plain.WHAT_THE_SCORE_IS] if calcium \
-        else [plain.WHAT_OTHER_SCANS_SHOW]
+    kind = report_kind(base, report)
+    calcium = _calcium(base, observations) if kind == CALCIUM_SCORING else None
+    ctca = _ctca(base, observations) if kind == CORONARY_CTA else None
+    stated = next_step(base, report)
+    about = ABOUT.get(kind, [plain.WHAT_OTHER_SCANS_SHOW])
     return PatientReport(
-        test_name=_test_name(store.settings.canonical_base, report, calcium is not None),
-        about=about, reason=_reason(order), calcium=calcium,
+        test_name=_test_name(report, kind),
+        about=about, reason=_reason(order), calcium=calcium, ctca=ctca,
+        result_from_gp=None if kind else plain.RESULT_FROM_GP.text,
         conclusion=str(report.get("conclusion") or plain.NOT_AVAILABLE),
         next_step=stated or plain.NEXT_STEP_NOT_STATED.text,
         next_step_from_radiologist=stated is not None,
-        images=_images(report), has_model=_form(report, "model/gltf-binary"),
+        images=_images(report, kind), has_model=_form(report, "model/gltf-binary"),
+        model=plain.CTCA_MODEL if kind == CORONARY_CTA else plain.CALCIUM_MODEL,
         has_pdf=assets.report_pdf(store, report_id, version) is not None,
         contact=_contact(store, order),
         signed_by=_signer(store, report), signed_on=_date(report.get("issued")),
         amended=report.get("status") != "final",
-        sources=sorted({t.source for t in about} | _category_sources(calcium)))
+        sources=sorted({t.source for t in about} | _category_sources(calcium, ctca)
+                       | ({plain.RESULT_FROM_GP.source} if kind is None else set())))
+
+
+ABOUT: dict[str | None, list[plain.Text]] = {
+    CALCIUM_SCORING: [plain.WHAT_CALCIUM_SCORING_IS, plain.WHAT_THE_SCORE_IS],
+    CORONARY_CTA: [plain.WHAT_CTCA_IS, plain.WHAT_CAD_RADS_IS],
+}
+TEST_NAMES = {CALCIUM_SCORING: "Heart scan to measure calcium (CT calcium score)",
+              CORONARY_CTA: "Heart scan of the arteries with dye (CT coronary angiography)"}
 
 
 # --- reading ---------------------------------------------------------------------------
@@ -153,29 +185,14 @@ def _observations(store: Store, report: dict[str, Any]) -> list[dict[str, Any]]:
     return [o for o in found if o and o.get("status") not in ("entered-in-error", "cancelled")]
 
 
-def _code_in(concept: Any, system: str) -> str | None:
-    return next((str(c.get("code")) for c in (concept or {}).get("coding", [])
-                 if c.get("system") == system), None)
-
-
 def _measure(base: str, observation: dict[str, Any]) -> str | None:
-    return _code_in(observation.get("code"), f"{base}/CodeSystem/measure")
+    return code_in(observation.get("code"), f"{base}/CodeSystem/measure")
 
 
 # --- the calcium result ------------------------------------------------------------------
 
-def _is_calcium(base: str, report: dict[str, Any], observations: list[dict[str, Any]]) -> bool:
-    code = report.get("code")
-    return (_code_in(code, f"{base}/CodeSystem/procedure") == CALCIUM_PROCEDURE
-            or _code_in(code, "http://snomed.info/sct") == CALCIUM_SNOMED
-            or any(_measure(base, o) in ("agatston-score", "cac-drs") for o in observations))
-
-
-def _calcium(base: str, report: dict[str, Any],
-             observations: list[dict[str, Any]]) -> CalciumResult | None:
-    """The total score, CAC-DRS and N; None for a report that is not calcium scoring."""
-    if not _is_calcium(base, report, observations):
-        return None
+def _calcium(base: str, observations: list[dict[str, Any]]) -> CalciumResult:
+    """The total score, CAC-DRS and N of a calcium-scoring report."""
     total = next((o for o in observations if _measure(base, o) == "agatston-score"
                   and "bodySite" not in o), None)
     drs = next((o for o in observations if _measure(base, o) == "cac-drs"), None)
@@ -184,14 +201,14 @@ def _calcium(base: str, report: dict[str, Any],
         return CalciumResult(False, plain.NOT_AVAILABLE, None,
                              plain.arteries_text(None), plain.unscorable_text(refused))
     category = plain.CATEGORIES.get(
-        _code_in((drs or {}).get("valueCodeableConcept"), f"{base}/CodeSystem/cac-drs") or "")
+        code_in((drs or {}).get("valueCodeableConcept"), f"{base}/CodeSystem/cac-drs") or "")
     return CalciumResult(True, _score(total), category, plain.arteries_text(_vessels(base, drs)))
 
 
 def _not_performed(observation: dict[str, Any] | None) -> str | None:
     """The reason text of a ``not-performed`` dataAbsentReason (not scorable), else None."""
     reason = (observation or {}).get("dataAbsentReason") or {}
-    if _code_in(reason, ABSENT) != "not-performed":
+    if code_in(reason, ABSENT) != "not-performed":
         return None
     return str(reason.get("text") or "").removeprefix("Not scorable:").strip() or "not stated"
 
@@ -208,21 +225,33 @@ def _score(observation: dict[str, Any] | None) -> str:
 
 def _vessels(base: str, drs: dict[str, Any] | None) -> int | None:
     for component in (drs or {}).get("component", []):
-        if _code_in(component.get("code"), f"{base}/CodeSystem/measure") == "cac-vessels":
+        if code_in(component.get("code"), f"{base}/CodeSystem/measure") == "cac-vessels":
             value = component.get("valueInteger")
             return value if isinstance(value, int) else None
     return None
 
 
-def _category_sources(calcium: CalciumResult | None) -> set[str]:
-    return {calcium.category.source} if calcium and calcium.category else set()
+def _category_sources(calcium: CalciumResult | None, ctca: CtcaSummary | None) -> set[str]:
+    sources = {calcium.category.source} if calcium and calcium.category else set()
+    return sources | ({plain.CAD_RADS_SOURCE} if ctca else set())
+
+
+# --- the CTCA result ----------------------------------------------------------------------
+
+def _ctca(base: str, observations: list[dict[str, Any]]) -> CtcaSummary:
+    """The CAD-RADS group in plain words and the arteries not checked (never "clear")."""
+    findings = ctca_findings(base, observations)
+    if findings.cad_rads is None:
+        return CtcaSummary(None, plain.CTCA_NOT_ASSESSED, None)
+    return CtcaSummary(findings.cad_rads, plain.CAD_RADS[findings.cad_rads],
+                       plain.not_assessed_text(list(findings.not_assessed)))
 
 
 # --- the rest of the page ----------------------------------------------------------------
 
-def _test_name(base: str, report: dict[str, Any], calcium: bool) -> str:
-    if calcium:
-        return "Heart scan to measure calcium (CT calcium score)"
+def _test_name(report: dict[str, Any], kind: str | None) -> str:
+    if kind in TEST_NAMES:
+        return TEST_NAMES[kind]
     code = report.get("code") or {}
     named = code.get("text") or next((c.get("display") for c in code.get("coding", [])
                                       if c.get("display")), None)
@@ -244,9 +273,18 @@ def _coding_words(coding: dict[str, Any]) -> str | None:
     return coding.get("display") or known
 
 
-def _images(report: dict[str, Any]) -> list[KeyImage]:
-    return [KeyImage(n, _alt(str(m.get("comment", ""))))
+def _images(report: dict[str, Any], kind: str | None) -> list[KeyImage]:
+    alt = _straightened_alt if kind == CORONARY_CTA else _alt
+    return [KeyImage(n, alt(str(m.get("comment", ""))))
             for n, m in enumerate(report.get("media", []), start=1)]
+
+
+def _straightened_alt(title: str) -> str:
+    """Alternative text for a CTCA straightened view (``imaging_core.ctca_media``)."""
+    vessel = next((words for code, words in plain.VESSEL_WORDS.items()
+                   if title.startswith(code + " ")), "one artery of your heart")
+    return (f"A CT picture of {vessel}, shown straightened out from where it starts at "
+            "the aorta. Places where it is narrowed are marked with a box.")
 
 
 def _alt(title: str) -> str:

@@ -14,6 +14,15 @@ categories, their risk wording and their treatment suggestions, Table 2). The tr
 suggestions are for doctors; the patient text says what their GP may talk to them about
 and never tells them to start a medicine.
 
+Coronary CT angiography (CTCA): the CAD-RADS 2.0 category (Cury RC et al., J Cardiovasc
+Comput Tomogr 2022;16:536-557, Table 2: the stenosis ranges and what 4B and N mean) in
+plain words. Cury's management suggestions are for doctors and are not repeated: the
+patient reads the next step their radiologist wrote. FFR-CT and stent sizes are not shown
+to patients (they are in the full report, for the doctors who act on them).
+
+A report of a kind the page does not know is not explained: the page says the result is
+available from the GP (:data:`RESULT_FROM_GP`) beside the radiologist's own words.
+
 Nothing here reads FHIR: ``patient.page`` picks the texts for a report.
 """
 
@@ -22,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from imaging_core.calcium import AGATSTON_1990, HECHT_2018
+from imaging_core.terminology import CURY_2022
 
 NHS_CONTENT_STYLE = ("NHS digital service manual, content style guide "
                      "(service-manual.nhs.uk/content): How we write; Health literacy")
@@ -165,3 +175,97 @@ GP_WILL_CONTACT = Text(
     "Your GP or the team who asked for the scan has your full report. They may contact "
     "you to talk about it.",
     NHS_CONTENT_STYLE)
+
+
+# --- coronary CT angiography (CTCA) ---------------------------------------------------
+
+CAD_RADS_SOURCE = f"{CURY_2022}, Table 2"
+
+WHAT_CTCA_IS = Text(
+    "You had a CT scan of the arteries of your heart (the coronary arteries), with a dye "
+    "injected into a vein to make the blood show up on the pictures. A CT scan uses X-rays "
+    "to take detailed pictures inside your body. The scan looked for plaque, a build-up of "
+    "fatty material in the artery walls, and for places where plaque makes an artery "
+    "narrower.",
+    f"{CURY_2022}; {NHS_CONTENT_STYLE}")
+
+WHAT_CAD_RADS_IS = Text(
+    "Doctors put the result in a group called CAD-RADS, from 0 (no plaque or narrowing) "
+    "to 5 (an artery is completely blocked). The group depends on the narrowest place "
+    "found.",
+    CAD_RADS_SOURCE)
+
+# Cury 2022 Table 2: 0 = 0 % (no plaque or stenosis); 1 = 1-24 % (minimal stenosis, or
+# plaque with no stenosis); 2 = 25-49 % (mild); 3 = 50-69 % (moderate); 4A = 70-99 %
+# (severe); 4B = left main > 50 % or three-vessel obstructive (>= 70 %) disease; 5 = 100 %
+# (total occlusion); N = non-diagnostic study. As imaging_core.terminology's categories.
+CAD_RADS: dict[str, str] = {
+    "0": "No plaque and no narrowing were seen in the arteries of your heart.",
+    "1": "A very small amount of plaque was seen. It narrows the artery by less than a "
+         "quarter (less than 25 %), or not at all.",
+    "2": "Some plaque was seen. It narrows an artery by a quarter to a half (25 to 49 %). "
+         "Doctors call this mild narrowing.",
+    "3": "Plaque narrows an artery by a half to two thirds (50 to 69 %). Doctors call "
+         "this moderate narrowing.",
+    "4A": "Plaque narrows an artery by 70 to 99 %. Doctors call this severe narrowing.",
+    "4B": "Doctors call this severe narrowing. It means one of two things. The main artery "
+          "on the left side of your heart (the left main artery) is narrowed by more than a "
+          "half. Or all 3 main arteries are narrowed by 70 % or more.",
+    "5": "One of the arteries of your heart is completely blocked.",
+    "N": "The pictures were not clear enough to tell how narrow the arteries of your "
+         "heart are.",
+}
+
+CTCA_NOT_ASSESSED = ("We could not check the arteries of your heart on these pictures. "
+                     "This does not mean your arteries are clear. The radiologist's report "
+                     "below says what happens next.")
+
+VESSEL_WORDS = {"LM": "the left main artery", "LAD": "the left anterior descending artery",
+                "LCX": "the left circumflex artery", "RCA": "the right coronary artery"}
+
+
+def not_assessed_text(vessels: list[str]) -> str | None:
+    """Which arteries could not be checked, in words; None when all were."""
+    if not vessels:
+        return None
+    names = [VESSEL_WORDS.get(v, v) for v in vessels]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return (f"Part of the scan could not be checked: {listed}. This does not mean "
+            "it is clear. The group above is for the arteries that were checked.")
+
+
+RESULT_FROM_GP = Text(
+    "This page cannot explain this kind of scan in plain words. Your result is available "
+    "from your GP surgery, or the team who asked for the scan: they can explain it.",
+    NHS_CONTENT_STYLE)
+
+
+@dataclass(frozen=True)
+class ModelText:
+    """What the page says about the 3D model: heading, description and alternative texts."""
+
+    heading: str
+    text: str
+    alt: str
+    still_alt: str
+
+
+CALCIUM_MODEL = ModelText(
+    "3D model of the calcium in your heart",
+    "The model shows the calcium found in the arteries of your heart, with the tissue "
+    "around it shown faintly. It is seen from the front, as if you were facing someone. "
+    "You can turn it with your finger or mouse.",
+    "3D model of the calcium found in the arteries of your heart",
+    "Picture of the 3D model from the front: the calcium in the arteries of your heart, "
+    "with the tissue around it shown faintly")
+
+CTCA_MODEL = ModelText(
+    "3D model of the arteries of your heart",
+    "The model shows the arteries of your heart that the scan could follow. Their colour "
+    "is an estimate, from a computer model, of how well blood can flow along them: green "
+    "where the estimate shows no important drop, yellow or red where a narrowing may "
+    "reduce the flow, grey where it could not be estimated. You can turn it with your "
+    "finger or mouse.",
+    "3D model of the arteries of your heart, coloured by the estimated blood flow",
+    "Picture of the 3D model from the front: the arteries of your heart, coloured by the "
+    "estimated blood flow")

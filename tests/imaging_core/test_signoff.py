@@ -142,6 +142,7 @@ def test_sign_off_by_put_makes_everything_final(
     assert (sr.CompletionFlag, sr.VerificationFlag, sr.PreliminaryFlag) == \
         ("COMPLETE", "VERIFIED", "FINAL")
     assert str(sr.VerifyingObserverSequence[0].VerifyingObserverName) == "Jones^Sam"
+    assert not any("preliminary" in t.lower() for t in sr_texts(sr))  # the signed wording
     assert "preliminary" not in latest_sr(quick, "SEG").SeriesDescription
 
     amended = put(client, auth_headers, report, conclusion="Calcium in the LAD.", extension=[
@@ -235,3 +236,13 @@ def test_the_signed_sr_and_seg_are_valid_dicom(scored: Case, tmp_path: Path) -> 
     assert (document.VerificationFlag, document.SeriesDescription) == \
         ("VERIFIED", "Calcium score report (final)")
     assert _dciodvfy_errors(document, tmp_path / "pdf.dcm") == []
+
+
+def sr_texts(sr: Any) -> list[str]:
+    """Every TEXT content item's value in the SR's content tree, depth first."""
+    found = []
+    for item in sr.get("ContentSequence", []):
+        if item.get("ValueType") == "TEXT":
+            found.append(str(item.TextValue))
+        found += sr_texts(item)
+    return found

@@ -177,3 +177,80 @@ def test_a_preliminary_version_is_never_a_page(
         page_of: Callable[..., tuple[Any, str]]) -> None:
     with pytest.raises(NotFound):
         page_of(lambda s: [], status="preliminary")
+
+
+# --- coronary CT angiography (CTCA) and a kind the page does not know ---------------------
+
+# CAD-RADS 2.0 (Cury RC et al., J Cardiovasc Comput Tomogr 2022;16:536-557, Table 2), the
+# range each category stands for, as a patient reads it here.
+CURY: dict[str, str] = {"0": "No plaque and no narrowing", "1": "less than 25 %",
+                        "2": "25 to 49 %", "3": "50 to 69 %", "4A": "70 to 99 %",
+                        "4B": "left main artery", "5": "completely blocked",
+                        "N": "not clear enough"}
+CTCA_KEY = {"coding": [{"system": f"{BASE}/CodeSystem/procedure", "code": "CTCA"}]}
+CALCIUM_WORDS = ("calcium", "agatston", "cac-drs")
+
+
+def _cad_rads(subject: dict[str, str], **value: Any) -> dict[str, Any]:
+    return _observation(subject, "cad-rads", **value)
+
+
+def _ffr(subject: dict[str, str], vessel: str, **value: Any) -> dict[str, Any]:
+    site = {"coding": [{"system": f"{BASE}/CodeSystem/coronary-vessel", "code": vessel}]}
+    return _observation(subject, "ffr-ct", bodySite=site, **value)
+
+
+def _absent(code: str, text: str) -> dict[str, Any]:
+    return {"dataAbsentReason": {"coding": [{
+        "system": "http://terminology.hl7.org/CodeSystem/data-absent-reason", "code": code}],
+        "text": text}}
+
+
+def test_every_cad_rads_category_has_plain_words_of_its_range() -> None:
+    assert set(plain.CAD_RADS) == set(CURY)
+    for code, words in CURY.items():
+        assert words in plain.CAD_RADS[code], code
+    longest = max(len(s.split()) for t in plain.CAD_RADS.values() for s in t.split(". "))
+    assert longest <= 25  # NHS content style: short sentences
+
+
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+def test_a_ctca_page_gives_the_group_and_what_was_not_checked(
+        page_of: Callable[..., tuple[Any, str]]) -> None:
+    built, html = page_of(lambda s: [
+        _cad_rads(s, valueCodeableConcept={"coding": [
+            {"system": f"{BASE}/CodeSystem/cad-rads", "code": "4A"}]}),
+        *[_ffr(s, v, valueQuantity={"value": 0.9}) for v in ("LM", "LAD", "LCX")],
+        _ffr(s, "RCA", **_absent("not-performed", "RCA was not found: not assessed"))],
+        code=CTCA_KEY, conclusion="Severe LAD stenosis.")
+    assert built.calcium is None and built.ctca is not None
+    assert "CAD-RADS 4A" in html and CURY["4A"] in html
+    assert "the right coronary artery" in html and "does not mean it is clear" in html
+    assert "Severe LAD stenosis." in html
+    assert not any(word in html.lower() for word in CALCIUM_WORDS)
+
+
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+def test_a_ctca_that_could_not_be_analysed_is_never_clear(
+        page_of: Callable[..., tuple[Any, str]]) -> None:
+    why = "Not analysable: no contrast in the aortic root (45 HU)"
+    built, html = page_of(lambda s: [
+        _cad_rads(s, **_absent("not-performed", why)),
+        *[_ffr(s, v, **_absent("not-performed", why)) for v in ("LM", "LAD", "LCX", "RCA")]],
+        code=CTCA_KEY)
+    assert built.ctca is not None and built.ctca.category is None
+    assert "could not check the arteries" in html and "does not mean your arteries are clear" \
+        in html
+    assert "CAD-RADS 0" not in html and "No plaque" not in html
+    assert not any(word in html.lower() for word in CALCIUM_WORDS)
+
+
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+def test_a_kind_the_page_does_not_know_is_left_to_the_gp(
+        page_of: Callable[..., tuple[Any, str]]) -> None:
+    written = "Small pleural effusion on the left."
+    built, html = page_of(lambda s: [], code={"text": "CT chest"}, conclusion=written)
+    assert built.calcium is None and built.ctca is None
+    assert plain.RESULT_FROM_GP.text in html and written in html
+    assert not any(word in html.lower() for word in CALCIUM_WORDS)
+    assert "CAD-RADS" not in html
