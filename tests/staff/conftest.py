@@ -152,13 +152,21 @@ def axe_violations_fixture() -> Callable[[Any], list[dict[str, Any]]]:
 
 def model_in_its_box(page: Any) -> bool:
     """The model's canvas lies inside the <model-viewer> box (with its own stylesheet
-    refused, the canvas draws over the text below)."""
-    return bool(page.evaluate("""() => {
-        const viewer = document.querySelector('model-viewer');
-        const outer = viewer.getBoundingClientRect();
-        const drawn = [...viewer.shadowRoot.querySelectorAll('canvas')]
-            .map(c => c.getBoundingClientRect()).filter(r => r.width > 0 && r.height > 0);
-        return drawn.length > 0 && drawn.every(r => r.left >= outer.left - 1
-            && r.top >= outer.top - 1 && r.right <= outer.right + 1
-            && r.bottom <= outer.bottom + 1);
-    }"""))
+    refused, the canvas draws over the text below). model-viewer resizes its canvas on a
+    later animation frame after the viewport changes, so the check waits for it (a bound on
+    a hang on a busy machine, not a timed assertion)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function("""() => {
+            const viewer = document.querySelector('model-viewer');
+            const outer = viewer.getBoundingClientRect();
+            const drawn = [...viewer.shadowRoot.querySelectorAll('canvas')]
+                .map(c => c.getBoundingClientRect()).filter(r => r.width > 0 && r.height > 0);
+            return drawn.length > 0 && drawn.every(r => r.left >= outer.left - 1
+                && r.top >= outer.top - 1 && r.right <= outer.right + 1
+                && r.bottom <= outer.bottom + 1);
+        }""", timeout=60_000)
+    except PlaywrightTimeout:  # the canvas never fitted its box
+        return False
+    return True
