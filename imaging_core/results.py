@@ -59,7 +59,7 @@ from imaging_core.keyimages import KeyImage, key_images
 from imaging_core.mesh import calcium_mesh, context_mesh, to_glb
 from imaging_core.models import DicomInstance, ReceivedStudy
 from imaging_core.storage import store_instance, study_started
-from imaging_core.terminology import CAC_DRS_CATEGORIES, MEASURES, vessel_concept
+from imaging_core.terminology import CAC_DRS_CATEGORIES, MEASURES, code_in, vessel_concept
 from imaging_core.volume import Volume, load_volumes
 from referral import orders
 
@@ -351,14 +351,10 @@ def _observation_ids(store: Store, report: dict[str, Any]) -> dict[str, str]:
 
 def _reuse_key(base: str, observation: dict[str, Any]) -> str | None:
     """``agatston-score``, or ``agatston-score@LAD`` for an artery's: one Observation each."""
-    def code_in(concept: dict[str, Any], system: str) -> str | None:
-        return next((c["code"] for c in concept.get("coding", [])
-                     if c.get("system") == f"{base}/CodeSystem/{system}"), None)
-
-    measure = code_in(observation.get("code", {}), "measure")
+    measure = code_in(observation.get("code"), f"{base}/CodeSystem/measure")
     if measure is None:
         return None
-    site = code_in(observation.get("bodySite", {}), "coronary-vessel")
+    site = code_in(observation.get("bodySite"), f"{base}/CodeSystem/coronary-vessel")
     return f"{measure}@{site}" if site else measure
 
 
