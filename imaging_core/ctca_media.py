@@ -170,5 +170,8 @@ def _scale_bar(draw: ImageDraw.ImageDraw, view: Straightened, height: int,
     for mm in range(int(first), int(view.along_mm[-1]) + 1, 10):
         x = column_of(view, mm)
         draw.line((x, top, x, top + 5), fill=(255, 255, 255), width=1)
-        draw.text((x + 2, top + 6), f"{mm} mm" if mm == first else f"{mm}",
-                  fill=(255, 255, 255), font=font)
+        text = f"{mm} mm" if mm == first else f"{mm}"
+        # A label that would run off the right edge is drawn left of its tick instead.
+        width = draw.textlength(text, font=font)
+        at = x + 2 if x + 2 + width <= draw.im.size[0] else x - 2 - width
+        draw.text((at, top + 6), text, fill=(255, 255, 255), font=font)
