@@ -51,7 +51,7 @@ from core.settings import Settings
 from fhir.store import Store
 from imaging_core import ctca_media, ctca_reports, jobs, results, signoff
 from imaging_core import reports as reports
-from imaging_core.ctca import centrelines, pipeline
+from imaging_core.ctca import cadrads, centrelines, pipeline
 from imaging_core.ctca.tree import VESSELS, CtcaResult, Lesion
 from imaging_core.ctca_reports import (
     STENT_FROM_PCT,
@@ -307,4 +307,18 @@ def _cad_rads_value(ctx: _Context, result: CtcaResult) -> dict[str, Any]:
     if result.cad_rads is None:
         why = result.failed.get("cad-rads", "CAD-RADS could not be given")
         return _absent("error", why)
-    return {"valueCodeableConcept": cad_rads_concept(ctx.base, result.cad_rads)}
+    value: dict[str, Any] = {"valueCodeableConcept": cad_rads_concept(ctx.base,
+                                                                    result.cad_rads)}
+    return {**value, **_not_assessed_note(result)}
+
+
+def _not_assessed_note(result: CtcaResult) -> dict[str, Any]:
+    """A ``note`` naming the arteries not assessed and why (CAD-RADS N or the /N modifier)."""
+    tree = result.tree
+    unassessed = cadrads.not_assessed(result.lesions, tree) if tree is not None else []
+    if tree is None or not unassessed:
+        return {}
+    why = [f"{v} ({'not found in the images' if v in tree.missing else 'not measured'})"
+           for v in unassessed]
+    return {"note": [{"text": f"Not assessed: {', '.join(why)}; obstructive disease there "
+                              "cannot be excluded (CAD-RADS 2.0 N, Cury 2022)."}]}

@@ -19,7 +19,8 @@
    are carried across the gap into the piece ahead (:func:`bridged`);
 6. centrelines, graph and labels (``centrelines``).
 
-A vessel not found is listed in ``Tree.missing``, never left out silently.
+A vessel not found is listed in ``Tree.missing``, never left out silently; when
+none is found at all the step raises (:func:`coronary_tree`).
 Multiscale vesselness (Frangi AF et al. MICCAI 1998) is not used: on a
 contrast-filled lumen held off the pool the threshold already separates the
 lumen, and the filter would cost seconds per scale at full size.
@@ -74,7 +75,10 @@ def coronary_tree(volume: Volume, ascending: Ascending | None = None) -> Tree:
     Raises
     ------
     SegmentationError
-        No contrast-filled ascending aorta or root: nothing can be traced.
+        No contrast-filled ascending aorta or root, or no artery traced from
+        it: a tree with no vessel at all is a failure to analyse (the pipeline
+        reports the study "not analysable" with this reason), never an empty
+        tree that could be read as a normal one.
     """
     ascending = find_ascending(volume) if ascending is None else ascending
     volume = heart_crop(volume, ascending)
@@ -94,7 +98,16 @@ def coronary_tree(volume: Volume, ascending: Ascending | None = None) -> Tree:
         found, lacking = side_tree(volume, ostia[side], vessels)
         segments.update(found)
         missing += lacking
+    if not segments:
+        raise SegmentationError(_nothing_found(ostia))
     return Tree(segments, {side: o.point for side, o in ostia.items()}, missing)
+
+
+def _nothing_found(ostia: dict[str, Ostium]) -> str:
+    """Why no artery was traced: no ostium at the root, or no centreline from those found."""
+    why = (f"no centreline could be traced from the {' and '.join(sorted(ostia))} ostium"
+           if ostia else "no coronary ostium was found at the aortic root")
+    return f"no coronary artery found ({why}): LM, LAD, LCX and RCA not assessed"
 
 
 def side_tree(volume: Volume, ostium: Ostium, others: np.ndarray

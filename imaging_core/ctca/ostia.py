@@ -244,7 +244,8 @@ def ascending_chain(grid: Grid, to_mm: Callable[[np.ndarray], np.ndarray],
                if bone[c.k][_disc(grid.hu.shape[1:], c)].mean() < BONE_SHARE]
     top = grid.hu.shape[0] - 1
     seeds = [c for c in circles if c.k >= top - 1 and c.score >= HOUGH_MIN_SCORE]
-    chains = [track(circles, seed, grid) for seed in seeds]
+    found = set(circles)
+    chains = [confirmed_descent(track(circles, seed, grid), found) for seed in seeds]
     chains = [c for c in chains if len(c) >= MIN_CHAIN]
     if not chains:
         raise SegmentationError("no aortic circle chain reaches the top of the volume")
@@ -254,6 +255,37 @@ def ascending_chain(grid: Grid, to_mm: Callable[[np.ndarray], np.ndarray],
         return float(points[:, 0].mean() + points[:, 1].mean())
 
     return min(chains, key=anterior_right)
+
+
+def confirmed_descent(chain: list[Circle], found: set[Circle]) -> list[Circle]:
+    """``chain`` (lowest first) cut below its first unconfirmed bridge, going down.
+
+    ``anatomy.track`` carries the last circle over a gap of up to
+    ``AORTA_GAP_MM`` (wall calcium, a contact), so that the tube goes on past
+    it. The ascending aorta ends at the aortic valve, below its ~2 cm root
+    (``ROOT_BELOW_MM``): a gap there is the end of the tube, and a stray
+    circle within the gap's reach (noise in the root's trefoil, a chamber
+    below the valve) would carry the chain down into the left ventricle, and
+    every step anchored on the lowest circle (heart crop, root, ostia) with
+    it. Going down from the top, a bridge is therefore kept only when at
+    least ``MIN_CHAIN`` circles found in consecutive slices (``found``, not
+    carried over) follow it: the tube resumes (project rule, unverified).
+    """
+    down = chain[::-1]
+    kept: list[Circle] = []
+    i = 0
+    while i < len(down):
+        j = i
+        while j < len(down) and down[j] not in found:  # a bridged stretch (or none)
+            j += 1
+        run = j
+        while run < len(down) and down[run] in found:
+            run += 1
+        if i > 0 and j > i and run - j < MIN_CHAIN:
+            break
+        kept += down[i:run]
+        i = run
+    return sorted(kept, key=lambda c: c.k)
 
 
 def _disc_hu(grid: Grid, circle: Circle) -> np.ndarray:

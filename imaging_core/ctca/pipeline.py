@@ -8,7 +8,12 @@ failure is recorded, never read as "nothing there":
   analysable" naming the step and its error (no stenosis could be judged);
 - FFR-CT, stent sizing or CAD-RADS failing keep the lesions and record the
   step in ``CtcaResult.failed``; what it would have given is unknown;
-- a vessel the tree did not find stays in ``Tree.missing`` (not assessed).
+- a vessel the tree did not find stays in ``Tree.missing`` (not assessed;
+  CAD-RADS then gives N, or the obstructive category with the /N modifier);
+- no vessel found at all is "not analysable" with the reason (the tree step
+  raises): nothing was assessed, so this is the software failing to read the
+  study, not a reader's non-diagnostic N, and an analysable result with an
+  empty tree and no lesions could be taken for a normal study.
 
 The steps are the sibling modules' functions: ``qa.check(volume)``
 (``.analysable``, ``.reason``, ``.measured``, ``.caveats``),

@@ -79,7 +79,8 @@ def tree(volume: Volume) -> Tree:
     segments = {
         "LM": Segment("LM", "LM", None, lm_points, lm_along, np.full(len(lm_along), 7.07),
                       np.full(len(lm_along), 3.0), ["LAD", "LCX"]),
-        "LAD": Segment("LAD", "LAD", "LM", lad_points, lad_along, None, lad_diameter),
+        "LAD": Segment("LAD", "LAD", "LM", lad_points, lad_along,
+                       np.pi * (lad_diameter / 2) ** 2, lad_diameter),
         "LCX": Segment("LCX", "LCX", "LM", lcx_points, lcx_along, None,
                        np.full(len(lcx_along), np.nan)),
     }

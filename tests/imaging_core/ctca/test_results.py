@@ -145,6 +145,10 @@ def test_ffr_per_vessel_and_cad_rads(client: FlaskClient, auth_headers: Headers,
     (cad_rads,) = _by_measure(observations, "cad-rads")
     concept = cad_rads["valueCodeableConcept"]
     assert (_code(concept, "/CodeSystem/cad-rads"), _code(concept, "/DCM")) == ("3", "130726")
+    # the LCX's lumen is NaN and the RCA was not found: the category names both and why
+    assert [n["text"] for n in cad_rads["note"]] == [
+        "Not assessed: LCX (not measured), RCA (not found in the images); obstructive "
+        "disease there cannot be excluded (CAD-RADS 2.0 N, Cury 2022)."]
     assert "RCA" in report["conclusion"] and "not assessed" in report["conclusion"]
     forms = {f["contentType"] for f in report["presentedForm"]}
     assert forms == {"application/pdf", "model/gltf-binary"}
