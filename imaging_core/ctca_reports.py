@@ -45,6 +45,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from imaging_core import reports
+from imaging_core.ctca import cadrads
 from imaging_core.ctca.tree import VESSELS, CtcaResult, Lesion, Stent
 from imaging_core.keyimages import KeyImage
 from imaging_core.reports import Signature, _aspect, _caption, _latin1
@@ -131,7 +132,8 @@ def conclusion_text(result: CtcaResult) -> str:
         return (f"The coronary arteries could not be analysed: {reason}. A radiologist "
                 f"will review the images.{reports.PRELIMINARY_SENTENCE}")
     lesions = reported_lesions(result)
-    parts = [_category_sentence(result), *(lesion_sentence(result, x) for x in lesions)]
+    parts = [_category_sentence(result), *cadrads.near_bounds(result.lesions),
+             *(lesion_sentence(result, x) for x in lesions)]
     if not lesions:
         parts.append("No narrowing of 25 % or more was found in the arteries assessed.")
     parts += _unknowns(result)

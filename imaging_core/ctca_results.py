@@ -309,16 +309,17 @@ def _cad_rads_value(ctx: _Context, result: CtcaResult) -> dict[str, Any]:
         return _absent("error", why)
     value: dict[str, Any] = {"valueCodeableConcept": cad_rads_concept(ctx.base,
                                                                     result.cad_rads)}
-    return {**value, **_not_assessed_note(result)}
+    notes = [*_not_assessed_note(result), *cadrads.near_bounds(result.lesions)]
+    return {**value, **({"note": [{"text": text} for text in notes]} if notes else {})}
 
 
-def _not_assessed_note(result: CtcaResult) -> dict[str, Any]:
-    """A ``note`` naming the arteries not assessed and why (CAD-RADS N or the /N modifier)."""
+def _not_assessed_note(result: CtcaResult) -> list[str]:
+    """The arteries not assessed and why (CAD-RADS N or the /N modifier), as a note."""
     tree = result.tree
     unassessed = cadrads.not_assessed(result.lesions, tree) if tree is not None else []
     if tree is None or not unassessed:
-        return {}
+        return []
     why = [f"{v} ({'not found in the images' if v in tree.missing else 'not measured'})"
            for v in unassessed]
-    return {"note": [{"text": f"Not assessed: {', '.join(why)}; obstructive disease there "
-                              "cannot be excluded (CAD-RADS 2.0 N, Cury 2022)."}]}
+    return [f"Not assessed: {', '.join(why)}; obstructive disease there cannot be excluded "
+            "(CAD-RADS 2.0 N, Cury 2022)."]

@@ -104,3 +104,23 @@ def test_every_category_has_its_meaning_and_management():
     assert "angiography is recommended" in cadrads.MEANINGS["4B"].management
     assert "cannot be excluded" in cadrads.MEANINGS["N"].interpretation
     assert all(m.for_patients for m in cadrads.MEANINGS.values())
+
+
+@pytest.mark.parametrize(("lesions", "expected"), [
+    # 67 % is 3 points under the 3/4A bound (Cury 2022 Table 2: 70-99 % is 4A)
+    ([les("LAD", 67)], ["LAD 67 % lies within 5 points of the 70 % bound: the category "
+                        "could be 4A rather than 3; judge this narrowing on the images."]),
+    # a left main of 48 % could be 50 % or more: 4B rather than 2
+    ([les("LM", 48)], ["LM 48 % lies within 5 points of the 50 % bound: the category "
+                       "could be 4B rather than 2; judge this narrowing on the images."]),
+    # three-vessel 4B rests on the LAD's 72 %: under 70 % it would be 4A
+    ([les("LAD", 72), les("LCX", 80), les("RCA", 85)],
+     ["LAD 72 % lies within 5 points of the 70 % bound: the category could be 4A rather "
+      "than 4B; judge this narrowing on the images."]),
+    ([les("LAD", 67), les("RCA", 80)], []),  # 4A either way: the RCA is severe
+    ([les("LAD", 60)], []),  # 10 points from either bound
+    ([les("RCA", 100)], []),  # an occlusion is not a measurement near a bound
+])
+def test_readings_near_a_category_bound_are_named(lesions: list[Lesion],
+                                                  expected: list[str]) -> None:
+    assert cadrads.near_bounds(lesions) == expected

@@ -14,7 +14,8 @@ from functools import cache
 import numpy as np
 import pytest
 
-from imaging_core.ctca import pipeline
+from imaging_core import ctca_reports
+from imaging_core.ctca import cadrads, pipeline
 from imaging_core.ctca.tree import CtcaResult
 from tests.imaging_core.ctca import phantom as P
 
@@ -108,6 +109,18 @@ def test_cad_rads_is_the_truths(preset: str) -> None:
     """CAD-RADS as the truth's own table gives it (Cury 2022), for every phantom."""
     truth, result = _analysed(preset)
     assert result.cad_rads == truth.cad_rads
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_a_category_missed_on_a_bound_is_named_as_in_doubt(preset: str) -> None:
+    """Where the category differs from the truth's, the report says the true category is
+    possible (``cadrads.near_bounds``), in the conclusion the radiologist signs."""
+    truth, result = _analysed(preset)
+    if result.cad_rads != truth.cad_rads:
+        doubts = cadrads.near_bounds(result.lesions)
+        assert any(f"could be {truth.cad_rads} rather than {result.cad_rads}" in d
+                   for d in doubts), (result.cad_rads, truth.cad_rads, result.lesions)
+        assert all(d in ctca_reports.conclusion_text(result) for d in doubts)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
