@@ -48,7 +48,7 @@ full grid. The steps, in order, each with its source:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -242,7 +242,7 @@ def _within(mask: np.ndarray, spacing: tuple[float, float, float], mm: float, *,
         return mask.copy()
     sampling = (1e6 if in_plane else spacing[0], spacing[1], spacing[2])
     pad = [int(np.ceil(mm / s)) + 1 for s in sampling]
-    box = _box(mask, pad)
+    box = bounding_box(mask, pad)
     out = np.zeros_like(mask)
     out[box] = ndimage.distance_transform_edt(~mask[box], sampling=sampling) <= mm
     return out
@@ -254,21 +254,24 @@ def _eroded(mask: np.ndarray, spacing: tuple[float, float, float], mm: float, *,
     if not mask.any():
         return mask.copy()
     sampling = (1e6 if in_plane else spacing[0], spacing[1], spacing[2])
-    box = _box(mask, [1, 1, 1])
+    box = bounding_box(mask, [1, 1, 1])
     out = np.zeros_like(mask)
     inside = np.pad(mask[box], 1)  # the array's edge counts as outside
     out[box] = (ndimage.distance_transform_edt(inside, sampling=sampling) > mm)[1:-1, 1:-1, 1:-1]
     return out
 
 
-def _box(mask: np.ndarray, pad: list[int]) -> tuple[slice, ...]:
-    """Bounding box of ``mask`` grown by ``pad`` voxels per axis, clipped to the array."""
+def bounding_box(mask: np.ndarray, margin: Sequence[int] = (0, 0, 0)
+                 ) -> tuple[slice, slice, slice]:
+    """Bounding box of 3D ``mask`` grown by ``margin`` voxels per axis, clipped to the
+    array; empty slices where ``mask`` holds nothing."""
     out = []
     for axis in range(3):
         present = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
-        out.append(slice(max(int(present[0]) - pad[axis], 0),
-                         min(int(present[-1]) + 1 + pad[axis], mask.shape[axis])))
-    return tuple(out)
+        low = max(int(present[0]) - margin[axis], 0) if len(present) else 0
+        high = min(int(present[-1]) + 1 + margin[axis], mask.shape[axis]) if len(present) else 0
+        out.append(slice(low, high))
+    return out[0], out[1], out[2]
 
 
 def segment_body(grid: Grid) -> np.ndarray:
@@ -423,7 +426,7 @@ def aortic_circles(grid: Grid, region: np.ndarray) -> list[Circle]:
     found = []
     grown_region = ndimage.binary_dilation(region, structure=_IN_PLANE, iterations=2)
     for k in np.flatnonzero(region.any(axis=(1, 2))):
-        box = _box(region[k][None], [0, rmax, rmax])[1:]
+        box = bounding_box(region[k][None], [0, rmax, rmax])[1:]
         near = grown_region[k][box]
         edges = canny(np.clip(grid.hu[k][box], -200, 200), sigma=1.0, low_threshold=25,
                       high_threshold=50) & near
@@ -449,14 +452,15 @@ def _peaks(accumulator: np.ndarray, radii: np.ndarray, k: int,
             for i in order]
 
 
-def _disc(shape: tuple[int, int], circle: Circle, scale: float = 1.0) -> np.ndarray:
+def circle_disc(shape: tuple[int, int], circle: Circle, scale: float = 1.0) -> np.ndarray:
+    """The slice-shaped (rows, cols) mask inside ``circle``'s radius times ``scale``."""
     rows, cols = np.ogrid[:shape[0], :shape[1]]
     return np.asarray((rows - circle.row) ** 2 + (cols - circle.col) ** 2
                       <= (circle.radius * scale) ** 2)
 
 
 def _lumen_hu(grid: Grid, circle: Circle) -> float:
-    inner = _disc(grid.hu.shape[1:], circle, 0.6)
+    inner = circle_disc(grid.hu.shape[1:], circle, 0.6)
     return float(np.median(grid.hu[circle.k][inner]))
 
 
@@ -522,7 +526,7 @@ def find_aorta(grid: Grid, circles: list[Circle], bone: np.ndarray, locate: Loca
     SegmentationError
         Either vessel has no circle.
     """
-    usable = [c for c in circles if bone[c.k][_disc(bone.shape[1:], c)].mean() < 0.2]
+    usable = [c for c in circles if bone[c.k][circle_disc(bone.shape[1:], c)].mean() < 0.2]
     if not usable:
         raise SegmentationError("no aortic cross-section (Hough circle) between the lungs")
     where = {c: locate(c.k, c.row, c.col) for c in usable}
@@ -571,10 +575,10 @@ def aorta_masks(grid: Grid, aorta: Aorta) -> tuple[np.ndarray, np.ndarray]:
     """
     vessel = np.zeros(grid.hu.shape, dtype=bool)
     for c in [*aorta.descending, *aorta.ascending]:
-        vessel[c.k] |= _disc(grid.hu.shape[1:], c)
+        vessel[c.k] |= circle_disc(grid.hu.shape[1:], c)
     root = np.zeros_like(vessel)
     for c in root_circles(grid, aorta.ascending):
-        root[c.k] |= _disc(grid.hu.shape[1:], c)
+        root[c.k] |= circle_disc(grid.hu.shape[1:], c)
     return vessel | root, root
 
 
@@ -649,7 +653,7 @@ def segment_epicardial_fat(hu: np.ndarray, heart: np.ndarray) -> np.ndarray:
     """Fat (``FAT_HU``, Dey et al. 2010) inside the heart region, on the volume's grid."""
     out = np.zeros(heart.shape, dtype=bool)
     if heart.any():
-        box = _box(heart, [0, 0, 0])
+        box = bounding_box(heart, [0, 0, 0])
         out[box] = heart[box] & (hu[box] >= FAT_HU[0]) & (hu[box] <= FAT_HU[1])
     return out
 
@@ -697,7 +701,7 @@ def _triple(point: np.ndarray) -> tuple[float, float, float]:
     return float(point[0]), float(point[1]), float(point[2])
 
 
-def _mm_of(volume: Volume, grid: Grid) -> Callable[[np.ndarray], np.ndarray]:
+def grid_to_mm(volume: Volume, grid: Grid) -> Callable[[np.ndarray], np.ndarray]:
     """Working-grid (k, row, column) rows -> LPS mm through the volume's geometry."""
     factors = np.asarray(grid.factors, dtype=np.float64)
 
@@ -736,7 +740,7 @@ def segment(volume: Volume) -> Anatomy:
     Never raises for image content.
     """
     grid = working_grid(volume)
-    to_mm = _mm_of(volume, grid)
+    to_mm = grid_to_mm(volume, grid)
     empty = np.zeros(grid.hu.shape, dtype=bool)
     missing: list[str] = []
 

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from imaging_core.anatomy import Anatomy
+from imaging_core.anatomy import Anatomy, bounding_box
 from imaging_core.calcium import MCCOLLOUGH_2007
 from imaging_core.volume import QA_SHEAR, Volume
 
@@ -257,7 +257,7 @@ def contrast_rule(volume: Volume, anatomy: Anatomy) -> _Finding:
     if pool is None:
         out.caveats.append(f"{QA_POOL_MISSING}: the blood pool was not found; contrast was "
                            "measured in the interior of the aorta and the heart only")
-    box = _box(np.logical_or.reduce(present))
+    box = bounding_box(np.logical_or.reduce(present))
     samples = _contrast_samples(volume, box, pool, [m for m in regions.values() if m is not None])
     for where, region in regions.items():
         _judge_contrast(out, where, region, samples, volume, box)
@@ -353,23 +353,11 @@ def _eroded_in_plane(mask: np.ndarray, spacing: tuple[float, float, float],
     """
     out = np.zeros_like(mask)
     for k in np.flatnonzero(mask.any(axis=(1, 2))):
-        box = _box(mask[k][None])[1:]
+        box = bounding_box(mask[k][None])[1:]
         padded = np.pad(mask[k][box], 1)
         distance = ndimage.distance_transform_edt(padded, sampling=spacing[1:])
         out[k][box] = np.asarray(distance)[1:-1, 1:-1] > margin_mm
     return out
-
-
-def _box(mask: np.ndarray, margin: tuple[int, int, int] = (0, 0, 0)
-         ) -> tuple[slice, slice, slice]:
-    """The bounding box of ``mask`` grown by ``margin`` voxels, clipped to the array."""
-    out = []
-    for axis in range(3):
-        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
-        low = max(int(present[0]) - margin[axis], 0) if len(present) else 0
-        high = min(int(present[-1]) + 1 + margin[axis], mask.shape[axis]) if len(present) else 0
-        out.append(slice(low, high))
-    return out[0], out[1], out[2]
 
 
 def metal_rule(volume: Volume, anatomy: Anatomy) -> _Finding:
@@ -428,7 +416,7 @@ def _distance_to(target: np.ndarray, points: np.ndarray, spacing: tuple[float, f
     does not grow with the field of view.
     """
     margin = tuple(int(np.ceil(reach_mm / s)) + 1 for s in spacing)
-    box = _box(target, (margin[0], margin[1], margin[2]))
+    box = bounding_box(target, (margin[0], margin[1], margin[2]))
     inside = points[box]
     if not inside.any():
         return None
@@ -515,7 +503,7 @@ def _touches(mask: np.ndarray, other: np.ndarray) -> bool:
 
     ``other`` may have one slice, standing for every slice.
     """
-    box = _box(mask, (0, 1, 1))
+    box = bounding_box(mask, (0, 1, 1))
     near = other[(slice(None) if other.shape[0] == 1 else box[0], box[1], box[2])]
     if not near.any():
         return False

@@ -49,11 +49,11 @@ from imaging_core.anatomy import (
     HOUGH_MIN_SCORE,
     Circle,
     Grid,
-    _box,
-    _disc,
-    _mm_of,
     aortic_circles,
     bone_candidates,
+    bounding_box,
+    circle_disc,
+    grid_to_mm,
     track,
     working_grid,
 )
@@ -168,7 +168,7 @@ def find_ascending(volume: Volume, floor_hu: float = BRIGHT_HU,
         No circle chain runs from the top of the volume.
     """
     grid = working_grid(volume) if grid is None else grid
-    to_mm = _mm_of(volume, grid)
+    to_mm = grid_to_mm(volume, grid)
     chain = ascending_chain(grid, to_mm, floor_hu)
     centres = to_mm(np.array([[c.k, c.row, c.col] for c in chain], dtype=np.float64))
     radius = float(np.median([c.radius for c in chain])) * grid.spacing[2]
@@ -241,7 +241,7 @@ def ascending_chain(grid: Grid, to_mm: Callable[[np.ndarray], np.ndarray],
     """
     bone = bone_candidates(grid)
     circles = [c for c in aortic_circles(grid, grid.hu > floor_hu)
-               if bone[c.k][_disc(grid.hu.shape[1:], c)].mean() < BONE_SHARE]
+               if bone[c.k][circle_disc(grid.hu.shape[1:], c)].mean() < BONE_SHARE]
     top = grid.hu.shape[0] - 1
     seeds = [c for c in circles if c.k >= top - 1 and c.score >= HOUGH_MIN_SCORE]
     found = set(circles)
@@ -290,7 +290,7 @@ def confirmed_descent(chain: list[Circle], found: set[Circle]) -> list[Circle]:
 
 def _disc_hu(grid: Grid, circle: Circle) -> np.ndarray:
     """Working-grid HU inside 0.6 of a circle's radius (its lumen, away from the wall)."""
-    return np.asarray(grid.hu[circle.k][_disc(grid.hu.shape[1:], circle, 0.6)])
+    return np.asarray(grid.hu[circle.k][circle_disc(grid.hu.shape[1:], circle, 0.6)])
 
 
 def _to_voxel(volume: Volume, point_mm: np.ndarray) -> np.ndarray:
@@ -371,7 +371,7 @@ def find_ostia(volume: Volume, root: AorticRoot, vessels: np.ndarray) -> dict[st
     trees. A side absent from the answer has no ostium.
     """
     margin = max(OSTIUM_REACH_MM, HUG_MM) + 1.0
-    box = _box(root.lumen, [int(np.ceil(margin / h)) for h in volume.spacing])
+    box = bounding_box(root.lumen, [int(np.ceil(margin / h)) for h in volume.spacing])
     distance = ndimage.distance_transform_edt(~root.lumen[box], sampling=volume.spacing)
     cut = vessels.copy()
     cut[box] &= distance > WALL_SHELL_MM

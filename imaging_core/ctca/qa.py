@@ -262,14 +262,14 @@ def find_root(grid: anatomy.Grid, ascending: ostia.Ascending) -> RootSample | No
         return None
     sample = np.zeros(grid.hu.shape, dtype=bool)
     for c, _ in kept[:ROOT_SAMPLE_SLICES]:
-        sample[c.k][anatomy._disc(grid.hu.shape[1:], c, INNER_SHARE)] = True
+        sample[c.k][anatomy.circle_disc(grid.hu.shape[1:], c, INNER_SHARE)] = True
     return RootSample(np.asarray(kept[0][1]), anatomy.to_full(grid, sample),
                       (kept[-1][0].k - kept[0][0].k) * grid.spacing[0])
 
 
 def _uniform(grid: anatomy.Grid, circle: anatomy.Circle) -> bool:
     """Whether the inner disc is one blood pool (a circle that straddles walls is not)."""
-    values = grid.hu[circle.k][anatomy._disc(grid.hu.shape[1:], circle, INNER_SHARE)]
+    values = grid.hu[circle.k][anatomy.circle_disc(grid.hu.shape[1:], circle, INNER_SHARE)]
     low, high = np.percentile(values, [10, 90])
     return bool(high - low <= UNIFORM_SPREAD_HU)
 
